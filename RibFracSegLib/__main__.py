@@ -1,0 +1,5 @@
+import sys
+
+from RibFracSegLib.cli import main
+
+sys.exit(main())

@@ -1,0 +1,54 @@
+"""`ribfracseg` command line: one sub-command a module in this package.
+
+Each module exposes `add_arguments(parser)` and `run(args) -> int` and imports heavy packages
+(torch) only inside `run`, so `ribfracseg --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help). Modules missing from a checkout are simply not offered.
+COMMANDS = {
+    "demo": ("RibFracSegLib.cli.demo", "generate a phantom, segment it with the embedded default, compare to truth"),
+    "phantom": ("RibFracSegLib.cli.phantom", "write synthetic chest/abdomen CT phantoms in the RibFrac layout"),
+    "segment": ("RibFracSegLib.cli.segment", "detect and segment rib fractures in CTs"),
+    "evaluate": ("RibFracSegLib.cli.evaluate", "RibFrac-challenge FROC, Dice and classification of predictions"),
+    "train": ("RibFracSegLib.cli.train", "train a fracture network on a RibFrac-layout data set"),
+    "l3": ("RibFracSegLib.cli.l3", "locate the L3 slice and measure body composition"),
+    "train-l3": ("RibFracSegLib.cli.train_l3", "train the L3 locator"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from RibFracSegLib import __version__
+
+    parser = argparse.ArgumentParser(prog="ribfracseg", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"ribfracseg {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name == module_name:
+                continue
+            raise
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(cmd)
+        cmd.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    return int(args._run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""Every default constant of the project, in one place.
+
+Checkpoints carry their own pre-processing and thresholds; these values are used only when a
+checkpoint (or the caller) says nothing. Import from here; never repeat a number elsewhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# --- Where shipped files live ---------------------------------------------------------------
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+RESOURCES_DIR = PROJECT_ROOT / "Resources"
+MODELS_DIR = RESOURCES_DIR / "Models"
+DEFAULT_FRACTURE_CHECKPOINT = MODELS_DIR / "ribfrac_default.pt"
+DEFAULT_L3_CHECKPOINT = MODELS_DIR / "l3_default.pt"
+
+# --- CT intensities (HU) -----------------------------------------------------------------------
+AIR_HU = -1024
+OUTSIDE_FOV_HU = -2048  # what many scanners store outside the reconstruction circle
+HU_WINDOW = (-200.0, 1000.0)  # FracNet's clip window, mapped linearly to [-1, 1]
+BONE_HU = 300.0  # "bone" for the spine step and for skipping patches
+
+# --- Fracture inference -------------------------------------------------------------------------
+PATCH_SIZE = (64, 64, 64)
+OVERLAP = 0.5
+BATCH_SIZE = 4
+PROB_THRESHOLD = 0.1  # probabilities at or below are zeroed (FracNet)
+MIN_FRACTURE_VOLUME_MM3 = 50.0  # FracNet's 100 voxels at ~0.7x0.7x1 mm
+SPINE_MARGIN_MM = 5.0
+
+# --- Phantoms -----------------------------------------------------------------------------------
+PHANTOM_FIELDS_OF_VIEW = ("thorax", "thorax_abdomen", "abdomen_pelvis")
+PHANTOM_ORIENTATIONS = ("LPS", "RAS", "LPI", "oblique")
+
+# --- Vertebral levels (VerSe convention: C1-C7 = 1-7, T1-T12 = 8-19, L1-L5 = 20-24, sacrum = 26)
+VERTEBRA_IDS = {
+    **{f"C{i}": i for i in range(1, 8)},
+    **{f"T{i}": 7 + i for i in range(1, 13)},
+    **{f"L{i}": 19 + i for i in range(1, 6)},
+    "S": 26,
+}
+L3_ID = VERTEBRA_IDS["L3"]
+
+# --- RibFrac label codes -----------------------------------------------------------------------
+FRACTURE_CODES = {1: "displaced", 2: "non-displaced", 3: "buckle", 4: "segmental", -1: "undefined"}
+
+# --- L3 locator and body composition (Alberta protocol, Mourtzakis 2008) -------------------------
+L3_MIP_HU_RANGE = (100.0, 1500.0)
+L3_MIP_SPACING_MM = 1.0
+L3_MIN_CONFIDENCE = 0.1
+MUSCLE_HU = (-29.0, 150.0)
+SAT_HU = (-190.0, -30.0)
+VAT_HU = (-150.0, -50.0)

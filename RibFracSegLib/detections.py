@@ -1,0 +1,42 @@
+"""Detections: what the fracture pipeline reports, in units a radiologist can check.
+
+The same frozen objects feed the CLI, the JSON/CSV exporters, the evaluator and the Slicer Logic.
+Positions are given three ways because each consumer wants a different one: voxel indices (i, j, k)
+on the input grid, RAS mm (Slicer), LPS mm (ITK/DICOM).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+import SimpleITK as sitk
+
+
+@dataclass(frozen=True)
+class Detection:
+    id: int  # instance label value in `FractureResult.instances` (1..n)
+    confidence: float  # mean probability over the component
+    voxel_count: int
+    volume_mm3: float
+    centroid_ijk: tuple[float, float, float]  # continuous index on the input grid (i, j, k)
+    center_ras: tuple[float, float, float]
+    center_lps: tuple[float, float, float]
+    bbox_ijk: tuple[tuple[int, int, int], tuple[int, int, int]]  # inclusive (min ijk, max ijk)
+    label_code: int = -1  # RibFrac code when a classifier predicts one, else -1 (undefined)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class FractureResult:
+    """One CT's fractures: detections plus the instance-label image on the input grid."""
+
+    detections: list[Detection]
+    instances: sitk.Image  # UInt16 labels 0..n on the input CT's grid
+    probability: Optional[sitk.Image] = None  # float32 on the input grid, only when asked for
+    timings_s: dict[str, float] = field(default_factory=dict)
+    patches_total: int = 0
+    patches_skipped: int = 0
+    device: str = "cpu"

@@ -1,0 +1,77 @@
+"""Geometry helpers: LPS (ITK) <-> RAS (Slicer) and index <-> physical, always via SimpleITK.
+
+ITK images live in LPS; Slicer and most radiology tools report RAS. RAS = diag(-1, -1, 1) * LPS.
+Arrays from SimpleITK are indexed [k, j, i]; SimpleITK indices are (i, j, k).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import SimpleITK as sitk
+
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
+
+
+def lps_to_ras(point: Sequence[float]) -> tuple[float, float, float]:
+    x, y, z = (float(v) for v in point)
+    return (-x, -y, z)
+
+
+ras_to_lps = lps_to_ras  # the flip is its own inverse
+
+
+def index_to_lps(image: sitk.Image, index_ijk: Sequence[float]) -> tuple[float, float, float]:
+    """Continuous (i, j, k) index -> LPS mm."""
+    return tuple(image.TransformContinuousIndexToPhysicalPoint([float(v) for v in index_ijk]))
+
+
+def index_to_ras(image: sitk.Image, index_ijk: Sequence[float]) -> tuple[float, float, float]:
+    return lps_to_ras(index_to_lps(image, index_ijk))
+
+
+def lps_to_index(image: sitk.Image, point_lps: Sequence[float]) -> tuple[float, float, float]:
+    """LPS mm -> continuous (i, j, k) index."""
+    return tuple(image.TransformPhysicalPointToContinuousIndex([float(v) for v in point_lps]))
+
+
+def ras_to_index(image: sitk.Image, point_ras: Sequence[float]) -> tuple[float, float, float]:
+    return lps_to_index(image, ras_to_lps(point_ras))
+
+
+def ijk_to_ras_matrix(image: sitk.Image) -> np.ndarray:
+    """4x4 IJK -> RAS matrix (what Slicer's SetIJKToRASMatrix wants)."""
+    direction = np.array(image.GetDirection(), dtype=float).reshape(3, 3)
+    spacing = np.array(image.GetSpacing(), dtype=float)
+    matrix = np.eye(4)
+    matrix[:3, :3] = LPS_TO_RAS @ direction @ np.diag(spacing)
+    matrix[:3, 3] = LPS_TO_RAS @ np.array(image.GetOrigin(), dtype=float)
+    return matrix
+
+
+def axis_codes(image: sitk.Image) -> str:
+    """Three-letter ITK orientation code, e.g. 'LPS' for DICOM-like or 'RAS' for nibabel-like storage."""
+    return sitk.DICOMOrientImageFilter_GetOrientationFromDirectionCosines(image.GetDirection())
+
+
+def superior_axis(image: sitk.Image) -> tuple[int, int]:
+    """(array axis in [k, j, i] order, sign) of the axis that runs most nearly head-wards."""
+    direction = np.array(image.GetDirection(), dtype=float).reshape(3, 3)
+    col = int(np.argmax(np.abs(direction[2, :])))  # index axis i/j/k with the largest S component
+    sign = 1 if direction[2, col] > 0 else -1
+    return 2 - col, sign
+
+
+def to_canonical(image: sitk.Image) -> sitk.Image:
+    """Reorient (permute/flip only, no resampling) to LPS storage: i->Left, j->Posterior, k->Superior."""
+    return sitk.DICOMOrient(image, "LPS")
+
+
+def same_grid(a: sitk.Image, b: sitk.Image, tol: float = 1e-4) -> bool:
+    return (
+        a.GetSize() == b.GetSize()
+        and np.allclose(a.GetSpacing(), b.GetSpacing(), atol=tol)
+        and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=tol)
+        and np.allclose(a.GetDirection(), b.GetDirection(), atol=tol)
+    )

@@ -52,3 +52,9 @@ L3_MIN_CONFIDENCE = 0.1
 MUSCLE_HU = (-29.0, 150.0)
 SAT_HU = (-190.0, -30.0)
 VAT_HU = (-150.0, -50.0)
+
+# --- Slicer terminology for fracture segments (DICOM/SNOMED CT: scheme, code, meaning) -------------
+TERMINOLOGY_CONTEXT = "Segmentation category and type - 3D Slicer General Anatomy list"
+FRACTURE_CATEGORY_CODE = ("SCT", "49755003", "Morphologically Altered Structure")
+FRACTURE_TYPE_CODE = ("SCT", "33737001", "Fracture of rib")
+FRACTURE_REGION_CODE = ("SCT", "113197003", "Rib")

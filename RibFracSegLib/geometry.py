@@ -75,3 +75,18 @@ def same_grid(a: sitk.Image, b: sitk.Image, tol: float = 1e-4) -> bool:
         and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=tol)
         and np.allclose(a.GetDirection(), b.GetDirection(), atol=tol)
     )
+
+
+def set_ijk_to_ras_matrix(image: sitk.Image, matrix: np.ndarray) -> sitk.Image:
+    """Give `image` the geometry of a 4x4 IJK -> RAS matrix (the inverse of ijk_to_ras_matrix).
+
+    Slicer keeps a volume's geometry as this one matrix; SimpleITK wants LPS origin, spacing and
+    unit direction columns.
+    """
+    matrix = np.asarray(matrix, dtype=float)
+    lps = LPS_TO_RAS @ matrix[:3, :3]
+    spacing = np.linalg.norm(lps, axis=0)
+    image.SetSpacing([float(s) for s in spacing])
+    image.SetDirection([float(v) for v in (lps / spacing).ravel()])
+    image.SetOrigin([float(v) for v in LPS_TO_RAS @ matrix[:3, 3]])
+    return image

@@ -53,6 +53,22 @@ MUSCLE_HU = (-29.0, 150.0)
 SAT_HU = (-190.0, -30.0)
 VAT_HU = (-150.0, -50.0)
 
+# --- L3 locator: projections, network input, decoding, body-composition geometry ----------------
+L3_MIP_BORDER_MM = 0.0  # zero this much of the in-plane border before projecting (Kanavati: 40 voxels)
+L3_SAGITTAL_SLAB_MM = 10.0  # sagittal MIP = max over +-this around the body's left-right centre
+L3_BODY_HU = -500.0  # "inside the body" for the body centre, body mask and projections
+L3_INPUT_COLS = 512  # MIPs are padded/cropped to this many 1-mm columns, centred
+L3_INPUT_MIN_ROWS = 512  # ... and padded (never cropped) to at least this many rows
+L3_ROW_MULTIPLE = 32  # rows padded to a multiple of the network's total down-sampling
+L3_TARGET_SIGMA_MM = 3.0  # Gaussian line at the L3 row in the training target
+L3_TARGET_BAND = 0.4  # share of the central columns carrying the target (and read when decoding)
+L3_UNET_BASE = 8  # channels of the first level of "l3_unet2d"
+L3_UNET_DEPTH = 5  # levels, each halving the resolution (the stem halves it once more)
+L3_SKIN_MM = 3.0  # skin band left out of the fat/muscle compartments
+L3_WALL_CLOSING_MM = 5.0  # gaps in the abdominal muscle wall up to twice this are sealed
+L3_MUSCLE_RIM_MM = 4.0  # muscle pieces within this of the inner compartment's rim are wall muscle
+L3_OVERLAY_WINDOW_HU = (-160.0, 240.0)  # abdominal window for the overlay PNG
+
 # --- Slicer terminology for fracture segments (DICOM/SNOMED CT: scheme, code, meaning) -------------
 TERMINOLOGY_CONTEXT = "Segmentation category and type - 3D Slicer General Anatomy list"
 FRACTURE_CATEGORY_CODE = ("SCT", "49755003", "Morphologically Altered Structure")

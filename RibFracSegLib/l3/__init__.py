@@ -1,0 +1,13 @@
+"""L3 slice localisation from frontal/sagittal MIPs with a 2D U-Net, and body composition at L3.
+
+Importing this package registers the "l3_unet2d" network (the networks registry imports it on a miss).
+"""
+
+from RibFracSegLib.l3 import unet2d  # noqa: F401  (registers "l3_unet2d")
+from RibFracSegLib.l3.body_composition import BodyComposition, body_composition, slice_composition
+from RibFracSegLib.l3.locator import L3Result, locate_l3
+from RibFracSegLib.l3.overlay import save_mip_png, save_overlay_png
+from RibFracSegLib.l3.projections import Projections, compute_projections
+
+__all__ = ["BodyComposition", "L3Result", "Projections", "body_composition", "compute_projections", "locate_l3",
+           "save_mip_png", "save_overlay_png", "slice_composition"]

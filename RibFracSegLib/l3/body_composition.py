@@ -1,0 +1,134 @@
+"""Body composition on the L3 slice: muscle, subcutaneous (SAT), visceral (VAT) and intermuscular fat.
+
+HU ranges (Alberta protocol, defaults.MUSCLE_HU/SAT_HU/VAT_HU) cannot tell visceral from
+subcutaneous fat, nor muscle from organs, so compartments are separated by geometry:
+- the body is the largest piece above defaults.L3_BODY_HU, holes filled;
+- the abdominal wall is the soft tissue (above the fat range) inside the skin band, closed so that
+  gaps up to 2 x L3_WALL_CLOSING_MM are sealed;
+- SAT = fat reachable from under the skin without crossing the wall; everything else is "inner";
+- muscle = muscle-HU pieces of the inner compartment that touch its rim (abdominal wall, paraspinal
+  muscles) or the vertebra (psoas); pieces floating in the abdomen (bowel, organs) are not muscle;
+- IMAT = fat enclosed by muscle; VAT = visceral-range fat of the inner compartment elsewhere.
+This is a geometric approximation (no segmentation network): expect organ walls touching muscle to
+be counted as muscle on real CTs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+from skimage.morphology import disk
+
+from RibFracSegLib import defaults
+from RibFracSegLib.geometry import to_canonical
+
+# Per-pixel tissue labels of BodyComposition.mask.
+NONE, MUSCLE, SAT, VAT, IMAT = 0, 1, 2, 3, 4
+TISSUE_NAMES = {MUSCLE: "muscle", SAT: "sat", VAT: "vat", IMAT: "imat"}
+
+
+@dataclass(frozen=True)
+class BodyComposition:
+    """Areas in cm^2 on one axial slice; `mask` holds the tissue label of every pixel ([row, col])."""
+
+    muscle_cm2: float
+    sat_cm2: float
+    vat_cm2: float
+    imat_cm2: float | None
+    smi: float | None  # skeletal muscle index, cm^2/m^2, when height is known
+    slice_index: int
+    height_m: float | None = None
+    mask: np.ndarray = field(default=None, repr=False, compare=False)
+    hu: np.ndarray = field(default=None, repr=False, compare=False)  # the slice, for the overlay
+    pixel_mm: tuple[float, float] = (1.0, 1.0)  # (row, column) spacing
+
+    def as_dict(self) -> dict:
+        def r(v):
+            return None if v is None else round(float(v), 2)
+
+        return {"muscle_cm2": r(self.muscle_cm2), "sat_cm2": r(self.sat_cm2), "vat_cm2": r(self.vat_cm2),
+                "imat_cm2": r(self.imat_cm2), "smi_cm2_per_m2": r(self.smi), "height_m": self.height_m,
+                "slice_index": self.slice_index}
+
+
+def _in(hu: np.ndarray, rng: tuple[float, float]) -> np.ndarray:
+    return (hu >= rng[0]) & (hu <= rng[1])
+
+
+def _disk_px(mm: float, pixel_mm: float) -> np.ndarray:
+    return disk(max(1, int(round(mm / pixel_mm))))
+
+
+def body_mask(hu: np.ndarray) -> np.ndarray:
+    """Largest connected piece above L3_BODY_HU with holes (gas) filled: drops the table and air."""
+    labels, n = ndimage.label(hu > defaults.L3_BODY_HU)
+    if n == 0:
+        return np.zeros(hu.shape, bool)
+    sizes = ndimage.sum_labels(np.ones(hu.shape), labels, index=np.arange(1, n + 1))
+    return ndimage.binary_fill_holes(labels == 1 + int(np.argmax(sizes)))
+
+
+def compartments(hu: np.ndarray, pixel_mm: float) -> np.ndarray:
+    """Tissue label per pixel (NONE/MUSCLE/SAT/VAT/IMAT) of an axial slice in HU."""
+    body = body_mask(hu)
+    inside_skin = ndimage.binary_erosion(body, _disk_px(defaults.L3_SKIN_MM, pixel_mm))
+    fat = _in(hu, defaults.SAT_HU) & body
+    wall = ndimage.binary_closing((hu > defaults.SAT_HU[1]) & inside_skin,
+                                  _disk_px(defaults.L3_WALL_CLOSING_MM, pixel_mm)) & inside_skin
+    # Outer compartment: what is reachable from just under the skin without crossing the wall.
+    open_space = inside_skin & ~wall
+    seeds = open_space & ~ndimage.binary_erosion(inside_skin, _disk_px(2 * pixel_mm, pixel_mm))
+    labels, _ = ndimage.label(open_space)
+    outer = np.isin(labels, np.unique(labels[seeds & (labels > 0)])) | (body & ~inside_skin)
+    inner = body & ~outer
+    muscle = _wall_muscle(hu, inner, pixel_mm)
+    muscle_region = ndimage.binary_closing(muscle, _disk_px(2.0, pixel_mm))  # fat pockets between muscles
+    mask = np.zeros(hu.shape, np.uint8)
+    mask[fat & outer] = SAT
+    mask[_in(hu, defaults.VAT_HU) & inner & ~muscle_region] = VAT
+    mask[fat & inner & muscle_region & ~muscle] = IMAT
+    mask[muscle] = MUSCLE
+    return mask
+
+
+def _wall_muscle(hu: np.ndarray, inner: np.ndarray, pixel_mm: float) -> np.ndarray:
+    """Muscle-HU pieces of the inner compartment touching its rim or the vertebra."""
+    candidates = _in(hu, defaults.MUSCLE_HU) & inner
+    rim = inner & ~ndimage.binary_erosion(inner, _disk_px(defaults.L3_MUSCLE_RIM_MM, pixel_mm))
+    near_bone = ndimage.binary_dilation((hu > defaults.BONE_HU) & inner, _disk_px(2.0, pixel_mm))
+    labels, n = ndimage.label(candidates)
+    keep = np.unique(labels[(rim | near_bone) & (labels > 0)])
+    return np.isin(labels, keep) & candidates
+
+
+def body_composition(image: sitk.Image, l3, height_m: float | None = None) -> BodyComposition:
+    """Muscle/SAT/VAT/IMAT areas on the L3 slice found by `locate_l3` (`l3`: an L3Result)."""
+    from RibFracSegLib.l3.decoding import row_to_k
+
+    proj = getattr(l3, "projections", None)
+    canonical = proj.canonical if proj is not None else to_canonical(image)
+    if proj is not None:
+        k = int(round(row_to_k(proj, l3.row_mm / proj.spacing_mm)))
+    else:
+        index = canonical.TransformPhysicalPointToContinuousIndex(l3.center_lps)
+        k = int(round(index[2]))
+    k = int(np.clip(k, 0, canonical.GetSize()[2] - 1))
+    hu = sitk.GetArrayViewFromImage(canonical)[k].astype(np.float32)
+    return slice_composition(hu, canonical.GetSpacing()[:2], l3.slice_index, height_m)
+
+
+def slice_composition(hu: np.ndarray, spacing_xy: tuple[float, float], slice_index: int = 0,
+                      height_m: float | None = None) -> BodyComposition:
+    """Body composition of one axial slice ([row=j, col=i] HU, spacing (x, y) in mm)."""
+    if height_m is not None and not 0.5 <= height_m <= 2.5:
+        raise ValueError(f"height {height_m} m is implausible; give the height in metres (e.g. 1.72).")
+    sx, sy = float(spacing_xy[0]), float(spacing_xy[1])
+    mask = compartments(hu, (sx + sy) / 2)
+    cm2 = sx * sy / 100.0
+    areas = {t: float((mask == t).sum() * cm2) for t in TISSUE_NAMES}
+    smi = areas[MUSCLE] / height_m**2 if height_m else None
+    return BodyComposition(muscle_cm2=areas[MUSCLE], sat_cm2=areas[SAT], vat_cm2=areas[VAT], imat_cm2=areas[IMAT],
+                           smi=smi, slice_index=slice_index, height_m=height_m, mask=mask, hu=hu, pixel_mm=(sy, sx))

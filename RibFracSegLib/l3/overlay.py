@@ -1,0 +1,55 @@
+"""QC pictures: the L3 slice with the tissue overlay, and the two MIPs with the L3 line.
+
+Written atomically as PNG (Pillow, already required by scikit-image). A reader should be able to
+judge at a glance whether the slice and the compartments are right.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from RibFracSegLib import defaults
+from RibFracSegLib.io import atomic_path
+from RibFracSegLib.l3.body_composition import IMAT, MUSCLE, SAT, VAT
+
+TISSUE_COLOURS = {MUSCLE: (220, 40, 40), SAT: (250, 210, 40), VAT: (40, 200, 90), IMAT: (60, 140, 255)}
+
+
+def _grey(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    g = (np.clip((values - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
+    return np.repeat(g[..., None], 3, axis=2)
+
+
+def _save(rgb: np.ndarray, path: str | Path, pixel_mm: tuple[float, float] = (1.0, 1.0)) -> Path:
+    """Save RGB, stretched so pixels are square in mm (anisotropic in-plane spacing)."""
+    image = Image.fromarray(rgb)
+    rows_mm, cols_mm = pixel_mm
+    if not np.isclose(rows_mm, cols_mm):
+        h, w = rgb.shape[:2]
+        image = image.resize((int(round(w * cols_mm / min(pixel_mm))), int(round(h * rows_mm / min(pixel_mm)))))
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
+    return Path(path)
+
+
+def save_overlay_png(composition, path: str | Path, alpha: float = 0.45) -> Path:
+    """The L3 slice (abdominal window) with muscle red, SAT yellow, VAT green and IMAT blue."""
+    rgb = _grey(composition.hu, *defaults.L3_OVERLAY_WINDOW_HU).astype(np.float32)
+    for label, colour in TISSUE_COLOURS.items():
+        sel = composition.mask == label
+        rgb[sel] = (1 - alpha) * rgb[sel] + alpha * np.array(colour, np.float32)
+    return _save(rgb.astype(np.uint8), path, composition.pixel_mm)
+
+
+def save_mip_png(projections, l3, path: str | Path) -> Path:
+    """Frontal and sagittal MIPs side by side with the L3 row: red if in view, grey otherwise."""
+    mips = [projections.frontal, projections.sagittal]
+    gap = np.zeros((mips[0].shape[0], 8))
+    rgb = _grey(np.concatenate([mips[0], gap, mips[1]], axis=1), 0.0, 1.0)
+    row = int(round(l3.row_mm / projections.spacing_mm))
+    colour = (255, 0, 0) if l3.in_view else (128, 128, 128)
+    rgb[max(0, row - 1):row + 2, :] = colour
+    return _save(rgb, path)

@@ -1,0 +1,11 @@
+"""Synthetic chest/abdomen CT phantoms with known truth (fractures, vertebral levels, ribs).
+
+We have no labelled data and may download none, so the project makes its own CTs; everything
+downstream reads them exactly as it reads the RibFrac challenge data.
+"""
+
+from RibFracSegLib.phantom.generate import (FractureTruth, PhantomCase, PhantomParams, VertebraTruth,
+                                            generate_phantom)
+from RibFracSegLib.phantom.tissue import Tissue
+
+__all__ = ["FractureTruth", "PhantomCase", "PhantomParams", "Tissue", "VertebraTruth", "generate_phantom"]

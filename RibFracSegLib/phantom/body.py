@@ -1,0 +1,217 @@
+"""Paint one axial slice of a phantom: outline, muscles, organs, spine, sternum and pelvis.
+
+Everything except the ribs is drawn slice by slice on the canonical (axis-aligned) grid, because
+each structure is an ellipse or band whose size is a function of z. Each primitive touches only
+its bounding window, which keeps a 512x512x300 phantom fast. Ribs are swept in 3D by `ribs`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from RibFracSegLib.defaults import VERTEBRA_IDS
+from RibFracSegLib.phantom.anatomy import Anatomy
+from RibFracSegLib.phantom.tissue import Tissue as T
+
+
+class SliceCanvas:
+    """A tissue slice and a vertebral-level slice with coordinates in anatomy mm."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray):
+        self.x, self.y = x.astype(np.float32), y.astype(np.float32)
+        self.tissue = np.zeros((len(y), len(x)), np.uint8)
+        self.level = np.zeros((len(y), len(x)), np.uint8)
+
+    def window(self, cx: float, cy: float, ax: float, ay: float):
+        """Index slices and local coordinates of the box [cx±ax] x [cy±ay] (None if empty)."""
+        x, y = self.x, self.y
+        sx = slice(*np.searchsorted(x, [cx - ax, cx + ax], side="left"))
+        sy = slice(*np.searchsorted(y, [cy - ay, cy + ay], side="left"))
+        if sx.stop <= sx.start or sy.stop <= sy.start:
+            return None
+        return sy, sx, x[None, sx] - cx, y[sy, None] - cy
+
+    def ellipse(self, value: int, cx: float, cy: float, ax: float, ay: float, where=None, level: int = 0,
+                region=None) -> None:
+        """Paint the filled ellipse; `where(X, Y)` may restrict it (local coordinates); `region` limits
+        painting to voxels whose current tissue is in that tuple."""
+        if ax <= 0 or ay <= 0:
+            return
+        win = self.window(cx, cy, ax, ay)
+        if win is None:
+            return
+        sy, sx, X, Y = win
+        mask = (X / ax) ** 2 + (Y / ay) ** 2 <= 1.0
+        if where is not None:
+            mask &= where(X, Y)
+        if region is not None:
+            mask &= np.isin(self.tissue[sy, sx], region)
+        self.tissue[sy, sx][mask] = value
+        if level:
+            self.level[sy, sx][mask] = level
+
+    def shelled_ellipse(self, cx, cy, ax, ay, shell_mm, level=0, core=T.CANCELLOUS, shell=T.CORTICAL,
+                        where=None) -> None:
+        self.ellipse(shell, cx, cy, ax, ay, where=where, level=level)
+        self.ellipse(core, cx, cy, ax - shell_mm, ay - shell_mm, where=where, level=level)
+
+
+def paint_slice(canvas: SliceCanvas, z: float, anat: Anatomy, bowel_field) -> None:
+    """Paint everything but the ribs at height z (anatomy mm)."""
+    bx, by = (float(v) for v in anat.outline(z))
+    fat, muscle = float(anat.fat(z)), float(anat.muscle(z))
+    cx, cy, yc = (float(v[()]) for v in anat.cavity(z))
+    canvas.ellipse(T.SKIN, 0, 0, bx, by)
+    canvas.ellipse(T.FAT, 0, 0, bx - 2, by - 2)
+    canvas.ellipse(T.MUSCLE, 0, 0, bx - fat, by - fat)
+    y_spine = float(anat.spine_y(z))
+    if cx > 1:
+        _paint_cavity(canvas, z, anat, cx, cy, yc, y_spine, bowel_field)
+    _paint_spine(canvas, z, anat, y_spine)
+    _paint_sternum(canvas, z, anat, cy, yc)
+    _paint_pelvis(canvas, z, anat)
+
+
+def _dome(anat: Anatomy, X, Y, cy_ref: float):
+    """Height of the diaphragm at (X, Y): two domes, the right one higher."""
+    s = anat.scale
+    right = anat.z_diaphragm - 45 * s * (((X + 55 * s) / (80 * s)) ** 2 + (Y / cy_ref) ** 2)
+    left = anat.z_diaphragm - 15 * s - 45 * s * (((X - 55 * s) / (80 * s)) ** 2 + (Y / cy_ref) ** 2)
+    return np.maximum(right, left)
+
+
+def _paint_cavity(c: SliceCanvas, z, anat: Anatomy, cx, cy, yc, y_spine, bowel_field) -> None:
+    s = anat.scale
+    cy_ref = float(anat.cavity(anat.z_diaphragm)[1])
+    thorax = lambda X, Y: z > _dome(anat, X, Y + yc, cy_ref)  # noqa: E731
+    abdomen = lambda X, Y: z <= _dome(anat, X, Y + yc, cy_ref)  # noqa: E731
+    c.ellipse(T.LUNG, 0, yc, cx, cy, where=thorax)
+    c.ellipse(T.VISCERAL_FAT, 0, yc, cx, cy, where=abdomen)
+    vt = anat.by_name
+    hd = vt["T8"].half_depth
+    # Bowel loops and gas, from a smooth random field, in the abdominal cavity below the liver.
+    if z < anat.z_diaphragm - 40 * s:
+        win = c.window(0, yc, cx, cy)
+        if win is not None:
+            sy, sx, X, Y = win
+            field = bowel_field(X + 0.0, Y + yc, z)
+            sub = c.tissue[sy, sx]
+            visc = sub == T.VISCERAL_FAT
+            sub[visc & (field > 0.15)] = T.BOWEL
+            sub[visc & (field > 0.62)] = T.GAS
+    # Mediastinum, heart, airway (thorax only, where lungs are).
+    if z > anat.z_diaphragm - 30 * s and z < anat.z_apex:
+        front_to_spine = lambda X, Y: Y < y_spine - yc  # noqa: E731
+        c.ellipse(T.MEDIASTINAL_FAT, 8 * s, yc, 30 * s, cy, where=front_to_spine, region=(T.LUNG,))
+        zh = vt["T8"].z_center
+        dz = (z - zh) / (60 * s)
+        if abs(dz) < 1:
+            k = np.sqrt(1 - dz * dz)
+            c.ellipse(T.SOFT, 18 * s, yc - 22 * s, 58 * s * k, 48 * s * k, region=(T.LUNG, T.MEDIASTINAL_FAT))
+            c.ellipse(T.BLOOD, 18 * s, yc - 22 * s, 46 * s * k, 36 * s * k)
+        if z > vt["T5"].z_center:
+            ty = y_spine - hd - 16 * s
+            c.ellipse(T.SOFT, 0, ty, 10 * s, 10 * s)
+            c.ellipse(T.GAS, 0, ty, 7.5 * s, 7.5 * s)
+    # Great vessels alongside the spine.
+    if vt["T4"].z_center > z > vt["L4"].z_center:
+        hd_z = 10 * s + 8 * s * np.clip((vt["T1"].z_top - z) / 450, 0, 1)
+        c.ellipse(T.BLOOD, 18 * s, y_spine - hd_z - 13 * s, 11 * s, 11 * s)
+        if z < anat.z_diaphragm:
+            c.ellipse(T.BLOOD, -22 * s, y_spine - hd_z - 10 * s, 11 * s, 10 * s)
+    # Upper-abdominal organs under the domes.
+    _ellipsoid(c, T.LIVER, z, (-60 * s, yc - 5 * s, anat.z_diaphragm - 70 * s), (85 * s, 80 * s, 92 * s),
+               where=abdomen, region=(T.VISCERAL_FAT, T.BOWEL, T.GAS))
+    _ellipsoid(c, T.SPLEEN, z, (78 * s, yc + 40 * s, anat.z_diaphragm - 70 * s), (30 * s, 45 * s, 55 * s),
+               where=abdomen)
+    _ellipsoid(c, T.SOFT, z, (45 * s, yc - 35 * s, anat.z_diaphragm - 60 * s), (42 * s, 32 * s, 45 * s),
+               where=abdomen, region=(T.VISCERAL_FAT, T.BOWEL, T.GAS))
+    zl1 = vt["L1"].z_center
+    for side in (-1, 1):
+        _ellipsoid(c, T.KIDNEY, z, (side * 68 * s, y_spine, zl1 - (12 * s if side < 0 else 0)),
+                   (27 * s, 24 * s, 55 * s))
+        # Psoas: grows from T12 down to L5 beside the bodies.
+        if vt["T12"].z_bottom > z > anat.z_sacrum_top - 20 * s:
+            frac = (vt["T12"].z_bottom - z) / (vt["T12"].z_bottom - anat.z_sacrum_top)
+            r = (5 + 17 * frac) * s
+            hw = float(np.interp(z, [vb.z_center for vb in anat.vertebrae[::-1]],
+                                 [vb.half_width for vb in anat.vertebrae[::-1]]))
+            c.ellipse(T.MUSCLE, side * (hw + 2 * s + r), y_spine + 4 * s, r, r * 1.1)
+    _ellipsoid(c, T.BLADDER, z, (0, yc - 35 * s, anat.z_sacrum_bottom + 5 * s), (45 * s, 40 * s, 40 * s))
+
+
+def _ellipsoid(c: SliceCanvas, value, z, center, semi, where=None, region=None) -> None:
+    dz = (z - center[2]) / semi[2]
+    if abs(dz) < 1:
+        k = np.sqrt(1 - dz * dz)
+        c.ellipse(value, center[0], center[1], semi[0] * k, semi[1] * k, where=where, region=region)
+
+
+def _paint_spine(c: SliceCanvas, z, anat: Anatomy, y_spine) -> None:
+    s = anat.scale
+    vb, part = anat.vertebra_at(z)
+    if vb is None:
+        return
+    lumbar = vb.name.startswith("L")
+    rc = (10 if lumbar else 8) * s
+    y_canal = y_spine + vb.half_depth + 2 * s + rc
+    if z > anat.z_sacrum_top:
+        c.ellipse(T.CORD, 0, y_canal, rc, rc)
+    if part == "disc":
+        c.ellipse(T.DISC, 0, y_spine, vb.half_width, vb.half_depth)
+        return
+    lid = vb.label_id
+    h = vb.z_top - vb.z_bottom
+    endplate = min(vb.z_top - z, z - vb.z_bottom) < 1.2 * s
+    if endplate:
+        c.ellipse(T.CORTICAL, 0, y_spine, vb.half_width, vb.half_depth, level=lid)
+    else:
+        c.shelled_ellipse(0, y_spine, vb.half_width, vb.half_depth, 1.5 * s, level=lid)
+    rel = (vb.z_top - z) / h  # 0 at the top, 1 at the bottom of the body
+    if 0.15 < rel < 0.85:  # pedicles and lamina round the canal
+        c.ellipse(T.CORTICAL, 0, y_canal, rc + 6 * s, rc + 6 * s, level=lid,
+                  where=lambda X, Y: (Y > -2 * s) & ((X / (rc + 1 * s)) ** 2 + (Y / (rc + 1 * s)) ** 2 > 1))
+        for side in (-1, 1):
+            c.ellipse(T.CORTICAL, side * (rc + 2.5 * s), y_spine + vb.half_depth + rc / 2 + 1 * s,
+                      3.5 * s, rc / 2 + 2 * s, level=lid)
+    if 0.3 < rel < 0.9:  # spinous process
+        length = 20 * s
+        c.ellipse(T.CORTICAL, 0, y_canal + rc + 4 * s + length / 2, 3.5 * s, length / 2, level=lid)
+    if 0.45 < rel < 0.85:  # transverse processes, below the rib heads
+        reach = vb.half_width + (25 if lumbar else 14) * s
+        for side in (-1, 1):
+            c.ellipse(T.CORTICAL, side * (rc + reach) / 2, y_canal - 2 * s, (reach - rc) / 2, 4.5 * s, level=lid)
+
+
+def _paint_sternum(c: SliceCanvas, z, anat: Anatomy, cy, yc) -> None:
+    s = anat.scale
+    r1, r7 = anat.ribs[0], anat.ribs[6]
+    z_top, z_bottom = r1.points[-1, 2] + 12 * s, r7.points[-1, 2] - 8 * s
+    if not (z_bottom < z < z_top):
+        return
+    half_w = (24 if z > r1.points[-1, 2] - 25 * s else 14) * s
+    y0 = yc - cy - 6 * s
+    c.shelled_ellipse(0, y0, half_w, 6 * s, 1.2 * s,
+                      where=lambda X, Y: np.abs(X) < half_w)
+
+
+def _paint_pelvis(c: SliceCanvas, z, anat: Anatomy) -> None:
+    s = anat.scale
+    y_l5 = anat.by_name["L5"].y_body
+    zt, zb = anat.z_sacrum_top, anat.z_sacrum_bottom
+    if zb < z <= zt:
+        frac = (zt - z) / (zt - zb)
+        c.shelled_ellipse(0, y_l5 + 25 * s * frac, 50 * s * (1 - 0.6 * frac), 18 * s * (1 - 0.4 * frac),
+                          1.5 * s, level=VERTEBRA_IDS["S"])
+    if zb - 30 * s < z < anat.z_crest:
+        depth = (anat.z_crest - z) / (anat.z_crest - zb + 30 * s)
+        radius = 75 * s * (1 - 0.35 * depth)
+        for side in (-1, 1):
+            ring = lambda X, Y, r=radius: (np.abs(np.hypot(X, Y) - r) < 4 * s) & (Y > -45 * s) & (X * side > 0)  # noqa: E731
+            c.ellipse(T.CORTICAL, side * 35 * s, y_l5 - 25 * s, radius + 5 * s, radius + 5 * s, where=ring)
+            inner = lambda X, Y, r=radius: (np.abs(np.hypot(X, Y) - r) < 1.8 * s) & (Y > -43 * s) & (X * side > 0)  # noqa: E731
+            c.ellipse(T.CANCELLOUS, side * 35 * s, y_l5 - 25 * s, radius + 5 * s, radius + 5 * s, where=inner)
+    zf = zb - 15 * s
+    for side in (-1, 1):
+        _ellipsoid(c, T.CORTICAL, z, (side * 88 * s, y_l5 - 45 * s, zf), (24 * s, 24 * s, 24 * s))
+        _ellipsoid(c, T.CANCELLOUS, z, (side * 88 * s, y_l5 - 45 * s, zf), (22 * s, 22 * s, 22 * s))

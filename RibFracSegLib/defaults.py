@@ -74,3 +74,17 @@ TERMINOLOGY_CONTEXT = "Segmentation category and type - 3D Slicer General Anatom
 FRACTURE_CATEGORY_CODE = ("SCT", "49755003", "Morphologically Altered Structure")
 FRACTURE_TYPE_CODE = ("SCT", "33737001", "Fracture of rib")
 FRACTURE_REGION_CODE = ("SCT", "113197003", "Rib")
+
+# --- Sliding window (fracture inference engine) --------------------------------------------------
+GAUSSIAN_SIGMA_SCALE = 0.125  # sigma = 0.125 x patch size, as nnU-Net and MONAI
+BLEND_WEIGHT_FLOOR = 1e-3  # smallest blending weight at a patch's corners (MONAI's floor)
+BODY_HU = -500.0  # "inside the body" for skipping patches (lungs are enclosed by tissue above this)
+SKIP_CELL_VOXELS = 4  # block size of the bone/body grid that decides which patches to skip
+CPU_BATCH_SIZE = 2  # 64^3 patches per forward on CPU: larger batches run slower per patch here
+BF16_PROB_TOLERANCE = 1e-3  # bf16 is used on CPU only if it keeps probabilities this close to fp32
+
+# --- Post-processing (FracNet's, in millimetres) ----------------------------------------------------
+SPINE_MEDIAN_MM = 7.0  # FracNet's 10-pixel median filter at ~0.7 mm
+SPINE_DISK_MM = 5.0  # FracNet's radius-7 disk at ~0.7 mm
+SPINE_KEEP_FRACTION = 1.0 / 3.0  # keep projected-bone pixels above this fraction of the maximum
+SUBMISSION_CSV = "ribfrac-pred.csv"

@@ -1,0 +1,153 @@
+"""Self-describing checkpoints: one file says which network, how to pre-process, which thresholds.
+
+Only plain containers and tensors are stored, and files are read with `weights_only=True`, so a
+checkpoint can never run code. A bare FracNet `model_weights.pth` (state_dict only) is recognised
+by its keys and wrapped with FracNet's published pre-processing. Generic: any registered arch, 2-D too.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from . import defaults
+from .io import atomic_path
+from .networks import build_network
+
+FORMAT_KEY = "ribfracseg_checkpoint"
+FORMAT_VERSION = 1
+FRACNET_ARCH = "fracnet_unet"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be used; the message says what is wrong and what was expected."""
+
+
+def default_preprocessing() -> dict:
+    return {"hu_window": list(defaults.HU_WINDOW), "normalisation": "window_to_minus1_1", "target_spacing": None}
+
+
+def default_thresholds() -> dict:
+    return {"probability": defaults.PROB_THRESHOLD, "bone_hu": defaults.BONE_HU,
+            "min_volume_mm3": defaults.MIN_FRACTURE_VOLUME_MM3}
+
+
+@dataclass
+class Checkpoint:
+    arch: str
+    hparams: dict
+    state_dict: dict[str, torch.Tensor]
+    preprocessing: dict = field(default_factory=default_preprocessing)
+    patch_size: tuple[int, ...] = defaults.PATCH_SIZE
+    thresholds: dict = field(default_factory=default_thresholds)
+    provenance: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_model(cls, arch: str, model: nn.Module, hparams: Optional[dict] = None, **fields: Any) -> "Checkpoint":
+        """Capture a model's weights (copied to CPU) with its description."""
+        state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        return cls(arch=arch, hparams=dict(hparams or {}), state_dict=state, **fields)
+
+
+def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
+    """Write atomically in a form `load_checkpoint` accepts (plain types + tensors only)."""
+    payload = asdict(ckpt) | {FORMAT_KEY: FORMAT_VERSION, "patch_size": list(ckpt.patch_size)}
+    payload["state_dict"] = dict(ckpt.state_dict)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+        try:  # refuse to write what could not be read back safely (e.g. a numpy scalar in hparams)
+            torch.load(tmp, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as err:
+            raise CheckpointError(f"checkpoint fields must be plain Python values and tensors: {err}") from None
+    return Path(path)
+
+
+def _pickle_reason(err: Exception) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    named = [line for line in lines if "global" in line.lower()]
+    return (named or lines or ["unsupported object"])[0][:200]
+
+
+def _read(path: Path) -> Any:
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"{path} contains pickled Python objects or code, which are refused for safety "
+            f"({_pickle_reason(err)}). Expected tensors and plain values only: "
+            "re-save the weights with RibFracSegLib.checkpoint.save_checkpoint or torch.save(model.state_dict()).") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise CheckpointError(
+            f"{path} is not a readable PyTorch checkpoint (truncated or another file type: "
+            f"{str(err).strip().splitlines()[0][:200]}). Expected a file written by torch.save.") from None
+
+
+def _fracnet_hparams(state: dict[str, torch.Tensor]) -> Optional[dict]:
+    """FracNet's constructor arguments if `state` has exactly FracNet's keys, else None."""
+    expected = build_network(FRACNET_ARCH).state_dict().keys()
+    if set(state) != set(expected):
+        return None
+    first, final = state["first.0.weight"], state["final.weight"]
+    if first.ndim != 5 or final.ndim != 5:
+        return {}
+    return {"in_channels": first.shape[1], "num_classes": final.shape[0], "first_out_channels": first.shape[0]}
+
+
+def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Read a checkpoint (ours, or a bare FracNet state_dict) without executing any pickled code."""
+    path = Path(path)
+    data = _read(path)
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} holds a {type(data).__name__}; expected a dict (checkpoint or state_dict).")
+    if FORMAT_KEY in data:
+        if data[FORMAT_KEY] > FORMAT_VERSION:
+            raise CheckpointError(f"{path} is checkpoint format {data[FORMAT_KEY]}; this version reads up to "
+                                  f"{FORMAT_VERSION}. Update RibFracSeg.")
+        missing = {"arch", "hparams", "state_dict"} - set(data)
+        if missing:
+            raise CheckpointError(f"{path} lacks the fields {sorted(missing)} every checkpoint must have.")
+        fields = {k: data[k] for k in ("arch", "hparams", "state_dict", "preprocessing", "thresholds", "provenance")
+                  if k in data}
+        return Checkpoint(patch_size=tuple(int(s) for s in data.get("patch_size", defaults.PATCH_SIZE)), **fields)
+    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in data.items()}
+    if not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path} is neither a RibFracSeg checkpoint (no '{FORMAT_KEY}' field) nor a "
+                              f"state_dict of tensors; top-level keys: {sorted(map(str, data))[:8]}.")
+    hparams = _fracnet_hparams(state)
+    if hparams is None:
+        raise CheckpointError(f"{path} is a bare state_dict ({len(state)} tensors) whose keys are not FracNet's "
+                              "104 U-Net keys, so its architecture is unknown. Save it with save_checkpoint "
+                              "(arch name + hyper-parameters).")
+    return Checkpoint(arch=FRACNET_ARCH, hparams=hparams, state_dict=state,
+                      provenance={"source": "bare FracNet state_dict", "file": path.name})
+
+
+def _shape_problems(expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor]) -> list[str]:
+    problems = [f"missing {k} {list(v.shape)}" for k, v in expected.items() if k not in given]
+    problems += [f"unexpected {k}" for k in given if k not in expected]
+    problems += [f"{k} has shape {list(given[k].shape)}, expected {list(v.shape)}"
+                 for k, v in expected.items() if k in given and given[k].shape != v.shape]
+    return problems
+
+
+def build_model(ckpt: Checkpoint, device: str | torch.device = "cpu") -> nn.Module:
+    """The checkpoint's network with its weights, in eval mode; mismatches are listed by key."""
+    try:
+        model = build_network(ckpt.arch, **ckpt.hparams)
+    except (KeyError, TypeError) as err:
+        raise CheckpointError(f"checkpoint architecture cannot be built: {err.args[0]}") from None
+    problems = _shape_problems(model.state_dict(), ckpt.state_dict)
+    if problems:
+        more = f" (and {len(problems) - 6} more)" if len(problems) > 6 else ""
+        raise CheckpointError(f"checkpoint weights do not fit {ckpt.arch}({ckpt.hparams}): "
+                              + "; ".join(problems[:6]) + more)
+    model.load_state_dict(ckpt.state_dict, strict=True)
+    return model.to(device).eval()

@@ -1,0 +1,235 @@
+"""Fracture inference: CT in, detections out (pre-process -> sliding window -> post-process).
+
+`segment_ct` is the one entry point the CLI, the Slicer Logic and training call. It works on a
+canonical LPS view of the input (no copy, no resampling), skips patches that hold no bone inside
+the body, blends patches with Gaussian weights in float32, and maps every result back onto the
+input grid exactly. Cancelling raises `Cancelled` and returns nothing partial.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+from torch import nn
+
+from . import defaults
+from .checkpoint import Checkpoint, CheckpointError, build_model, load_checkpoint
+from .detections import Detection, FractureResult
+from .geometry import lps_to_ras
+from .networks.fusion import fold_batchnorm
+from .postprocess import Component, PostprocessParams, find_fractures
+from .preprocess import CanonicalVolume, bone_cells, canonical_volume, normalise
+from .sliding_window import Box, PatchGrid, SlabAggregator, importance_map, keep_mask
+
+Progress = Callable[[int, int], None]
+Cancel = Callable[[], bool]
+SUPPORTED_NORMALISATION = "window_to_minus1_1"
+
+
+class Cancelled(RuntimeError):
+    """The caller's cancel callback asked to stop; no result was produced."""
+
+
+@dataclass(frozen=True)
+class WindowStats:
+    patches_total: int
+    patches_skipped: int
+    precision: str  # "fp32", "bf16" (CPU autocast) or "fp16" (CUDA autocast)
+    device: str
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but no CUDA GPU is available; use --device cpu or auto")
+    return device
+
+
+def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def _probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """Fracture probability per voxel: sigmoid of one channel, else 1 - softmax background."""
+    logits = logits.float()
+    if logits.shape[1] == 1:
+        return torch.sigmoid(logits[:, 0])
+    return 1.0 - torch.softmax(logits, dim=1)[:, 0]
+
+
+class _Runner:
+    """Runs batches on the device; on CPU 'auto' tries bf16 once and keeps it only if close to fp32."""
+
+    def __init__(self, model: nn.Module, device: torch.device, precision: str) -> None:
+        if precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ValueError(f"precision must be auto, fp32, bf16 or fp16, got {precision!r}")
+        if precision == "auto":
+            precision = "fp16" if device.type == "cuda" else "calibrate"
+        self.model, self.device, self.precision = model, device, precision
+        self.bf16_error: Optional[float] = None
+
+    def _forward(self, x: torch.Tensor, precision: str) -> torch.Tensor:
+        with torch.inference_mode(), _autocast(self.device, precision):
+            return _probabilities(self.model(x))
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(batch).unsqueeze(1)
+        if x.ndim == 5:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+        x = x.to(self.device, non_blocking=True)
+        if self.precision == "calibrate":
+            reference = self._forward(x, "fp32")
+            self.bf16_error = float((self._forward(x, "bf16") - reference).abs().max())
+            self.precision = "bf16" if self.bf16_error <= defaults.BF16_PROB_TOLERANCE else "fp32"
+            return reference.cpu().numpy()
+        while True:
+            try:
+                return self._forward(x, self.precision).cpu().numpy()
+            except torch.cuda.OutOfMemoryError:  # only on CUDA: fall back to the CPU, same numbers in fp32
+                torch.cuda.empty_cache()
+                self.device, self.precision = torch.device("cpu"), "fp32"
+                self.model = self.model.to(self.device)
+                x = x.cpu()
+
+
+def _patch_batch(array: np.ndarray, boxes: Sequence[Box], patch_size: Sequence[int],
+                 hu_window: Sequence[float]) -> np.ndarray:
+    """Normalised float32 patches, padded with the window floor (air) where the volume is smaller."""
+    batch = np.full((len(boxes),) + tuple(patch_size), -1.0, dtype=np.float32)
+    for n, box in enumerate(boxes):
+        batch[(n,) + tuple(slice(0, b.stop - b.start) for b in box)] = normalise(array[box], hu_window)
+    return batch
+
+
+def predict_probability(array: np.ndarray, model: nn.Module, *, patch_size: Sequence[int],
+                        hu_window: Sequence[float], overlap: float = defaults.OVERLAP,
+                        batch_size: int = defaults.CPU_BATCH_SIZE, cells: Optional[np.ndarray] = None,
+                        blend: str = "gaussian", device: torch.device = torch.device("cpu"),
+                        precision: str = "auto", progress: Optional[Progress] = None,
+                        cancel: Optional[Cancel] = None) -> tuple[np.ndarray, WindowStats]:
+    """Blended probability map (float32, shape of `array`) of a 3-D HU array by sliding window.
+
+    `cells` (from `preprocess.bone_cells`) marks where fractures may be; patches touching none are
+    skipped and their voxels get no contribution (0 where no computed patch covers them).
+    """
+    grid = PatchGrid.build(array.shape, patch_size, overlap)
+    boxes = [box for box, keep in zip(grid.boxes(), keep_mask(grid, cells)) if keep]
+    aggregator = SlabAggregator(array.shape, importance_map(patch_size, blend))
+    runner = _Runner(model, device, precision)
+    if progress:
+        progress(0, len(boxes))
+    for first in range(0, len(boxes), max(1, int(batch_size))):
+        if cancel is not None and cancel():
+            raise Cancelled("inference cancelled; no result was produced")
+        chunk = boxes[first:first + batch_size]
+        predictions = runner(_patch_batch(array, chunk, patch_size, hu_window))
+        for box, prediction in zip(chunk, predictions):
+            aggregator.add(box, prediction[tuple(slice(0, b.stop - b.start) for b in box)])
+        if progress:
+            progress(first + len(chunk), len(boxes))
+    stats = WindowStats(len(grid), len(grid) - len(boxes), runner.precision.replace("calibrate", "fp32"),
+                        str(runner.device))
+    return aggregator.finish(), stats
+
+
+def _detection(component: Component, volume: CanonicalVolume, image: sitk.Image, voxel_mm3: float) -> Detection:
+    ijk = volume.index_to_input(np.array(component.centroid_zyx))
+    lps = image.TransformContinuousIndexToPhysicalPoint([float(v) for v in ijk])
+    corners = volume.index_to_input(np.array(component.bbox_zyx, dtype=float))
+    lo, hi = np.rint(corners.min(axis=0)).astype(int), np.rint(corners.max(axis=0)).astype(int)
+    return Detection(id=component.label, confidence=component.mean_probability, voxel_count=component.voxel_count,
+                     volume_mm3=component.voxel_count * voxel_mm3, centroid_ijk=tuple(float(v) for v in ijk),
+                     center_ras=lps_to_ras(lps), center_lps=tuple(float(v) for v in lps),
+                     bbox_ijk=(tuple(int(v) for v in lo), tuple(int(v) for v in hi)))
+
+
+def _postprocess_params(ckpt: Checkpoint, threshold: Optional[float],
+                        postprocess: Optional[PostprocessParams]) -> PostprocessParams:
+    if postprocess is not None:
+        return postprocess
+    t = ckpt.thresholds
+    return PostprocessParams(probability=float(threshold if threshold is not None else
+                                               t.get("probability", defaults.PROB_THRESHOLD)),
+                             bone_hu=float(t.get("bone_hu", defaults.BONE_HU)),
+                             min_volume_mm3=float(t.get("min_volume_mm3", defaults.MIN_FRACTURE_VOLUME_MM3)))
+
+
+def _check_preprocessing(ckpt: Checkpoint) -> tuple[float, float]:
+    pre = ckpt.preprocessing
+    if pre.get("normalisation", SUPPORTED_NORMALISATION) != SUPPORTED_NORMALISATION:
+        raise CheckpointError(f"checkpoint normalisation {pre['normalisation']!r} is not supported; "
+                              f"expected {SUPPORTED_NORMALISATION!r}")
+    if pre.get("target_spacing"):
+        raise CheckpointError("checkpoint asks for resampling to target_spacing, which this inference engine "
+                              "does not do; train at native spacing (target_spacing None)")
+    if len(ckpt.patch_size) != 3:
+        raise CheckpointError(f"fracture inference needs a 3-D patch size, checkpoint has {ckpt.patch_size}")
+    lo, hi = (float(v) for v in pre.get("hu_window", defaults.HU_WINDOW))
+    return lo, hi
+
+
+def segment_ct(image: sitk.Image, checkpoint: str | Path | Checkpoint, *, device: str = "auto",
+               overlap: Optional[float] = None, threshold: Optional[float] = None,
+               batch_size: Optional[int] = None, return_probability: bool = False,
+               progress: Optional[Progress] = None, cancel: Optional[Cancel] = None,
+               precision: str = "auto", skip_empty: bool = True, blend: str = "gaussian",
+               postprocess: Optional[PostprocessParams] = None) -> FractureResult:
+    """Detect rib fractures in a CT (HU, any orientation); results live on the input grid.
+
+    threshold overrides the checkpoint's probability threshold; `postprocess` replaces every
+    post-processing parameter. progress(done, total) counts computed patches; cancel() is checked
+    before each batch and makes this raise `Cancelled`.
+    """
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+    hu_window = _check_preprocessing(ckpt)
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+        raise ValueError(f"segment_ct needs a 3-D single-channel CT, got {image.GetDimension()}-D with "
+                         f"{image.GetNumberOfComponentsPerPixel()} components")
+    dev = resolve_device(device)
+    model = fold_batchnorm(build_model(ckpt, dev))
+    if dev.type == "cpu":
+        model = model.to(memory_format=torch.channels_last_3d)
+    params = _postprocess_params(ckpt, threshold, postprocess)
+    volume = canonical_volume(image)
+    cells = bone_cells(volume.array, params.bone_hu) if skip_empty else None
+    timings["preprocess"] = time.perf_counter() - start
+
+    t = time.perf_counter()
+    probability, stats = predict_probability(
+        volume.array, model, patch_size=ckpt.patch_size, hu_window=hu_window,
+        overlap=defaults.OVERLAP if overlap is None else overlap,
+        batch_size=batch_size or (defaults.BATCH_SIZE if dev.type == "cuda" else defaults.CPU_BATCH_SIZE),
+        cells=cells, blend=blend, device=dev, precision=precision, progress=progress, cancel=cancel)
+    timings["network"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    labels = np.zeros(sitk.GetArrayViewFromImage(image).shape, dtype=np.uint16)
+    components = find_fractures(probability, volume.array, volume.spacing_zyx, params, volume.to_canonical(labels))
+    voxel_mm3 = float(np.prod(image.GetSpacing()))
+    detections = [_detection(c, volume, image, voxel_mm3) for c in components]
+    instances = sitk.GetImageFromArray(labels)
+    instances.CopyInformation(image)
+    del labels
+    prob_image = None
+    if return_probability:
+        prob_image = sitk.GetImageFromArray(volume.to_input(probability))
+        prob_image.CopyInformation(image)
+    timings["postprocess"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - start
+    return FractureResult(detections=detections, instances=instances, probability=prob_image, timings_s=timings,
+                          patches_total=stats.patches_total, patches_skipped=stats.patches_skipped,
+                          device=f"{stats.device} ({stats.precision})")

@@ -1,0 +1,117 @@
+"""Post-processing of the probability map into fracture instances (FracNet's steps, in mm).
+
+Works on canonical (LPS) arrays, so "cranio-caudal" is always axis 0 and the spine is found from
+the image, never from fixed rows; every size is in millimetres so it behaves the same at any spacing.
+Each step can be switched off; the result is a canonical instance-label array plus per-component stats.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+from scipy import ndimage
+from skimage.morphology import convex_hull_image
+
+from . import defaults
+
+
+@dataclass(frozen=True)
+class PostprocessParams:
+    probability: float = defaults.PROB_THRESHOLD  # zero probabilities at or below
+    remove_spine: bool = True
+    bone_hu: float = defaults.BONE_HU
+    spine_median_mm: float = defaults.SPINE_MEDIAN_MM
+    spine_disk_mm: float = defaults.SPINE_DISK_MM
+    spine_keep_fraction: float = defaults.SPINE_KEEP_FRACTION
+    spine_margin_mm: float = defaults.SPINE_MARGIN_MM
+    remove_small: bool = True
+    min_volume_mm3: float = defaults.MIN_FRACTURE_VOLUME_MM3
+
+
+@dataclass(frozen=True)
+class Component:
+    """One fracture in canonical numpy indices (k, j, i)."""
+
+    label: int
+    voxel_count: int
+    mean_probability: float
+    centroid_zyx: tuple[float, float, float]
+    bbox_zyx: tuple[tuple[int, int, int], tuple[int, int, int]]  # inclusive min, inclusive max
+
+
+def _ellipse(radius_mm: float, spacing_yx: tuple[float, float]) -> np.ndarray:
+    ry, rx = (max(1, int(round(radius_mm / s))) for s in spacing_yx)
+    y, x = np.ogrid[-ry:ry + 1, -rx:rx + 1]
+    return (y / ry) ** 2 + (x / rx) ** 2 <= 1.0
+
+
+def spine_mask(hu: np.ndarray, spacing_zyx: tuple[float, float, float], params: PostprocessParams) -> np.ndarray:
+    """2-D (j, i) mask of the spine's axial footprint: where bone piles up along the body axis."""
+    spacing_yx = (spacing_zyx[1], spacing_zyx[2])
+    projection = (hu > params.bone_hu).sum(axis=0, dtype=np.int32).astype(np.float32)
+    size = tuple(max(1, int(round(params.spine_median_mm / s))) for s in spacing_yx)
+    projection = ndimage.median_filter(projection, size=size)
+    if projection.max() <= 0:  # no bone in view (FracNet crashed here)
+        return np.zeros(projection.shape, dtype=bool)
+    mask = projection > projection.max() * params.spine_keep_fraction
+    disk = _ellipse(params.spine_disk_mm, spacing_yx)
+    mask = ndimage.binary_closing(ndimage.binary_opening(mask, disk), disk)
+    labels, n = ndimage.label(mask)
+    if n == 0:
+        return mask
+    sizes = np.bincount(labels.ravel())[1:]
+    mask = convex_hull_image(labels == 1 + int(np.argmax(sizes)))
+    if params.spine_margin_mm > 0:
+        mask = ndimage.binary_dilation(mask, _ellipse(params.spine_margin_mm, spacing_yx))
+    return mask
+
+
+def _foreground_box(mask: np.ndarray) -> Optional[tuple[slice, slice, slice]]:
+    box = []
+    for axis in range(3):
+        hits = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+        if hits.size == 0:
+            return None
+        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
+    return tuple(box)
+
+
+def find_fractures(probability: np.ndarray, hu: np.ndarray, spacing_zyx: tuple[float, float, float],
+                   params: PostprocessParams, labels_out: np.ndarray) -> list[Component]:
+    """Threshold, drop the spine and small objects, label 26-connected components into `labels_out`.
+
+    `labels_out` is a zeroed integer array (possibly a view of the input-grid array) of the
+    canonical shape; components are numbered 1..n in canonical raster order.
+    """
+    foreground = probability > params.probability
+    if params.remove_spine:
+        foreground &= ~spine_mask(hu, spacing_zyx, params)[None, :, :]
+    box = _foreground_box(foreground)
+    if box is None:
+        return []
+    fg, prob = foreground[box], probability[box]
+    labels, n = ndimage.label(fg, structure=np.ones((3, 3, 3), dtype=bool))
+    counts = np.bincount(labels.ravel(), minlength=n + 1)
+    keep = np.arange(1, n + 1)
+    if params.remove_small:
+        voxel_mm3 = float(np.prod(spacing_zyx))
+        keep = keep[counts[1:] * voxel_mm3 >= params.min_volume_mm3]
+    relabel = np.zeros(n + 1, dtype=labels_out.dtype)
+    relabel[keep] = np.arange(1, keep.size + 1)
+    labels = relabel[labels]
+    labels_out[box] = labels
+    if keep.size == 0:
+        return []
+    index = np.arange(1, keep.size + 1)
+    means = ndimage.mean(prob, labels, index)
+    centroids = ndimage.center_of_mass(fg, labels, index)
+    offset = np.array([b.start for b in box])
+    components = []
+    for label, mean, centroid, slices in zip(index, means, centroids, ndimage.find_objects(labels)):
+        lo = tuple(int(s.start + o) for s, o in zip(slices, offset))
+        hi = tuple(int(s.stop - 1 + o) for s, o in zip(slices, offset))
+        components.append(Component(int(label), int(counts[keep[label - 1]]), float(mean),
+                                    tuple(float(c + o) for c, o in zip(centroid, offset)), (lo, hi)))
+    return components

@@ -1,0 +1,96 @@
+"""Pre-processing: a canonical (LPS) view of the CT, HU windowing, and where bone could be.
+
+The canonical view is a numpy view (transpose + flips, no copy) of the input array, so nothing is
+resampled and every result maps back to the input grid exactly by the inverse permutation.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from . import defaults
+
+
+@dataclass(frozen=True)
+class CanonicalVolume:
+    """`array[k, j, i]` with i -> Left, j -> Posterior, k -> Superior (LPS storage) over the input's voxels."""
+
+    array: np.ndarray  # view of the input voxels, canonical axis order
+    spacing_zyx: tuple[float, float, float]  # mm along the canonical numpy axes
+    axes: tuple[int, int, int]  # numpy axis of the input array feeding each canonical numpy axis
+    flips: tuple[bool, bool, bool]  # canonical numpy axes flipped after transposing
+
+    def to_canonical(self, input_array: np.ndarray) -> np.ndarray:
+        """Input-order array [k, j, i] -> canonical view (no copy)."""
+        out = np.transpose(input_array, self.axes)
+        return out[tuple(slice(None, None, -1) if f else slice(None) for f in self.flips)]
+
+    def to_input(self, canonical_array: np.ndarray) -> np.ndarray:
+        """Canonical array -> input-order array [k, j, i] (a contiguous copy, ready for sitk)."""
+        unflipped = canonical_array[tuple(slice(None, None, -1) if f else slice(None) for f in self.flips)]
+        return np.ascontiguousarray(np.transpose(unflipped, np.argsort(self.axes)))
+
+    def index_to_input(self, index_zyx: np.ndarray) -> np.ndarray:
+        """Canonical continuous indices (..., 3) in numpy order -> input (i, j, k) indices (..., 3)."""
+        index_zyx = np.asarray(index_zyx, dtype=float)
+        shape = np.array(self.array.shape, dtype=float)
+        unflipped = np.where(self.flips, shape - 1 - index_zyx, index_zyx)
+        input_kji = np.empty_like(unflipped)
+        input_kji[..., list(self.axes)] = unflipped
+        return input_kji[..., ::-1]
+
+
+def canonical_volume(image: sitk.Image) -> CanonicalVolume:
+    """Permute/flip the image's array view to LPS, choosing for oblique scans the closest axis assignment."""
+    direction = np.array(image.GetDirection(), dtype=float).reshape(3, 3)  # rows L,P,S; columns i,j,k
+    # best assignment of index axes (columns) to patient axes (rows): the permutation with largest |cosine| sum
+    perm = max(itertools.permutations(range(3)), key=lambda p: sum(abs(direction[r, p[r]]) for r in range(3)))
+    signs = [direction[r, perm[r]] < 0 for r in range(3)]  # patient row r runs against index axis perm[r]
+    # canonical numpy axis n holds patient row 2 - n; input numpy axis of index axis a is 2 - a
+    axes = tuple(2 - perm[2 - n] for n in range(3))
+    flips = tuple(signs[2 - n] for n in range(3))
+    spacing = image.GetSpacing()
+    spacing_zyx = tuple(float(spacing[perm[2 - n]]) for n in range(3))
+    view = sitk.GetArrayViewFromImage(image)
+    vol = CanonicalVolume(array=view, spacing_zyx=spacing_zyx, axes=axes, flips=flips)
+    return CanonicalVolume(array=vol.to_canonical(view), spacing_zyx=spacing_zyx, axes=axes, flips=flips)
+
+
+def normalise(hu: np.ndarray, hu_window: tuple[float, float]) -> np.ndarray:
+    """Clip to the window and map linearly to [-1, 1] (FracNet), in float32."""
+    lo, hi = float(hu_window[0]), float(hu_window[1])
+    out = np.clip(hu, lo, hi).astype(np.float32, copy=False)
+    out -= lo
+    out *= np.float32(2.0 / (hi - lo))
+    out -= np.float32(1.0)
+    return out
+
+
+def bone_cells(array: np.ndarray, bone_hu: float, cell: int = defaults.SKIP_CELL_VOXELS,
+               body_hu: float = defaults.BODY_HU) -> np.ndarray:
+    """Boolean grid of `cell`^3 blocks holding a voxel above `bone_hu` inside the body.
+
+    The body is the largest connected region above `body_hu` on the block grid (dilated by one
+    block), which drops the table and bright objects outside the patient; block granularity only
+    ever keeps more, so a patch that touches bone is never judged empty.
+    """
+    padded = [int(np.ceil(s / cell)) * cell for s in array.shape]
+    pad = [(0, p - s) for p, s in zip(padded, array.shape)]
+    shape6 = (padded[0] // cell, cell, padded[1] // cell, cell, padded[2] // cell, cell)
+
+    def block_any(mask: np.ndarray) -> np.ndarray:
+        return np.pad(mask, pad).reshape(shape6).any(axis=(1, 3, 5))
+
+    bone = block_any(array > bone_hu)
+    tissue = block_any(array > body_hu)
+    labels, n = ndimage.label(tissue)
+    if n == 0:
+        return np.zeros_like(bone)
+    sizes = np.bincount(labels.ravel())[1:]
+    body = ndimage.binary_dilation(labels == 1 + int(np.argmax(sizes)), iterations=1)
+    return bone & body

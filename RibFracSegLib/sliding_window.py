@@ -1,0 +1,118 @@
+"""Sliding window: a sampler (where patches go, which to skip) and an aggregator (weighted blending).
+
+Patch placement and Gaussian weights follow MONAI/nnU-Net (stride = patch x (1 - overlap), last
+patch flush with the edge; weights normalised by their sum, never "later patch wins"), so the
+blend is comparable voxel for voxel. The aggregator accumulates in float32 straight into the output
+and keeps the weight sum only for the slab of slices still open, so memory is one output volume
+plus one patch-deep slab.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+
+from . import defaults
+
+Box = tuple[slice, slice, slice]
+
+
+def axis_starts(size: int, patch: int, overlap: float) -> list[int]:
+    """Patch starts along one axis: every `stride` voxels, the last one flush with the end."""
+    if size <= patch:
+        return [0]
+    stride = max(1, int(patch * (1.0 - overlap)))
+    n = int(np.ceil((size - patch) / stride)) + 1
+    return sorted({min(i * stride, size - patch) for i in range(n)})
+
+
+@dataclass(frozen=True)
+class PatchGrid:
+    shape: tuple[int, int, int]
+    patch_size: tuple[int, int, int]
+    starts: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
+
+    @classmethod
+    def build(cls, shape: Sequence[int], patch_size: Sequence[int], overlap: float) -> "PatchGrid":
+        if not 0.0 <= overlap < 1.0:
+            raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+        starts = tuple(tuple(axis_starts(s, p, overlap)) for s, p in zip(shape, patch_size))
+        return cls(tuple(int(s) for s in shape), tuple(int(p) for p in patch_size), starts)
+
+    def __len__(self) -> int:
+        return int(np.prod([len(s) for s in self.starts]))
+
+    def boxes(self) -> Iterator[Box]:
+        """All patch boxes, slowest along axis 0, so the aggregator can close slabs in order."""
+        for origin in itertools.product(*self.starts):
+            yield tuple(slice(o, min(o + p, s)) for o, p, s in zip(origin, self.patch_size, self.shape))
+
+
+def keep_mask(grid: PatchGrid, cells: Optional[np.ndarray], cell: int = defaults.SKIP_CELL_VOXELS) -> list[bool]:
+    """For each box of `grid.boxes()`: does it touch a cell that may hold a fracture? (None keeps all.)"""
+    if cells is None:
+        return [True] * len(grid)
+    keep = []
+    for box in grid.boxes():
+        coarse = tuple(slice(b.start // cell, -(-b.stop // cell)) for b in box)
+        keep.append(bool(cells[coarse].any()))
+    return keep
+
+
+def importance_map(patch_size: Sequence[int], mode: str = "gaussian",
+                   sigma_scale: float = defaults.GAUSSIAN_SIGMA_SCALE,
+                   floor: float = defaults.BLEND_WEIGHT_FLOOR) -> np.ndarray:
+    """Blending weights for one patch: a centred Gaussian (sigma = scale x size) or ones, float32."""
+    if mode == "constant":
+        return np.ones(tuple(patch_size), dtype=np.float32)
+    if mode != "gaussian":
+        raise ValueError(f"blending mode must be 'gaussian' or 'constant', got {mode!r}")
+    weights = np.ones((), dtype=np.float32)
+    for size in patch_size:
+        x = np.arange(size, dtype=np.float32) - np.float32((size - 1) / 2.0)
+        g = np.exp(-(x ** 2) / np.float32(2.0 * (size * sigma_scale) ** 2)).astype(np.float32)
+        weights = np.multiply.outer(weights, g)
+    return np.maximum(weights, max(float(weights.min()), floor)).astype(np.float32)
+
+
+class SlabAggregator:
+    """Weighted mean of patch predictions; patches must arrive with non-decreasing axis-0 start.
+
+    The output volume accumulates the weighted sum in place; the weight sum lives in a slab as deep
+    as one patch. When a patch starts further along axis 0, the slices before it can receive no more
+    contributions and are divided by their weight sum (voxels no computed patch covered stay 0).
+    """
+
+    def __init__(self, shape: Sequence[int], weights: np.ndarray) -> None:
+        self.output = np.zeros(tuple(shape), dtype=np.float32)
+        self.weights = weights
+        depth = min(weights.shape[0], shape[0])
+        self._wsum = np.zeros((depth,) + tuple(shape[1:]), dtype=np.float32)
+        self._base = 0  # first slice not yet finalised
+
+    def _close_until(self, stop: int) -> None:
+        n = stop - self._base
+        if n <= 0:
+            return
+        done = self._wsum[:n]
+        out = self.output[self._base:stop]
+        np.divide(out, done, out=out, where=done > 0)
+        self._wsum = np.concatenate([self._wsum[n:], np.zeros_like(self._wsum[:n])])
+        self._base = stop
+
+    def add(self, box: Box, prediction: np.ndarray) -> None:
+        """Add one patch prediction (float32, the box's shape) with the blending weights."""
+        if box[0].start < self._base:
+            raise ValueError("patches must be added in order of their axis-0 start")
+        self._close_until(box[0].start)
+        w = self.weights[tuple(slice(0, b.stop - b.start) for b in box)]
+        self.output[box] += prediction * w
+        local = (slice(box[0].start - self._base, box[0].stop - self._base), box[1], box[2])
+        self._wsum[local] += w
+
+    def finish(self) -> np.ndarray:
+        self._close_until(self.output.shape[0])
+        return self.output

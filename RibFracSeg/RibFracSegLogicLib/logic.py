@@ -1,0 +1,96 @@
+"""The module's Logic without the GUI: volume node in, result nodes and detections out.
+
+`RibFracSeg.RibFracSegLogic` (the module file) is this class plus Slicer's ScriptedLoadableModuleLogic
+base; keeping the behaviour here lets pytest drive it with the slicer-core wheel. The Logic takes
+its scene as a parameter, never opens a dialog, and adds nodes to the scene only on success.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import slicer
+
+from RibFracSegLib.detections import Detection
+
+from .compute import Cancel, Progress, RunOptions, RunOutput, cancelled_error, compute
+from .nodes import RunNodes, add_run_nodes
+from .runner import BackgroundRun
+from .volumes import image_from_volume_node
+
+logger = logging.getLogger("RibFracSeg")
+
+
+@dataclass
+class ProcessResult:
+    """What one run added to the scene, and what it found."""
+
+    nodes: RunNodes
+    detections: list[Detection]
+    output: RunOutput
+
+
+class RibFracSegLogicBase:
+    """Fracture detection (and optionally L3 + body composition) for a CT volume node."""
+
+    def __init__(self, scene=None) -> None:
+        self._scene = scene
+
+    @property
+    def scene(self):
+        """The scene given at construction, else Slicer's main scene."""
+        if self._scene is not None:
+            return self._scene
+        scene = getattr(slicer, "mrmlScene", None)
+        if scene is None:
+            raise RuntimeError("No MRML scene: pass one, RibFracSegLogic(scene=...), outside Slicer.")
+        return scene
+
+    @staticmethod
+    def options(checkpoint: Optional[str] = None, device: str = "auto", overlap: Optional[float] = None,
+                threshold: Optional[float] = None, l3: bool = False, height_m: Optional[float] = None,
+                l3_checkpoint: Optional[str] = None) -> RunOptions:
+        """Validated run options (ValueError names the bad one); None checkpoint = the shipped model."""
+        kwargs = {} if checkpoint is None else {"checkpoint": str(checkpoint)}
+        return RunOptions(device=device, overlap=overlap, threshold=threshold, l3=l3, height_m=height_m,
+                          l3_checkpoint=None if l3_checkpoint is None else str(l3_checkpoint), **kwargs).validate()
+
+    def process(self, volumeNode, checkpoint: Optional[str] = None, device: str = "auto",
+                overlap: Optional[float] = None, threshold: Optional[float] = None, l3: bool = False,
+                height_m: Optional[float] = None, progress: Optional[Progress] = None,
+                cancel: Optional[Cancel] = None, l3_checkpoint: Optional[str] = None,
+                name: Optional[str] = None) -> ProcessResult:
+        """Segment rib fractures in `volumeNode` in this process (console and batch use).
+
+        progress(done, total) receives the patches done; cancel() -> True stops the run between
+        batches with the library's Cancelled exception and leaves the scene untouched.
+        Raises ValueError on bad input or options.
+        """
+        options = self.options(checkpoint, device, overlap, threshold, l3, height_m, l3_checkpoint)
+        start = time.perf_counter()
+        image = image_from_volume_node(volumeNode)
+        logger.info("RibFracSeg: input copied in %.2f s", time.perf_counter() - start)
+        output = compute(image, options, progress=progress, cancel=cancel)
+        if cancel is not None and cancel():
+            raise cancelled_error()()
+        return self.add_results(volumeNode, output, options, name=name)
+
+    def add_results(self, volumeNode, output: RunOutput, options: RunOptions,
+                    name: Optional[str] = None) -> ProcessResult:
+        """Turn a finished run into scene nodes (all or none), logging how long it took."""
+        start = time.perf_counter()
+        nodes = add_run_nodes(self.scene, volumeNode, output, height_m=options.height_m, name=name)
+        logger.info("RibFracSeg: %d fractures added to the scene in %.2f s",
+                    len(output.fractures.detections), time.perf_counter() - start)
+        return ProcessResult(nodes=nodes, detections=list(output.fractures.detections), output=output)
+
+    def start_background(self, volumeNode, options: RunOptions, preload: Sequence[str] = ()) -> BackgroundRun:
+        """Start a run in a PythonSlicer subprocess; poll it, then call finish_background."""
+        return BackgroundRun(image_from_volume_node(volumeNode), options, preload=preload)
+
+    def finish_background(self, volumeNode, run: BackgroundRun, name: Optional[str] = None) -> ProcessResult:
+        """Add a finished background run's results to the scene (raises if it failed or was cancelled)."""
+        return self.add_results(volumeNode, run.output(), run.options, name=name)

@@ -35,9 +35,14 @@ class FracturePlan:
     bump_mm: float = 0.0  # buckle height
 
 
-def _min_gap_mm(tangent: np.ndarray, spacing: Sequence[float]) -> float:
-    """Smallest gap that still splits the rib into two 26-connected pieces on this grid."""
-    return 1.15 * float(np.sum(np.abs(tangent) * np.asarray(spacing)))
+def _min_gap_mm(rib: RibPath, at_mm: float, obliquity: float, spacing: Sequence[float]) -> float:
+    """Smallest gap (measured along the rib) that still splits it into two 26-connected pieces on
+    this grid: no pair of neighbouring voxels may straddle the cut."""
+    k = min(int(np.searchsorted(rib.arc_mm, at_mm)), len(rib.points) - 2)
+    tangent = rib.points[k + 1] - rib.points[k]
+    tangent /= np.linalg.norm(tangent)
+    across = np.sum(np.abs(tangent) * np.asarray(spacing)) + abs(obliquity) * max(spacing)
+    return 1.25 * float(across) * float(np.hypot(1.0, obliquity))
 
 
 def plan_fractures(ribs: Sequence[RibPath], n: int, rng: np.random.Generator, spacing: Sequence[float],
@@ -65,11 +70,10 @@ def plan_fractures(ribs: Sequence[RibPath], n: int, rng: np.random.Generator, sp
         points = [rib.points[np.searchsorted(rib.arc_mm, b)] for b in breaks]
         if not all(in_view(p) for p in points):
             continue
-        k = min(np.searchsorted(rib.arc_mm, t0), len(rib.points) - 2)
-        tangent = rib.points[k + 1] - rib.points[k]
-        tangent /= np.linalg.norm(tangent)
+        obliquity = float(rng.uniform(-0.3, 0.3)) if kind != 3 else 0.0
         if kind in (1, 4):
-            gap = max(2.0, _min_gap_mm(tangent, spacing)) + float(rng.uniform(0, 1.5))
+            needed = max(_min_gap_mm(rib, b, obliquity, spacing) for b in breaks)
+            gap = max(2.0, needed) + float(rng.uniform(0, 1.5))
         else:
             gap = float(rng.uniform(0.7, 1.1))
         angle = rng.uniform(0, 2 * np.pi)
@@ -78,7 +82,7 @@ def plan_fractures(ribs: Sequence[RibPath], n: int, rng: np.random.Generator, sp
         plans.append(FracturePlan(
             label_id=len(plans) + 1, kind=kind, code=code, rib_index=ri, breaks_mm=breaks, gap_mm=gap,
             offset_nb_mm=(float(mag * np.cos(angle)), float(mag * np.sin(angle))),
-            obliquity=float(rng.uniform(-0.4, 0.4)) if kind != 3 else 0.0,
+            obliquity=obliquity,
             extent_mm=float(rng.uniform(3.5, 6.0)), bump_mm=float(rng.uniform(1.2, 2.2)) if kind == 3 else 0.0))
         taken.setdefault(ri, []).extend(breaks)
     if len(plans) < n:

@@ -43,7 +43,7 @@ _HU = {
     Tissue.SPLEEN: (50, 6), Tissue.KIDNEY: (35, 6), Tissue.BOWEL: (25, 12), Tissue.GAS: (-950, 20),
     Tissue.VISCERAL_FAT: (-95, 10), Tissue.CORD: (30, 5), Tissue.DISC: (85, 10),
     Tissue.CARTILAGE: (130, 20), Tissue.CANCELLOUS: (230, 30), Tissue.CORTICAL: (800, 60),
-    Tissue.RIB_MARROW: (250, 25), Tissue.RIB_CORTEX: (1250, 80), Tissue.BLADDER: (10, 5),
+    Tissue.RIB_MARROW: (190, 25), Tissue.RIB_CORTEX: (1250, 80), Tissue.BLADDER: (10, 5),
     Tissue.MEDIASTINAL_FAT: (-80, 10),
 }
 CONTRAST_BLOOD_HU = 180.0

@@ -77,16 +77,14 @@ def same_grid(a: sitk.Image, b: sitk.Image, tol: float = 1e-4) -> bool:
     )
 
 
-def set_ijk_to_ras_matrix(image: sitk.Image, matrix: np.ndarray) -> sitk.Image:
-    """Give `image` the geometry of a 4x4 IJK -> RAS matrix (the inverse of ijk_to_ras_matrix).
+def set_ras_geometry(image: sitk.Image, origin_ras: Sequence[float], spacing: Sequence[float],
+                     direction_ras: np.ndarray) -> sitk.Image:
+    """Give `image` a geometry stated in RAS (as a Slicer volume node keeps it); returns `image`.
 
-    Slicer keeps a volume's geometry as this one matrix; SimpleITK wants LPS origin, spacing and
-    unit direction columns.
+    Slicer stores origin, spacing and unit IJK -> RAS direction columns; SimpleITK wants them in
+    LPS. Spacing is passed through untouched (never recovered from a matrix) so it stays bit-exact.
     """
-    matrix = np.asarray(matrix, dtype=float)
-    lps = LPS_TO_RAS @ matrix[:3, :3]
-    spacing = np.linalg.norm(lps, axis=0)
     image.SetSpacing([float(s) for s in spacing])
-    image.SetDirection([float(v) for v in (lps / spacing).ravel()])
-    image.SetOrigin([float(v) for v in LPS_TO_RAS @ matrix[:3, 3]])
+    image.SetDirection([float(v) for v in (LPS_TO_RAS @ np.asarray(direction_ras, dtype=float)).ravel()])
+    image.SetOrigin([float(v) for v in LPS_TO_RAS @ np.asarray(origin_ras, dtype=float)])
     return image

@@ -12,18 +12,15 @@ import SimpleITK as sitk
 import slicer
 import vtk
 
-from RibFracSegLib.geometry import ijk_to_ras_matrix, set_ijk_to_ras_matrix
-
-
-def ijk_to_ras(node) -> np.ndarray:
-    """The node's own 4x4 IJK -> RAS matrix (its parent transform is not applied)."""
-    matrix = vtk.vtkMatrix4x4()
-    node.GetIJKToRASMatrix(matrix)
-    return slicer.util.arrayFromVTKMatrix(matrix)
+from RibFracSegLib.geometry import LPS_TO_RAS, lps_to_ras, set_ras_geometry
 
 
 def image_from_volume_node(node) -> sitk.Image:
-    """A copy of a scalar volume node as a SimpleITK image (LPS geometry, same voxel type)."""
+    """A copy of a scalar volume node as a SimpleITK image (LPS geometry, same voxel type).
+
+    The node's own geometry is used (a parent transform is not applied): result nodes are placed
+    under the same transform, so they line up with the volume wherever it is moved.
+    """
     if node is None or not node.IsA("vtkMRMLScalarVolumeNode"):
         raise ValueError("Select a CT volume (a scalar volume node) as input.")
     if node.GetImageData() is None:
@@ -32,7 +29,10 @@ def image_from_volume_node(node) -> sitk.Image:
     if array.ndim != 3 or min(array.shape) < 2:
         raise ValueError(f"Volume '{node.GetName()}' has shape {array.shape}; a CT volume must be 3-D.")
     image = sitk.GetImageFromArray(np.ascontiguousarray(array))
-    return set_ijk_to_ras_matrix(image, ijk_to_ras(node))
+    directions = vtk.vtkMatrix4x4()
+    node.GetIJKToRASDirectionMatrix(directions)
+    return set_ras_geometry(image, node.GetOrigin(), node.GetSpacing(),
+                            slicer.util.arrayFromVTKMatrix(directions)[:3, :3])
 
 
 def volume_node_from_image(scene, image: sitk.Image, name: str, node=None):
@@ -40,7 +40,11 @@ def volume_node_from_image(scene, image: sitk.Image, name: str, node=None):
     if node is None:
         node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
     slicer.util.updateVolumeFromArray(node, sitk.GetArrayFromImage(image))
-    node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(ijk_to_ras_matrix(image)))
+    directions = np.eye(4)
+    directions[:3, :3] = LPS_TO_RAS @ np.array(image.GetDirection(), dtype=float).reshape(3, 3)
+    node.SetIJKToRASDirectionMatrix(slicer.util.vtkMatrixFromArray(directions))
+    node.SetSpacing(image.GetSpacing())  # set apart from the directions so spacing stays bit-exact
+    node.SetOrigin(lps_to_ras(image.GetOrigin()))
     node.CreateDefaultDisplayNodes()
     return node
 

@@ -181,6 +181,16 @@ class BackgroundRun:
         finally:
             self._cleanup()
 
+    @property
+    def workdir(self) -> Path:
+        """The temporary exchange folder (removed when the run ends, fails or is cancelled)."""
+        return self._folder
+
+    @property
+    def returncode(self) -> Optional[int]:
+        """The worker's exit code (negative: killed by that signal); None while it runs or before it starts."""
+        return None if self._process is None else self._process.poll()
+
     def fraction(self) -> float:
         done, total = self.progress
         return done / total if total else 0.0

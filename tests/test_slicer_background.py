@@ -1,0 +1,121 @@
+"""The panel's path: a PythonSlicer-style subprocess run, polled, cancelled by kill, results read back."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from slicer_scene import add_module_path, make_scene
+
+add_module_path()
+
+from RibFracSegLib.l3 import BodyComposition, L3Result  # noqa: E402
+from RibFracSegLogicLib import exchange, probe, selftest  # noqa: E402
+from RibFracSegLogicLib.compute import RunOptions, RunOutput  # noqa: E402
+from RibFracSegLogicLib.logic import RibFracSegLogicBase  # noqa: E402
+from RibFracSegLogicLib.nodes import add_l3_nodes, body_composition_rows  # noqa: E402
+from RibFracSegLogicLib.runner import CANCELLED, FAILED, RUNNING  # noqa: E402
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    holder = make_scene()
+    checkpoint = str(probe.write_probe_checkpoint(tmp_path_factory.mktemp("ckpt") / "probe.pt"))
+    case = selftest.phantom_case("LPS")
+    volume = selftest.add_case_volume(holder.scene, case)
+    logic = RibFracSegLogicBase(holder.scene)
+    return holder, logic, volume, checkpoint
+
+
+@pytest.fixture(scope="module")
+def fractures(setup):
+    holder, logic, volume, checkpoint = setup
+    return logic.process(volume, checkpoint=checkpoint, device="cpu").output.fractures
+
+
+def test_background_run_equals_the_in_process_run_and_cancels(setup):
+    holder, logic, volume, checkpoint = setup
+    before = holder.node_ids()
+    expected = logic.process(volume, checkpoint=checkpoint, device="cpu")
+    assert selftest.check_background(logic, volume, checkpoint, expected) == []
+    assert len(holder.node_ids()) > len(before)  # the finished runs did add their nodes
+
+
+def test_cancel_mid_run_kills_the_worker_and_leaves_no_trace(setup):
+    holder, logic, volume, checkpoint = setup
+    before = holder.node_ids()
+    run = logic.start_background(volume, logic.options(checkpoint, device="cpu"), preload=[probe.MODULE])
+    while run.state == RUNNING and run.progress[1] == 0:  # until the worker is inside the patch loop
+        run.poll()
+        time.sleep(0.02)
+    assert run.state == RUNNING, run.error
+    run.cancel()
+    assert run.state == CANCELLED
+    assert run.returncode == (-signal.SIGKILL if os.name == "posix" else 1)  # it was killed, not finished
+    assert not run.workdir.exists()
+    assert holder.node_ids() == before
+    with pytest.raises(RuntimeError, match="cancelled"):
+        logic.finish_background(volume, run)
+
+
+def test_worker_error_reaches_the_caller_and_changes_nothing(setup, tmp_path):
+    holder, logic, volume, _ = setup
+    broken = tmp_path / "broken.pt"
+    broken.write_text("not a checkpoint")
+    before = holder.node_ids()
+    run = logic.start_background(volume, logic.options(str(broken), device="cpu"))
+    assert run.wait(timeout=120) == FAILED
+    assert "CheckpointError" in run.error and "broken.pt" in run.error
+    assert not run.workdir.exists()
+    assert holder.node_ids() == before
+
+
+def _l3_output(fracture_result) -> RunOutput:
+    l3 = L3Result(in_view=True, confidence=0.8, slice_index=12, z_mm=-140.5, center_ras=(1.5, -20.0, -140.5),
+                  center_lps=(-1.5, 20.0, -140.5), row_mm=310.0, view_rows_mm={"sagittal": 310.0},
+                  view_confidences={"sagittal": 0.8})
+    mask = np.zeros((4, 5), np.uint8)
+    mask[1:3, 2:4] = 2
+    body = BodyComposition(muscle_cm2=150.25, sat_cm2=120.5, vat_cm2=90.0, imat_cm2=None, smi=49.06,
+                           slice_index=12, height_m=1.75, mask=mask)
+    return RunOutput(fractures=fracture_result, l3=l3, body=body, timings_s={"l3": 0.1})
+
+
+def test_exchange_round_trip_keeps_l3_and_body_composition(fractures, tmp_path):
+    output = _l3_output(fractures)
+    exchange.write_output(tmp_path, output)
+    back = exchange.read_output(tmp_path)
+    assert back.l3 == output.l3 and back.body == output.body
+    np.testing.assert_array_equal(back.body.mask, output.body.mask)
+    assert back.fractures.detections == fractures.detections
+    assert back.timings_s == {"l3": 0.1}
+
+
+def test_l3_nodes_hold_the_point_and_the_measures(setup, fractures):
+    holder, logic, volume, checkpoint = setup
+    output = _l3_output(fractures)
+    result = logic.add_results(volume, output, RunOptions(checkpoint=checkpoint, l3=True, height_m=1.75))
+    point, table = result.nodes.l3_point, result.nodes.l3_table
+    assert point.GetNumberOfControlPoints() == 1 and point.GetNthControlPointLabel(0) == "L3"
+    np.testing.assert_allclose(point.GetNthControlPointPositionVector(0), (1.5, -20.0, -140.5))
+    rows = {table.GetCellText(r, 0): float(table.GetCellText(r, 1)) for r in range(table.GetNumberOfRows())}
+    assert rows["muscle_cm2"] == 150.25 and rows["smi"] == 49.06 and rows["l3_slice_index"] == 12
+    assert np.isnan(rows["imat_cm2"])  # not measured -> NaN, not a made-up 0
+    assert rows["height_m"] == 1.75
+
+
+def test_l3_out_of_view_gives_a_table_and_no_point():
+    l3 = L3Result(in_view=False, confidence=0.02, slice_index=-1, z_mm=float("nan"), center_ras=(0, 0, 0),
+                  center_lps=(0, 0, 0), row_mm=float("nan"))
+    rows = body_composition_rows(l3, None, None)
+    assert rows == [("l3_in_view", 0.0, ""), ("l3_confidence", 0.02, "")]
+    holder = make_scene()
+    point, table = add_l3_nodes(holder.scene, l3, None, None, "ct")
+    assert point is None and table.GetNumberOfRows() == 2

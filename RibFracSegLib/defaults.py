@@ -88,3 +88,5 @@ SPINE_MEDIAN_MM = 7.0  # FracNet's 10-pixel median filter at ~0.7 mm
 SPINE_DISK_MM = 5.0  # FracNet's radius-7 disk at ~0.7 mm
 SPINE_KEEP_FRACTION = 1.0 / 3.0  # keep projected-bone pixels above this fraction of the maximum
 SUBMISSION_CSV = "ribfrac-pred.csv"
+L3_WALL_MAX_MM = 30.0  # the abdominal muscle wall is taken as at most this thick
+L3_SPINE_MARGIN_MM = 10.0  # muscles this far in front of the vertebral body still count (psoas)

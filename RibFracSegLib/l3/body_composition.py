@@ -6,8 +6,9 @@ subcutaneous fat, nor muscle from organs, so compartments are separated by geome
 - the abdominal wall is the soft tissue (above the fat range) inside the skin band, closed so that
   gaps up to 2 x L3_WALL_CLOSING_MM are sealed;
 - SAT = fat reachable from under the skin without crossing the wall; everything else is "inner";
-- muscle = muscle-HU pieces of the inner compartment that touch its rim (abdominal wall, paraspinal
-  muscles) or the vertebra (psoas); pieces floating in the abdomen (bowel, organs) are not muscle;
+- muscle = muscle-HU pixels of the inner compartment: in front of the vertebral body only the wall
+  layer (as deep as the wall is thick), behind it all (psoas, quadratus, paraspinal muscles); pieces
+  touching neither the rim nor the bone (bowel, organs) are not muscle;
 - IMAT = fat enclosed by muscle; VAT = visceral-range fat of the inner compartment elsewhere.
 This is a geometric approximation (no segmentation network): expect organ walls touching muscle to
 be counted as muscle on real CTs.
@@ -95,13 +96,43 @@ def compartments(hu: np.ndarray, pixel_mm: float) -> np.ndarray:
 
 
 def _wall_muscle(hu: np.ndarray, inner: np.ndarray, pixel_mm: float) -> np.ndarray:
-    """Muscle-HU pieces of the inner compartment touching its rim or the vertebra."""
-    candidates = _in(hu, defaults.MUSCLE_HU) & inner
-    rim = inner & ~ndimage.binary_erosion(inner, _disk_px(defaults.L3_MUSCLE_RIM_MM, pixel_mm))
-    near_bone = ndimage.binary_dilation((hu > defaults.BONE_HU) & inner, _disk_px(2.0, pixel_mm))
-    labels, n = ndimage.label(candidates)
+    """Muscle-HU pixels of the inner compartment that belong to the wall or the spine's muscles.
+
+    In front of the vertebral body only the outer layer counts, as deep as the wall is thick (the
+    depth where muscle stops being the majority), so bowel and organs against the wall are left
+    out; behind the front of the vertebral body (psoas, quadratus, paraspinal muscles) all do.
+    Pieces touching neither the rim nor the bone are dropped; the spinal canal is not muscle."""
+    bone = (hu > defaults.BONE_HU) & inner
+    closed = ndimage.binary_closing(bone, _disk_px(3.0, pixel_mm))  # arches need not be closed
+    canal = ndimage.binary_dilation(ndimage.binary_fill_holes(closed) & ~bone, _disk_px(1.0, pixel_mm))
+    candidates = _in(hu, defaults.MUSCLE_HU) & inner & ~canal
+    depth = ndimage.distance_transform_edt(inner) * pixel_mm
+    posterior = np.zeros(hu.shape, bool)
+    spine = _central_bone(bone)
+    if spine is not None:
+        posterior[max(0, int(np.nonzero(spine)[0].min() - defaults.L3_SPINE_MARGIN_MM / pixel_mm)):] = True
+    front = inner & ~posterior
+    thickness = defaults.L3_WALL_MAX_MM
+    for d in np.arange(1.0, defaults.L3_WALL_MAX_MM, 1.0):
+        shell = front & (depth > d - 1) & (depth <= d)
+        if shell.sum() > 10 and candidates[shell].mean() < 0.5:
+            thickness = d
+            break
+    candidates &= (depth <= thickness) | posterior
+    rim = inner & (depth <= defaults.L3_MUSCLE_RIM_MM)
+    near_bone = ndimage.binary_dilation(bone, _disk_px(2.0, pixel_mm))
+    labels, _ = ndimage.label(candidates)
     keep = np.unique(labels[(rim | near_bone) & (labels > 0)])
-    return np.isin(labels, keep) & candidates
+    return np.isin(labels, keep[keep > 0]) & candidates
+
+
+def _central_bone(bone: np.ndarray) -> np.ndarray | None:
+    """The largest bone piece (the vertebra at L3), or None."""
+    labels, n = ndimage.label(bone)
+    if n == 0:
+        return None
+    sizes = ndimage.sum_labels(bone, labels, index=np.arange(1, n + 1))
+    return labels == 1 + int(np.argmax(sizes))
 
 
 def body_composition(image: sitk.Image, l3, height_m: float | None = None) -> BodyComposition:

@@ -19,15 +19,16 @@ from RibFracSegLib.geometry import lps_to_ras, superior_axis
 from RibFracSegLib.l3.projections import Projections
 
 
-def band_columns(width: int, band: float = defaults.L3_TARGET_BAND) -> slice:
-    """The central `band` share of the columns, where the spine is and where the target lives."""
-    half = max(1, int(round(width * band / 2)))
+def band_columns(width: int, band: float = defaults.L3_TARGET_BAND, reference: int = defaults.L3_INPUT_COLS) -> slice:
+    """The central columns where the spine is and where the target is learnt and read: `band` of the
+    network input's width (`reference` columns, so a narrower training crop has the same band in mm)."""
+    half = max(1, int(round(reference * band / 2)))
     return slice(max(0, width // 2 - half), min(width, width // 2 + half))
 
 
-def row_profile(probability: np.ndarray, n_rows: int | None = None, band: float = defaults.L3_TARGET_BAND) -> np.ndarray:
+def row_profile(probability: np.ndarray, n_rows: int | None = None) -> np.ndarray:
     """Per-row confidence: mean probability over the central band, cut to the MIP's real rows."""
-    profile = probability[:, band_columns(probability.shape[1], band)].mean(axis=1)
+    profile = probability[:, band_columns(probability.shape[1])].mean(axis=1)
     return profile[: n_rows or len(profile)]
 
 

@@ -80,10 +80,11 @@ def predict_maps(model, mips: list[np.ndarray], cols: int = defaults.L3_INPUT_CO
         return list(torch.sigmoid(model(batch.to(device))).float().cpu().numpy()[:, 0])
 
 
-def view_profiles(model, proj: Projections, cols: int = defaults.L3_INPUT_COLS) -> dict[str, np.ndarray]:
+def view_profiles(model, frontal: np.ndarray, sagittal: np.ndarray, cols: int = defaults.L3_INPUT_COLS
+                  ) -> dict[str, np.ndarray]:
     """Per-row confidence of each view over the input's central band (where training put the target)."""
-    maps = predict_maps(model, [proj.frontal, proj.sagittal], cols=cols)
-    return {view: decoding.row_profile(m, n_rows=proj.frontal.shape[0]) for view, m in zip(VIEWS, maps)}
+    maps = predict_maps(model, [frontal, sagittal], cols=cols)
+    return {view: decoding.row_profile(m, n_rows=frontal.shape[0]) for view, m in zip(VIEWS, maps)}
 
 
 def locate_l3(image: sitk.Image, checkpoint=None) -> L3Result:
@@ -93,7 +94,7 @@ def locate_l3(image: sitk.Image, checkpoint=None) -> L3Result:
     threshold = float((getattr(ckpt, "thresholds", {}) or {}).get("min_confidence", defaults.L3_MIN_CONFIDENCE))
     proj = compute_projections(image, slab_mm=float(prep.get("sagittal_slab_mm", defaults.L3_SAGITTAL_SLAB_MM)),
                                border_mm=float(prep.get("border_mm", defaults.L3_MIP_BORDER_MM)))
-    profiles = view_profiles(model, proj, cols=int(prep.get("input_cols", defaults.L3_INPUT_COLS)))
+    profiles = view_profiles(model, proj.frontal, proj.sagittal, cols=int(prep.get("input_cols", defaults.L3_INPUT_COLS)))
     return decode(proj, image, profiles, threshold)
 
 

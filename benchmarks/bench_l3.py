@@ -1,0 +1,89 @@
+"""L3 locator and body composition on held-out phantoms: error in mm, "not in view", time per CT.
+
+    python benchmarks/bench_l3.py [--n 20] [--seed 90000] [--checkpoint Resources/Models/l3_default.pt]
+
+Phantoms use seeds never used in training (train 1000+, validation 5000+), varied spacing,
+orientation and field of view (a third thorax-only: L3 must be reported "not in view"). The time is
+locate_l3 + body_composition on an in-memory CT (phantom generation and file IO not included).
+Body composition is compared with the phantom's tissue classes on the true L3 slice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from RibFracSegLib import defaults
+from RibFracSegLib.geometry import to_canonical
+from RibFracSegLib.l3 import body_composition, locate_l3
+from RibFracSegLib.l3.dataset import phantom_params
+from RibFracSegLib.l3.decoding import point_to_row
+from RibFracSegLib.l3.evaluation import error_stats
+from RibFracSegLib.phantom import Tissue, generate_phantom
+
+
+def tissue_truth(case) -> dict[str, float]:
+    """Phantom areas (cm^2) on the true L3 slice: muscle, FAT (subcutaneous + intermuscular), visceral fat."""
+    tissue = to_canonical(case.tissue)
+    k = int(round(tissue.TransformPhysicalPointToContinuousIndex(case.l3.center_lps)[2]))
+    t = sitk.GetArrayViewFromImage(tissue)[k]
+    px = float(np.prod(tissue.GetSpacing()[:2])) / 100
+    return {"muscle": (t == Tissue.MUSCLE).sum() * px, "sat+imat": (t == Tissue.FAT).sum() * px,
+            "vat": (t == Tissue.VISCERAL_FAT).sum() * px}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=90000)
+    parser.add_argument("--checkpoint", default=str(defaults.DEFAULT_L3_CHECKPOINT))
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    fovs = [defaults.PHANTOM_FIELDS_OF_VIEW[i % 3] for i in range(args.n)]
+    errors, times, not_in_view, thorax, comp_err = [], [], 0, 0, {"muscle": [], "sat+imat": [], "vat": []}
+    locate_l3(generate_phantom(phantom_params(args.seed - 1, "abdomen_pelvis")).image, args.checkpoint)  # warm-up
+    print(f"{'case':<28}{'spacing mm':>18}{'orient':>8}{'truth':>8}{'pred':>8}{'err mm':>8}{'conf':>6}{'s':>6}")
+    for i, fov in enumerate(fovs):
+        params = phantom_params(args.seed + i, fov)
+        case = generate_phantom(params)
+        t0 = time.perf_counter()
+        l3 = locate_l3(case.image, args.checkpoint)
+        comp = body_composition(case.image, l3) if l3.in_view else None
+        times.append(time.perf_counter() - t0)
+        truth = None if case.l3 is None else point_to_row(l3.projections, case.l3.center_lps)
+        err = None if truth is None else abs(l3.row_mm - truth)
+        if truth is None:
+            thorax += 1
+            not_in_view += not l3.in_view
+        else:
+            errors.append(err if l3.in_view else float("inf"))
+            ref = tissue_truth(case)
+            at_truth = body_composition(case.image, SimpleNamespace(center_lps=case.l3.center_lps, slice_index=0,
+                                                                    projections=None))
+            got = {"muscle": at_truth.muscle_cm2, "sat+imat": at_truth.sat_cm2 + at_truth.imat_cm2,
+                   "vat": at_truth.vat_cm2}
+            for k in comp_err:
+                comp_err[k].append(100 * (got[k] - ref[k]) / ref[k])
+        sp = "x".join(f"{v:.1f}" for v in params.spacing)
+        print(f"{f'{params.seed}-{fov}':<28}{sp:>18}{params.orientation:>8}"
+              f"{'-' if truth is None else f'{truth:.1f}':>8}{l3.row_mm if l3.in_view else float('nan'):>8.1f}"
+              f"{'-' if err is None else f'{err:.1f}':>8}{l3.confidence:>6.2f}{times[-1]:>6.2f}")
+    s = error_stats(errors)
+    print(f"\nL3 error on {s['n']} phantoms with L3: median {s['median']:.2f} mm, mean {s['mean']:.2f} mm, "
+          f"std {s['std']:.2f} mm, within 5 mm {s['within_5mm']:.0%}, within 10 mm {s['within_10mm']:.0%}")
+    print(f"thorax-only phantoms reported 'not in view': {not_in_view} of {thorax}")
+    print(f"locate_l3 + body_composition per CT: mean {np.mean(times):.2f} s, max {np.max(times):.2f} s "
+          f"({args.threads} threads)")
+    for k, v in comp_err.items():
+        print(f"body composition at true L3, {k}: signed error median {np.median(v):+.1f} %, "
+              f"mean |error| {np.mean(np.abs(v)):.1f} %")
+
+
+if __name__ == "__main__":
+    main()

@@ -119,3 +119,37 @@ def test_l3_out_of_view_gives_a_table_and_no_point():
     holder = make_scene()
     point, table = add_l3_nodes(holder.scene, l3, None, None, "ct")
     assert point is None and table.GetNumberOfRows() == 2
+
+
+def test_l3_through_the_logic_equals_the_library(tmp_path):
+    """Wiring only (an untrained locator): the nodes say what locate_l3/body_composition return."""
+    from RibFracSegLib.checkpoint import Checkpoint, save_checkpoint
+    from RibFracSegLib.l3 import body_composition, locate_l3
+    from RibFracSegLib.networks import build_network
+    from RibFracSegLib.phantom import PhantomParams, generate_phantom
+
+    torch.manual_seed(0)
+    l3_ckpt = save_checkpoint(tmp_path / "l3.pt", Checkpoint.from_model("l3_unet2d", build_network("l3_unet2d")))
+    case = generate_phantom(PhantomParams(shape=(64, 56, 80), spacing=(5.0, 5.0, 6.0), fov="thorax_abdomen",
+                                          n_fractures=2, seed=5))
+    marked = selftest.MarkedCase("l3", probe.paint_marker(case.image, case.fracture_labels), case.fracture_labels, {})
+    holder = make_scene()
+    volume = selftest.add_case_volume(holder.scene, marked)
+    fracture_ckpt = str(probe.write_probe_checkpoint(tmp_path / "probe.pt"))
+    logic = RibFracSegLogicBase(holder.scene)
+    with pytest.raises(ValueError, match="L3 checkpoint not found"):
+        logic.process(volume, checkpoint=fracture_ckpt, l3=True, l3_checkpoint=tmp_path / "none.pt")
+    result = logic.process(volume, checkpoint=fracture_ckpt, device="cpu", l3=True, height_m=1.7,
+                           l3_checkpoint=str(l3_ckpt))
+    expected = locate_l3(marked.image, checkpoint=str(l3_ckpt))
+    assert result.output.l3 == expected
+    table = result.nodes.l3_table
+    rows = {table.GetCellText(r, 0): float(table.GetCellText(r, 1)) for r in range(table.GetNumberOfRows())}
+    assert rows["l3_in_view"] == float(expected.in_view)
+    if expected.in_view:
+        body = body_composition(marked.image, expected, height_m=1.7)
+        assert rows["muscle_cm2"] == pytest.approx(body.muscle_cm2, rel=1e-5)
+        np.testing.assert_allclose(result.nodes.l3_point.GetNthControlPointPositionVector(0), expected.center_ras)
+    else:
+        assert result.nodes.l3_point is None and result.output.body is None
+    assert len(result.detections) == len(case.fractures)

@@ -50,6 +50,11 @@ class RunOptions:
             raise ValueError(f"Overlap must be in [0, 1), not {self.overlap}.")
         if self.threshold is not None and not 0.0 <= self.threshold < 1.0:
             raise ValueError(f"Probability threshold must be in [0, 1), not {self.threshold}.")
+        if self.l3:
+            l3_path = Path(self.l3_checkpoint or defaults.DEFAULT_L3_CHECKPOINT)
+            if not l3_path.is_file():
+                raise ValueError(f"L3 checkpoint not found: {l3_path}. Train one with `ribfracseg train-l3` "
+                                 "or choose the L3 model file.")
         if self.height_m is not None and not 0.5 <= self.height_m <= 2.6:
             raise ValueError(f"Patient height must be given in metres (0.5-2.6), not {self.height_m}.")
         return self

@@ -206,16 +206,15 @@ class RibFracSegWidget(*_WIDGET_BASES):
         from RibFracSegLogicLib.dependencies import ensure_dependencies
 
         self._setStatus("")
-        with slicer.util.tryWithErrorDisplay("RibFracSeg could not start.", waitCursor=True):
-            try:
+        try:
+            with slicer.util.tryWithErrorDisplay("RibFracSeg could not start.", waitCursor=True):
                 ensure_dependencies(ask=slicer.util.confirmOkCancelDisplay)
                 options = self._options()
-                self._runVolume = self._parameterNode.inputVolume
-                self._run = self.logic.start_background(self._runVolume, options)
-            except Exception as err:
-                self._setStatus(f"Error: {err}", error=True)
-                raise
-        if self._run is None:
+                volume = self._parameterNode.inputVolume
+                self._run = self.logic.start_background(volume, options)
+                self._runVolume = volume
+        except Exception as err:  # already shown in a dialog; keep it in the panel and the log too
+            self._setStatus(f"Error: {err}", error=True)
             return
         self.ui.progressBar.setRange(0, 0)  # busy until the first patch count arrives
         self.ui.progressBar.show()

@@ -14,7 +14,6 @@ import numpy as np
 import SimpleITK as sitk
 import slicer
 import vtk
-from scipy import ndimage
 from vtk.util import numpy_support
 
 from RibFracSegLib import defaults
@@ -79,6 +78,8 @@ def code_name(code: int) -> str:
 
 def add_fracture_segmentation(scene, volume, result: FractureResult, name: str):
     """One segment per detection, cropped to its bounding box, on the input's grid."""
+    from scipy import ndimage  # not at module level: Slicer loads the module before scipy is installed
+
     seg_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
     seg_node.CreateDefaultDisplayNodes()
     seg_node.SetReferenceImageGeometryParameterFromVolumeNode(volume)

@@ -1,0 +1,34 @@
+"""Slicer loads RibFracSeg.py at start-up, before any requirement is installed: loading it (and the
+Logic) must need only what every Slicer 5.6+ ships (slicer, vtk, numpy, SimpleITK)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from slicer_scene import MODULE_DIR, REPO, add_module_path
+
+add_module_path()
+
+from RibFracSegLogicLib.dependencies import REQUIREMENTS, SLICER_OWNED, read_requirements, requirement_name  # noqa: E402
+
+NOT_IN_SLICER = ("torch", "scipy", "skimage", "tqdm", "monai", "qt", "ctk")
+
+
+def test_module_file_loads_without_torch_scipy_skimage_or_the_gui():
+    blocker = "; ".join(f"sys.modules[{name!r}] = None" for name in NOT_IN_SLICER)
+    code = (f"import sys; {blocker}; sys.path[:0] = [{str(MODULE_DIR)!r}, {str(REPO)!r}]; "
+            "import RibFracSeg; logic = RibFracSeg.RibFracSegLogic(scene=None); "
+            "print('loaded', RibFracSeg.GUI_AVAILABLE, sorted(m for m in sys.modules if m in "
+            f"{NOT_IN_SLICER!r} and sys.modules[m] is not None))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("loaded False []")
+
+
+def test_requirements_never_name_slicers_own_packages():
+    raw = [line.split("#")[0].strip() for line in REQUIREMENTS.read_text().splitlines()]
+    names = [requirement_name(line).lower() for line in raw if line]
+    assert names == ["scipy", "scikit-image", "tqdm"] == [requirement_name(r) for r in read_requirements()]
+    assert not set(names) & set(SLICER_OWNED) and "torch" not in names
+    assert requirement_name("scikit-image>=0.21  # x") == "scikit-image"

@@ -178,7 +178,7 @@ class Anatomy:
         # Arc round the chest wall, 6 mm outside the cavity, from the rib angle to the front.
         x_angle = vb.half_width + 45 * s
         thetas = np.union1d(np.linspace(0.0, theta_cart, 48), [theta_end])
-        z_arc = z0 - 3 * s - drop * np.clip(thetas / theta_end, 0, None) ** 1.3
+        z_arc = z0 - 3 * s - drop * np.clip(thetas / theta_end, 0, None) ** 1.8
         cx, cy, yc = self.cavity(z_arc)
         rx, ry = cx + 6 * s, cy + 6 * s
         x_arc = side * rx * np.sin(thetas)
@@ -196,5 +196,5 @@ class Anatomy:
         frac = arc / max(bony, 1e-6)
         flat = 1.0 if n > 1 else 0.8
         half_t = s * np.interp(frac, [0, 0.1, 0.3, 1.0, 2.0], [3.6, 3.0, 3.0 * flat, 2.6, 2.8])
-        half_h = s * np.interp(frac, [0, 0.1, 0.3, 1.0, 2.0], [4.0, 4.2, 5.5 / flat, 6.0, 5.0])
+        half_h = s * np.interp(frac, [0, 0.1, 0.3, 1.0, 2.0], [4.0, 4.2, 5.0 / flat, 5.2, 4.8])
         return RibPath(n, side, pts, arc, bony, half_t, half_h)

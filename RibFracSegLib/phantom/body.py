@@ -32,16 +32,19 @@ class SliceCanvas:
         return sy, sx, x[None, sx] - cx, y[sy, None] - cy
 
     def ellipse(self, value: int, cx: float, cy: float, ax: float, ay: float, where=None, level: int = 0,
-                region=None) -> None:
-        """Paint the filled ellipse; `where(X, Y)` may restrict it (local coordinates); `region` limits
-        painting to voxels whose current tissue is in that tuple."""
+                region=None, power: float = 2.0) -> None:
+        """Paint the filled ellipse (a superellipse for power > 2); `where(X, Y)` may restrict it (local
+        coordinates); `region` limits painting to voxels whose current tissue is in that tuple."""
         if ax <= 0 or ay <= 0:
             return
         win = self.window(cx, cy, ax, ay)
         if win is None:
             return
         sy, sx, X, Y = win
-        mask = (X / ax) ** 2 + (Y / ay) ** 2 <= 1.0
+        if power == 2.0:
+            mask = (X / ax) ** 2 + (Y / ay) ** 2 <= 1.0
+        else:
+            mask = np.abs(X / ax) ** power + np.abs(Y / ay) ** power <= 1.0
         if where is not None:
             mask &= where(X, Y)
         if region is not None:
@@ -56,17 +59,22 @@ class SliceCanvas:
         self.ellipse(core, cx, cy, ax - shell_mm, ay - shell_mm, where=where, level=level)
 
 
-def paint_slice(canvas: SliceCanvas, z: float, anat: Anatomy, bowel_field) -> None:
-    """Paint everything but the ribs at height z (anatomy mm)."""
+OUTLINE_POWER = 2.6  # a supine trunk is boxier than an ellipse: flat back, square flanks
+
+
+def paint_slice(canvas: SliceCanvas, z: float, anat: Anatomy, texture) -> None:
+    """Paint everything but the ribs at height z (anatomy mm). `texture(X, Y, z, kind)` is a smooth
+    random field (kind "bowel" or "vessel") in standard-deviation units."""
     bx, by = (float(v) for v in anat.outline(z))
     fat, muscle = float(anat.fat(z)), float(anat.muscle(z))
     cx, cy, yc = (float(v[()]) for v in anat.cavity(z))
-    canvas.ellipse(T.SKIN, 0, 0, bx, by)
-    canvas.ellipse(T.FAT, 0, 0, bx - 2, by - 2)
-    canvas.ellipse(T.MUSCLE, 0, 0, bx - fat, by - fat)
+    canvas.ellipse(T.SKIN, 0, 0, bx, by, power=OUTLINE_POWER)
+    canvas.ellipse(T.FAT, 0, 0, bx - 2, by - 2, power=OUTLINE_POWER)
+    canvas.ellipse(T.MUSCLE, 0, 0, bx - fat, by - fat, power=OUTLINE_POWER)
     y_spine = float(anat.spine_y(z))
     if cx > 1:
-        _paint_cavity(canvas, z, anat, cx, cy, yc, y_spine, bowel_field)
+        _paint_cavity(canvas, z, anat, cx, cy, yc, y_spine, texture)
+    _paint_shoulder_girdle(canvas, z, anat, cx, cy, yc)
     _paint_spine(canvas, z, anat, y_spine)
     _paint_sternum(canvas, z, anat, cy, yc)
     _paint_pelvis(canvas, z, anat)
@@ -80,7 +88,7 @@ def _dome(anat: Anatomy, X, Y, cy_ref: float):
     return np.maximum(right, left)
 
 
-def _paint_cavity(c: SliceCanvas, z, anat: Anatomy, cx, cy, yc, y_spine, bowel_field) -> None:
+def _paint_cavity(c: SliceCanvas, z, anat: Anatomy, cx, cy, yc, y_spine, texture) -> None:
     s = anat.scale
     cy_ref = float(anat.cavity(anat.z_diaphragm)[1])
     thorax = lambda X, Y: z > _dome(anat, X, Y + yc, cy_ref)  # noqa: E731
@@ -94,11 +102,20 @@ def _paint_cavity(c: SliceCanvas, z, anat: Anatomy, cx, cy, yc, y_spine, bowel_f
         win = c.window(0, yc, cx, cy)
         if win is not None:
             sy, sx, X, Y = win
-            field = bowel_field(X + 0.0, Y + yc, z)
+            field = texture(X + 0.0, Y + yc, z, "bowel")
             sub = c.tissue[sy, sx]
             visc = sub == T.VISCERAL_FAT
             sub[visc & (field > 0.15)] = T.BOWEL
             sub[visc & (field > 0.62)] = T.GAS
+    # Lung vessels: small soft-tissue blobs where a fine random field peaks.
+    if z > anat.z_diaphragm - 60 * s:
+        win = c.window(0, yc, cx, cy)
+        if win is not None:
+            sy, sx, X, Y = win
+            sub = c.tissue[sy, sx]
+            lung = sub == T.LUNG
+            if lung.any():
+                sub[lung & (texture(X + 0.0, Y + yc, z, "vessel") > 1.7)] = T.SOFT
     # Mediastinum, heart, airway (thorax only, where lungs are).
     if z > anat.z_diaphragm - 30 * s and z < anat.z_apex:
         front_to_spine = lambda X, Y: Y < y_spine - yc  # noqa: E731
@@ -181,6 +198,35 @@ def _paint_spine(c: SliceCanvas, z, anat: Anatomy, y_spine) -> None:
         reach = vb.half_width + (25 if lumbar else 14) * s
         for side in (-1, 1):
             c.ellipse(T.CORTICAL, side * (rc + reach) / 2, y_canal - 2 * s, (reach - rc) / 2, 4.5 * s, level=lid)
+
+
+def _paint_shoulder_girdle(c: SliceCanvas, z, anat: Anatomy, cx, cy, yc) -> None:
+    """Scapulae behind the upper ribs and clavicles above them: bone near ribs that is not rib."""
+    s, v = anat.scale, anat.by_name
+    top, bottom = v["T2"].z_top, v["T7"].z_bottom
+    if bottom < z < top and cx > 1:
+        frac = (top - z) / (top - bottom)  # the blade narrows to its inferior angle
+        t0, t1 = 0.25 * np.pi, (0.47 - 0.17 * frac) * np.pi
+        rx, ry = cx + 23 * s, cy + 23 * s
+        for side in (-1, 1):
+            def blade(X, Y, side=side):
+                r = np.sqrt((X / rx) ** 2 + ((Y - yc) / ry) ** 2)
+                theta = np.arctan2(X * side, Y - yc)
+                return (np.abs(r - 1) * ry < 2.5 * s) & (theta > t0) & (theta < t1)
+            c.ellipse(T.CORTICAL, 0, yc, rx + 3 * s, ry + 3 * s, where=blade)
+    z_clav = v["T1"].z_top + 12 * s
+    if abs(z - z_clav) < 16 * s:
+        bx = float(anat.outline(z)[0])
+        y_front = yc - float(anat.cavity(v["T2"].z_center)[1][()]) - 18 * s
+        for side in (-1, 1):
+            def clavicle(X, Y, side=side, core=False):
+                xa = X * side
+                yc_x = y_front + 0.25 * (xa - 25 * s)  # runs back as it goes out to the shoulder
+                zc_x = z_clav + 0.08 * (xa - 25 * s)
+                r = (4.0 if core else 5.5) * s
+                return (xa > 22 * s) & (xa < 0.85 * bx) & ((Y - yc_x) ** 2 + (z - zc_x) ** 2 < r * r)
+            c.ellipse(T.CORTICAL, 0, 0, bx, bx, where=clavicle)
+            c.ellipse(T.CANCELLOUS, 0, 0, bx, bx, where=lambda X, Y, f=clavicle: f(X, Y, core=True))
 
 
 def _paint_sternum(c: SliceCanvas, z, anat: Anatomy, cy, yc) -> None:

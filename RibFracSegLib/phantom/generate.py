@@ -136,23 +136,24 @@ def _render(anat: Anatomy, plans: list[FracturePlan], axes, rng: np.random.Gener
     shape = (len(gz), len(gy), len(gx))
     tissue = np.zeros(shape, np.uint8)
     level = np.zeros(shape, np.uint8)
-    # Bowel loops: a smooth random field on a 10 mm lattice, sampled per slice.
-    lattice = 10.0
-    coarse = ndimage.gaussian_filter(rng.standard_normal((int(np.ptp(gz) / lattice) + 3,
-                                                          int(np.ptp(gy) / lattice) + 3,
-                                                          int(np.ptp(gx) / lattice) + 3)), 0.8)
-    coarse /= coarse.std() + 1e-9
+    # Smooth random fields sampled per slice: bowel loops (10 mm lattice), lung vessels (3 mm).
     lo = np.array([gz[0], gy[0], gx[0]])
+    extent = np.array([np.ptp(gz), np.ptp(gy), np.ptp(gx)])
+    fields = {}
+    for kind, lattice in (("bowel", 10.0), ("vessel", 3.0)):
+        f = ndimage.gaussian_filter(rng.standard_normal(tuple((extent / lattice).astype(int) + 3)), 0.8)
+        fields[kind] = (f / (f.std() + 1e-9)).astype(np.float32), lattice
 
-    def bowel_field(X, Y, z):
+    def texture(X, Y, z, kind):
+        field, lattice = fields[kind]
         Xb, Yb = np.broadcast_arrays(X, Y)
         coords = np.stack([np.full(Xb.shape, (z - lo[0]) / lattice), (Yb - lo[1]) / lattice, (Xb - lo[2]) / lattice])
-        return ndimage.map_coordinates(coarse, coords.reshape(3, -1), order=1, mode="nearest").reshape(Xb.shape)
+        return ndimage.map_coordinates(field, coords.reshape(3, -1), order=1, mode="nearest").reshape(Xb.shape)
 
     canvas = SliceCanvas(gx, gy)
     for k, z in enumerate(gz):
         canvas.tissue, canvas.level = tissue[k], level[k]
-        paint_slice(canvas, float(z), anat, bowel_field)
+        paint_slice(canvas, float(z), anat, texture)
     ribs = np.zeros(shape, np.uint8)
     frac = np.zeros(shape, np.uint16)
     y_center = float(anat.cavity(0.0)[2])

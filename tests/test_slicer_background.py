@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 import torch
 
 from slicer_scene import add_module_path, make_scene
@@ -153,3 +154,17 @@ def test_l3_through_the_logic_equals_the_library(tmp_path):
     else:
         assert result.nodes.l3_point is None and result.output.body is None
     assert len(result.detections) == len(case.fractures)
+
+
+def test_input_hand_over_keeps_geometry_bit_exact(tmp_path):
+    from scipy.spatial.transform import Rotation
+
+    image = sitk.Image(7, 6, 5, sitk.sitkInt16)
+    image.SetSpacing((0.7031249999999999, 0.7031250000000001, 1.25))
+    image.SetOrigin((-180.123456789, 12.5, -1000.000000001))
+    image.SetDirection(Rotation.from_euler("xyz", [3, -11, 7], degrees=True).as_matrix().ravel().tolist())
+    exchange.write_input(tmp_path, image, RunOptions())
+    back, options = exchange.read_input(tmp_path)
+    assert (back.GetSpacing(), back.GetOrigin(), back.GetDirection()) == \
+        (image.GetSpacing(), image.GetOrigin(), image.GetDirection())
+    assert options == RunOptions()

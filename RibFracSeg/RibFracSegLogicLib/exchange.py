@@ -63,13 +63,20 @@ def _load_dataclass(data: dict | None, folder: Path) -> Any:
 
 
 def write_input(folder: Path, image: sitk.Image, options: RunOptions) -> None:
-    write_image(image, folder / INPUT_NAME, compress=False)  # uncompressed: this is a local hand-over
-    write_text(json.dumps(options.to_dict()), folder / OPTIONS_NAME)
+    """The CT (uncompressed: a local hand-over) and the options, plus the exact geometry: NRRD keeps
+    spacing only inside its direction vectors, which costs the last bits of spacing on reading."""
+    write_image(image, folder / INPUT_NAME, compress=False)
+    geometry = {"spacing": image.GetSpacing(), "origin": image.GetOrigin(), "direction": image.GetDirection()}
+    write_text(json.dumps({"options": options.to_dict(), "geometry": geometry}), folder / OPTIONS_NAME)
 
 
 def read_input(folder: Path) -> tuple[sitk.Image, RunOptions]:
-    options = RunOptions(**json.loads((folder / OPTIONS_NAME).read_text()))
-    return sitk.ReadImage(str(folder / INPUT_NAME)), options
+    data = json.loads((folder / OPTIONS_NAME).read_text())
+    image = sitk.ReadImage(str(folder / INPUT_NAME))
+    image.SetSpacing(data["geometry"]["spacing"])
+    image.SetOrigin(data["geometry"]["origin"])
+    image.SetDirection(data["geometry"]["direction"])
+    return image, RunOptions(**data["options"])
 
 
 def write_output(folder: Path, output: RunOutput) -> None:

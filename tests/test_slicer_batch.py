@@ -44,12 +44,14 @@ def test_case_names_strip_image_suffixes():
 def test_every_case_reported_and_the_bad_one_does_not_stop_the_batch(batch):
     reports = batch["reports"]
     assert [r.case for r in reports] == ["lps-image", "broken", "obl-image"]
-    assert [r.n_fractures for r in reports] == [3, 0, 3]
+    expected = [len(batch["cases"]["lps-image"].truth_ras), 0, len(batch["cases"]["obl-image"].truth_ras)]
+    assert expected[0] >= 2 and expected[2] >= 2  # the phantoms still hold something to find
+    assert [r.n_fractures for r in reports] == expected
     assert reports[0].error is None and reports[2].error is None
     assert "Cannot read" in reports[1].error
     summary = (batch["root"] / "out" / SUMMARY_NAME).read_text().splitlines()
     assert summary[0].split("\t") == ["case", "source", "n_fractures", "seconds", "error"]
-    assert [line.split("\t")[2] for line in summary[1:]] == ["3", "0", "3"]
+    assert [line.split("\t")[2] for line in summary[1:]] == [str(n) for n in expected]
 
 
 def test_batch_leaves_the_scene_as_it_found_it(batch):
@@ -66,9 +68,10 @@ def test_written_files_hold_the_truth(batch):
         seg = load_segmentation(scene, out / f"{name}.seg.nrrd")
         points = load_markups(scene, out / f"{name}.mrk.json")
         table = load_table(scene, out / f"{name}.tsv")
-        assert seg.GetSegmentation().GetNumberOfSegments() == points.GetNumberOfControlPoints() == 3
-        assert table.GetNumberOfRows() == 3
+        n_truth = len(case.truth_ras)
+        assert seg.GetSegmentation().GetNumberOfSegments() == points.GetNumberOfControlPoints() == n_truth
+        assert table.GetNumberOfRows() == n_truth
         truth = [ras_to_index(case.image, c) for c in case.truth_ras.values()]
-        for n in range(3):
+        for n in range(n_truth):
             found = ras_to_index(case.image, points.GetNthControlPointPositionVector(n))
             assert min(np.abs(np.subtract(found, t)).max() for t in truth) <= 0.5

@@ -47,7 +47,7 @@ def test_detections_equal_the_library_and_the_truth(run, checkpoint):
     case, result = run["case"], run["result"]
     library = segment_ct(case.image, checkpoint, device="cpu")
     assert result.detections == library.detections
-    assert len(result.detections) == len(case.truth_ras) == 3
+    assert len(result.detections) == len(case.truth_ras) >= 2
     assert all(d.confidence > 0.99 for d in result.detections)  # the probe is certain on the marker
     assert selftest.check_against_truth(case, result) == []
 
@@ -58,7 +58,7 @@ def test_points_within_half_a_voxel_of_the_truth(run):
              for n in range(points.GetNumberOfControlPoints())]
     truth = [ras_to_index(case.image, c) for c in case.truth_ras.values()]
     offsets = [min(np.abs(np.subtract(f, t)).max() for t in truth) for f in found]
-    assert len(found) == 3 and max(offsets) <= 0.5, offsets
+    assert len(found) == len(truth) >= 2 and max(offsets) <= 0.5, offsets
 
 
 def test_segments_points_table_match_detections(run):

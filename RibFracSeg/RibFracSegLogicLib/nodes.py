@@ -7,7 +7,7 @@ complete, consistent set of result nodes (the Logic's "nodes added only on succe
 from __future__ import annotations
 
 import colorsys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import numpy as np
@@ -35,11 +35,9 @@ class RunNodes:
     table: Any = None
     l3_point: Any = None
     l3_table: Any = None
-    extra: list = field(default_factory=list)
 
     def all(self) -> list:
-        return [n for n in (self.segmentation, self.points, self.table, self.l3_point, self.l3_table,
-                            *self.extra) if n is not None]
+        return [n for n in (self.segmentation, self.points, self.table, self.l3_point, self.l3_table) if n is not None]
 
 
 def segment_color(index: int) -> tuple[float, float, float]:

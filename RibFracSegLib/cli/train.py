@@ -1,0 +1,120 @@
+"""`ribfracseg train --data DIR --arch NAME`: train a fracture network on RibFrac-layout data.
+
+Writes OUT/last.pt every epoch (a checkpoint `segment_ct` reads), OUT/best.pt (best validation
+FROC), OUT/train_state.pt (optimiser, schedule and RNG state for --resume) and OUT/train.log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, nargs="+", help="RibFrac-layout training folder(s)")
+    parser.add_argument("--arch", default="fracnet_unet", help="registered network name (default fracnet_unet)")
+    parser.add_argument("--hparams", default=None,
+                        help='network hyper-parameters as JSON (default for fracnet_unet: {"first_out_channels": 8})')
+    parser.add_argument("--out", default="runs/fracture", help="output folder (default runs/fracture)")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--steps-per-epoch", type=int, default=50)
+    parser.add_argument("--cases-per-step", type=int, default=2)
+    parser.add_argument("--patches-per-case", type=int, default=4)
+    parser.add_argument("--patch-size", type=int, default=64, help="training patch edge in voxels (default 64)")
+    parser.add_argument("--positive-fraction", type=float, default=0.5)
+    parser.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
+    parser.add_argument("--lr", type=float, default=2e-3, help="(max) learning rate")
+    parser.add_argument("--schedule", choices=("onecycle", "step", "constant"), default="onecycle")
+    parser.add_argument("--fn-weight", type=float, default=0.5, help="recall weight of the Dice term (0.5 = Dice)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    parser.add_argument("--val", help="RibFrac-layout folder of held-out CTs: validation FROC picks best.pt")
+    parser.add_argument("--val-cases", type=int, default=3, help="validation CTs used (default 3)")
+    parser.add_argument("--val-every", type=int, default=1, help="validate every N epochs")
+    parser.add_argument("--cache", help="folder for memory-mapped pre-processed volumes (.npy)")
+    parser.add_argument("--rescan", action="store_true", help="pick up new cases in --data before every epoch")
+    parser.add_argument("--resume", help="train_state.pt, or the --out folder of an interrupted run")
+    parser.add_argument("--tensorboard", action="store_true", help="write TensorBoard scalars and slices to OUT/tb")
+
+
+def _config(args: argparse.Namespace):
+    from ..training.losses import LossConfig
+    from ..training.sampler import SamplerConfig
+    from ..training.trainer import TrainConfig
+
+    hparams = json.loads(args.hparams) if args.hparams else ({"first_out_channels": 8}
+                                                             if args.arch == "fracnet_unet" else {})
+    size = (args.patch_size,) * 3
+    return TrainConfig(arch=args.arch, hparams=hparams, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
+                       cases_per_step=args.cases_per_step, optimizer=args.optimizer, lr=args.lr,
+                       schedule=args.schedule, seed=args.seed, device=args.device, val_every=args.val_every,
+                       sampler=SamplerConfig(patch_size=size, patches_per_case=args.patches_per_case,
+                                             positive_fraction=args.positive_fraction),
+                       loss=LossConfig(fn_weight=args.fn_weight))
+
+
+def _resume_path(resume: str) -> Path:
+    path = Path(resume)
+    if path.is_dir() or path.name in ("last.pt", "best.pt"):
+        path = (path if path.is_dir() else path.parent) / "train_state.pt"
+    return path
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..io import InputError
+    from ..training.dataset import find_cases, load_volume
+    from ..training.trainer import train
+    from ..training.validation import load_validation_cases
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log_file = open(out / "train.log", "a", buffering=1)
+
+    def log(message: str) -> None:
+        print(message, flush=True)
+        log_file.write(message + "\n")
+
+    loaded: dict = {}
+
+    def volumes():
+        for folder in args.data:
+            for files in find_cases(folder):
+                if files.public_id not in loaded:
+                    loaded[files.public_id] = load_volume(files, args.cache)
+        return list(loaded.values())
+
+    try:
+        config = _config(args)
+        initial = volumes()
+        val_cases = load_validation_cases(args.val, args.val_cases) if args.val else []
+        resume = _resume_path(args.resume) if args.resume else None
+        if resume is not None and not resume.is_file():
+            raise InputError(f"nothing to resume: {resume} not found")
+    except (InputError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    writer = None
+    if args.tensorboard:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(out / "tb"))
+        except ImportError:
+            log("warning: tensorboard is not installed (pip install tensorboard); continuing without it")
+    log(f"training {config.arch} {config.hparams} on {len(initial)} cases, validating on "
+        f"{[c.public_id for c in val_cases]}; config {json.dumps(config.to_dict())}")
+    provenance = {"data": [str(Path(d).resolve()) for d in args.data], "command": "ribfracseg train " +
+                  " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "ribfracseg train"}
+    result = train(config, initial, out, val_cases=val_cases, resume=resume, log=log, writer=writer,
+                   provenance=provenance, refresh=volumes if args.rescan else None)
+    log(f"done: {json.dumps(result)}; checkpoints in {out}")
+    if writer is not None:
+        writer.close()
+    return 0

@@ -1,0 +1,150 @@
+"""Training data in the RibFrac layout: image, instance label and info csv per case, phantoms or real.
+
+Each case is turned once into a `TrainingVolume` in the inference engine's canonical (LPS) voxel
+order — HU as int16, instance labels, fracture centroids, the spine column and a sample of bone
+voxels found from the image — so training patches look exactly like the patches `segment_ct` sees.
+With a cache folder the arrays are stored as .npy and memory-mapped, so epochs never re-decode NIfTI.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from .. import defaults
+from ..io import InputError, read_ct
+from ..preprocess import canonical_volume
+
+CACHE_VERSION = 1
+BONE_SAMPLE = 20000  # bone voxels kept per case for random bone negatives
+
+
+@dataclass(frozen=True)
+class CaseFiles:
+    public_id: str
+    image: Path
+    label: Path
+
+
+@dataclass
+class TrainingVolume:
+    public_id: str
+    hu: np.ndarray  # int16 [z, y, x] canonical: z -> Superior, y -> Posterior, x -> Left
+    labels: np.ndarray  # uint16 instance ids on the same grid
+    spacing_zyx: tuple[float, float, float]
+    centroids: np.ndarray  # (n, 3) float voxel centres of fracture instances, canonical order
+    spine_yx: tuple[float, float]  # axial position of the spinal column (the body's midline)
+    spine_z: tuple[int, int]  # slice range where the column holds bone
+    bone: np.ndarray  # (m, 3) int32 sample of bone voxels
+
+
+def find_cases(data_dir: str | Path) -> list[CaseFiles]:
+    """`RibFracN-image.nii(.gz)` with `RibFracN-label.nii(.gz)` beside it, sorted by id."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise InputError(f"Training data folder not found: {data_dir}. Give a RibFrac-layout folder "
+                         "(RibFracN-image.nii.gz + RibFracN-label.nii.gz), e.g. from `ribfracseg phantom`.")
+    cases = []
+    for image in sorted(data_dir.glob("*-image.nii*")):
+        pid = image.name.split("-image")[0]
+        labels = sorted(data_dir.glob(f"{pid}-label.nii*"))
+        if labels:
+            cases.append(CaseFiles(pid, image, labels[0]))
+    if not cases:
+        raise InputError(f"No RibFracN-image.nii.gz / RibFracN-label.nii.gz pairs in {data_dir}.")
+    return cases
+
+
+def spine_column(hu: np.ndarray, spacing_zyx: tuple[float, float, float],
+                 bone_hu: float = defaults.BONE_HU) -> tuple[tuple[float, float], tuple[int, int]]:
+    """(y, x) centre and z range of the spinal column: the axial spot with bone in the most slices.
+
+    FracNet's projection idea (bone summed along the cranio-caudal axis, median filtered, largest
+    bright component) on the canonical grid, so it holds for any storage orientation.
+    """
+    bone = hu > bone_hu
+    proj = bone.sum(axis=0).astype(np.float32)
+    if proj.max() <= 0:
+        return ((hu.shape[1] - 1) / 2, (hu.shape[2] - 1) / 2), (0, hu.shape[0] - 1)
+    size = max(3, int(round(defaults.SPINE_MEDIAN_MM / min(spacing_zyx[1:]))))
+    proj = ndimage.median_filter(proj, size=size)
+    keep = proj > proj.max() * defaults.SPINE_KEEP_FRACTION
+    lab, n = ndimage.label(keep)
+    if n == 0:
+        keep, lab, n = proj > 0, (proj > 0).astype(int), 1
+    sizes = ndimage.sum(keep, lab, index=np.arange(1, n + 1))
+    biggest = lab == (int(np.argmax(sizes)) + 1)
+    yc, xc = ndimage.center_of_mass(biggest)
+    column = bone[:, biggest].any(axis=1)
+    zs = np.flatnonzero(column)
+    return (float(yc), float(xc)), (int(zs[0]), int(zs[-1])) if zs.size else (0, hu.shape[0] - 1)
+
+
+def build_volume(files: CaseFiles, seed: int = 0) -> TrainingVolume:
+    """Decode one case into canonical arrays and the sampler's anatomical landmarks."""
+    image = read_ct(files.image)
+    label_img = sitk.ReadImage(str(files.label))
+    if image.GetSize() != label_img.GetSize():
+        raise InputError(f"{files.public_id}: label size {label_img.GetSize()} differs from image {image.GetSize()}.")
+    canon = canonical_volume(image)
+    hu = np.ascontiguousarray(np.clip(canon.array, -32768, 32767)).astype(np.int16, copy=False)
+    labels = np.ascontiguousarray(canon.to_canonical(sitk.GetArrayViewFromImage(label_img))).astype(np.uint16)
+    n = int(labels.max())
+    centroids = np.array(ndimage.center_of_mass(labels > 0, labels, range(1, n + 1)), dtype=np.float64).reshape(-1, 3)
+    centroids = centroids[np.isfinite(centroids).all(axis=1)]
+    spine_yx, spine_z = spine_column(hu, canon.spacing_zyx)
+    bone_idx = np.flatnonzero(hu.ravel() > defaults.BONE_HU)
+    rng = np.random.default_rng(seed)
+    if bone_idx.size > BONE_SAMPLE:
+        bone_idx = rng.choice(bone_idx, BONE_SAMPLE, replace=False)
+    bone = np.stack(np.unravel_index(bone_idx, hu.shape), axis=1).astype(np.int32)
+    return TrainingVolume(files.public_id, hu, labels, canon.spacing_zyx, centroids, spine_yx, spine_z, bone)
+
+
+def _save(volume: TrainingVolume, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("hu", "labels", "centroids", "bone"):
+        np.save(folder / f"{name}.npy", getattr(volume, name))
+    meta = {"version": CACHE_VERSION, "public_id": volume.public_id, "spacing_zyx": list(volume.spacing_zyx),
+            "spine_yx": list(volume.spine_yx), "spine_z": list(volume.spine_z)}
+    (folder / "meta.json").write_text(json.dumps(meta))  # written last: marks a complete entry
+
+
+def _load(folder: Path) -> Optional[TrainingVolume]:
+    meta_path = folder / "meta.json"
+    if not meta_path.is_file():
+        return None
+    meta = json.loads(meta_path.read_text())
+    if meta.get("version") != CACHE_VERSION:
+        return None
+    arrays = {n: np.load(folder / f"{n}.npy", mmap_mode="r") for n in ("hu", "labels")}
+    small = {n: np.load(folder / f"{n}.npy") for n in ("centroids", "bone")}
+    return TrainingVolume(meta["public_id"], arrays["hu"], arrays["labels"], tuple(meta["spacing_zyx"]),
+                          small["centroids"], tuple(meta["spine_yx"]), tuple(meta["spine_z"]), small["bone"])
+
+
+def load_volume(files: CaseFiles, cache_dir: Optional[str | Path] = None) -> TrainingVolume:
+    """A case's TrainingVolume, memory-mapped from `cache_dir` when given (built there on first use)."""
+    if cache_dir is None:
+        return build_volume(files)
+    folder = Path(cache_dir) / files.public_id
+    stamp = f"{files.image.stat().st_mtime_ns}-{files.label.stat().st_mtime_ns}"
+    cached = _load(folder)
+    if cached is not None and (folder / "source.txt").is_file() and (folder / "source.txt").read_text() == stamp:
+        return cached
+    volume = build_volume(files)
+    (folder / "meta.json").unlink(missing_ok=True)
+    _save(volume, folder)
+    (folder / "source.txt").write_text(stamp)
+    return _load(folder)
+
+
+def load_dataset(data_dir: str | Path, cache_dir: Optional[str | Path] = None,
+                 ids: Optional[list[str]] = None) -> list[TrainingVolume]:
+    return [load_volume(f, cache_dir) for f in find_cases(data_dir) if ids is None or f.public_id in ids]

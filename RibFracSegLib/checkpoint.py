@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -77,6 +78,11 @@ def _pickle_reason(err: Exception) -> str:
 def _read(path: Path) -> Any:
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    with path.open("rb") as fh:
+        head = fh.read(2)
+    if not zipfile.is_zipfile(path) and not head.startswith(b"\x80"):  # neither zip nor legacy torch format
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (truncated or another file type). "
+                              "Expected a file written by torch.save.")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:

@@ -23,7 +23,7 @@ from . import defaults
 from .checkpoint import Checkpoint, CheckpointError, build_model, load_checkpoint
 from .detections import Detection, FractureResult
 from .geometry import lps_to_ras
-from .networks.fusion import fold_batchnorm
+from .networks.fusion import fold_batchnorm, keep_full_resolution_fp32
 from .postprocess import Component, PostprocessParams, find_fractures
 from .preprocess import CanonicalVolume, bone_cells, canonical_volume, normalise
 from .sliding_window import Box, PatchGrid, SlabAggregator, importance_map, keep_mask
@@ -41,7 +41,7 @@ class Cancelled(RuntimeError):
 class WindowStats:
     patches_total: int
     patches_skipped: int
-    precision: str  # "fp32", "bf16" (CPU autocast) or "fp16" (CUDA autocast)
+    precision: str  # "fp32", "bf16"/"fp16" (autocast on CPU/CUDA) or "mixed" (full resolution in fp32)
     device: str
 
 
@@ -57,7 +57,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     if precision == "fp32":
         return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
     return torch.autocast(device.type, dtype=dtype)
 
 
@@ -69,20 +69,44 @@ def _probabilities(logits: torch.Tensor) -> torch.Tensor:
     return 1.0 - torch.softmax(logits, dim=1)[:, 0]
 
 
+PRECISIONS = ("auto", "fp32", "bf16", "mixed", "fp16")
+
+
 class _Runner:
-    """Runs batches on the device; on CPU 'auto' tries bf16 once and keeps it only if close to fp32."""
+    """Runs batches on the device in the chosen precision.
+
+    "bf16"/"fp16" autocast the whole network (bf16 on CPU, fp16 on CUDA); "mixed" keeps the layers
+    the network declares full-resolution in fp32. "auto" on CUDA is fp16; on CPU it compares bf16,
+    then mixed, with fp32 on the first batch and keeps the fastest one whose probabilities stay
+    within `defaults.BF16_PROB_TOLERANCE` (the first batch itself is returned in fp32).
+    """
 
     def __init__(self, model: nn.Module, device: torch.device, precision: str) -> None:
-        if precision not in ("auto", "fp32", "bf16", "fp16"):
-            raise ValueError(f"precision must be auto, fp32, bf16 or fp16, got {precision!r}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         if precision == "auto":
             precision = "fp16" if device.type == "cuda" else "calibrate"
-        self.model, self.device, self.precision = model, device, precision
-        self.bf16_error: Optional[float] = None
+        if precision == "fp16" and device.type != "cuda":
+            raise ValueError("fp16 autocast is for CUDA; on CPU use bf16, mixed, fp32 or auto")
+        self.device, self.precision = device, precision
+        self.models = {"full": model, "mixed": keep_full_resolution_fp32(model)}
+        self.errors: dict[str, float] = {}
 
     def _forward(self, x: torch.Tensor, precision: str) -> torch.Tensor:
+        model = self.models["mixed" if precision == "mixed" else "full"]
         with torch.inference_mode(), _autocast(self.device, precision):
-            return _probabilities(self.model(x))
+            return _probabilities(model(x))
+
+    def _calibrate(self, x: torch.Tensor) -> torch.Tensor:
+        reference = self._forward(x, "fp32")
+        self.precision = "fp32"
+        candidates = ["bf16"] + (["mixed"] if getattr(self.models["full"], "fp32_modules", ()) else [])
+        for candidate in candidates:
+            self.errors[candidate] = float((self._forward(x, candidate) - reference).abs().max())
+            if self.errors[candidate] <= defaults.BF16_PROB_TOLERANCE:
+                self.precision = candidate
+                break
+        return reference
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(batch).unsqueeze(1)
@@ -90,17 +114,14 @@ class _Runner:
             x = x.contiguous(memory_format=torch.channels_last_3d)
         x = x.to(self.device, non_blocking=True)
         if self.precision == "calibrate":
-            reference = self._forward(x, "fp32")
-            self.bf16_error = float((self._forward(x, "bf16") - reference).abs().max())
-            self.precision = "bf16" if self.bf16_error <= defaults.BF16_PROB_TOLERANCE else "fp32"
-            return reference.cpu().numpy()
+            return self._calibrate(x).cpu().numpy()
         while True:
             try:
                 return self._forward(x, self.precision).cpu().numpy()
-            except torch.cuda.OutOfMemoryError:  # only on CUDA: fall back to the CPU, same numbers in fp32
+            except torch.cuda.OutOfMemoryError:  # only on CUDA: continue on the CPU in fp32
                 torch.cuda.empty_cache()
                 self.device, self.precision = torch.device("cpu"), "fp32"
-                self.model = self.model.to(self.device)
+                self.models = {k: m.to(self.device) for k, m in self.models.items()}
                 x = x.cpu()
 
 
@@ -118,15 +139,17 @@ def predict_probability(array: np.ndarray, model: nn.Module, *, patch_size: Sequ
                         batch_size: int = defaults.CPU_BATCH_SIZE, cells: Optional[np.ndarray] = None,
                         blend: str = "gaussian", device: torch.device = torch.device("cpu"),
                         precision: str = "auto", progress: Optional[Progress] = None,
-                        cancel: Optional[Cancel] = None) -> tuple[np.ndarray, WindowStats]:
+                        cancel: Optional[Cancel] = None, output: Optional[np.ndarray] = None
+                        ) -> tuple[np.ndarray, WindowStats]:
     """Blended probability map (float32, shape of `array`) of a 3-D HU array by sliding window.
 
     `cells` (from `preprocess.bone_cells`) marks where fractures may be; patches touching none are
     skipped and their voxels get no contribution (0 where no computed patch covers them).
+    `output` (zeroed float32, e.g. a canonical view of an input-grid array) receives the map in place.
     """
     grid = PatchGrid.build(array.shape, patch_size, overlap)
     boxes = [box for box, keep in zip(grid.boxes(), keep_mask(grid, cells)) if keep]
-    aggregator = SlabAggregator(array.shape, importance_map(patch_size, blend))
+    aggregator = SlabAggregator(array.shape, importance_map(patch_size, blend), output)
     runner = _Runner(model, device, precision)
     if progress:
         progress(0, len(boxes))
@@ -209,15 +232,19 @@ def segment_ct(image: sitk.Image, checkpoint: str | Path | Checkpoint, *, device
     timings["preprocess"] = time.perf_counter() - start
 
     t = time.perf_counter()
+    input_shape = sitk.GetArrayViewFromImage(image).shape
+    probability_input = np.zeros(input_shape, dtype=np.float32)  # filled through its canonical view
     probability, stats = predict_probability(
         volume.array, model, patch_size=ckpt.patch_size, hu_window=hu_window,
         overlap=defaults.OVERLAP if overlap is None else overlap,
         batch_size=batch_size or (defaults.BATCH_SIZE if dev.type == "cuda" else defaults.CPU_BATCH_SIZE),
-        cells=cells, blend=blend, device=dev, precision=precision, progress=progress, cancel=cancel)
+        cells=cells, blend=blend, device=dev, precision=precision, progress=progress, cancel=cancel,
+        output=volume.to_canonical(probability_input))
+    del model
     timings["network"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    labels = np.zeros(sitk.GetArrayViewFromImage(image).shape, dtype=np.uint16)
+    labels = np.zeros(input_shape, dtype=np.uint16)
     components = find_fractures(probability, volume.array, volume.spacing_zyx, params, volume.to_canonical(labels))
     voxel_mm3 = float(np.prod(image.GetSpacing()))
     detections = [_detection(c, volume, image, voxel_mm3) for c in components]
@@ -226,7 +253,7 @@ def segment_ct(image: sitk.Image, checkpoint: str | Path | Checkpoint, *, device
     del labels
     prob_image = None
     if return_probability:
-        prob_image = sitk.GetImageFromArray(volume.to_input(probability))
+        prob_image = sitk.GetImageFromArray(probability_input)
         prob_image.CopyInformation(image)
     timings["postprocess"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - start

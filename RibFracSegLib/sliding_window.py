@@ -86,8 +86,9 @@ class SlabAggregator:
     contributions and are divided by their weight sum (voxels no computed patch covered stay 0).
     """
 
-    def __init__(self, shape: Sequence[int], weights: np.ndarray) -> None:
-        self.output = np.zeros(tuple(shape), dtype=np.float32)
+    def __init__(self, shape: Sequence[int], weights: np.ndarray, output: Optional[np.ndarray] = None) -> None:
+        """`output`, if given, is a zeroed float32 array (or view) of `shape` to accumulate into."""
+        self.output = np.zeros(tuple(shape), dtype=np.float32) if output is None else output
         self.weights = weights
         depth = min(weights.shape[0], shape[0])
         self._wsum = np.zeros((depth,) + tuple(shape[1:]), dtype=np.float32)

@@ -47,6 +47,8 @@ class Up(nn.Module):
 class FracNetUNet(nn.Module):
     """Returns one logit per voxel; the sigmoid is applied by the caller (as in FracNet)."""
 
+    fp32_modules = ("first", "up3", "final")  # full-resolution layers kept fp32 in "mixed" precision
+
     def __init__(self, in_channels: int = 1, num_classes: int = 1, first_out_channels: int = 16) -> None:
         super().__init__()
         c = first_out_channels

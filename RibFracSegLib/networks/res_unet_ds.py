@@ -51,6 +51,8 @@ class DecoderBlock(nn.Module):
 class ResUNetDS(nn.Module):
     """Heads ordered full resolution first: training returns [1/1, 1/2, 1/4, 1/8] logits."""
 
+    fp32_modules = ("encoders.0", "heads.0")  # the last decoder is added below (its index depends on depth)
+
     def __init__(self, in_channels: int = 1, num_classes: int = 1, base_channels: int = 21,
                  depth: int = 5, dropout: float = 0.1, num_heads: int = 4) -> None:
         super().__init__()
@@ -63,6 +65,7 @@ class ResUNetDS(nn.Module):
             DecoderBlock(channels[i + 1], channels[i], channels[i], dropout) for i in reversed(range(depth - 1)))
         # decoders run coarse -> fine; heads[0] sits on the finest decoder output
         self.heads = nn.ModuleList(nn.Conv3d(channels[i], num_classes, 1) for i in range(num_heads))
+        self.fp32_modules = self.fp32_modules + (f"decoders.{depth - 2}",)
         for m in self.modules():
             if isinstance(m, (nn.Conv3d, nn.ConvTranspose3d)):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

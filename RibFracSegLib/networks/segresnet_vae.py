@@ -42,6 +42,8 @@ def _upsample_block(in_channels: int, out_channels: int) -> nn.Sequential:
 
 @register_network("segresnet_vae")
 class SegResNetVAE(nn.Module):
+    fp32_modules = ("stem", "down.0", "head")  # full-resolution layers kept fp32 in "mixed" precision
+
     def __init__(self, in_channels: int = 1, num_classes: int = 1, init_filters: int = 16,
                  blocks_down: Sequence[int] = (1, 2, 2, 4), groups: int = 8, dropout: float = 0.2,
                  use_vae: bool = False, input_size: Optional[Sequence[int]] = None,
@@ -55,6 +57,7 @@ class SegResNetVAE(nn.Module):
             self.down.append(nn.Sequential(*pre, *(GNResBlock(chans[level], groups) for _ in range(n_blocks))))
         self.up = nn.ModuleList(_upsample_block(chans[i + 1], chans[i]) for i in reversed(range(len(chans) - 1)))
         self.up_blocks = nn.ModuleList(GNResBlock(chans[i], groups) for i in reversed(range(len(chans) - 1)))
+        self.fp32_modules = self.fp32_modules + (f"up.{len(chans) - 2}", f"up_blocks.{len(chans) - 2}")
         self.head = nn.Sequential(_gn(chans[0], groups), nn.ReLU(inplace=True), nn.Conv3d(chans[0], num_classes, 1))
         self.use_vae = use_vae
         if use_vae:

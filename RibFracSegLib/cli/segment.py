@@ -1,0 +1,118 @@
+"""`ribfracseg segment`: detect rib fractures in one CT, many CTs, a folder of CTs or a list file.
+
+Writes the RibFrac submission (`<id>.nii.gz` + one csv) and `<id>.json` summaries into --out;
+cases whose summary already exists are skipped unless --force, so an interrupted batch resumes.
+A bad input is reported and the batch goes on; the exit code is 1 if any case failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from RibFracSegLib import defaults
+
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+LIST_SUFFIXES = (".txt", ".lst", ".list")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="CT",
+                        help="CT file, DICOM series folder, folder of CT files, or a .txt list of paths")
+    parser.add_argument("--checkpoint", default=str(defaults.DEFAULT_FRACTURE_CHECKPOINT),
+                        help="checkpoint file (ours or a FracNet model_weights.pth); default: the shipped one")
+    parser.add_argument("--out", required=True, help="output folder (RibFrac submission + JSON summaries)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--overlap", type=float, default=None, help=f"patch overlap (default {defaults.OVERLAP})")
+    parser.add_argument("--threshold", type=float, default=None, help="probability threshold (default: checkpoint's)")
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "mixed", "fp16"])
+    parser.add_argument("--no-skip", action="store_true", help="run every patch, even those without bone")
+    parser.add_argument("--probability", action="store_true", help="also write probabilities/<id>.nii.gz")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    parser.add_argument("--force", action="store_true", help="redo cases that already have a summary")
+
+
+def public_id(path: Path) -> str:
+    name = path.name
+    for suffix in IMAGE_SUFFIXES:
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return name[: -len("-image")] if name.endswith("-image") else name
+
+
+def _is_image(path: Path) -> bool:
+    return path.is_file() and path.name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def expand_inputs(inputs: list[str]) -> list[Path]:
+    """CT paths from files, list files and folders (RibFrac `*-image` files when a folder has them)."""
+    cases: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_file() and item.suffix.lower() in LIST_SUFFIXES:
+            lines = [ln.strip() for ln in item.read_text().splitlines()]
+            cases += [(item.parent / ln) for ln in lines if ln and not ln.startswith("#")]
+        elif item.is_dir() and any(_is_image(p) for p in item.iterdir()):
+            images = sorted(p for p in item.iterdir() if _is_image(p))
+            tagged = [p for p in images if public_id(p) != p.name.split(".")[0]]
+            cases += tagged or images
+        else:
+            cases.append(item)  # a CT file or a DICOM folder; read_ct says what is wrong if neither
+    return cases
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from RibFracSegLib.checkpoint import CheckpointError, load_checkpoint
+    from RibFracSegLib.export import write_case_summary, write_probability, write_submission
+    from RibFracSegLib.inference import segment_ct
+    from RibFracSegLib.io import InputError, read_ct
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        checkpoint = load_checkpoint(args.checkpoint)
+    except CheckpointError as err:
+        print(f"error: {err}")
+        return 2
+    out = Path(args.out)
+    cases = expand_inputs(args.inputs)
+    failed = 0
+    for path in tqdm(cases, desc="cases", unit="CT"):
+        pid = public_id(path)
+        summary = out / f"{pid}.json"
+        if summary.exists() and not args.force:
+            tqdm.write(f"{pid}: already done ({summary}), skipped")
+            continue
+        try:
+            t0 = time.perf_counter()
+            image = read_ct(path)
+            read_s = time.perf_counter() - t0
+            with tqdm(desc=pid, unit="patch", leave=False) as bar:
+                def progress(done: int, total: int) -> None:
+                    bar.total = total
+                    bar.n = done
+                    bar.refresh()
+
+                result = segment_ct(image, checkpoint, device=args.device, overlap=args.overlap,
+                                    threshold=args.threshold, batch_size=args.batch_size,
+                                    return_probability=args.probability, progress=progress,
+                                    precision=args.precision, skip_empty=not args.no_skip)
+            t1 = time.perf_counter()
+            write_submission(result, pid, out)
+            if args.probability:
+                write_probability(result, out / "probabilities" / f"{pid}.nii.gz")
+            result.timings_s.update(read=read_s, write=time.perf_counter() - t1)
+            write_case_summary(result, pid, summary, source=str(path), checkpoint=str(args.checkpoint))
+        except (InputError, ValueError, RuntimeError, OSError) as err:
+            failed += 1
+            tqdm.write(f"error: {pid} ({path}): {err}")
+            continue
+        stages = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings_s.items())
+        tqdm.write(f"{pid}: {len(result.detections)} fractures, {result.patches_skipped}/{result.patches_total} "
+                   f"patches skipped, {result.device}; {stages}")
+    return 1 if failed else 0

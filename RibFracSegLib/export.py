@@ -1,0 +1,78 @@
+"""Export: the RibFrac submission, a JSON summary per case, and the probability map on request.
+
+The submission folder holds `<public_id>.nii.gz` instance labels on the CT's grid and one csv
+`public_id,label_id,confidence,label_code` with a background row per case — the official
+evaluator reads every .nii.gz there as a prediction and takes the first csv, so nothing else of
+those types may live beside them (probability maps go to a sub-folder).
+"""
+
+from __future__ import annotations
+
+import csv
+import io as _io
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import SimpleITK as sitk
+
+from . import defaults
+from .detections import FractureResult
+from .io import write_image, write_text
+
+CSV_COLUMNS = ("public_id", "label_id", "confidence", "label_code")
+UINT8_LIMIT = 255  # the official evaluator casts labels to uint8
+
+
+def _read_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def submission_rows(public_id: str, result: FractureResult) -> list[dict]:
+    rows = [{"public_id": public_id, "label_id": 0, "confidence": 0, "label_code": 0}]
+    rows += [{"public_id": public_id, "label_id": d.id, "confidence": f"{d.confidence:.6f}",
+              "label_code": d.label_code} for d in result.detections]
+    return rows
+
+
+def write_submission(result: FractureResult, public_id: str, out_dir: str | os.PathLike,
+                     csv_name: str = defaults.SUBMISSION_CSV) -> tuple[Path, Path]:
+    """Write `<public_id>.nii.gz` and replace this case's rows in the folder's csv (both atomically)."""
+    out_dir = Path(out_dir)
+    if len(result.detections) > UINT8_LIMIT:
+        warnings.warn(f"{public_id}: {len(result.detections)} instances; the official RibFrac evaluator casts "
+                      f"labels to uint8 and would misread ids above {UINT8_LIMIT}", stacklevel=2)
+    labels = sitk.Cast(result.instances, sitk.sitkUInt16)
+    nii = write_image(labels, out_dir / f"{public_id}.nii.gz")
+    csv_path = out_dir / csv_name
+    rows = [r for r in _read_rows(csv_path) if r["public_id"] != public_id] + submission_rows(public_id, result)
+    buffer = _io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(buffer.getvalue(), csv_path)
+    return nii, csv_path
+
+
+def case_summary(result: FractureResult, public_id: str, source: Optional[str] = None, **extra) -> dict:
+    return {"public_id": public_id, "source": source, "device": result.device,
+            "patches_total": result.patches_total, "patches_skipped": result.patches_skipped,
+            "timings_s": {k: round(v, 3) for k, v in result.timings_s.items()},
+            "detections": [d.to_dict() for d in result.detections], **extra}
+
+
+def write_case_summary(result: FractureResult, public_id: str, path: str | os.PathLike,
+                       source: Optional[str] = None, **extra) -> Path:
+    """JSON with detections (ids, confidences, mm³, ijk/RAS/LPS centroids, boxes), timings and skips."""
+    return write_text(json.dumps(case_summary(result, public_id, source, **extra), indent=2) + "\n", path)
+
+
+def write_probability(result: FractureResult, path: str | os.PathLike) -> Path:
+    if result.probability is None:
+        raise ValueError("no probability map in this result; call segment_ct(..., return_probability=True)")
+    return write_image(result.probability, path)

@@ -1,0 +1,137 @@
+"""Sliding window: exact blending on oblique odd-sized volumes, skipping, cancel, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+from scipy.signal.windows import gaussian
+
+from RibFracSegLib import geometry
+from RibFracSegLib.inference import Cancelled, segment_ct
+from RibFracSegLib.postprocess import PostprocessParams
+from RibFracSegLib.sliding_window import SlabAggregator, importance_map
+
+from inference_helpers import PatchMean, checkpoint, oblique_image
+
+torch.set_num_threads(1)
+NO_POST = PostprocessParams(remove_spine=False, remove_small=False)
+
+
+def _ct(shape_kji=(23, 30, 37), seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(-400, 1200, size=shape_kji).astype(np.int16)
+
+
+def _window(hu: np.ndarray) -> np.ndarray:
+    return (np.clip(hu.astype(np.float64), -200, 1000) + 200) / 1200 * 2 - 1
+
+
+def _naive_blend(x: np.ndarray, patch: int, overlap: float) -> np.ndarray:
+    """Reference: float64 full buffers, every patch, Gaussian (sigma = patch / 8) weights floored at 1e-3."""
+    step = int(patch * (1 - overlap))
+    starts = [sorted({min(s, n - patch) for s in range(0, n - patch + step, step)}) for n in x.shape]
+    g = gaussian(patch, patch / 8.0)
+    w = np.maximum(g[:, None, None] * g[None, :, None] * g[None, None, :], 1e-3)
+    num, den = np.zeros(x.shape), np.zeros(x.shape)
+    for a in starts[0]:
+        for b in starts[1]:
+            for c in starts[2]:
+                box = np.s_[a:a + patch, b:b + patch, c:c + patch]
+                p = 1 / (1 + np.exp(-(x[box] + 4 * x[box].mean())))
+                num[box] += w * p
+                den[box] += w
+    return num / den
+
+
+def test_pointwise_model_gives_its_function_on_oblique_odd_volume():
+    hu = _ct()
+    image = oblique_image(hu)
+    result = segment_ct(image, checkpoint("test_pointwise", gain=3.0, bias=0.5), overlap=0.5, skip_empty=False,
+                        return_probability=True, postprocess=NO_POST, precision="fp32")
+    assert geometry.same_grid(result.probability, image) and geometry.same_grid(result.instances, image)
+    expected = 1 / (1 + np.exp(-(3.0 * _window(hu) + 0.5)))
+    assert np.abs(sitk.GetArrayFromImage(result.probability) - expected).max() < 1e-5
+
+
+def test_context_model_blend_matches_naive_reference_on_oblique_volume():
+    hu = _ct(seed=1)
+    image = oblique_image(hu)
+    result = segment_ct(image, checkpoint("test_patch_mean"), overlap=0.5, skip_empty=False,
+                        return_probability=True, postprocess=NO_POST, precision="fp32", batch_size=3)
+    # reference computed independently: SimpleITK's own reorientation to LPS, then back
+    canonical = geometry.to_canonical(image)
+    ref = sitk.GetImageFromArray(_naive_blend(_window(sitk.GetArrayFromImage(canonical)), 16, 0.5))
+    ref.CopyInformation(canonical)
+    ref = sitk.DICOMOrient(ref, geometry.axis_codes(image))
+    assert geometry.same_grid(ref, image)
+    ours = sitk.GetArrayFromImage(result.probability)
+    assert np.abs(ours - sitk.GetArrayFromImage(ref)).max() < 1e-5
+    assert result.patches_total == 2 * 3 * 4 and result.patches_skipped == 0  # 23/30/37 voxels, stride 8
+
+
+def test_gaussian_weights_and_aggregator_order():
+    w = importance_map((16, 16, 16))
+    assert w.max() == pytest.approx(gaussian(16, 2.0)[7] ** 3, rel=1e-6) and w.min() == pytest.approx(1e-3)
+    agg = SlabAggregator((20, 4, 4), np.ones((8, 4, 4), np.float32))
+    agg.add((slice(8, 16), slice(0, 4), slice(0, 4)), np.ones((8, 4, 4), np.float32))
+    with pytest.raises(ValueError, match="order"):
+        agg.add((slice(0, 8), slice(0, 4), slice(0, 4)), np.ones((8, 4, 4), np.float32))
+
+
+def _body_with_bone() -> np.ndarray:
+    hu = np.full((40, 48, 56), -1000, dtype=np.int16)  # k, j, i
+    hu[4:36, 6:42, 4:50] = 40  # body
+    hu[10:14, 30:34, 8:12] = 800  # two bone blobs in one corner
+    hu[28:31, 10:12, 40:44] = 650
+    hu[0:40, 46:48, 0:56] = 900  # a bright table outside the body
+    return hu
+
+
+def test_skipping_never_changes_probabilities_inside_bone():
+    hu = _body_with_bone()
+    image = sitk.GetImageFromArray(hu)
+    image.SetSpacing((0.8, 0.8, 1.25))
+    ckpt = checkpoint("test_patch_mean")
+    run = dict(overlap=0.5, return_probability=True, postprocess=NO_POST, precision="fp32")
+    full = segment_ct(image, ckpt, skip_empty=False, **run)
+    skipped = segment_ct(image, ckpt, skip_empty=True, **run)
+    p_full, p_skip = (sitk.GetArrayFromImage(r.probability) for r in (full, skipped))
+    bone = hu > 300
+    bone[:, 46:, :] = False  # the table is not bone of the patient
+    assert np.abs(p_full[bone] - p_skip[bone]).max() < 1e-6
+    assert full.patches_skipped == 0 and skipped.patches_total == full.patches_total == 4 * 5 * 6
+    assert skipped.patches_skipped >= 60  # the table and the empty body never cost a patch
+    assert np.abs(p_full - p_skip).max() > 0.01  # ... and skipped voxels really were left out
+
+
+def test_cancel_stops_within_one_batch_and_returns_nothing():
+    image = sitk.GetImageFromArray(_ct((40, 40, 40)))
+    seen = []
+
+    def progress(done: int, total: int) -> None:
+        seen.append((done, total, PatchMean.calls))
+
+    PatchMean.calls = 0
+    with pytest.raises(Cancelled):
+        segment_ct(image, checkpoint("test_patch_mean"), skip_empty=False, batch_size=4, precision="fp32",
+                   progress=progress, cancel=lambda: len(seen) >= 2)
+    assert seen == [(0, 64, 0), (4, 64, 1)] and PatchMean.calls == 1
+
+
+def test_same_input_same_output_and_progress_counts():
+    hu = _body_with_bone()
+    image = sitk.GetImageFromArray(hu)
+    torch.manual_seed(0)
+    from RibFracSegLib.checkpoint import Checkpoint
+    from RibFracSegLib.networks import build_network
+    ckpt = Checkpoint.from_model("fracnet_unet", build_network("fracnet_unet", first_out_channels=4),
+                                 {"first_out_channels": 4}, patch_size=(16, 16, 16))
+    calls = []
+    runs = [segment_ct(image, ckpt, return_probability=True, progress=lambda d, t: calls.append((d, t)))
+            for _ in range(2)]
+    a, b = (sitk.GetArrayFromImage(r.probability) for r in runs)
+    assert np.array_equal(a, b) and a.max() > 0
+    computed = runs[0].patches_total - runs[0].patches_skipped
+    assert calls[0] == (0, computed) and calls[len(calls) // 2 - 1] == (computed, computed)

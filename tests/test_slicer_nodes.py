@@ -122,3 +122,16 @@ def _with_voxels(image: sitk.Image) -> sitk.Image:
     out = sitk.GetImageFromArray(np.arange(20 * 16 * 14, dtype=np.int16).reshape(14, 16, 20))
     out.CopyInformation(image)
     return out
+
+
+def test_no_fractures_gives_empty_but_valid_results(scene_and_volume, tmp_path):
+    holder, volume, image = scene_and_volume
+    instances = sitk.Image(image.GetSize(), sitk.sitkUInt16)
+    instances.CopyInformation(image)
+    result = RibFracSegLogicBase(holder.scene).add_results(
+        volume, RunOutput(fractures=FractureResult(detections=[], instances=instances)), _options())
+    assert result.nodes.segmentation.GetSegmentation().GetNumberOfSegments() == 0
+    assert result.nodes.points.GetNumberOfControlPoints() == 0
+    assert result.nodes.table.GetNumberOfRows() == 0
+    assert check_nodes(result, volume) == []
+    assert check_files(holder.scene, result, tmp_path, "empty") == []

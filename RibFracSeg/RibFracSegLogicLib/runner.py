@@ -139,7 +139,7 @@ class BackgroundRun:
         self.state = FAILED
         if self.error is None:
             self.error = f"background run ended with exit code {code}: " + " | ".join(self.log_tail[-5:])
-        logger.error("RibFracSeg: %s", self.error)
+        logger.error("RibFracSeg: %s\nLast worker output:\n%s", self.error, "\n".join(self.log_tail))
         self._cleanup()
 
     def cancel(self) -> None:

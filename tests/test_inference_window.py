@@ -135,3 +135,20 @@ def test_same_input_same_output_and_progress_counts():
     assert np.array_equal(a, b) and a.max() > 0
     computed = runs[0].patches_total - runs[0].patches_skipped
     assert calls[0] == (0, computed) and calls[len(calls) // 2 - 1] == (computed, computed)
+
+
+def test_auto_precision_stays_within_stated_tolerance_of_fp32():
+    from RibFracSegLib import defaults
+    from RibFracSegLib.inference import predict_probability
+    from RibFracSegLib.networks import build_network
+    from RibFracSegLib.networks.fusion import fold_batchnorm
+    torch.manual_seed(0)
+    model = fold_batchnorm(build_network("fracnet_unet", first_out_channels=8))
+    hu = _body_with_bone()
+    run = dict(patch_size=(16, 16, 16), hu_window=(-200.0, 1000.0), batch_size=4)
+    fp32, s32 = predict_probability(hu, model, precision="fp32", **run)
+    auto, s_auto = predict_probability(hu, model, precision="auto", **run)
+    assert s32.precision == "fp32" and s_auto.precision in ("bf16", "mixed", "fp32")
+    assert np.abs(auto - fp32).max() <= 2 * defaults.BF16_PROB_TOLERANCE
+    bf16, _ = predict_probability(hu, model, precision="bf16", **run)
+    assert 0 < np.abs(bf16 - fp32).max() < 0.05  # bf16 really ran, and is close but not exact

@@ -85,9 +85,17 @@ def run(args: argparse.Namespace) -> int:
 
     def volumes():
         for folder in args.data:
-            for files in find_cases(folder):
+            try:
+                found = find_cases(folder)
+            except InputError:
+                if not args.rescan:  # with --rescan a folder may still be being written
+                    raise
+                found = []
+            for files in found:
                 if files.public_id not in loaded:
                     loaded[files.public_id] = load_volume(files, args.cache)
+        if not loaded:
+            raise InputError(f"no training cases in {args.data}")
         return list(loaded.values())
 
     try:

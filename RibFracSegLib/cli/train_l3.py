@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--evaluate", type=Path, default=None, metavar="CKPT",
                         help="only evaluate this checkpoint on the validation data")
+    parser.add_argument("--calibrate", action="store_true", help="with --evaluate: set the checkpoint's "
+                        "'in view' threshold to the one that best separates the validation CTs, and re-save it")
 
 
 def _load_data(args):
@@ -52,19 +54,35 @@ def _load_data(args):
     return train, val
 
 
+def _evaluate(path: Path, val, calibrate: bool) -> None:
+    """Print the per-view report of a checkpoint (with its own threshold, or a calibrated one saved into it)."""
+    from dataclasses import replace
+
+    from RibFracSegLib import defaults
+    from RibFracSegLib.checkpoint import save_checkpoint
+    from RibFracSegLib.l3.evaluation import calibrate_threshold, format_report, predict_cases, summarise
+    from RibFracSegLib.l3.locator import load_locator
+
+    ckpt, model = load_locator(path)
+    cases = predict_cases(model, val)
+    threshold = float(ckpt.thresholds.get("min_confidence", defaults.L3_MIN_CONFIDENCE))
+    if calibrate:
+        threshold = calibrate_threshold(cases)
+        save_checkpoint(path, replace(ckpt, thresholds={**ckpt.thresholds, "min_confidence": threshold},
+                                      provenance={**ckpt.provenance, "threshold_calibrated_on": len(val)}))
+    report = summarise(cases, threshold)
+    print(format_report(report))
+    print(json.dumps({k: v for k, v in report.items() if k != "cases"}, indent=2))
+
+
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from RibFracSegLib.l3.evaluation import evaluate_samples, format_report
-    from RibFracSegLib.l3.locator import load_locator
     from RibFracSegLib.l3.training import TrainConfig, train_l3
 
     train, val = _load_data(args)
     if args.evaluate:
-        _, model = load_locator(args.evaluate)
-        report = evaluate_samples(model, val)
-        print(format_report(report))
-        print(json.dumps({k: v for k, v in report.items() if k != "cases"}, indent=2))
+        _evaluate(args.evaluate, val, args.calibrate)
         return 0
     if not train:
         raise SystemExit("no training data: give --npz FILE and/or --phantoms N")
@@ -78,6 +96,5 @@ def run(args: argparse.Namespace) -> int:
     state = args.state or args.out.with_suffix(".state")
     train_l3(train, val, cfg, args.out, state, provenance, log=lambda m: print(m, flush=True))
     if val:
-        _, model = load_locator(args.out)
-        print(format_report(evaluate_samples(model, val)))
+        _evaluate(args.out, val, calibrate=False)
     return 0

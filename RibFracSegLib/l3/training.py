@@ -23,7 +23,7 @@ from RibFracSegLib.checkpoint import Checkpoint, save_checkpoint
 from RibFracSegLib.io import atomic_path
 from RibFracSegLib.l3.augment import band_weight, random_batch
 from RibFracSegLib.l3.dataset import MipSample
-from RibFracSegLib.l3.evaluation import evaluate_samples, format_report
+from RibFracSegLib.l3.evaluation import calibrate_threshold, format_report, predict_cases, summarise
 from RibFracSegLib.networks import build_network
 
 ARCH = "l3_unet2d"
@@ -113,14 +113,16 @@ def train_l3(train: list[MipSample], val: list[MipSample], cfg: TrainConfig, out
 
 def _validate(model, val, best, hparams, cfg, out, provenance, done, log):
     model.eval()
-    report = evaluate_samples(model, val)
+    cases = predict_cases(model, val)
+    threshold = calibrate_threshold(cases)
+    report = summarise(cases, threshold)
     log(f"validation at {done}:\n{format_report(report)}")
     score = (report["views"]["combined"]["median"], report["missed"] + report["false_in_view"])
     if not val or score < best or not Path(out).exists():
         best = score
         ckpt = Checkpoint.from_model(ARCH, model, hparams, preprocessing=preprocessing(),
                                      patch_size=(cfg.crop_rows, cfg.crop_cols),
-                                     thresholds={"min_confidence": defaults.L3_MIN_CONFIDENCE},
+                                     thresholds={"min_confidence": threshold},
                                      provenance={**(provenance or {}), "iteration": done, "config": asdict(cfg),
                                                  "validation": {k: v for k, v in report.items() if k != "cases"}})
         save_checkpoint(out, ckpt)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import SimpleITK as sitk
@@ -24,6 +25,7 @@ class CanonicalVolume:
     spacing_zyx: tuple[float, float, float]  # mm along the canonical numpy axes
     axes: tuple[int, int, int]  # numpy axis of the input array feeding each canonical numpy axis
     flips: tuple[bool, bool, bool]  # canonical numpy axes flipped after transposing
+    source: Optional[sitk.Image] = None  # the image whose buffer `array` views: held so the view stays valid
 
     def to_canonical(self, input_array: np.ndarray) -> np.ndarray:
         """Input-order array [k, j, i] -> canonical view (no copy)."""
@@ -58,7 +60,7 @@ def canonical_volume(image: sitk.Image) -> CanonicalVolume:
     spacing_zyx = tuple(float(spacing[perm[2 - n]]) for n in range(3))
     view = sitk.GetArrayViewFromImage(image)
     vol = CanonicalVolume(array=view, spacing_zyx=spacing_zyx, axes=axes, flips=flips)
-    return CanonicalVolume(array=vol.to_canonical(view), spacing_zyx=spacing_zyx, axes=axes, flips=flips)
+    return CanonicalVolume(array=vol.to_canonical(view), spacing_zyx=spacing_zyx, axes=axes, flips=flips, source=image)
 
 
 def normalise(hu: np.ndarray, hu_window: tuple[float, float]) -> np.ndarray:

@@ -8,6 +8,7 @@ A bad input is reported and the batch goes on; the exit code is 1 if any case fa
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -64,6 +65,9 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Idle OpenMP threads sleep instead of spinning: on a shared CPU spinning threads fight the
+    # other processes (measured 2.5x slower per patch under load). Only effective before torch loads.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
     from tqdm import tqdm
 

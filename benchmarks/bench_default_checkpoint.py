@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -44,17 +45,26 @@ def ensure_heldout(folder: Path, n: int, seed: int) -> Path:
     return folder
 
 
-def segment_folder(gt_dir: Path, pred_dir: Path, checkpoint, limit: int | None) -> list[dict]:
+def segment_folder(gt_dir: Path, pred_dir: Path, checkpoint, limit: int | None, stamp: str) -> list[dict]:
+    """Segment every case into a RibFrac submission; cases already done for this checkpoint are kept
+    (the run can be interrupted and restarted)."""
     from RibFracSegLib.export import write_submission
     from RibFracSegLib.inference import segment_ct
     from RibFracSegLib.io import read_ct
     from RibFracSegLib.training.dataset import find_cases
 
     pred_dir.mkdir(parents=True, exist_ok=True)
-    for old in pred_dir.iterdir():
-        old.unlink()
+    stamp_file = pred_dir / "checkpoint.sha256"
+    if not stamp_file.is_file() or stamp_file.read_text() != stamp:
+        for old in pred_dir.iterdir():
+            old.unlink()
+        stamp_file.write_text(stamp)
+    done = json.loads((pred_dir / "timings.json").read_text()) if (pred_dir / "timings.json").is_file() else {}
     timings = []
     for files in find_cases(gt_dir)[:limit]:
+        if files.public_id in done and (pred_dir / f"{files.public_id}.nii.gz").is_file():
+            timings.append(done[files.public_id])
+            continue
         image = read_ct(files.image)
         t = time.perf_counter()
         result = segment_ct(image, checkpoint)
@@ -62,6 +72,8 @@ def segment_folder(gt_dir: Path, pred_dir: Path, checkpoint, limit: int | None) 
         write_submission(result, files.public_id, pred_dir)
         timings.append({"case": files.public_id, "size": image.GetSize(), "seconds": round(seconds, 1),
                         "detections": len(result.detections)})
+        done[files.public_id] = timings[-1]
+        (pred_dir / "timings.json").write_text(json.dumps(done))
         print(f"  {files.public_id} {image.GetSize()}: {len(result.detections)} detections in {seconds:.0f} s",
               flush=True)
     return timings
@@ -109,7 +121,8 @@ def main() -> None:
     ckpt = load_checkpoint(args.checkpoint)
     print(f"checkpoint {args.checkpoint}: {ckpt.arch} {ckpt.hparams}, threshold {ckpt.thresholds.get('probability')}")
     pred_dir = Path(args.pred)
-    timings = segment_folder(gt_dir, pred_dir, ckpt, args.limit)
+    sha = hashlib.sha256(Path(args.checkpoint).read_bytes()).hexdigest()
+    timings = segment_folder(gt_dir, pred_dir, ckpt, args.limit, sha)
     if args.limit:  # evaluate only the segmented cases: link their truth into a temporary folder
         sub = pred_dir.parent / (pred_dir.name + "_gt")
         sub.mkdir(exist_ok=True)

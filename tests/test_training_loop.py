@@ -76,3 +76,9 @@ def test_cli_train_writes_checkpoints_with_validation_froc(data_dir, tmp_path):
     assert 0.0 <= ckpt.provenance["val_froc"] <= 1.0 and ckpt.provenance["epoch"] == 1
     build_model(ckpt)
     assert "val_froc" in (out / "train.log").read_text()
+    # Releasing keeps weights, drops the trainer's absolute paths, adds the card's notes.
+    from RibFracSegLib.training.release import release_checkpoint
+
+    shipped = load_checkpoint(release_checkpoint(out / "best.pt", tmp_path / "ship.pt", {"use": "demo only"}))
+    assert shipped.provenance["data"] == [data_dir.name] and shipped.provenance["use"] == "demo only"
+    assert all(torch.equal(shipped.state_dict[k], v) for k, v in ckpt.state_dict.items())

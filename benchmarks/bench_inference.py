@@ -98,19 +98,22 @@ def run_monai(path: Path, out: Path) -> dict:
 
 
 def comparison_masks(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Input-grid voxels no skipped patch covers (both engines must agree there), and bone voxels."""
+    """Input-grid voxels no skipped patch covers (both engines must agree there), and bone in the body."""
     import SimpleITK as sitk
     from RibFracSegLib import defaults
     from RibFracSegLib.preprocess import bone_cells, canonical_volume
     from RibFracSegLib.sliding_window import PatchGrid, keep_mask
     image = sitk.ReadImage(str(path))
     volume = canonical_volume(image)
+    cells = bone_cells(volume.array, defaults.BONE_HU)
     grid = PatchGrid.build(volume.array.shape, defaults.PATCH_SIZE, OVERLAP)
     covered = np.zeros(volume.array.shape, dtype=bool)
-    for box, keep in zip(grid.boxes(), keep_mask(grid, bone_cells(volume.array, defaults.BONE_HU))):
+    for box, keep in zip(grid.boxes(), keep_mask(grid, cells)):
         if not keep:
             covered[box] = True
-    return volume.to_input(~covered), sitk.GetArrayViewFromImage(image) > defaults.BONE_HU
+    k, j, i = (np.arange(n) // defaults.SKIP_CELL_VOXELS for n in volume.array.shape)
+    bone = (volume.array > defaults.BONE_HU) & cells[k[:, None, None], j[None, :, None], i[None, None, :]]
+    return volume.to_input(~covered), volume.to_input(bone)
 
 
 def bone_hu() -> float:
@@ -143,12 +146,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--precision", default="auto", help="ours: auto|fp32|mixed|bf16 (auto checks 1e-3)")
     parser.add_argument("--skip-monai", action="store_true", help="reuse a cached MONAI map if present")
+    parser.add_argument("--compare-only", action="store_true", help="only compare the cached maps of earlier runs")
     parser.add_argument("--child", choices=["ours", "monai"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child(args)
     for case in (["phantom", "lidc"] if args.case == "all" else [args.case]):
         path = ensure_case(case)
+        if args.compare_only:
+            compare(case, path, args.precision)
+            continue
         ours = spawn("ours", case, args.threads, args.precision)
         print(f"[{case}] ours : {ours['seconds']:.1f} s (read {ours['read_s']:.1f} s), peak RSS "
               f"{ours['peak_rss_mb']:.0f} MB, {ours['patches_total']} patches, {ours['patches_skipped']} skipped, "
@@ -158,11 +165,15 @@ def main() -> None:
             monai = spawn("monai", case, args.threads, "auto")
             print(f"[{case}] MONAI: {monai['seconds']:.1f} s, peak RSS {monai['peak_rss_mb']:.0f} MB; "
                   f"ours is {monai['seconds'] / ours['seconds']:.2f}x faster", flush=True)
-        mask, bone = comparison_masks(path)
-        diff = np.abs(np.load(CACHE / f"{case}-ours-{args.precision}.npy") - np.load(monai_map))
-        print(f"[{case}] max |p_ours - p_monai| outside skipped patches: {diff[mask].max():.2e} "
-              f"({mask.mean():.1%} of voxels); on bone > HU {bone_hu()}: {diff[bone].max():.2e}; "
-              f"where skipped patches left contributions out: {diff[~mask].max():.2e}", flush=True)
+        compare(case, path, args.precision)
+
+
+def compare(case: str, path: Path, precision: str) -> None:
+    mask, bone = comparison_masks(path)
+    diff = np.abs(np.load(CACHE / f"{case}-ours-{precision}.npy") - np.load(CACHE / f"{case}-monai-auto.npy"))
+    print(f"[{case}] max |p_ours - p_monai| outside skipped patches: {diff[mask].max():.2e} "
+          f"({mask.mean():.1%} of voxels); on bone (> {bone_hu()} HU) in the body: {diff[bone].max():.2e}; "
+          f"where skipped patches left contributions out: {diff[~mask].max():.2e}", flush=True)
 
 
 if __name__ == "__main__":

@@ -45,9 +45,11 @@ def ensure_heldout(folder: Path, n: int, seed: int) -> Path:
     return folder
 
 
-def segment_folder(gt_dir: Path, pred_dir: Path, checkpoint, limit: int | None, stamp: str) -> list[dict]:
-    """Segment every case into a RibFrac submission; cases already done for this checkpoint are kept
-    (the run can be interrupted and restarted)."""
+def segment_folder(gt_dir: Path, pred_dir: Path, checkpoint, limit: int | None, stamp: str,
+                   shard: int = 0, shards: int = 1) -> list[dict]:
+    """Segment every case into a RibFrac submission. Cases already done for this checkpoint are kept
+    (a run can be interrupted and restarted); shards split the cases between parallel processes,
+    each writing its own csv (the evaluator reads them all)."""
     from RibFracSegLib.export import write_submission
     from RibFracSegLib.inference import segment_ct
     from RibFracSegLib.io import read_ct
@@ -56,24 +58,28 @@ def segment_folder(gt_dir: Path, pred_dir: Path, checkpoint, limit: int | None, 
     pred_dir.mkdir(parents=True, exist_ok=True)
     stamp_file = pred_dir / "checkpoint.sha256"
     if not stamp_file.is_file() or stamp_file.read_text() != stamp:
-        for old in pred_dir.iterdir():
-            old.unlink()
-        stamp_file.write_text(stamp)
-    done = json.loads((pred_dir / "timings.json").read_text()) if (pred_dir / "timings.json").is_file() else {}
+        if shard == 0:
+            for old in pred_dir.iterdir():
+                old.unlink()
+            stamp_file.write_text(stamp)
+        else:
+            raise SystemExit("start shard 0 first: it clears predictions of another checkpoint")
     timings = []
-    for files in find_cases(gt_dir)[:limit]:
-        if files.public_id in done and (pred_dir / f"{files.public_id}.nii.gz").is_file():
-            timings.append(done[files.public_id])
+    for index, files in enumerate(find_cases(gt_dir)[:limit]):
+        record = pred_dir / f"{files.public_id}.json"
+        if record.is_file() and (pred_dir / f"{files.public_id}.nii.gz").is_file():
+            timings.append(json.loads(record.read_text()))
+            continue
+        if index % shards != shard:
             continue
         image = read_ct(files.image)
         t = time.perf_counter()
         result = segment_ct(image, checkpoint)
         seconds = time.perf_counter() - t
-        write_submission(result, files.public_id, pred_dir)
+        write_submission(result, files.public_id, pred_dir, csv_name=f"ribfrac-pred-{shard}.csv")
         timings.append({"case": files.public_id, "size": image.GetSize(), "seconds": round(seconds, 1),
                         "detections": len(result.detections)})
-        done[files.public_id] = timings[-1]
-        (pred_dir / "timings.json").write_text(json.dumps(done))
+        record.write_text(json.dumps(timings[-1]))
         print(f"  {files.public_id} {image.GetSize()}: {len(result.detections)} detections in {seconds:.0f} s",
               flush=True)
     return timings
@@ -112,6 +118,8 @@ def main() -> None:
     parser.add_argument("--plot", help="write the FROC curve PNG here")
     parser.add_argument("--skip-lidc", action="store_true")
     parser.add_argument("--generate-only", action="store_true")
+    parser.add_argument("--shard", type=int, default=0, help="this process's share of the cases (0-based)")
+    parser.add_argument("--shards", type=int, default=1, help="parallel processes sharing the cases")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -122,7 +130,11 @@ def main() -> None:
     print(f"checkpoint {args.checkpoint}: {ckpt.arch} {ckpt.hparams}, threshold {ckpt.thresholds.get('probability')}")
     pred_dir = Path(args.pred)
     sha = hashlib.sha256(Path(args.checkpoint).read_bytes()).hexdigest()
-    timings = segment_folder(gt_dir, pred_dir, ckpt, args.limit, sha)
+    timings = segment_folder(gt_dir, pred_dir, ckpt, args.limit, sha, args.shard, args.shards)
+    if args.shards > 1 and len(timings) < min(args.limit or args.n, args.n):
+        print(f"shard {args.shard}/{args.shards} done ({len(timings)} cases segmented so far); "
+              "run again without --shards to evaluate")
+        return
     if args.limit:  # evaluate only the segmented cases: link their truth into a temporary folder
         sub = pred_dir.parent / (pred_dir.name + "_gt")
         sub.mkdir(exist_ok=True)

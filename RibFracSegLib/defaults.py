@@ -90,3 +90,4 @@ SPINE_KEEP_FRACTION = 1.0 / 3.0  # keep projected-bone pixels above this fractio
 SUBMISSION_CSV = "ribfrac-pred.csv"
 L3_WALL_MAX_MM = 30.0  # the abdominal muscle wall is taken as at most this thick
 L3_SPINE_MARGIN_MM = 10.0  # muscles this far in front of the vertebral body still count (psoas)
+L3_VERTEBRA_HU = 150.0  # marrow of the vertebral body is above this (below BONE_HU): locates its centre

@@ -46,7 +46,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     fovs = [defaults.PHANTOM_FIELDS_OF_VIEW[i % 3] for i in range(args.n)]
-    errors, times, not_in_view, thorax, comp_err = [], [], 0, 0, {"muscle": [], "sat+imat": [], "vat": []}
+    errors, point_errors, times, not_in_view, thorax = [], [], [], 0, 0
+    comp_err = {"muscle": [], "sat+imat": [], "vat": []}
     locate_l3(generate_phantom(phantom_params(args.seed - 1, "abdomen_pelvis")).image, args.checkpoint)  # warm-up
     print(f"{'case':<28}{'spacing mm':>18}{'orient':>8}{'truth':>8}{'pred':>8}{'err mm':>8}{'conf':>6}{'s':>6}")
     for i, fov in enumerate(fovs):
@@ -63,6 +64,7 @@ def main() -> None:
             not_in_view += not l3.in_view
         else:
             errors.append(err if l3.in_view else float("inf"))
+            point_errors.append(float(np.linalg.norm(np.subtract(l3.center_lps, case.l3.center_lps))))
             ref = tissue_truth(case)
             at_truth = body_composition(case.image, SimpleNamespace(center_lps=case.l3.center_lps, slice_index=0,
                                                                     projections=None))
@@ -77,6 +79,8 @@ def main() -> None:
     s = error_stats(errors)
     print(f"\nL3 error on {s['n']} phantoms with L3: median {s['median']:.2f} mm, mean {s['mean']:.2f} mm, "
           f"std {s['std']:.2f} mm, within 5 mm {s['within_5mm']:.0%}, within 10 mm {s['within_10mm']:.0%}")
+    print(f"L3 point (vertebral body centre) 3-D distance to truth: median {np.median(point_errors):.2f} mm, "
+          f"max {np.max(point_errors):.2f} mm")
     print(f"thorax-only phantoms reported 'not in view': {not_in_view} of {thorax}")
     print(f"locate_l3 + body_composition per CT: mean {np.mean(times):.2f} s, max {np.max(times):.2f} s "
           f"({args.threads} threads)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -27,7 +28,9 @@ def test_l3_found_on_unseen_phantom(orientation, fov, seed):
     assert abs(l3.row_mm - point_to_row(l3.projections, case.l3.center_lps)) < 6.0
     true_index = case.l3.center_ijk[2]  # both storages keep k as the superior-inferior axis
     assert abs(l3.slice_index - true_index) <= 2.5
-    assert abs(l3.center_lps[2] - case.l3.center_lps[2]) < 6.0  # and the point is at L3's height
+    # the point is at the vertebral body's centre (truth: the body's centre), in 3-D
+    assert np.linalg.norm(np.subtract(l3.center_lps, case.l3.center_lps)) < 6.0
+    assert l3.center_ras == pytest.approx((-l3.center_lps[0], -l3.center_lps[1], l3.center_lps[2]))
     comp = body_composition(case.image, l3, height_m=1.75)
     assert 40 < comp.muscle_cm2 < 250 and comp.sat_cm2 > 20 and comp.vat_cm2 > 20
     assert comp.smi == pytest.approx(comp.muscle_cm2 / 1.75**2)

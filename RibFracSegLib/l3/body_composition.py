@@ -103,7 +103,7 @@ def _wall_muscle(hu: np.ndarray, inner: np.ndarray, pixel_mm: float) -> np.ndarr
     out; behind the front of the vertebral body (psoas, quadratus, paraspinal muscles) all do.
     Pieces touching neither the rim nor the bone are dropped; the spinal canal is not muscle."""
     bone = (hu > defaults.BONE_HU) & inner
-    closed = ndimage.binary_closing(bone, _disk_px(3.0, pixel_mm))  # arches need not be closed
+    closed = ndimage.binary_closing((hu > defaults.L3_VERTEBRA_HU) & inner, _disk_px(3.0, pixel_mm))
     canal = ndimage.binary_dilation(ndimage.binary_fill_holes(closed) & ~bone, _disk_px(1.0, pixel_mm))
     candidates = _in(hu, defaults.MUSCLE_HU) & inner & ~canal
     depth = ndimage.distance_transform_edt(inner) * pixel_mm

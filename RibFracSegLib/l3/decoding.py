@@ -60,22 +60,23 @@ def point_to_row(proj: Projections, point_lps: Sequence[float]) -> float:
 
 
 def vertebral_body_ij(proj: Projections, k: int, search_mm: float = 40.0) -> tuple[float, float]:
-    """Canonical (i, j) of the vertebral body on slice k: the largest bone piece near the body's
-    left-right centre, and of it the anterior part (the body, not the posterior arch)."""
+    """Canonical (i, j) of the vertebral body's centre on slice k: near the body's left-right centre,
+    the deepest point of bone and marrow (holes filled) - the body is the thickest bone there; arches
+    and processes are thin."""
     axial = sitk_slice(proj, k)
-    sx = proj.canonical.GetSpacing()[0]
-    bone = axial > defaults.BONE_HU
+    sx, sy = proj.canonical.GetSpacing()[:2]
+    bone = axial > defaults.L3_VERTEBRA_HU
     lo = max(0, int(proj.centre_i - search_mm / sx))
     hi = min(axial.shape[1], int(proj.centre_i + search_mm / sx) + 1)
     bone[:, :lo] = False
     bone[:, hi:] = False
-    labels, n = ndimage.label(bone)
-    if n == 0:
+    if not bone.any():
         return proj.centre_i, (axial.shape[0] - 1) / 2.0
-    sizes = ndimage.sum_labels(bone, labels, index=np.arange(1, n + 1))
-    jj, ii = np.nonzero(labels == 1 + int(np.argmax(sizes)))
-    front = jj <= jj.min() + 0.45 * (jj.max() - jj.min())
-    return float(ii[front].mean()), float(jj[front].mean())
+    radius = max(1, int(round(2.0 / min(sx, sy))))
+    filled = ndimage.binary_fill_holes(ndimage.binary_closing(bone, np.ones((2 * radius + 1,) * 2, bool)))
+    depth = ndimage.distance_transform_edt(filled, sampling=(sy, sx))
+    j, i = np.unravel_index(int(np.argmax(depth)), depth.shape)
+    return float(i), float(j)
 
 
 def sitk_slice(proj: Projections, k: int) -> np.ndarray:

@@ -23,13 +23,15 @@ def _grey(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return np.repeat(g[..., None], 3, axis=2)
 
 
-def _save(rgb: np.ndarray, path: str | Path, pixel_mm: tuple[float, float] = (1.0, 1.0)) -> Path:
-    """Save RGB, stretched so pixels are square in mm (anisotropic in-plane spacing)."""
-    image = Image.fromarray(rgb)
+def _save(rgb: np.ndarray, path: str | Path, pixel_mm: tuple[float, float] = (1.0, 1.0), min_side: int = 512) -> Path:
+    """Save RGB with square pixels in mm (anisotropic in-plane spacing) and at least `min_side` pixels."""
+    h, w = rgb.shape[:2]
     rows_mm, cols_mm = pixel_mm
-    if not np.isclose(rows_mm, cols_mm):
-        h, w = rgb.shape[:2]
-        image = image.resize((int(round(w * cols_mm / min(pixel_mm))), int(round(h * rows_mm / min(pixel_mm)))))
+    scale = max(1.0, min_side / max(h * rows_mm / min(pixel_mm), w * cols_mm / min(pixel_mm)))
+    size = (int(round(w * scale * cols_mm / min(pixel_mm))), int(round(h * scale * rows_mm / min(pixel_mm))))
+    image = Image.fromarray(rgb)
+    if size != (w, h):
+        image = image.resize(size, Image.NEAREST)
     with atomic_path(path) as tmp:
         image.save(tmp, format="PNG")
     return Path(path)

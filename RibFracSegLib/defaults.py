@@ -91,3 +91,4 @@ SUBMISSION_CSV = "ribfrac-pred.csv"
 L3_WALL_MAX_MM = 30.0  # the abdominal muscle wall is taken as at most this thick
 L3_SPINE_MARGIN_MM = 10.0  # muscles this far in front of the vertebral body still count (psoas)
 L3_VERTEBRA_HU = 150.0  # marrow of the vertebral body is above this (below BONE_HU): locates its centre
+L3_EDGE_MM = 5.0  # a peak this close to the MIP's first/last row is not a maximum: L3 lies beyond the CT

@@ -1,11 +1,13 @@
 """L3 locator and body composition on held-out phantoms: error in mm, "not in view", time per CT.
 
-    python benchmarks/bench_l3.py [--n 20] [--seed 90000] [--checkpoint Resources/Models/l3_default.pt]
+    python benchmarks/bench_l3.py [--n 20] [--seed 90000] [--checkpoint Resources/Models/l3_default.pt] [--real]
 
 Phantoms use seeds never used in training (train 1000+, validation 5000+), varied spacing,
 orientation and field of view (a third thorax-only: L3 must be reported "not in view"). The time is
 locate_l3 + body_composition on an in-memory CT (phantom generation and file IO not included).
 Body composition is compared with the phantom's tissue classes on the true L3 slice.
+--real adds the real LIDC-IDRI-0001 chest CT (benchmarks/real_data.py), whose last slices cut through
+L3, compared with the TotalSegmentator L3 label shipped with it.
 """
 
 from __future__ import annotations
@@ -43,8 +45,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=90000)
     parser.add_argument("--checkpoint", default=str(defaults.DEFAULT_L3_CHECKPOINT))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--real", action="store_true", help="also the real LIDC chest CT (downloaded once)")
+    parser.add_argument("--real-only", action="store_true", help="only the real LIDC chest CT")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.real_only:
+        return real_chest_ct(args.checkpoint)
     fovs = [defaults.PHANTOM_FIELDS_OF_VIEW[i % 3] for i in range(args.n)]
     errors, point_errors, times, not_in_view, thorax = [], [], [], 0, 0
     comp_err = {"muscle": [], "sat+imat": [], "vat": []}
@@ -87,6 +93,33 @@ def main() -> None:
     for k, v in comp_err.items():
         print(f"body composition at true L3, {k}: signed error median {np.median(v):+.1f} %, "
               f"mean |error| {np.mean(np.abs(v)):.1f} %")
+    if args.real:
+        real_chest_ct(args.checkpoint)
+
+
+def real_chest_ct(checkpoint: str) -> None:
+    """The real LIDC chest CT: its bottom cuts through L3; compare with TotalSegmentator's L3 label (a
+    model's prediction, not manual truth) - the centroid of the visible part of L3."""
+    import csv
+
+    from real_data import lidc_path
+
+    from RibFracSegLib.io import read_ct
+
+    image = read_ct(lidc_path())
+    t0 = time.perf_counter()
+    l3 = locate_l3(image, checkpoint)
+    seconds = time.perf_counter() - t0
+    with open(lidc_path("structures.csv"), newline="") as fh:
+        label = next(int(r["id"]) for r in csv.DictReader(fh) if r["structure"] == "vertebrae_L3")
+    mask = sitk.ReadImage(str(lidc_path("mask.nii.gz")))
+    k, j, i = np.nonzero(sitk.GetArrayViewFromImage(mask) == label)
+    centre = mask.TransformContinuousIndexToPhysicalPoint((float(i.mean()), float(j.mean()), float(k.mean())))
+    z_lo, z_hi = (mask.TransformIndexToPhysicalPoint((0, 0, int(v)))[2] for v in (k.min(), k.max()))
+    print(f"real LIDC-IDRI-0001 chest CT {image.GetSize()}: in view {l3.in_view} (confidence {l3.confidence:.2f}), "
+          f"L3 z {l3.z_mm:.1f} mm; TotalSegmentator L3 label z {min(z_lo, z_hi):.1f}..{max(z_lo, z_hi):.1f} mm "
+          f"(cut by the CT's edge), visible-part centroid z {centre[2]:.1f} mm; point-to-centroid distance "
+          f"{np.linalg.norm(np.subtract(l3.center_lps, centre)):.1f} mm; {seconds:.2f} s")
 
 
 if __name__ == "__main__":

@@ -67,3 +67,16 @@ def test_peak_refines_between_rows():
     r, v = decoding.peak(profile)
     assert r == pytest.approx(20.3, abs=0.05) and v == pytest.approx(profile.max())
     assert decoding.band_columns(512) == slice(154, 358)
+
+
+def test_peak_at_the_last_row_is_not_in_view():
+    """A confident peak pinned to the CT's edge means L3 lies beyond it (a chest CT ending at L2)."""
+    image = _volume(z_down=False)
+    proj = compute_projections(image)
+    n = proj.frontal.shape[0]
+    rows = np.arange(n, dtype=float)
+    at_edge = 0.9 * np.exp(-0.5 * ((rows - (n + 1)) / 3) ** 2)
+    result = decode(proj, image, {"frontal": at_edge, "sagittal": at_edge})
+    assert result.confidence > 0.5 and result.row_mm > n - 2 and not result.in_view
+    inside = 0.9 * np.exp(-0.5 * ((rows - (n - 12)) / 3) ** 2)
+    assert decode(proj, image, {"frontal": inside, "sagittal": inside}).in_view

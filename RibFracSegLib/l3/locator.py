@@ -1,8 +1,9 @@
 """`locate_l3`: CT -> MIPs -> 2D U-Net confidence maps -> L3 slice, point and confidence.
 
 Both views run through the same network as one batch; their row profiles are averaged, the peak
-gives the L3 row and its height the confidence. Below the checkpoint's threshold the result says
-"not in view" (a thorax-only CT) but still carries the best candidate, for QC pictures.
+gives the L3 row and its height the confidence. Below the checkpoint's threshold, or with the peak at
+the CT's first/last rows, the result says "not in view" (a thorax-only CT) but still carries the best
+candidate, for QC pictures.
 """
 
 from __future__ import annotations
@@ -102,9 +103,12 @@ def decode(proj: Projections, image: sitk.Image, profiles: dict[str, np.ndarray]
            threshold: float = defaults.L3_MIN_CONFIDENCE) -> L3Result:
     """Combine the views' profiles into an L3Result (separate from the network for testing)."""
     view_peaks = {view: decoding.peak(p) for view, p in profiles.items()}
-    row, confidence = decoding.peak(np.mean(list(profiles.values()), axis=0))
+    combined = np.mean(list(profiles.values()), axis=0)
+    row, confidence = decoding.peak(combined)
+    # A peak pinned to the first/last row is no maximum: the network extrapolates to an L3 outside the CT.
+    inside = min(row, len(combined) - 1 - row) * proj.spacing_mm >= defaults.L3_EDGE_MM
     slice_index, z_mm, lps, ras = decoding.row_to_point(proj, image, row)
-    return L3Result(in_view=confidence >= threshold, confidence=confidence, slice_index=slice_index, z_mm=z_mm,
+    return L3Result(in_view=confidence >= threshold and inside, confidence=confidence, slice_index=slice_index, z_mm=z_mm,
                     center_ras=ras, center_lps=lps, row_mm=row * proj.spacing_mm,
                     view_rows_mm={v: r * proj.spacing_mm for v, (r, _) in view_peaks.items()},
                     view_confidences={v: c for v, (_, c) in view_peaks.items()}, projections=proj)

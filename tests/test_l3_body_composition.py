@@ -55,6 +55,7 @@ def test_areas_within_two_percent(slice_and_truth):
     assert result.sat_cm2 == pytest.approx(expected[SAT], rel=0.02)
     assert result.vat_cm2 == pytest.approx(expected[VAT], rel=0.02)
     assert result.imat_cm2 < 0.02 * expected[MUSCLE]
+    assert result.imat_cm2 == pytest.approx((result.mask == IMAT).sum() * px_cm2)
     assert result.smi == pytest.approx(result.muscle_cm2 / 1.70**2)
     assert result.slice_index == 7 and result.mask.shape == SHAPE
     # the organs (muscle-range HU) are not muscle, the table is nothing, SAT is outside the wall only

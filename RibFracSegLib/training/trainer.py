@@ -175,8 +175,10 @@ def train(config: TrainConfig, volumes: Sequence[TrainingVolume], out_dir: str |
         state["epoch"] = epoch
         state["history"].append(entry)
         save_checkpoint(out / "last.pt", ckpt)
-        if "val_froc" in entry and entry["val_froc"] > state["best_froc"]:
-            state["best_froc"], state["best_epoch"] = entry["val_froc"], epoch
+        # Best by validation FROC; on a tie (a small validation set saturates) fewer false positives win.
+        score = (round(entry.get("val_froc", -1.0), 6), -entry.get("val_fp_at_max_recall", 0.0))
+        if "val_froc" in entry and score > tuple(state.get("best_score", (-1.0, 0.0))):
+            state["best_froc"], state["best_epoch"], state["best_score"] = entry["val_froc"], epoch, list(score)
             shutil.copyfile(out / "last.pt", out / "best.pt")
         elif not val_cases:
             shutil.copyfile(out / "last.pt", out / "best.pt")

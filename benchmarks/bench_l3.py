@@ -27,6 +27,7 @@ from RibFracSegLib.l3.dataset import phantom_params
 from RibFracSegLib.l3.decoding import point_to_row
 from RibFracSegLib.l3.evaluation import error_stats
 from RibFracSegLib.phantom import Tissue, generate_phantom
+from RibFracSegLib.phantom.dataset import sample_params
 
 
 def tissue_truth(case) -> dict[str, float]:
@@ -47,6 +48,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--real", action="store_true", help="also the real LIDC chest CT (downloaded once)")
     parser.add_argument("--real-only", action="store_true", help="only the real LIDC chest CT")
+    parser.add_argument("--realistic", action="store_true",
+                        help="clinical grids (512 matrix, 0.6-1.0 mm pixels, 0.625-2.5 mm slices) from "
+                             "phantom.dataset.sample_params instead of the training distribution's coarse grids")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.real_only:
@@ -57,7 +61,8 @@ def main() -> None:
     locate_l3(generate_phantom(phantom_params(args.seed - 1, "abdomen_pelvis")).image, args.checkpoint)  # warm-up
     print(f"{'case':<28}{'spacing mm':>18}{'orient':>8}{'truth':>8}{'pred':>8}{'err mm':>8}{'conf':>6}{'s':>6}")
     for i, fov in enumerate(fovs):
-        params = phantom_params(args.seed + i, fov)
+        params = (sample_params(args.seed + i, fov=fov, n_fractures=0) if args.realistic
+                  else phantom_params(args.seed + i, fov))
         case = generate_phantom(params)
         t0 = time.perf_counter()
         l3 = locate_l3(case.image, args.checkpoint)

@@ -27,6 +27,7 @@ OVERLAP = 0.5
 BATCH_SIZE = 4
 PROB_THRESHOLD = 0.1  # probabilities at or below are zeroed (FracNet)
 MIN_FRACTURE_VOLUME_MM3 = 50.0  # FracNet's 100 voxels at ~0.7x0.7x1 mm
+MIN_CONFIDENCE = 0.0  # drop detections whose mean probability is lower (0 keeps all, as FracNet)
 SPINE_MARGIN_MM = 5.0
 
 # --- Phantoms -----------------------------------------------------------------------------------

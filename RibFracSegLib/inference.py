@@ -189,7 +189,8 @@ def _postprocess_params(ckpt: Checkpoint, threshold: Optional[float],
     return PostprocessParams(probability=float(threshold if threshold is not None else
                                                t.get("probability", defaults.PROB_THRESHOLD)),
                              bone_hu=float(t.get("bone_hu", defaults.BONE_HU)),
-                             min_volume_mm3=float(t.get("min_volume_mm3", defaults.MIN_FRACTURE_VOLUME_MM3)))
+                             min_volume_mm3=float(t.get("min_volume_mm3", defaults.MIN_FRACTURE_VOLUME_MM3)),
+                             min_confidence=float(t.get("min_confidence", defaults.MIN_CONFIDENCE)))
 
 
 def _check_preprocessing(ckpt: Checkpoint) -> tuple[float, float]:

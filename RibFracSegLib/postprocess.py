@@ -28,6 +28,7 @@ class PostprocessParams:
     spine_margin_mm: float = defaults.SPINE_MARGIN_MM
     remove_small: bool = True
     min_volume_mm3: float = defaults.MIN_FRACTURE_VOLUME_MM3
+    min_confidence: float = defaults.MIN_CONFIDENCE  # a detection's mean probability must reach this
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,9 @@ def find_fractures(probability: np.ndarray, hu: np.ndarray, spacing_zyx: tuple[f
     keep = np.arange(1, n + 1)
     if params.remove_small:
         keep = keep[counts[1:] * float(np.prod(spacing_zyx)) >= params.min_volume_mm3]
+    if params.min_confidence > 0 and keep.size:
+        mean_prob = np.asarray(ndimage.mean(prob, labels, keep))
+        keep = keep[mean_prob >= params.min_confidence]
     relabel = np.zeros(n + 1, dtype=labels_out.dtype)
     relabel[keep] = np.arange(1, keep.size + 1)
     labels_out[box] = relabel[labels]

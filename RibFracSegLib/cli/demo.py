@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"false positive {d.id}: confidence {d.confidence:.2f}, {d.volume_mm3:.0f} mm³ at RAS "
               f"({', '.join(f'{v:.0f}' for v in d.center_ras)})")
     print(f"\nfound {len(hits)} of {len(case.fractures)} fractures with {len(false)} false positives "
-          f"at probability threshold {result.threshold if hasattr(result, 'threshold') else 'default'}")
+          f"(the checkpoint's own thresholds; see its model card for operating points)")
     _demo_l3(case, out)
     return 0
 

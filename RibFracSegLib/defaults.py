@@ -43,6 +43,10 @@ VERTEBRA_IDS = {
 }
 L3_ID = VERTEBRA_IDS["L3"]
 
+# --- Ribs (label image: 1-12 left ribs 1-12, 13-24 right ribs 1-12) ----------------------------
+RIB_UNNUMBERED_LEFT = 25  # a left rib found but not numbered confidently
+RIB_UNNUMBERED_RIGHT = 26  # likewise on the right
+
 # --- RibFrac label codes -----------------------------------------------------------------------
 FRACTURE_CODES = {1: "displaced", 2: "non-displaced", 3: "buckle", 4: "segmental", -1: "undefined"}
 

@@ -1,0 +1,103 @@
+"""What the rib step reports: a label image on the input grid and, per rib, its centreline.
+
+Label values (our files, see ../shared/reference/ribs.md): 0 background, 1-12 left ribs 1-12,
+13-24 right ribs 1-12, and `defaults.RIB_UNNUMBERED_LEFT` / `_RIGHT` for a rib that was found but
+could not be numbered confidently (kept with its side, never given a guessed number).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import SimpleITK as sitk
+
+from .. import defaults
+from ..geometry import lps_to_ras
+
+
+def rib_label_value(side: str, number: Optional[int]) -> int:
+    """Label image value of a rib: 1-12 left, 13-24 right, the side's 'unnumbered' value if None."""
+    if side not in ("L", "R"):
+        raise ValueError(f"side must be 'L' or 'R', got {side!r}")
+    if number is None:
+        return defaults.RIB_UNNUMBERED_LEFT if side == "L" else defaults.RIB_UNNUMBERED_RIGHT
+    if not 1 <= number <= 12:
+        raise ValueError(f"rib number must be 1-12, got {number}")
+    return number if side == "L" else 12 + number
+
+
+def rib_from_label_value(value: int) -> tuple[str, Optional[int]]:
+    """Inverse of `rib_label_value`: (side, number or None)."""
+    if 1 <= value <= 12:
+        return "L", int(value)
+    if 13 <= value <= 24:
+        return "R", int(value) - 12
+    if value == defaults.RIB_UNNUMBERED_LEFT:
+        return "L", None
+    if value == defaults.RIB_UNNUMBERED_RIGHT:
+        return "R", None
+    raise ValueError(f"{value} is not a rib label value")
+
+
+@dataclass
+class Rib:
+    """One rib: side, number (None = unnumbered) and its centreline from head to anterior end."""
+
+    side: str  # "L" or "R" (patient's left / right)
+    number: Optional[int]  # 1..12, None when it could not be numbered confidently
+    centreline_lps: np.ndarray  # (n, 3) LPS mm, ordered from the rib head (spine side) to its anterior end
+    voxel_count: int = 0
+    number_confidence: float = 0.0  # 0..1, how sure the numbering is (0 for unnumbered)
+
+    @property
+    def label(self) -> int:
+        return rib_label_value(self.side, self.number)
+
+    @property
+    def name(self) -> str:
+        """'L6', 'R11', or 'unnumbered L'."""
+        return f"{self.side}{self.number}" if self.number else f"unnumbered {self.side}"
+
+    @property
+    def centreline_ras(self) -> np.ndarray:
+        return self.centreline_lps * np.array([-1.0, -1.0, 1.0])
+
+    @property
+    def arc_mm(self) -> np.ndarray:
+        """Cumulative arc length of each centreline point from the head."""
+        steps = np.linalg.norm(np.diff(self.centreline_lps, axis=0), axis=1)
+        return np.concatenate([[0.0], np.cumsum(steps)])
+
+    @property
+    def length_mm(self) -> float:
+        return float(self.arc_mm[-1]) if len(self.centreline_lps) > 1 else 0.0
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "side": self.side, "number": self.number, "label": self.label,
+                "length_mm": round(self.length_mm, 1), "voxel_count": int(self.voxel_count),
+                "number_confidence": round(float(self.number_confidence), 3),
+                "centreline_lps": np.round(self.centreline_lps, 2).tolist(),
+                "centreline_ras": np.round(self.centreline_ras, 2).tolist()}
+
+
+@dataclass
+class RibLabels:
+    """A CT's ribs: the label image on the input grid plus one `Rib` per rib found."""
+
+    labels: sitk.Image  # UInt8 on the input CT's grid, values as in the module docstring
+    ribs: list[Rib]
+    numbering: str = "none"  # how numbers were anchored: "rib 1", "rib 12", or "none"
+    notes: list[str] = field(default_factory=list)  # why a rib is unnumbered, what was odd
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    def by_name(self, name: str) -> Optional[Rib]:
+        return next((r for r in self.ribs if r.name == name), None)
+
+    def to_dict(self) -> dict:
+        return {"numbering": self.numbering, "notes": list(self.notes),
+                "ribs_found": {"L": sum(r.side == "L" for r in self.ribs), "R": sum(r.side == "R" for r in self.ribs)},
+                "numbered": sorted(r.name for r in self.ribs if r.number),
+                "timings_s": {k: round(v, 3) for k, v in self.timings_s.items()},
+                "ribs": [r.to_dict() for r in self.ribs]}

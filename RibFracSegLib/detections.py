@@ -24,6 +24,9 @@ class Detection:
     center_lps: tuple[float, float, float]
     bbox_ijk: tuple[tuple[int, int, int], tuple[int, int, int]]  # inclusive (min ijk, max ijk)
     label_code: int = -1  # RibFrac code when a classifier predicts one, else -1 (undefined)
+    rib: str = "none"  # "L6", "R11", "unnumbered L", or "none" when no rib is near (see RibFracSegLib.ribs)
+    rib_arc_mm: Optional[float] = None  # distance along the rib's centreline from its head
+    rib_region: str = ""  # "posterior" / "lateral" / "anterior": thirds of the rib's length
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -36,7 +36,8 @@ def default_preprocessing() -> dict:
 
 def default_thresholds() -> dict:
     return {"probability": defaults.PROB_THRESHOLD, "bone_hu": defaults.BONE_HU,
-            "min_volume_mm3": defaults.MIN_FRACTURE_VOLUME_MM3, "min_confidence": defaults.MIN_CONFIDENCE}
+            "min_volume_mm3": defaults.MIN_FRACTURE_VOLUME_MM3, "min_confidence": defaults.MIN_CONFIDENCE,
+            "on_rib": defaults.ON_RIB_FILTER, "rib_margin_mm": defaults.ON_RIB_MARGIN_MM}
 
 
 @dataclass

@@ -8,9 +8,12 @@ on the input grid, RAS mm (Slicer), LPS mm (ITK/DICOM).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import SimpleITK as sitk
+
+if TYPE_CHECKING:
+    from .ribs.labels import RibLabels
 
 
 @dataclass(frozen=True)
@@ -43,3 +46,4 @@ class FractureResult:
     patches_total: int = 0
     patches_skipped: int = 0
     device: str = "cpu"
+    ribs: Optional["RibLabels"] = None  # the ribs the detections were placed on (None: not looked for)

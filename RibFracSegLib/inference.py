@@ -26,6 +26,8 @@ from .geometry import lps_to_ras
 from .networks.fusion import fold_batchnorm, keep_full_resolution_fp32
 from .postprocess import Component, PostprocessParams, find_fractures
 from .preprocess import CanonicalVolume, bone_cells, canonical_volume, normalise
+from .ribs import RibLabels, segment_ribs
+from .ribs.assign import locate_on_rib, near_ribs
 from .sliding_window import Box, PatchGrid, SlabAggregator, importance_map, keep_mask
 
 Progress = Callable[[int, int], None]
@@ -170,15 +172,18 @@ def predict_probability(array: np.ndarray, model: nn.Module, *, patch_size: Sequ
     return aggregator.finish(), stats
 
 
-def _detection(component: Component, volume: CanonicalVolume, image: sitk.Image, voxel_mm3: float) -> Detection:
+def _detection(component: Component, volume: CanonicalVolume, image: sitk.Image, voxel_mm3: float,
+               ribs: Optional[RibLabels] = None) -> Detection:
     ijk = volume.index_to_input(np.array(component.centroid_zyx))
     lps = image.TransformContinuousIndexToPhysicalPoint([float(v) for v in ijk])
+    rib, arc, region = locate_on_rib(lps, ribs.ribs) if ribs is not None else ("none", None, "")
     corners = volume.index_to_input(np.array(component.bbox_zyx, dtype=float))
     lo, hi = np.rint(corners.min(axis=0)).astype(int), np.rint(corners.max(axis=0)).astype(int)
     return Detection(id=component.label, confidence=component.mean_probability, voxel_count=component.voxel_count,
                      volume_mm3=component.voxel_count * voxel_mm3, centroid_ijk=tuple(float(v) for v in ijk),
                      center_ras=lps_to_ras(lps), center_lps=tuple(float(v) for v in lps),
-                     bbox_ijk=(tuple(int(v) for v in lo), tuple(int(v) for v in hi)))
+                     bbox_ijk=(tuple(int(v) for v in lo), tuple(int(v) for v in hi)),
+                     rib=rib, rib_arc_mm=arc, rib_region=region)
 
 
 def _postprocess_params(ckpt: Checkpoint, threshold: Optional[float],
@@ -190,7 +195,9 @@ def _postprocess_params(ckpt: Checkpoint, threshold: Optional[float],
                                                t.get("probability", defaults.PROB_THRESHOLD)),
                              bone_hu=float(t.get("bone_hu", defaults.BONE_HU)),
                              min_volume_mm3=float(t.get("min_volume_mm3", defaults.MIN_FRACTURE_VOLUME_MM3)),
-                             min_confidence=float(t.get("min_confidence", defaults.MIN_CONFIDENCE)))
+                             min_confidence=float(t.get("min_confidence", defaults.MIN_CONFIDENCE)),
+                             on_rib=bool(t.get("on_rib", defaults.ON_RIB_FILTER)),
+                             rib_margin_mm=float(t.get("rib_margin_mm", defaults.ON_RIB_MARGIN_MM)))
 
 
 def _check_preprocessing(ckpt: Checkpoint) -> tuple[float, float]:
@@ -212,12 +219,14 @@ def segment_ct(image: sitk.Image, checkpoint: str | Path | Checkpoint, *, device
                batch_size: Optional[int] = None, return_probability: bool = False,
                progress: Optional[Progress] = None, cancel: Optional[Cancel] = None,
                precision: str = "auto", skip_empty: bool = True, blend: str = "gaussian",
-               postprocess: Optional[PostprocessParams] = None) -> FractureResult:
+               postprocess: Optional[PostprocessParams] = None, ribs: Optional[RibLabels] = None,
+               find_ribs: bool = True) -> FractureResult:
     """Detect rib fractures in a CT (HU, any orientation); results live on the input grid.
 
     threshold overrides the probability threshold of the checkpoint (or of `postprocess`, which
     replaces every other post-processing parameter). progress(done, total) counts computed patches; cancel() is checked
-    before each batch and makes this raise `Cancelled`.
+    before each batch and makes this raise `Cancelled`. The ribs (given, or found when `find_ribs`)
+    name each detection's rib and, when the on-rib filter is on, drop detections off the ribs.
     """
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -248,10 +257,19 @@ def segment_ct(image: sitk.Image, checkpoint: str | Path | Checkpoint, *, device
     timings["network"] = time.perf_counter() - t
 
     t = time.perf_counter()
+    if ribs is None and find_ribs:
+        ribs = segment_ribs(image)
+    timings["ribs"] = time.perf_counter() - t
+    # the on-rib rule needs most of the cage: with few ribs found (partial view, poor image) it is skipped
+    trusted = ribs is not None and len(ribs.ribs) >= defaults.ON_RIB_MIN_RIBS
+    near = near_ribs(ribs, volume, params.rib_margin_mm) if (trusted and params.on_rib) else None
+    t = time.perf_counter()
     labels = np.zeros(input_shape, dtype=np.uint16)
-    components = find_fractures(probability, volume.array, volume.spacing_zyx, params, volume.to_canonical(labels))
+    components = find_fractures(probability, volume.array, volume.spacing_zyx, params, volume.to_canonical(labels),
+                                near_ribs=near)
+    del near
     voxel_mm3 = float(np.prod(image.GetSpacing()))
-    detections = [_detection(c, volume, image, voxel_mm3) for c in components]
+    detections = [_detection(c, volume, image, voxel_mm3, ribs) for c in components]
     instances = sitk.GetImageFromArray(labels)
     instances.CopyInformation(image)
     del labels
@@ -263,4 +281,4 @@ def segment_ct(image: sitk.Image, checkpoint: str | Path | Checkpoint, *, device
     timings["total"] = time.perf_counter() - start
     return FractureResult(detections=detections, instances=instances, probability=prob_image, timings_s=timings,
                           patches_total=stats.patches_total, patches_skipped=stats.patches_skipped,
-                          device=f"{stats.device} ({stats.precision})")
+                          device=f"{stats.device} ({stats.precision})", ribs=ribs)

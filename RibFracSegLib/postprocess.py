@@ -29,6 +29,8 @@ class PostprocessParams:
     remove_small: bool = True
     min_volume_mm3: float = defaults.MIN_FRACTURE_VOLUME_MM3
     min_confidence: float = defaults.MIN_CONFIDENCE  # a detection's mean probability must reach this
+    on_rib: bool = defaults.ON_RIB_FILTER  # keep only detections touching the ribs grown by rib_margin_mm
+    rib_margin_mm: float = defaults.ON_RIB_MARGIN_MM
 
 
 @dataclass(frozen=True)
@@ -80,8 +82,10 @@ def _foreground_box(mask: np.ndarray) -> Optional[tuple[slice, slice, slice]]:
 
 
 def find_fractures(probability: np.ndarray, hu: np.ndarray, spacing_zyx: tuple[float, float, float],
-                   params: PostprocessParams, labels_out: np.ndarray) -> list[Component]:
-    """Threshold, drop the spine and small objects, label 26-connected components into `labels_out`.
+                   params: PostprocessParams, labels_out: np.ndarray,
+                   near_ribs: Optional[np.ndarray] = None) -> list[Component]:
+    """Threshold, drop the spine, small objects and (given `near_ribs`) those off the ribs; label
+    26-connected components into `labels_out`.
 
     `labels_out` is a zeroed integer array (possibly a view of the input-grid array) of the
     canonical shape; components are numbered 1..n in canonical raster order.
@@ -102,6 +106,9 @@ def find_fractures(probability: np.ndarray, hu: np.ndarray, spacing_zyx: tuple[f
     if params.min_confidence > 0 and keep.size:
         mean_prob = np.asarray(ndimage.mean(prob, labels, keep))
         keep = keep[mean_prob >= params.min_confidence]
+    if near_ribs is not None and keep.size:
+        on_rib = np.asarray(ndimage.maximum(near_ribs[box], labels, keep)) > 0
+        keep = keep[on_rib]
     relabel = np.zeros(n + 1, dtype=labels_out.dtype)
     relabel[keep] = np.arange(1, keep.size + 1)
     labels_out[box] = relabel[labels]

@@ -15,6 +15,7 @@ COMMANDS = {
     "demo": ("RibFracSegLib.cli.demo", "generate a phantom, segment it with the embedded default, compare to truth"),
     "phantom": ("RibFracSegLib.cli.phantom", "write synthetic chest/abdomen CT phantoms in the RibFrac layout"),
     "segment": ("RibFracSegLib.cli.segment", "detect and segment rib fractures in CTs"),
+    "ribs": ("RibFracSegLib.cli.ribs", "segment and number the 24 ribs of CTs"),
     "evaluate": ("RibFracSegLib.cli.evaluate", "RibFrac-challenge FROC, Dice and classification of predictions"),
     "train": ("RibFracSegLib.cli.train", "train a fracture network on a RibFrac-layout data set"),
     "l3": ("RibFracSegLib.cli.l3", "locate the L3 slice and measure body composition"),

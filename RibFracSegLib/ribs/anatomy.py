@@ -1,0 +1,142 @@
+"""Landmarks the rib step needs, found on a coarse working grid: body, lungs, spine per slice.
+
+Everything here works on canonical (LPS) arrays `[z, y, x]` (z superior, y posterior, x left) at
+about `defaults.RIB_WORK_MM` per voxel, so a 512x512x300 CT is handled as ~256x256x200 voxels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from .. import defaults
+
+
+@dataclass
+class WorkingGrid:
+    """Block-averaged canonical CT: `hu[z, y, x]` with `factors` input voxels per working voxel."""
+
+    hu: np.ndarray  # float32
+    spacing_zyx: tuple[float, float, float]
+    factors: tuple[int, int, int]
+
+    def upsample(self, array: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+        """Nearest-neighbour copy of a working-grid array onto the canonical input grid `shape`."""
+        out = array
+        for axis, f in enumerate(self.factors):
+            if f > 1:
+                out = np.repeat(out, f, axis=axis)
+        pad = [(0, max(0, s - o)) for s, o in zip(shape, out.shape)]
+        out = np.pad(out, pad, mode="edge")
+        return out[: shape[0], : shape[1], : shape[2]]
+
+
+def working_grid(canonical_hu: np.ndarray, spacing_zyx: tuple[float, float, float]) -> WorkingGrid:
+    """Average blocks of voxels so each working voxel is about RIB_WORK_MM (never finer than the input)."""
+    factors = tuple(max(1, int(round(defaults.RIB_WORK_MM / s))) for s in spacing_zyx)
+    shape = [max(1, n // f) for n, f in zip(canonical_hu.shape, factors)]
+    crop = canonical_hu[: shape[0] * factors[0], : shape[1] * factors[1], : shape[2] * factors[2]]
+    hu = np.clip(crop, defaults.AIR_HU, None).astype(np.float32)
+    if any(f > 1 for f in factors):
+        hu = hu.reshape(shape[0], factors[0], shape[1], factors[1], shape[2], factors[2]).mean(axis=(1, 3, 5))
+    spacing = tuple(float(s * f) for s, f in zip(spacing_zyx, factors))
+    return WorkingGrid(hu=hu, spacing_zyx=spacing, factors=factors)
+
+
+def body_mask(hu: np.ndarray) -> np.ndarray:
+    """The patient: largest connected region above BODY_HU, holes filled slice by slice (lungs inside)."""
+    tissue = hu > defaults.BODY_HU
+    labels, n = ndimage.label(tissue)
+    if n == 0:
+        return tissue
+    sizes = np.bincount(labels.ravel())[1:]
+    body = labels == 1 + int(np.argmax(sizes))
+    for z in range(body.shape[0]):
+        body[z] = ndimage.binary_fill_holes(body[z])
+    return body
+
+
+def lung_mask(hu: np.ndarray, body: np.ndarray, spacing_zyx: tuple[float, float, float]) -> np.ndarray:
+    """Air inside the body in components of at least RIB_LUNG_MIN_ML (lungs; large bowel gas may join)."""
+    air = body & (hu < defaults.RIB_LUNG_HU)
+    labels, n = ndimage.label(air)
+    if n == 0:
+        return air
+    voxel_ml = float(np.prod(spacing_zyx)) / 1000.0
+    sizes = np.bincount(labels.ravel()) * voxel_ml
+    keep = sizes >= defaults.RIB_LUNG_MIN_ML
+    keep[0] = False
+    return keep[labels]
+
+
+def bone_mask(hu: np.ndarray, body: np.ndarray, spacing_zyx: tuple[float, float, float]) -> np.ndarray:
+    """Bone inside the body, with small enclosed holes filled slice by slice.
+
+    Fatty marrow in older patients' vertebral bodies and ribs can fall below the bone threshold,
+    leaving only the cortex ring; filling holes up to RIB_FILL_HOLE_MM2 restores the solid bone (and
+    makes a contrast-enhanced kidney cortex a solid organ, which the thickness rule then removes).
+    """
+    bone = (hu > defaults.RIB_BONE_HU) & body
+    max_voxels = defaults.RIB_FILL_HOLE_MM2 / (spacing_zyx[1] * spacing_zyx[2])
+    for z in np.flatnonzero(bone.any(axis=(1, 2))):
+        holes = ndimage.binary_fill_holes(bone[z]) & ~bone[z]
+        if holes.any():
+            labels, n = ndimage.label(holes)
+            sizes = np.bincount(labels.ravel())
+            small = sizes <= max_voxels
+            small[0] = False
+            bone[z] |= small[labels]
+    return bone
+
+
+@dataclass
+class SpineTrack:
+    """Vertebral column per axial slice (working-grid indices; NaN-free, interpolated where unseen)."""
+
+    x: np.ndarray  # (z,) left-right centre of the vertebral body
+    y: np.ndarray  # (z,) antero-posterior centre of the vertebral body
+    seen: np.ndarray  # (z,) bool: a vertebral body was found in this slice
+
+
+def spine_track(bone: np.ndarray, body: np.ndarray, spacing_zyx: tuple[float, float, float]) -> SpineTrack:
+    """Find the vertebral body in each axial slice: the most posterior thick bone near the midline.
+
+    Ribs, sternum and scapulae are thinner than RIB_SPINE_OPEN_MM and vanish under an opening; of
+    what survives near the body's midline, the contrast-filled heart and aorta lie in front of the
+    vertebral body, so the most posterior blob is taken. A running median along z removes outliers.
+    """
+    nz, ny, nx = bone.shape
+    sy, sx = spacing_zyx[1], spacing_zyx[2]
+    r = defaults.RIB_SPINE_OPEN_MM / 2.0
+    ry, rx = max(1, int(round(r / sy))), max(1, int(round(r / sx)))
+    yy, xx = np.ogrid[-ry:ry + 1, -rx:rx + 1]
+    disk = (yy / ry) ** 2 + (xx / rx) ** 2 <= 1.0
+    xs, ys, seen = np.zeros(nz), np.zeros(nz), np.zeros(nz, bool)
+    min_voxels = defaults.RIB_SPINE_MIN_AREA_MM2 / (sy * sx)
+    half_width = defaults.RIB_SPINE_WINDOW_MM / sx
+    for z in range(nz):
+        if not body[z].any() or not bone[z].any():
+            continue
+        body_x = ndimage.center_of_mass(body[z])[1]
+        core = ndimage.binary_opening(bone[z], disk)
+        labels, n = ndimage.label(core)
+        if n == 0:
+            continue
+        sizes = np.bincount(labels.ravel())
+        centres = ndimage.center_of_mass(core, labels, np.arange(1, n + 1))
+        options = [(cy, cx) for (cy, cx), size in zip(centres, sizes[1:])
+                   if size >= min_voxels and abs(cx - body_x) < half_width]
+        if options:
+            ys[z], xs[z] = max(options)
+            seen[z] = True
+    if not seen.any():
+        return SpineTrack(np.full(nz, nx / 2.0), np.full(nz, ny / 2.0), seen)
+    zi = np.arange(nz)
+    k = max(1, int(round(defaults.RIB_SPINE_SMOOTH_MM / spacing_zyx[0])))
+    zs = zi[seen]
+    ys_s = np.array([np.median(ys[seen][np.abs(zs - z) <= k]) if np.any(np.abs(zs - z) <= k) else np.nan for z in zi])
+    xs_s = np.array([np.median(xs[seen][np.abs(zs - z) <= k]) if np.any(np.abs(zs - z) <= k) else np.nan for z in zi])
+    ok = ~np.isnan(ys_s)
+    return SpineTrack(x=np.interp(zi, zi[ok], xs_s[ok]), y=np.interp(zi, zi[ok], ys_s[ok]), seen=seen)

@@ -1,0 +1,74 @@
+"""Put detections on ribs: which rib, how far along it from the head, and which third of it.
+
+Also the on-rib region used by post-processing: voxels within a margin of any rib, so a detection
+on the spine, sternum, scapula, a vessel or the CT table can be dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from .. import defaults
+from ..preprocess import CanonicalVolume
+from .labels import Rib, RibLabels
+
+REGIONS = ("posterior", "lateral", "anterior")  # thirds of a rib's length from its head
+
+
+def near_ribs(ribs: RibLabels, volume: CanonicalVolume, margin_mm: float) -> Optional[np.ndarray]:
+    """Canonical bool mask of voxels within `margin_mm` of a rib, or None when no rib was found.
+
+    Computed on blocks of about RIB_WORK_MM (a block counts as rib if any voxel is), then copied
+    back to full resolution, so the margin is exact to within one block and never smaller.
+    """
+    import SimpleITK as sitk
+
+    labels = volume.to_canonical(sitk.GetArrayViewFromImage(ribs.labels))
+    if not labels.any():
+        return None
+    factors = tuple(max(1, int(round(defaults.RIB_WORK_MM / s))) for s in volume.spacing_zyx)
+    padded = [int(np.ceil(n / f)) * f for n, f in zip(labels.shape, factors)]
+    rib = np.pad(labels > 0, [(0, p - n) for p, n in zip(padded, labels.shape)])
+    blocks = rib.reshape(padded[0] // factors[0], factors[0], padded[1] // factors[1], factors[1],
+                         padded[2] // factors[2], factors[2]).any(axis=(1, 3, 5))
+    spacing = tuple(s * f for s, f in zip(volume.spacing_zyx, factors))
+    near = ndimage.distance_transform_edt(~blocks, sampling=spacing) <= margin_mm + max(spacing)
+    for axis, f in enumerate(factors):
+        near = np.repeat(near, f, axis=axis)
+    return near[: labels.shape[0], : labels.shape[1], : labels.shape[2]]
+
+
+def locate_on_rib(point_lps: Sequence[float], ribs: Sequence[Rib],
+                  max_distance_mm: float = defaults.RIB_ASSIGN_MAX_MM) -> tuple[str, Optional[float], str]:
+    """(rib name or "none", arc length from the head in mm, region) of the nearest rib centreline."""
+    point = np.asarray(point_lps, dtype=float)
+    best: tuple[float, Optional[Rib], int] = (np.inf, None, -1)
+    for rib in ribs:
+        if len(rib.centreline_lps) == 0:
+            continue
+        d = np.linalg.norm(rib.centreline_lps - point, axis=1)
+        i = int(np.argmin(d))
+        if d[i] < best[0]:
+            best = (float(d[i]), rib, i)
+    distance, rib, i = best
+    if rib is None or distance > max_distance_mm:
+        return "none", None, ""
+    arc = rib.arc_mm
+    length = max(rib.length_mm, 1e-6)
+    region = REGIONS[min(2, int(3 * arc[i] / length))]
+    return rib.name, round(float(arc[i]), 1), region
+
+
+def rib_phrase(name: str, region: str) -> str:
+    """'right rib 6, lateral' for reports and segment names; 'no rib' when none."""
+    if name == "none":
+        return "no rib"
+    if name.startswith("unnumbered"):
+        side = "left" if name.endswith("L") else "right"
+        text = f"{side} rib (unnumbered)"
+    else:
+        text = f"{'left' if name[0] == 'L' else 'right'} rib {name[1:]}"
+    return f"{text}, {region}" if region else text

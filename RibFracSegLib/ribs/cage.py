@@ -1,0 +1,152 @@
+"""Rib-cage bone: bone in the chest wall that is not spine, sternum, scapula, clavicle or arm.
+
+Rules, each in millimetres on the working grid (why they hold on any chest CT):
+- the spine zone (vertebral body and posterior elements) and the sternum zone are narrow bands
+  around the midline that no rib crosses, so cutting them frees the ribs from both;
+- vertebral bodies, the contrast-filled heart and vessels, kidneys and humeri are thicker in the
+  axial plane than any rib (a rib is 5-8 mm across radially), so an opening finds and removes them;
+- the scapulae lie outside the rib cage: where lungs are present, ribs hug them (the pleura lies on
+  the rib's inner surface) while a scapula sits beyond a layer of muscle. Clavicles and humeri
+  rarely touch a rib and are never reached from a rib's seed.
+Seeds: each rib passes once through a paravertebral band just lateral to the transverse processes,
+where the posterior arcs form a clean stack, one per rib (the start of every centreline).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+from skimage.segmentation import watershed
+
+from .. import defaults
+from .anatomy import SpineTrack
+
+
+def _offsets(track: SpineTrack, shape: tuple[int, int, int], spacing_zyx) -> tuple[np.ndarray, np.ndarray]:
+    """Per voxel (broadcastable): left-right and antero-posterior offset from the spine in mm."""
+    nz, ny, nx = shape
+    dx = (np.arange(nx)[None, None, :] - track.x[:, None, None]) * spacing_zyx[2]
+    dy = (np.arange(ny)[None, :, None] - track.y[:, None, None]) * spacing_zyx[1]
+    return dx, dy
+
+
+def thick_structures(bone: np.ndarray, spacing_zyx: tuple[float, float, float]) -> np.ndarray:
+    """Bright structures thicker than any rib in the axial plane (vertebral bodies, contrast-filled
+    heart and vessels, kidneys, humeri), grown by a rim so their edges go too."""
+    sy, sx = spacing_zyx[1], spacing_zyx[2]
+    r = defaults.RIB_MAX_THICKNESS_MM / 2.0
+    ry, rx = max(1, int(round(r / sy))), max(1, int(round(r / sx)))
+    yy, xx = np.ogrid[-ry:ry + 1, -rx:rx + 1]
+    disk = (yy / ry) ** 2 + (xx / rx) ** 2 <= 1.0
+    rim = int(round(defaults.RIB_THICK_RIM_MM / min(sy, sx)))
+    thick = np.zeros_like(bone)
+    for z in np.flatnonzero(bone.any(axis=(1, 2))):
+        core = ndimage.binary_opening(bone[z], disk)
+        if core.any():
+            thick[z] = ndimage.binary_dilation(core, iterations=rim) if rim else core
+    return thick
+
+
+def cage_bone(bone: np.ndarray, body: np.ndarray, lungs: np.ndarray, track: SpineTrack,
+              spacing_zyx: tuple[float, float, float]) -> np.ndarray:
+    """Bone voxels that may belong to a rib (see the module docstring for the rules)."""
+    dx, dy = _offsets(track, bone.shape, spacing_zyx)
+    adx = np.abs(dx)
+    spine = (adx < defaults.RIB_SPINE_HALF_WIDTH_MM) & (dy > -defaults.RIB_SPINE_FRONT_MM)
+    sternum = (adx < defaults.RIB_STERNUM_HALF_WIDTH_MM) & (dy <= -defaults.RIB_SPINE_FRONT_MM)
+    cage = bone & body & ~spine & ~sternum & ~thick_structures(bone, spacing_zyx)
+    if lungs.any():
+        far = ndimage.distance_transform_edt(~lungs, sampling=spacing_zyx) > defaults.RIB_MAX_LUNG_DISTANCE_MM
+        zs = np.flatnonzero(lungs.any(axis=(1, 2)))
+        margin = int(round(defaults.RIB_SCAPULA_ABOVE_LUNG_BASE_MM / spacing_zyx[0]))
+        shoulder = np.zeros(bone.shape[0], bool)
+        apex = int(round(defaults.RIB_SCAPULA_BELOW_APEX_MM / spacing_zyx[0]))
+        # the scapular blade lies well above the lung base; near the narrow apex ribs 1-2 are far from the lung too
+        shoulder[min(bone.shape[0], zs[0] + margin):max(0, zs[-1] - apex)] = True
+        lateral = adx > defaults.RIB_SCAPULA_MEDIAL_MM  # rib necks beside the spine are far from the apex too
+        outside = far & lateral & shoulder[:, None, None] & (dy > -defaults.RIB_SCAPULA_FRONT_MM)
+        cage &= ~outside
+    return cage
+
+
+@dataclass
+class Seed:
+    """The posterior arc of one rib where it crosses the paravertebral band."""
+
+    side: str  # "L" or "R"
+    label: int  # marker value in the seed image
+    z: float  # mean working-grid slice (height of the posterior arc)
+    voxels: int
+
+
+def rib_seeds(cage: np.ndarray, track: SpineTrack, spacing_zyx) -> tuple[np.ndarray, list[Seed]]:
+    """Posterior arcs in the paravertebral band, one seed per rib, top to bottom per side.
+
+    Each connected piece of cage bone in the band is a rib's posterior arc (ribs 1 and 2 can sit at
+    the same height there, side by side); a piece taller than one rib (two ribs touching through
+    thin intercostal gaps or thick slices) is split at the minimum of its slice profile.
+    """
+    dx, dy = _offsets(track, cage.shape, spacing_zyx)
+    lo, hi = defaults.RIB_SEED_BAND_MM
+    band_y = (dy > defaults.RIB_SEED_BAND_Y_MM[0]) & (dy < defaults.RIB_SEED_BAND_Y_MM[1])
+    markers = np.zeros(cage.shape, np.int32)
+    seeds: list[Seed] = []
+    min_voxels = defaults.RIB_SEED_MIN_MM3 / float(np.prod(spacing_zyx))
+    for side, sign in (("L", 1.0), ("R", -1.0)):
+        band = cage & band_y & (sign * dx > lo) & (sign * dx < hi)
+        labels, n = ndimage.label(band)  # face-connected: neighbouring ribs touching at a corner stay apart
+        pieces = []
+        for i, box in enumerate(ndimage.find_objects(labels), start=1):
+            piece = labels[box] == i
+            if piece.sum() < min_voxels:
+                continue
+            for z0, z1 in _split_tall(piece, spacing_zyx[0]):
+                part = np.zeros_like(piece)
+                part[z0:z1] = piece[z0:z1]
+                if part.sum() >= min_voxels:
+                    zs = np.nonzero(part)[0]
+                    pieces.append((float(zs.mean() + box[0].start), box, part))
+        for z, box, part in sorted(pieces, key=lambda p: -p[0]):
+            seed = Seed(side=side, label=len(seeds) + 1, z=z, voxels=int(part.sum()))
+            markers[box][part & (markers[box] == 0)] = seed.label
+            seeds.append(seed)
+    return markers, seeds
+
+
+def _split_tall(piece: np.ndarray, slice_mm: float) -> list[tuple[int, int]]:
+    """Slice ranges of the ribs in one band piece: whole if no taller than a rib, else cut at minima."""
+    from scipy.signal import find_peaks
+
+    if piece.shape[0] * slice_mm <= defaults.RIB_SEED_MAX_HEIGHT_MM:
+        return [(0, piece.shape[0])]
+    profile = piece.sum(axis=(1, 2)).astype(float)
+    sigma = defaults.RIB_SEED_SMOOTH_MM / slice_mm
+    if sigma >= 0.5:
+        profile = ndimage.gaussian_filter1d(profile, sigma)
+    distance = max(1, int(round(defaults.RIB_SEED_MIN_PITCH_MM / slice_mm)))
+    peaks, _ = find_peaks(np.pad(profile, 1), distance=distance,
+                          prominence=defaults.RIB_SEED_PROMINENCE * max(profile.max(), 1e-9))
+    peaks = peaks - 1
+    if peaks.size < 2:
+        return [(0, piece.shape[0])]
+    cuts = [int(a + np.argmin(profile[a:b + 1])) for a, b in zip(peaks[:-1], peaks[1:])]
+    bounds = [0] + cuts + [piece.shape[0]]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def partition(cage: np.ndarray, markers: np.ndarray, spacing_zyx) -> np.ndarray:
+    """Grow every seed through connected cage bone; where two ribs touch, they part at the neck.
+
+    Watershed on the negated distance to the bone's surface: a rib's core is a ridge, and the
+    thin bridge where two ribs touch is a saddle, so each rib keeps its own shaft.
+    """
+    if markers.max() == 0:
+        return np.zeros(cage.shape, np.int32)
+    box = ndimage.find_objects(cage.astype(np.uint8))[0]
+    depth = ndimage.distance_transform_edt(cage[box], sampling=spacing_zyx).astype(np.float32)
+    out = np.zeros(cage.shape, np.int32)
+    out[box] = watershed(-depth, markers[box], mask=cage[box], connectivity=3)
+    return out
+

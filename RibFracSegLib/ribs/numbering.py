@@ -1,0 +1,118 @@
+"""Rib numbers: count from rib 1 when the top of the cage is in view, else from rib 12 at the bottom.
+
+Radiologists count from the top because counting from below is ambiguous (11 or 13 pairs, a
+hypoplastic 12th rib). Ribs are nested, so their heights order them; a gap of about two rib
+pitches means a rib was not found there, and numbers beyond such a gap are not given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from .. import defaults
+
+
+@dataclass
+class RibRegion:
+    """One rib found on the working grid, before numbering."""
+
+    label: int  # value in the working-grid partition
+    side: str
+    z_mean_mm: float  # mean height (working-grid z in mm)
+    z_top_mm: float
+    z_bottom_mm: float
+    voxels: int
+    number: Optional[int] = None
+    confidence: float = 0.0
+    anchor: str = ""  # "top" (counted from rib 1) or "bottom" (from rib 12)
+
+
+def number_ribs(regions: list[RibRegion], fov_top_mm: float, fov_bottom_mm: float,
+                lung_top_mm: Optional[float], apex_in_view: bool) -> tuple[str, list[str]]:
+    """Set `number`/`confidence` on each region in place; return the anchor used and notes."""
+    notes: list[str] = []
+    anchors = set()
+    for side in ("L", "R"):
+        ribs = sorted((r for r in regions if r.side == side), key=lambda r: -r.z_mean_mm)
+        if not ribs:
+            notes.append(f"no {side} ribs found")
+            continue
+        heights = np.array([r.z_mean_mm for r in ribs])
+        gaps = -np.diff(heights)
+        pitch = float(np.median(gaps)) if gaps.size else defaults.RIB_TYPICAL_PITCH_MM
+        pitch = float(np.clip(pitch, 0.5 * defaults.RIB_TYPICAL_PITCH_MM, 1.5 * defaults.RIB_TYPICAL_PITCH_MM))
+        # step k between neighbours: 1 normally, 2 where a rib is missing; larger gaps stop the count
+        steps = [int(round(g / pitch)) for g in gaps]
+        # rib 1 rings the lung apex: when the lungs narrow to their apex inside the CT, the top rib is rib 1
+        top_in_view = (apex_in_view and lung_top_mm is not None
+                       and ribs[0].z_mean_mm >= lung_top_mm - defaults.RIB_TOP_MARGIN_MM)
+        bottom_in_view = ribs[-1].z_mean_mm - fov_bottom_mm >= defaults.RIB_BOTTOM_MARGIN_MM
+        if top_in_view:
+            anchors.add("rib 1")
+            number, ok = 1, True
+            for i, rib in enumerate(ribs):
+                if i:
+                    ok = ok and 1 <= steps[i - 1] <= 2
+                    number += max(1, steps[i - 1])
+                if ok and number <= 12:
+                    rib.number, rib.confidence = number, 0.9 if all(s == 1 for s in steps[:i]) else 0.6
+                    rib.anchor = "top"
+            extra = [r for r in ribs if r.number is None]
+            if extra:
+                notes.append(f"{side}: {len(extra)} rib(s) below the count from rib 1 left unnumbered "
+                             "(13th rib, lumbar rib, or a gap in the count)")
+        elif bottom_in_view:
+            anchors.add("rib 12")
+            number, ok = 12, True
+            for i in range(len(ribs) - 1, -1, -1):
+                if i < len(ribs) - 1:
+                    ok = ok and 1 <= steps[i] <= 2
+                    number -= max(1, steps[i])
+                if ok and number >= 1:
+                    ribs[i].number, ribs[i].confidence, ribs[i].anchor = number, 0.6, "bottom"
+            notes.append(f"{side}: the top of the rib cage is not in view; counted up from the lowest rib as rib 12 "
+                         "(wrong if this patient has 11 or 13 rib pairs)")
+        else:
+            notes.append(f"{side}: neither rib 1 nor rib 12 is in view with margin; ribs left unnumbered")
+    _cross_check(regions, notes)
+    anchor = " and ".join(sorted(anchors)) if anchors else "none"
+    if not any(r.number for r in regions):
+        anchor = "none"
+    return anchor, notes
+
+
+def _cross_check(regions: list[RibRegion], notes: list[str]) -> None:
+    """Left and right counts must agree: rib k has k-1 ribs above it on the other side too.
+
+    A rib missed or merged on one side (ribs 1 and 2 touching, rib 2 lost beside a contrast-filled
+    vein) shifts that side's count; where the sides disagree, that rib and all below it on both
+    sides lose their numbers rather than keep a possibly wrong one.
+    """
+    sides = {s: sorted((r for r in regions if r.side == s), key=lambda r: -r.z_mean_mm) for s in ("L", "R")}
+    if not sides["L"] or not sides["R"]:
+        return
+    tol = defaults.RIB_SIDE_TOLERANCE_MM
+    first_bad = None
+    for side, other in (("L", "R"), ("R", "L")):
+        for rib in sides[side]:
+            if rib.number is None:
+                continue
+            near = [o for o in sides[other] if abs(o.z_mean_mm - rib.z_mean_mm) <= tol]
+            numbers = {o.number for o in near}
+            if rib.anchor == "top":  # rib k has k-1 ribs above it on the other side (its twin may be a bit higher)
+                beyond, expected = sum(o.z_mean_mm > rib.z_mean_mm + tol for o in sides[other]), rib.number - 1
+            else:  # counted from rib 12: 12-k ribs below it
+                beyond, expected = sum(o.z_mean_mm < rib.z_mean_mm - tol for o in sides[other]), 12 - rib.number
+            ok = (beyond == expected or (beyond == expected - 1 and len(near) > 0)) and \
+                (not numbers - {None} or rib.number in numbers)
+            if not ok:
+                first_bad = rib.number if first_bad is None else min(first_bad, rib.number)
+                break
+    if first_bad is not None:
+        for rib in regions:
+            if rib.number is not None and rib.number >= first_bad:
+                rib.number, rib.confidence = None, 0.0
+        notes.append(f"left and right counts disagree from rib {first_bad} down: those ribs are left unnumbered")

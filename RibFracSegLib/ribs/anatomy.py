@@ -7,6 +7,7 @@ about `defaults.RIB_WORK_MM` per voxel, so a 512x512x300 CT is handled as ~256x2
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 from scipy import ndimage
@@ -89,6 +90,26 @@ def bone_mask(hu: np.ndarray, body: np.ndarray, spacing_zyx: tuple[float, float,
             small[0] = False
             bone[z] |= small[labels]
     return bone
+
+
+@dataclass
+class LungExtent:
+    """Working-grid slices of the lungs' base and top (the apex), None when no lung is in view."""
+
+    base: Optional[int]
+    top: Optional[int]
+    apex_in_view: bool  # the lungs narrow to their apex inside the CT
+
+
+def lung_extent(lungs: np.ndarray, spacing_zyx: tuple[float, float, float]) -> LungExtent:
+    """Slices with a lung's worth of air (the trachea alone is less); the apex is in view when the
+    CT's top slice holds only a small share of the widest lung section."""
+    area = lungs.sum(axis=(1, 2)) * spacing_zyx[1] * spacing_zyx[2]
+    slices = np.flatnonzero(area >= defaults.RIB_APEX_MIN_AREA_MM2)
+    if slices.size == 0:
+        return LungExtent(None, None, False)
+    return LungExtent(int(slices[0]), int(slices[-1]),
+                      bool(area[-1] <= defaults.RIB_APEX_AREA_FRACTION * area.max()))
 
 
 @dataclass

@@ -3,11 +3,10 @@
 Rules, each in millimetres on the working grid (why they hold on any chest CT):
 - the spine zone (vertebral body and posterior elements) and the sternum zone are narrow bands
   around the midline that no rib crosses, so cutting them frees the ribs from both;
-- vertebral bodies, the contrast-filled heart and vessels, kidneys and humeri are thicker in the
-  axial plane than any rib (a rib is 5-8 mm across radially), so an opening finds and removes them;
-- the scapulae lie outside the rib cage: where lungs are present, ribs hug them (the pleura lies on
-  the rib's inner surface) while a scapula sits beyond a layer of muscle. Clavicles and humeri
-  rarely touch a rib and are never reached from a rib's seed.
+- vertebral bodies, the contrast-filled heart and vessels, kidneys and humeri are thicker in every
+  direction than any rib (a rib is 5-8 mm thick), so an opening with a ball finds and removes them;
+- the scapulae and clavicles lie outside the rib cage: where lungs are present, ribs hug them (the
+  pleura lies on the rib's inner surface) while these bones sit beyond a layer of muscle.
 Seeds: each rib passes once through a paravertebral band just lateral to the transverse processes,
 where the posterior arcs form a clean stack, one per rib (the start of every centreline).
 """
@@ -21,7 +20,9 @@ from scipy import ndimage
 from skimage.segmentation import watershed
 
 from .. import defaults
-from .anatomy import SpineTrack
+from typing import Optional
+
+from .anatomy import LungExtent, SpineTrack
 
 
 def _offsets(track: SpineTrack, shape: tuple[int, int, int], spacing_zyx) -> tuple[np.ndarray, np.ndarray]:
@@ -32,43 +33,57 @@ def _offsets(track: SpineTrack, shape: tuple[int, int, int], spacing_zyx) -> tup
     return dx, dy
 
 
-def thick_structures(bone: np.ndarray, spacing_zyx: tuple[float, float, float]) -> np.ndarray:
-    """Bright structures thicker than any rib in the axial plane (vertebral bodies, contrast-filled
-    heart and vessels, kidneys, humeri), grown by a rim so their edges go too."""
-    sy, sx = spacing_zyx[1], spacing_zyx[2]
+def _thick(bone: np.ndarray, spacing_zyx) -> np.ndarray:
+    """Opening by a ball of RIB_MAX_THICKNESS_MM (two distance transforms), grown by a rim."""
     r = defaults.RIB_MAX_THICKNESS_MM / 2.0
-    ry, rx = max(1, int(round(r / sy))), max(1, int(round(r / sx)))
-    yy, xx = np.ogrid[-ry:ry + 1, -rx:rx + 1]
-    disk = (yy / ry) ** 2 + (xx / rx) ** 2 <= 1.0
-    rim = int(round(defaults.RIB_THICK_RIM_MM / min(sy, sx)))
-    thick = np.zeros_like(bone)
-    for z in np.flatnonzero(bone.any(axis=(1, 2))):
-        core = ndimage.binary_opening(bone[z], disk)
-        if core.any():
-            thick[z] = ndimage.binary_dilation(core, iterations=rim) if rim else core
+    core = ndimage.distance_transform_edt(bone, sampling=spacing_zyx) > r
+    if not core.any():
+        return np.zeros_like(bone)
+    return ndimage.distance_transform_edt(~core, sampling=spacing_zyx) <= r + defaults.RIB_THICK_RIM_MM
+
+
+def thick_structures(bone: np.ndarray, spacing_zyx: tuple[float, float, float], flat_from: int) -> np.ndarray:
+    """Bright structures thicker than any rib (vertebral bodies, the contrast-filled heart and great
+    vessels, kidneys, humeri), grown by a rim so their edges go too.
+
+    Below slice `flat_from` the test is per axial slice (a 2-D disk: a sloping rib is 5-8 mm across
+    there, and a kidney's cortex ring, filled, is not); above it ribs 1-2 lie almost flat and are
+    broad in the axial plane, so there only a 3-D ball, which their thin height fails, counts.
+    """
+    if not bone.any():
+        return np.zeros_like(bone)
+    thick = _thick(bone, spacing_zyx)
+    flat_from = int(np.clip(flat_from, 0, bone.shape[0]))
+    two_d = (0.0 if spacing_zyx[0] <= 0 else 1e6,) + tuple(spacing_zyx[1:])  # huge z spacing: per slice
+    if flat_from > 0:
+        thick[:flat_from] |= _thick(bone[:flat_from], two_d)
     return thick
 
 
-def cage_bone(bone: np.ndarray, body: np.ndarray, lungs: np.ndarray, track: SpineTrack,
-              spacing_zyx: tuple[float, float, float]) -> np.ndarray:
+def cage_bone(bone: np.ndarray, body: np.ndarray, lung_distance: Optional[np.ndarray], lungs: LungExtent,
+              track: SpineTrack, spacing_zyx: tuple[float, float, float]) -> np.ndarray:
     """Bone voxels that may belong to a rib (see the module docstring for the rules)."""
     dx, dy = _offsets(track, bone.shape, spacing_zyx)
     adx = np.abs(dx)
     spine = (adx < defaults.RIB_SPINE_HALF_WIDTH_MM) & (dy > -defaults.RIB_SPINE_FRONT_MM)
     sternum = (adx < defaults.RIB_STERNUM_HALF_WIDTH_MM) & (dy <= -defaults.RIB_SPINE_FRONT_MM)
-    cage = bone & body & ~spine & ~sternum & ~thick_structures(bone, spacing_zyx)
-    if lungs.any():
-        far = ndimage.distance_transform_edt(~lungs, sampling=spacing_zyx) > defaults.RIB_MAX_LUNG_DISTANCE_MM
-        zs = np.flatnonzero(lungs.any(axis=(1, 2)))
-        margin = int(round(defaults.RIB_SCAPULA_ABOVE_LUNG_BASE_MM / spacing_zyx[0]))
-        shoulder = np.zeros(bone.shape[0], bool)
-        apex = int(round(defaults.RIB_SCAPULA_BELOW_APEX_MM / spacing_zyx[0]))
-        # the scapular blade lies well above the lung base; near the narrow apex ribs 1-2 are far from the lung too
-        shoulder[min(bone.shape[0], zs[0] + margin):max(0, zs[-1] - apex)] = True
-        lateral = adx > defaults.RIB_SCAPULA_MEDIAL_MM  # rib necks beside the spine are far from the apex too
-        outside = far & lateral & shoulder[:, None, None] & (dy > -defaults.RIB_SCAPULA_FRONT_MM)
-        cage &= ~outside
-    return cage
+    nz = bone.shape[0]
+    flat_from = nz if lungs.top is None else lungs.top - int(round(defaults.RIB_FLAT_RIBS_MM / spacing_zyx[0]))
+    cage = bone & body & ~spine & ~sternum & ~thick_structures(bone, spacing_zyx, flat_from)
+    if lung_distance is None or lungs.top is None:
+        return cage
+    far = lung_distance > defaults.RIB_MAX_LUNG_DISTANCE_MM
+    z = np.arange(nz)
+    margin = int(round(defaults.RIB_SCAPULA_ABOVE_LUNG_BASE_MM / spacing_zyx[0]))
+    apex = int(round(defaults.RIB_SCAPULA_BELOW_APEX_MM / spacing_zyx[0]))
+    # scapular blades: behind the line, lateral to the rib necks, well above the lung base and below
+    # the narrow apex (where ribs 1-2 are far from the lung too)
+    blade = ((z >= lungs.base + margin) & (z < lungs.top - apex))[:, None, None]
+    scapula = far & blade & (adx > defaults.RIB_SCAPULA_MEDIAL_MM) & (dy > -defaults.RIB_SCAPULA_FRONT_MM)
+    # clavicles: in front, near the apex
+    top = (z >= lungs.top - int(round(defaults.RIB_CLAVICLE_BELOW_APEX_MM / spacing_zyx[0])))[:, None, None]
+    clavicle = far & top & (dy < -defaults.RIB_SCAPULA_FRONT_MM)
+    return cage & ~scapula & ~clavicle
 
 
 @dataclass

@@ -36,16 +36,18 @@ def number_ribs(regions: list[RibRegion], fov_top_mm: float, fov_bottom_mm: floa
     notes: list[str] = []
     anchors = set()
     for side in ("L", "R"):
-        ribs = sorted((r for r in regions if r.side == side), key=lambda r: -r.z_mean_mm)
+        ribs = _ordered([r for r in regions if r.side == side])
         if not ribs:
             notes.append(f"no {side} ribs found")
             continue
         heights = np.array([r.z_mean_mm for r in ribs])
-        gaps = -np.diff(heights)
+        # ribs 1 and 2 can cross the paravertebral band at one height: a tie counts as one step
+        gaps = np.maximum(-np.diff(heights), defaults.RIB_SEED_TIE_MM)
         pitch = float(np.median(gaps)) if gaps.size else defaults.RIB_TYPICAL_PITCH_MM
+        gaps = np.where(gaps <= defaults.RIB_SEED_TIE_MM, pitch, gaps)
         pitch = float(np.clip(pitch, 0.5 * defaults.RIB_TYPICAL_PITCH_MM, 1.5 * defaults.RIB_TYPICAL_PITCH_MM))
         # step k between neighbours: 1 normally, 2 where a rib is missing; larger gaps stop the count
-        steps = [int(round(g / pitch)) for g in gaps]
+        steps = [max(1, int(round(g / pitch))) for g in gaps]
         # rib 1 rings the lung apex: when the lungs narrow to their apex inside the CT, the top rib is rib 1
         top_in_view = (apex_in_view and lung_top_mm is not None
                        and ribs[0].z_mean_mm >= lung_top_mm - defaults.RIB_TOP_MARGIN_MM)
@@ -84,35 +86,44 @@ def number_ribs(regions: list[RibRegion], fov_top_mm: float, fov_bottom_mm: floa
     return anchor, notes
 
 
-def _cross_check(regions: list[RibRegion], notes: list[str]) -> None:
-    """Left and right counts must agree: rib k has k-1 ribs above it on the other side too.
+def _ordered(ribs: list[RibRegion]) -> list[RibRegion]:
+    """Top to bottom by seed height; seeds within RIB_SEED_TIE_MM are ordered by their ribs' tops
+    (rib 1's neck, rising to T1, is the highest point of the cage)."""
+    ribs = sorted(ribs, key=lambda r: -r.z_mean_mm)
+    for i in range(len(ribs) - 1):
+        a, b = ribs[i], ribs[i + 1]
+        if a.z_mean_mm - b.z_mean_mm <= defaults.RIB_SEED_TIE_MM and b.z_top_mm > a.z_top_mm:
+            ribs[i], ribs[i + 1] = b, a
+    return ribs
 
-    A rib missed or merged on one side (ribs 1 and 2 touching, rib 2 lost beside a contrast-filled
-    vein) shifts that side's count; where the sides disagree, that rib and all below it on both
-    sides lose their numbers rather than keep a possibly wrong one.
-    """
-    sides = {s: sorted((r for r in regions if r.side == s), key=lambda r: -r.z_mean_mm) for s in ("L", "R")}
-    if not sides["L"] or not sides["R"]:
+
+def _cross_check(regions: list[RibRegion], notes: list[str]) -> None:
+    """Left and right must agree: the height difference between left and right rib k stays about
+    constant (a tilted or bent spine moves it a little, crowded upper ribs briefly), while a rib
+    missed or merged on one side shifts it by a rib pitch for every rib below. Where that shift
+    holds to the last rib, those ribs lose their numbers on both sides rather than keep wrong ones."""
+    numbered = {s: {r.number: r for r in regions if r.side == s and r.number} for s in ("L", "R")}
+    common = sorted(set(numbered["L"]) & set(numbered["R"]))
+    if len(common) < 3:
         return
-    tol = defaults.RIB_SIDE_TOLERANCE_MM
+    d = np.array([numbered["L"][k].z_mean_mm - numbered["R"][k].z_mean_mm for k in common])
+    offset = float(np.median(d))
+    flagged = []
+    for i, k in enumerate(common):
+        gaps = [numbered[s][common[i - 1]].z_mean_mm - numbered[s][k].z_mean_mm for s in ("L", "R")] if i else [0.0]
+        pitch = max(float(np.mean(gaps)), defaults.RIB_MIN_LOCAL_PITCH_MM)
+        flagged.append(abs(d[i] - offset) > defaults.RIB_SHIFT_FRACTION * pitch)
     first_bad = None
-    for side, other in (("L", "R"), ("R", "L")):
-        for rib in sides[side]:
-            if rib.number is None:
-                continue
-            near = [o for o in sides[other] if abs(o.z_mean_mm - rib.z_mean_mm) <= tol]
-            numbers = {o.number for o in near}
-            if rib.anchor == "top":  # rib k has k-1 ribs above it on the other side (its twin may be a bit higher)
-                beyond, expected = sum(o.z_mean_mm > rib.z_mean_mm + tol for o in sides[other]), rib.number - 1
-            else:  # counted from rib 12: 12-k ribs below it
-                beyond, expected = sum(o.z_mean_mm < rib.z_mean_mm - tol for o in sides[other]), 12 - rib.number
-            ok = (beyond == expected or (beyond == expected - 1 and len(near) > 0)) and \
-                (not numbers - {None} or rib.number in numbers)
-            if not ok:
-                first_bad = rib.number if first_bad is None else min(first_bad, rib.number)
-                break
-    if first_bad is not None:
+    for i in range(len(common) - 1, -1, -1):  # the run of flagged ribs that reaches the last one
+        if not flagged[i]:
+            break
+        first_bad = common[i]
+    if first_bad is not None and first_bad != common[-1]:
         for rib in regions:
             if rib.number is not None and rib.number >= first_bad:
                 rib.number, rib.confidence = None, 0.0
         notes.append(f"left and right counts disagree from rib {first_bad} down: those ribs are left unnumbered")
+    elif first_bad is not None:  # only the last pair disagrees
+        for side in ("L", "R"):
+            numbered[side][first_bad].number, numbered[side][first_bad].confidence = None, 0.0
+        notes.append(f"left and right rib {first_bad} lie at different heights: left unnumbered")

@@ -16,7 +16,7 @@ from scipy import ndimage
 
 from .. import defaults
 from ..preprocess import canonical_volume
-from .anatomy import body_mask, bone_mask, lung_mask, spine_track, working_grid
+from .anatomy import body_mask, bone_mask, lung_extent, lung_mask, spine_track, working_grid
 from .cage import cage_bone, partition, rib_seeds
 from .labels import Rib, RibLabels, rib_label_value
 from .numbering import RibRegion, number_ribs
@@ -34,23 +34,20 @@ def segment_ribs(image: sitk.Image) -> RibLabels:
     lungs = lung_mask(grid.hu, body, sp)
     track = spine_track(bone, body, sp)
     timings["landmarks"] = time.perf_counter() - t0
-    cage = cage_bone(bone, body, lungs, track, sp)
+    extent = lung_extent(lungs, sp)
+    lung_distance = ndimage.distance_transform_edt(~lungs, sampling=sp) if lungs.any() else None
+    cage = cage_bone(bone, body, lung_distance, extent, track, sp)
     markers, seeds = rib_seeds(cage, track, sp)
     regions_img = partition(cage, markers, sp)
     timings["partition"] = time.perf_counter() - t0 - sum(timings.values())
-    regions = _rib_regions(regions_img, seeds, track, sp)
+    regions = _rib_regions(regions_img, seeds, track, sp, lung_distance, extent, markers)
     keep = np.zeros(int(regions_img.max()) + 1, bool)
     keep[[r.label for r in regions]] = True
     regions_img[~keep[regions_img]] = 0
     nz = grid.hu.shape[0]
-    # the apex: the highest slice with a lung's worth of air (the trachea alone is less); it is in
-    # view when the lungs have narrowed to a small share of their widest section by the CT's top
-    area = lungs.sum(axis=(1, 2)) * sp[1] * sp[2]
-    lung_slices = np.flatnonzero(area >= defaults.RIB_APEX_MIN_AREA_MM2)
-    lung_top = float(lung_slices[-1] * sp[0]) if lung_slices.size else None
-    apex_in_view = bool(area.max() > 0 and area[-1] <= defaults.RIB_APEX_AREA_FRACTION * area.max())
+    lung_top = None if extent.top is None else float(extent.top * sp[0])
     anchor, notes = number_ribs(regions, fov_top_mm=(nz - 1) * sp[0], fov_bottom_mm=0.0, lung_top_mm=lung_top,
-                                apex_in_view=apex_in_view)
+                                apex_in_view=extent.apex_in_view)
     ribs = [Rib(side=r.side, number=r.number, centreline_lps=_centreline(regions_img == r.label, track, grid, canon),
                 voxel_count=0, number_confidence=r.confidence) for r in regions]
     timings["numbering"] = time.perf_counter() - t0 - sum(timings.values())
@@ -64,20 +61,45 @@ def segment_ribs(image: sitk.Image) -> RibLabels:
     return RibLabels(labels=out, ribs=ribs, numbering=anchor, notes=notes, timings_s=timings)
 
 
-def _rib_regions(regions_img: np.ndarray, seeds, track, sp) -> list[RibRegion]:
-    """Keep grown seeds that reach far enough laterally/anteriorly to be ribs."""
+def _trim_far(mask: np.ndarray, lung_distance: np.ndarray, seed_mask: np.ndarray) -> np.ndarray:
+    """The part of `mask` within RIB_MAX_LUNG_DISTANCE_MM of the lung that stays connected to the seed."""
+    near = mask & (lung_distance <= defaults.RIB_MAX_LUNG_DISTANCE_MM)
+    labels, _ = ndimage.label(near, structure=np.ones((3, 3, 3), bool))
+    keep = np.unique(labels[seed_mask & near])
+    return np.isin(labels, keep[keep > 0])
+
+
+def _extent(mask: np.ndarray, box, track, sp) -> tuple[np.ndarray, float, float]:
+    """Slices (absolute), lateral reach from the spine and height span (mm) of a region crop."""
+    z, _, x = np.nonzero(mask)
+    z = z + box[0].start
+    reach = float(np.abs((x + box[2].start - track.x[z]) * sp[2]).max())
+    return z, reach, float((z.max() - z.min()) * sp[0])
+
+
+def _rib_regions(regions_img: np.ndarray, seeds, track, sp, lung_distance, extent, markers) -> list[RibRegion]:
+    """Keep grown seeds that reach far enough from the spine (lumbar transverse processes don't) and
+    slope like ribs; in the shoulders a rib hugs the lung, so a region lying mostly far from it is a
+    scapula (dropped) or a rib grown into a touching scapula (trimmed back to the part near the lung)."""
+    shoulder_from = None if extent.base is None else extent.base + defaults.RIB_SCAPULA_ABOVE_LUNG_BASE_MM / sp[0]
     objects = ndimage.find_objects(regions_img)
     out = []
     for seed in seeds:
         box = objects[seed.label - 1] if seed.label - 1 < len(objects) else None
         if box is None:
             continue
-        mask = regions_img[box] == seed.label
-        z, y, x = np.nonzero(mask)
-        z = z + box[0].start
-        dx = (x + box[2].start - track.x[z]) * sp[2]
-        reach = float(np.abs(dx).max())  # lumbar transverse processes stay close to the spine
-        span = float((z.max() - z.min()) * sp[0])
+        mine = regions_img[box] == seed.label
+        mask = mine
+        z, reach, span = _extent(mask, box, track, sp)
+        if lung_distance is not None and shoulder_from is not None and z.mean() > shoulder_from \
+                and np.median(lung_distance[box][mask]) > defaults.RIB_REGION_MAX_LUNG_MM:
+            mask = _trim_far(mask, lung_distance[box], seed_mask=markers[box] == seed.label)
+            if not mask.any() or np.median(lung_distance[box][mask]) > defaults.RIB_REGION_MAX_LUNG_MM:
+                mask = np.zeros_like(mine)
+        regions_img[box][mine & ~mask] = 0
+        if not mask.any():
+            continue
+        z, reach, span = _extent(mask, box, track, sp)
         if (reach < defaults.RIB_MIN_REACH_MM or span < defaults.RIB_MIN_HEIGHT_SPAN_MM
                 or mask.sum() * np.prod(sp) < defaults.RIB_MIN_VOLUME_MM3):
             continue
@@ -115,15 +137,24 @@ def _centreline(mask: np.ndarray, track, grid, canon) -> np.ndarray:
 
 
 def _input_labels(regions_img: np.ndarray, regions: list[RibRegion], grid, canon) -> tuple[np.ndarray, dict]:
-    """Label image on the input grid: full-resolution bone inside each rib's (slightly grown) region."""
+    """Label image on the input grid: full-resolution bone inside each rib's region, marrow filled.
+
+    In-plane 3x3 smoothing before the threshold keeps thin cortex that partial volume dims; holes
+    enclosed in an axial slice (fatty marrow below the threshold) are filled within the region.
+    """
     value = np.zeros(int(regions_img.max()) + 1, np.uint8)
     for r in regions:
         value[r.label] = rib_label_value(r.side, r.number)
-    grown = ndimage.grey_dilation(regions_img, size=(1, 3, 3))
-    grown = np.where(regions_img > 0, regions_img, grown)
     shape = canon.array.shape
-    full = value[grid.upsample(grown, shape)]
-    hu = np.asarray(canon.array)
-    full[hu <= defaults.RIB_BONE_HU_FULL] = 0
+    full = value[grid.upsample(regions_img, shape)]
+    box = ndimage.find_objects((full > 0).astype(np.uint8))
+    if box:
+        box = box[0]
+        hu = ndimage.uniform_filter(np.asarray(canon.array[box], dtype=np.float32), size=(1, 3, 3))
+        inside = full[box] > 0
+        bone = inside & (hu > defaults.RIB_BONE_HU_FULL)
+        for z in np.flatnonzero(bone.any(axis=(1, 2))):
+            bone[z] = ndimage.binary_fill_holes(bone[z]) & inside[z]
+        full[box][~bone] = 0
     counts = {r.label: int(np.count_nonzero(full == value[r.label])) for r in regions}
     return canon.to_input(full), counts

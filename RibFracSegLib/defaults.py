@@ -92,6 +92,8 @@ RIB_ASSIGN_MAX_MM = 15.0  # a detection farther than this from every rib centrel
 ON_RIB_FILTER = True  # post-processing drops detections farther than ON_RIB_MARGIN_MM from every rib
 ON_RIB_MARGIN_MM = 5.0
 ON_RIB_MIN_RIBS = 10  # the on-rib rule applies only when at least this many ribs were found
+RIB_SKIN_DEPTH_MM = 40.0  # a rib's shallowest tenth lies within this of the skin (or of its ribs' median + slack)
+RIB_SKIN_DEPTH_SLACK_MM = 20.0
 RIB_MIN_REACH_MM = 60.0  # a rib reaches at least this far left/right of the spine (lumbar transverse processes don't)
 
 # --- RibFrac label codes -----------------------------------------------------------------------

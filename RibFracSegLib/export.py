@@ -23,6 +23,8 @@ from .detections import FractureResult
 from .io import write_image, write_text
 
 CSV_COLUMNS = ("public_id", "label_id", "confidence", "label_code")
+RIB_TABLE = "ribfrac-pred-ribs.tsv"  # side table: a .tsv, so the evaluator's "first *.csv" never picks it up
+RIB_COLUMNS = ("public_id", "label_id", "rib", "rib_arc_mm", "rib_region")
 UINT8_LIMIT = 255  # the official evaluator casts labels to uint8
 
 
@@ -59,10 +61,28 @@ def write_submission(result: FractureResult, public_id: str, out_dir: str | os.P
     return nii, csv_path
 
 
+def write_rib_table(result: FractureResult, public_id: str, out_dir: str | os.PathLike) -> Path:
+    """Replace this case's rows in the folder's rib side table (which rib each detection is on)."""
+    path = Path(out_dir) / RIB_TABLE
+    rows = []
+    if path.exists():
+        with path.open(newline="") as fh:
+            rows = [r for r in csv.DictReader(fh, delimiter="\t") if r["public_id"] != public_id]
+    rows += [{"public_id": public_id, "label_id": d.id, "rib": d.rib,
+              "rib_arc_mm": "" if d.rib_arc_mm is None else f"{d.rib_arc_mm:.1f}", "rib_region": d.rib_region}
+             for d in result.detections]
+    buffer = _io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=RIB_COLUMNS, delimiter="\t", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return write_text(buffer.getvalue(), path)
+
+
 def case_summary(result: FractureResult, public_id: str, source: Optional[str] = None, **extra) -> dict:
     return {"public_id": public_id, "source": source, "device": result.device,
             "patches_total": result.patches_total, "patches_skipped": result.patches_skipped,
             "timings_s": {k: round(v, 3) for k, v in result.timings_s.items()},
+            "ribs": None if result.ribs is None else {k: v for k, v in result.ribs.to_dict().items() if k != "ribs"},
             "detections": [d.to_dict() for d in result.detections], **extra}
 
 

@@ -220,13 +220,14 @@ def segment_ct(image: sitk.Image, checkpoint: str | Path | Checkpoint, *, device
                progress: Optional[Progress] = None, cancel: Optional[Cancel] = None,
                precision: str = "auto", skip_empty: bool = True, blend: str = "gaussian",
                postprocess: Optional[PostprocessParams] = None, ribs: Optional[RibLabels] = None,
-               find_ribs: bool = True) -> FractureResult:
+               find_ribs: bool = True, on_rib: Optional[bool] = None) -> FractureResult:
     """Detect rib fractures in a CT (HU, any orientation); results live on the input grid.
 
     threshold overrides the probability threshold of the checkpoint (or of `postprocess`, which
     replaces every other post-processing parameter). progress(done, total) counts computed patches; cancel() is checked
     before each batch and makes this raise `Cancelled`. The ribs (given, or found when `find_ribs`)
-    name each detection's rib and, when the on-rib filter is on, drop detections off the ribs.
+    name each detection's rib and, when the on-rib filter is on (`on_rib` overrides the checkpoint),
+    drop detections off the ribs.
     """
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -240,6 +241,8 @@ def segment_ct(image: sitk.Image, checkpoint: str | Path | Checkpoint, *, device
     if dev.type == "cpu":
         model = model.to(memory_format=torch.channels_last_3d)
     params = _postprocess_params(ckpt, threshold, postprocess)
+    if on_rib is not None:
+        params = replace(params, on_rib=bool(on_rib))
     volume = canonical_volume(image)
     cells = bone_cells(volume.array, params.bone_hu) if skip_empty else None
     timings["preprocess"] = time.perf_counter() - start

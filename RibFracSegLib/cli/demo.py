@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from RibFracSegLib.inference import segment_ct
     from RibFracSegLib.phantom import generate_phantom
     from RibFracSegLib.phantom.dataset import sample_params, write_case
+    from RibFracSegLib.ribs.assign import rib_phrase
 
     checkpoint = Path(args.checkpoint or defaults.DEFAULT_FRACTURE_CHECKPOINT)
     if not checkpoint.exists():
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     for row in match.rows:
         if row.max_iou > 0.2 and row.hit_label not in hits:
             hits[row.hit_label] = row
-    print(f"\n{'truth':>5} {'type':>14} {'rib':>4}  {'found by':>8} {'IoU':>5} {'conf':>5} {'offset mm':>9}")
+    print(f"\n{'truth':>5} {'type':>14} {'rib':>4}  {'found by':>8} {'IoU':>5} {'conf':>5} {'offset mm':>9}  found on")
     for f in case.fractures:
         row = hits.get(f.label_id)
         if row is None:
@@ -77,12 +78,13 @@ def run(args: argparse.Namespace) -> int:
             continue
         d = by_id[row.pred_label]
         off = float(np.linalg.norm(np.subtract(d.center_ras, f.center_ras)))
-        print(f"{f.label_id:>5} {f.kind:>14} {f.rib:>4}  {d.id:>8} {row.max_iou:5.2f} {d.confidence:5.2f} {off:9.1f}")
+        print(f"{f.label_id:>5} {f.kind:>14} {f.rib:>4}  {d.id:>8} {row.max_iou:5.2f} {d.confidence:5.2f} {off:9.1f}"
+              f"  {rib_phrase(d.rib, d.rib_region)}")
     false = [r for r in match.rows if r.max_iou <= 0.2]
     for r in false:
         d = by_id[r.pred_label]
         print(f"false positive {d.id}: confidence {d.confidence:.2f}, {d.volume_mm3:.0f} mm³ at RAS "
-              f"({', '.join(f'{v:.0f}' for v in d.center_ras)})")
+              f"({', '.join(f'{v:.0f}' for v in d.center_ras)}), {rib_phrase(d.rib, d.rib_region)}")
     print(f"\nfound {len(hits)} of {len(case.fractures)} fractures with {len(false)} false positives "
           f"(the checkpoint's own thresholds; see its model card for operating points)")
     _demo_l3(case, out)

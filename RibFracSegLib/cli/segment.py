@@ -33,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--probability", action="store_true", help="also write probabilities/<id>.nii.gz")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     parser.add_argument("--force", action="store_true", help="redo cases that already have a summary")
+    parser.add_argument("--no-rib-filter", action="store_true",
+                        help="keep detections off the ribs too (the margin in mm is the checkpoint's rib_margin_mm)")
 
 
 def public_id(path: Path) -> str:
@@ -72,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from RibFracSegLib.checkpoint import CheckpointError, load_checkpoint
-    from RibFracSegLib.export import write_case_summary, write_probability, write_submission
+    from RibFracSegLib.export import write_case_summary, write_probability, write_rib_table, write_submission
+    from RibFracSegLib.ribs.assign import rib_phrase
     from RibFracSegLib.inference import segment_ct
     from RibFracSegLib.io import InputError, read_ct
 
@@ -105,9 +108,11 @@ def run(args: argparse.Namespace) -> int:
                 result = segment_ct(image, checkpoint, device=args.device, overlap=args.overlap,
                                     threshold=args.threshold, batch_size=args.batch_size,
                                     return_probability=args.probability, progress=progress,
-                                    precision=args.precision, skip_empty=not args.no_skip)
+                                    precision=args.precision, skip_empty=not args.no_skip,
+                                    on_rib=False if args.no_rib_filter else None)
             t1 = time.perf_counter()
             write_submission(result, pid, out)
+            write_rib_table(result, pid, out)
             if args.probability:
                 write_probability(result, out / "probabilities" / f"{pid}.nii.gz")
             result.timings_s.update(read=read_s, write=time.perf_counter() - t1)
@@ -119,4 +124,7 @@ def run(args: argparse.Namespace) -> int:
         stages = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings_s.items())
         tqdm.write(f"{pid}: {len(result.detections)} fractures, {result.patches_skipped}/{result.patches_total} "
                    f"patches skipped, {result.device}; {stages}")
+        for d in result.detections:
+            tqdm.write(f"  {d.id:>3}  {d.confidence:.2f}  {rib_phrase(d.rib, d.rib_region):<28}"
+                       f"  RAS ({d.center_ras[0]:.1f}, {d.center_ras[1]:.1f}, {d.center_ras[2]:.1f}) mm")
     return 1 if failed else 0

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from ..io import atomic_path
 from ..preprocess import canonical_volume
 from .labels import RibLabels, rib_from_label_value
 
-PIXEL_MM = 1.0  # picture scale
+PIXEL_MM = 0.6  # picture scale
+FONT_PX = 18
 
 
 def _palette() -> np.ndarray:
@@ -64,6 +65,7 @@ def rib_cage_views(ct: sitk.Image, ribs: RibLabels) -> Image.Image:
             rgb = rgb[:, ::-1]
         panel = Image.fromarray(np.ascontiguousarray(rgb)).resize(size, Image.NEAREST)
         draw = ImageDraw.Draw(panel)
+        font = ImageFont.load_default(size=FONT_PX)
         for value in np.unique(surface[surface > 0]):
             z, x = np.nonzero(surface == value)
             side, number = rib_from_label_value(int(value))
@@ -72,16 +74,17 @@ def rib_cage_views(ct: sitk.Image, ribs: RibLabels) -> Image.Image:
             px = x[outermost] if from_front else labels.shape[2] - 1 - x[outermost]
             py = labels.shape[0] - 1 - z[outermost]
             px, py = px * sx / PIXEL_MM, py * sz / PIXEL_MM
-            shift = 12 if (px > size[0] / 2) else -14
-            draw.text((px + shift, py - 6), text, fill=tuple(int(c) for c in colours[value]))
-        draw.text((4, 4), "frontal" if from_front else "posterior", fill=(255, 255, 255))
+            shift = 8 if (px > size[0] / 2) else -8 - FONT_PX
+            draw.text((px + shift, py - FONT_PX / 2), text, fill=tuple(int(c) for c in colours[value]), font=font,
+                      stroke_width=2, stroke_fill=(0, 0, 0))
+        draw.text((4, 4), "frontal" if from_front else "posterior", fill=(255, 255, 255), font=font)
         panels.append(panel)
-    out = Image.new("RGB", (2 * size[0] + 8, size[1] + 20), (0, 0, 0))
-    out.paste(panels[0], (0, 20))
-    out.paste(panels[1], (size[0] + 8, 20))
+    out = Image.new("RGB", (2 * size[0] + 8, size[1] + FONT_PX + 8), (0, 0, 0))
+    out.paste(panels[0], (0, FONT_PX + 8))
+    out.paste(panels[1], (size[0] + 8, FONT_PX + 8))
     numbered = sum(r.number is not None for r in ribs.ribs)
     ImageDraw.Draw(out).text((4, 4), f"{len(ribs.ribs)} ribs found, {numbered} numbered (anchor: {ribs.numbering})",
-                             fill=(255, 255, 255))
+                             fill=(255, 255, 255), font=ImageFont.load_default(size=FONT_PX))
     return out
 
 

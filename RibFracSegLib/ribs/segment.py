@@ -41,6 +41,7 @@ def segment_ribs(image: sitk.Image) -> RibLabels:
     regions_img = partition(cage, markers, sp)
     timings["partition"] = time.perf_counter() - t0 - sum(timings.values())
     regions = _rib_regions(regions_img, seeds, track, sp, lung_distance, extent, markers)
+    regions = _near_skin(regions, regions_img, body, sp)
     keep = np.zeros(int(regions_img.max()) + 1, bool)
     keep[[r.label for r in regions]] = True
     regions_img[~keep[regions_img]] = 0
@@ -67,6 +68,22 @@ def _trim_far(mask: np.ndarray, lung_distance: np.ndarray, seed_mask: np.ndarray
     labels, _ = ndimage.label(near, structure=np.ones((3, 3, 3), bool))
     keep = np.unique(labels[seed_mask & near])
     return np.isin(labels, keep[keep > 0])
+
+
+def _near_skin(regions: list[RibRegion], regions_img: np.ndarray, body: np.ndarray, sp) -> list[RibRegion]:
+    """Drop regions that never come near the skin: a rib runs in the body wall, under muscle and
+    fat only, while the bright rim of a contrast-enhanced kidney lies deep. 'Near' is judged against
+    this patient's own ribs (fat thickness varies), but never stricter than RIB_SKIN_DEPTH_MM."""
+    if not regions:
+        return regions
+    depth = ndimage.distance_transform_edt(body, sampling=sp)
+    shallow = {r.label: float(np.percentile(depth[regions_img == r.label], 10)) for r in regions}
+    limit = max(defaults.RIB_SKIN_DEPTH_MM, float(np.median(list(shallow.values()))) + defaults.RIB_SKIN_DEPTH_SLACK_MM)
+    kept = [r for r in regions if shallow[r.label] <= limit]
+    for r in regions:
+        if shallow[r.label] > limit:
+            regions_img[regions_img == r.label] = 0
+    return kept
 
 
 def _extent(mask: np.ndarray, box, track, sp) -> tuple[np.ndarray, float, float]:

@@ -6,7 +6,8 @@ columns come from the same probabilities.
 
     python benchmarks/bench_on_rib.py [--n 10] [--margin 5]
 
-Held-out phantoms are those of bench_default_checkpoint.py (data-set seed 2024, .cache/heldout).
+Held-out phantoms: the first N of bench_default_checkpoint.py's set (data-set seed 2024; case i
+depends on the seed and i alone), generated once into .cache/heldout_<N>.
 The real CTs have no known fracture: every detection on them is a false positive.
 """
 
@@ -75,7 +76,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     ckpt = load_checkpoint(args.checkpoint)
-    gt_all = ensure_heldout(ROOT / ".cache" / "heldout", 20, HELDOUT_SEED)
+    gt_all = ensure_heldout(ROOT / ".cache" / f"heldout_{args.n}", args.n, HELDOUT_SEED)
     out = Path(args.out)
     gt = out / "gt"
     gt.mkdir(parents=True, exist_ok=True)

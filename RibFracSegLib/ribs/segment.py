@@ -17,7 +17,7 @@ from scipy import ndimage
 from .. import defaults
 from ..preprocess import canonical_volume
 from .anatomy import body_mask, bone_mask, lung_extent, lung_mask, spine_track, working_grid
-from .cage import cage_bone, partition, rib_seeds
+from .cage import bridge_breaks, cage_bone, partition, rib_seeds
 from .labels import Rib, RibLabels, rib_label_value
 from .numbering import RibRegion, number_ribs
 
@@ -45,6 +45,7 @@ def segment_ribs(image: sitk.Image) -> RibLabels:
     keep = np.zeros(int(regions_img.max()) + 1, bool)
     keep[[r.label for r in regions]] = True
     regions_img[~keep[regions_img]] = 0
+    regions_img = bridge_breaks(cage, regions_img, lung_distance, sp)
     nz = grid.hu.shape[0]
     lung_top = None if extent.top is None else float(extent.top * sp[0])
     anchor, notes = number_ribs(regions, fov_top_mm=(nz - 1) * sp[0], fov_bottom_mm=0.0, lung_top_mm=lung_top,

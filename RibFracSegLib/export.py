@@ -8,6 +8,7 @@ those types may live beside them (probability maps go to a sub-folder).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io as _io
 import json
@@ -98,4 +99,7 @@ def write_case(result: FractureResult, public_id: str, out_dir: str | os.PathLik
     except OutputError:
         for path in written:
             path.unlink(missing_ok=True)
+        if probability:
+            with contextlib.suppress(OSError):
+                (out_dir / "probabilities").rmdir()  # only if empty
         raise

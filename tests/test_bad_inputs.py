@@ -9,9 +9,16 @@ after the bad one still finishes. `python tests/test_bad_inputs.py` prints the t
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import io
 import json
+import os
 import re
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -27,6 +34,7 @@ from RibFracSegLib.cli.segment import public_id
 from RibFracSegLib.output_folder import output_folder
 
 torch.set_num_threads(1)
+PR_CAPBSET_DROP, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 24, 1, 2  # linux/prctl.h, capability.h
 LINE = re.compile(r"^(error: |warning: |\S+: \d+ fractures, |\d+ of \d+ CTs done|\S+: already done)")
 
 
@@ -38,6 +46,7 @@ class Case:
     says: tuple[str, ...]  # words the message line contains: the problem and what to do
     kind: str = "case"  # case: refused, the good CT after it finishes | run: whole run refused | warns | accepted
     prefix: str = "error: "
+    process: str = ""  # run as a separate process: "fsize" (a 4 KiB file-size limit), "readonly" (folder 0555)
 
 
 def seg(bad: Path | str, env: dict, *extra: str) -> list[str]:
@@ -171,6 +180,10 @@ CASES = [
     # --- the output folder
     Case("output folder in use", lambda t, e: seg_alone(e["good"], e), 2,
          ("another ribfracseg run", "choose another output folder"), kind="run"),
+    Case("disk full (file-size limit)", lambda t, e: seg(e["good"], e, "--probability"), 1,
+         ("no space left", "free space", "rerun", "stopped: 2 of 2"), kind="stopped", process="fsize"),
+    Case("read-only output folder", lambda t, e: seg_alone(e["good"], e), 2,
+         ("read-only", "choose a writable output folder"), kind="run", process="readonly"),
     Case("output path is a file", lambda t, e: seg_alone(e["good"], dict(e, out=_text(t / "out.txt"))), 2,
          ("is a file", "choose a folder"), kind="run"),
 ]
@@ -239,38 +252,68 @@ def shared(tmp_path_factory) -> dict:
             "l3": defaults.DEFAULT_L3_CHECKPOINT}
 
 
-def run_case(case: Case, tmp: Path, shared: dict) -> tuple[int, list[str], str, list[str]]:
-    """(exit status, printed lines, stderr, argv) of one case, run in this process."""
+def _preexec(process: str) -> Callable[[], None]:
+    def limit() -> None:
+        if process == "fsize":  # writes past 4 KiB fail with EFBIG, as on a full disk
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+        elif os.geteuid() == 0:  # root ignores permission bits: give up the capabilities that allow it
+            libc = ctypes.CDLL(None, use_errno=True)
+            for capability in (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH):
+                if libc.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0) != 0:
+                    raise OSError(ctypes.get_errno(), "cannot drop a capability to simulate a read-only folder")
+    return limit
+
+
+@dataclass
+class Outcome:
+    status: int
+    lines: list[str]
+    stderr: str
+    argv: list[str]
+    out: Path
+
+
+def run_case(case: Case, tmp: Path, shared: dict) -> Outcome:
+    """Run one case in this process or (faults) in its own, as a user would."""
     env = dict(shared, out=tmp / "out")
     (tmp / "in").mkdir()
     argv = case.make(tmp / "in", env)
+    if case.process:
+        if case.process == "readonly":
+            env["out"].mkdir()
+            env["out"].chmod(0o555)
+        run = subprocess.run([sys.executable, "-m", "RibFracSegLib", *argv], capture_output=True, text=True,
+                             preexec_fn=_preexec(case.process), env=dict(os.environ, OMP_NUM_THREADS="1"),
+                             timeout=300)
+        return Outcome(run.returncode, run.stdout.splitlines(), run.stderr, argv, env["out"])
     lock = output_folder(env["out"]) if case.id == "output folder in use" else contextlib.nullcontext()
     out, err = io.StringIO(), io.StringIO()
     with lock, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         status = main(argv)
-    return status, out.getvalue().splitlines(), err.getvalue(), argv
+    return Outcome(status, out.getvalue().splitlines(), err.getvalue(), argv, env["out"])
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input(case: Case, tmp_path, shared):
-    status, lines, err, argv = run_case(case, tmp_path, shared)
-    printed = "\n".join(lines)
-    assert "Traceback" not in printed + err
+    outcome = run_case(case, tmp_path, shared)
+    lines, printed = outcome.lines, "\n".join(outcome.lines)
+    assert "Traceback" not in printed + outcome.stderr
     assert all(LINE.match(line) for line in lines), printed  # every message is one line
-    assert status == case.status, printed
+    assert outcome.status == case.status, printed
     if case.kind == "accepted":
         assert not any(line.startswith(("error: ", "warning: ")) for line in lines), printed
     else:
         messages = [line for line in lines if line.startswith(case.prefix)]
         assert any(all(word.lower() in m.lower() for word in case.says) for m in messages), printed
-    out = tmp_path / "out"
+    out = outcome.out
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) if out.exists() else []
     assert not [f for f in files if ".partial-" in f or f == ".ribfracseg.lock"], files
-    if case.kind in ("run", "alone"):
+    if case.kind in ("run", "alone", "stopped"):
         assert files == [], files
         return
     done = {p.name[: -len(".json")] for p in out.glob("*.json")}
-    bad = public_id(Path(argv[1]))
+    bad = public_id(Path(outcome.argv[1]))
     assert done == ({"good"} if case.kind == "case" else {"good", bad}), files
     assert not [f for f in files if f.startswith(bad)] or case.kind != "case", files
     summary = json.loads((out / "good.json").read_text())
@@ -279,8 +322,6 @@ def test_bad_input(case: Case, tmp_path, shared):
 
 def table() -> str:
     """The cases as a Markdown table (status, message), run in a temporary folder."""
-    import tempfile
-
     rows = ["| case | exit | message |", "|---|---|---|"]
     with tempfile.TemporaryDirectory() as folder:
         shared = {"good": B.good_ct(Path(folder)), "ckpt": B.tiny_fracture_checkpoint(Path(folder) / "tiny.pt"),
@@ -288,8 +329,9 @@ def table() -> str:
         for n, case in enumerate(CASES):
             tmp = Path(folder) / str(n)
             tmp.mkdir()
-            status, lines, _, _ = run_case(case, tmp, shared)
-            said = [line for line in lines if line.startswith(("error: ", "warning: "))]
+            outcome = run_case(case, tmp, shared)
+            status = outcome.status
+            said = [line for line in outcome.lines if line.startswith(("error: ", "warning: "))]
             message = said[0] if said else "(processed; no message)"
             message = message.replace(str(tmp), "…").replace(folder, "…").replace("|", "\\|")
             rows.append(f"| {case.id} | {status} | {message} |")

@@ -47,6 +47,7 @@ class Case:
     kind: str = "case"  # case: refused, the good CT after it finishes | run: whole run refused | warns | accepted
     prefix: str = "error: "
     process: str = ""  # run as a separate process: "fsize" (a 4 KiB file-size limit), "readonly" (folder 0555)
+    stream: str = "out"  # where the command prints its messages (`train` uses stderr)
 
 
 def seg(bad: Path | str, env: dict, *extra: str) -> list[str]:
@@ -58,6 +59,10 @@ def seg(bad: Path | str, env: dict, *extra: str) -> list[str]:
 def seg_alone(path: Path | str, env: dict, *extra: str) -> list[str]:
     return ["segment", str(path), "--checkpoint", str(env["ckpt"]), "--out", str(env["out"]), "--threads", "1",
             *extra]
+
+
+def train(tmp: Path, env: dict, *extra: str) -> list[str]:
+    return ["train", "--data", str(tmp / "no-data"), "--out", str(env["out"]), *extra]
 
 
 def l3(env: dict, *extra: str) -> list[str]:
@@ -177,6 +182,17 @@ CASES = [
          2, ("'tall'", "not a number in metres"), kind="run"),
     Case("heights CSV wrong columns", lambda t, e: l3(e, "--heights", str(_heights(t, "case,cm\ngood,172\n"))), 2,
          ("expected columns name,height_m",), kind="run"),
+    Case("train: VAE patch not divisible by 16", lambda t, e: train(t, e, "--arch", "segresnet_vae", "--hparams",
+                                                                    '{"use_vae": true}', "--patch-size", "40"), 2,
+         ("--patch-size 40", "divisible by 16"), kind="run", stream="err"),
+    Case("train: --hparams not JSON", lambda t, e: train(t, e, "--hparams", "{first_out_channels: 4}"), 2,
+         ("--hparams is not json", "give e.g."), kind="run", stream="err"),
+    Case("train: unknown --arch", lambda t, e: train(t, e, "--arch", "unet9000"), 2,
+         ("--arch unet9000: unknown network", "registered: "), kind="run", stream="err"),
+    Case("train: unknown hyper-parameter", lambda t, e: train(t, e, "--hparams", '{"depth": 3}'), 2,
+         ("does not accept hyper-parameters ['depth']",), kind="run", stream="err"),
+    Case("train: data folder missing", lambda t, e: train(t, e), 2,
+         ("training data folder not found", "give a ribfrac-layout folder"), kind="run", stream="err"),
     # --- the output folder
     Case("output folder in use", lambda t, e: seg_alone(e["good"], e), 2,
          ("another ribfracseg run", "choose another output folder"), kind="run"),
@@ -283,15 +299,17 @@ def run_case(case: Case, tmp: Path, shared: dict) -> Outcome:
         if case.process == "readonly":
             env["out"].mkdir()
             env["out"].chmod(0o555)
-        run = subprocess.run([sys.executable, "-m", "RibFracSegLib", *argv], capture_output=True, text=True,
-                             preexec_fn=_preexec(case.process), env=dict(os.environ, OMP_NUM_THREADS="1"),
+        run = subprocess.run([sys.executable, "-m", "RibFracSegLib", *argv], capture_output=True, encoding="utf-8",
+                             preexec_fn=_preexec(case.process), errors="replace",
+                             env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONIOENCODING="utf-8"),
                              timeout=300)
         return Outcome(run.returncode, run.stdout.splitlines(), run.stderr, argv, env["out"])
     lock = output_folder(env["out"]) if case.id == "output folder in use" else contextlib.nullcontext()
     out, err = io.StringIO(), io.StringIO()
     with lock, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         status = main(argv)
-    return Outcome(status, out.getvalue().splitlines(), err.getvalue(), argv, env["out"])
+    printed, other = (out, err) if case.stream == "out" else (err, out)
+    return Outcome(status, printed.getvalue().splitlines(), other.getvalue(), argv, env["out"])
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

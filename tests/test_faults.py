@@ -60,8 +60,8 @@ def _argv(cases: list[str], ckpt: Path, out: Path) -> list[str]:
 
 def _spawn(args: list[str], kill_at: int | None = None) -> subprocess.Popen:
     command = [sys.executable, "-c", DRIVER, str(kill_at)] if kill_at else [sys.executable, "-m", "RibFracSegLib"]
-    return subprocess.Popen(command + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    return subprocess.Popen(command + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, encoding="utf-8",
+                            errors="replace", env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONIOENCODING="utf-8"))
 
 
 def _assert_complete(out: Path) -> None:

@@ -3,7 +3,7 @@
 Each case runs the command line as a user would. It asserts the exit status; one message line that
 names the problem and what to do (words given per case); no traceback; no file of the bad case in
 the output folder (nothing at all when the whole run is refused); and, in batches, that the good CT
-after the bad one still finishes. `python tests/test_bad_inputs.py` prints the table for the README.
+after the bad one still finishes. `python tests/test_bad_inputs.py` prints the table as Markdown.
 """
 
 from __future__ import annotations
@@ -167,6 +167,9 @@ CASES = [
          ("--checkpoint l3_default.pt", "l3 locator", "needs a fracture checkpoint"), kind="run"),
     Case("overlap 1.0", lambda t, e: seg_alone(e["good"], e, "--overlap", "1.0"), 1, ("overlap", "[0, 1)"),
          kind="alone"),
+    pytest.param(Case("threshold above 1", lambda t, e: seg_alone(e["good"], e, "--threshold", "1.5"), 2,
+                      ("--threshold", "[0, 1]"), kind="run"),
+                 marks=pytest.mark.xfail(reason="segment's numeric options are validated by issue 14's SegmentOptions")),
     Case("cuda without a GPU", lambda t, e: seg_alone(e["good"], e, "--device", "cuda"), 1,
          ("no cuda gpu", "--device cpu"), kind="alone"),
     Case("fracture checkpoint given to l3", lambda t, e: l3(e, "--checkpoint", str(e["ckpt"])), 2,
@@ -312,7 +315,7 @@ def run_case(case: Case, tmp: Path, shared: dict) -> Outcome:
     return Outcome(status, printed.getvalue().splitlines(), other.getvalue(), argv, env["out"])
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
 def test_bad_input(case: Case, tmp_path, shared):
     outcome = run_case(case, tmp_path, shared)
     lines, printed = outcome.lines, "\n".join(outcome.lines)
@@ -344,7 +347,7 @@ def table() -> str:
     with tempfile.TemporaryDirectory() as folder:
         shared = {"good": B.good_ct(Path(folder)), "ckpt": B.tiny_fracture_checkpoint(Path(folder) / "tiny.pt"),
                   "l3": defaults.DEFAULT_L3_CHECKPOINT}
-        for n, case in enumerate(CASES):
+        for n, case in enumerate(getattr(c, "values", (c,))[0] for c in CASES):
             tmp = Path(folder) / str(n)
             tmp.mkdir()
             outcome = run_case(case, tmp, shared)

@@ -66,21 +66,24 @@ def _nonfinite(name: str, bad: int, total: int) -> InputError:
                       "value in every voxel. Re-export it, filling the gaps (e.g. with -1024).")
 
 
-def check_file(path: Path) -> None:
+def check_file(path: Path) -> bool:
     """Before reading voxels: the header's volume fits in memory; a gzip stream is whole; a NIfTI file
-    holds all the voxels its header declares, none of them NaN/Inf (ITK would read all these as 0)."""
+    holds all the voxels its header declares, none of them NaN/Inf (ITK would read all these as 0).
+    Returns whether the file has a readable image header."""
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
         reader.ReadImageInformation()
         check_memory(path.name, reader.GetSize(), bytes_per_voxel(reader.GetPixelID(), reader.GetNumberOfComponents(),
                                                                    reader.GetDimension()))
+        header = True
     except RuntimeError:
+        header = False
         if not path.name.lower().endswith(".gz"):
-            return  # not an image header at all: read_ct's own read names the problem
+            return header  # not an image header at all: read_ct's own read names the problem
     compressed = path.name.lower().endswith(".gz")
     if not (nifti.is_nifti(path) or compressed):
-        return
+        return header
     with path.open("rb") as fh:
         if compressed and fh.read(2) != b"\x1f\x8b":
             raise InputError(f"Cannot read {path.name}: not gzip-compressed although its name ends in .gz, so not an "
@@ -90,12 +93,13 @@ def check_file(path: Path) -> None:
     except (EOFError, gzip.BadGzipFile, zlib.error) as err:
         raise InputError(f"{path.name} is a damaged or truncated gzip file ({str(err).strip() or type(err).__name__}); "
                          f"copy or download it again (`gzip -t {path.name}` shows the damage).") from None
-    header = found.header
-    if header is not None and found.length < header.length:
-        raise InputError(f"{path.name} is truncated: it holds {found.length} of the {header.length} bytes its header "
-                         f"declares ({100 * found.length / header.length:.0f}%); copy or export it again.")
+    declared = found.header.length if found.header is not None else 0
+    if found.length < declared:
+        raise InputError(f"{path.name} is truncated: it holds {found.length} of the {declared} bytes its header "
+                         f"declares ({100 * found.length / declared:.0f}%); copy or export it again.")
     if found.nonfinite:
-        raise _nonfinite(path.name, found.nonfinite, header.data_bytes // header.dtype.itemsize)
+        raise _nonfinite(path.name, found.nonfinite, found.header.data_bytes // found.header.dtype.itemsize)
+    return header
 
 
 def _sample(array: np.ndarray) -> np.ndarray:

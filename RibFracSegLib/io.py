@@ -36,7 +36,7 @@ def read_ct(path: str | os.PathLike) -> sitk.Image:
     """
     from . import ct_checks, dicom
 
-    path = Path(path)
+    path, header = Path(path), False
     if not path.exists():
         raise InputError(f"CT not found: {path}. Give a NIfTI/NRRD/MHA file or a DICOM series folder.")
     if path.is_file() and path.stat().st_size == 0:
@@ -45,11 +45,14 @@ def read_ct(path: str | os.PathLike) -> sitk.Image:
         if path.is_dir():
             image = dicom.read_series(path)
         else:
-            ct_checks.check_file(path)
+            header = ct_checks.check_file(path)
             image = sitk.ReadImage(str(path))
     except RuntimeError as err:
-        raise InputError(f"Cannot read {path} as an image: damaged, truncated or not an image "
-                         f"({str(err).strip().splitlines()[-1].strip()[:160]}). "
+        detail = str(err).strip().splitlines()[-1].strip()[:160]
+        if header:  # the header was read, the voxels were not
+            raise InputError(f"{path.name} is damaged or truncated: its header reads but its voxels do not "
+                             f"({detail}). Copy or export it again.") from None
+        raise InputError(f"Cannot read {path} as an image: damaged, truncated or not an image ({detail}). "
                          "Give a NIfTI/NRRD/MHA file or a DICOM series folder.") from None
     ct_checks.check_image(image, path.name)
     return image

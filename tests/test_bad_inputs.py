@@ -144,6 +144,9 @@ CASES = [
     Case("DICOM: good series", lambda t, e: seg(B.dicom_series(t / "dcm"), e), 0, (), kind="accepted"),
     Case("DICOM: CT and a scout", lambda t, e: seg(_two_series(t / "dcm"), e), 0,
          ("2 series", "largest ct series", "scout", "alone"), kind="warns", prefix="warning: "),
+    Case("DICOM: CT beside a larger MR series", lambda t, e: seg(_ct_and_mr(t / "dcm"), e), 0,
+         ("using the largest ct series ct 'chest' (24 files)", "not mr 't1' (30 files)"), kind="warns",
+         prefix="warning: "),
     Case("DICOM: MR series only", lambda t, e: seg(B.dicom_series(t / "dcm", modality="MR", offset=1000), e), 1,
          ("no ct series", "mr", "give a ct series")),
     Case("DICOM: missing slices", lambda t, e: seg(B.dicom_series(t / "dcm", z_mm=_z(gap_after=10)), e), 1,
@@ -249,6 +252,12 @@ def _padded(array: np.ndarray) -> np.ndarray:
 def _two_series(folder: Path) -> Path:
     B.dicom_series(folder)
     return B.dicom_series(folder, array=CT[:2], series="2", description="scout")
+
+
+def _ct_and_mr(folder: Path) -> Path:
+    B.dicom_series(folder)
+    mr = np.concatenate([CT, CT[:6]]) + 1000
+    return B.dicom_series(folder, array=mr, modality="MR", series="2", description="t1")
 
 
 def _z(gap_after: int | None = None, jitter: float = 0.0, repeat: int | None = None) -> list[float]:

@@ -12,7 +12,6 @@ import errno
 import os
 import tempfile
 import warnings
-import zlib
 from pathlib import Path
 from typing import Iterator
 
@@ -137,14 +136,8 @@ def write_image(image: sitk.Image, path: str | os.PathLike, compress: bool = Tru
             sitk.WriteImage(image, str(tmp), useCompression=compress)
         except RuntimeError as err:
             raise output_error(Path(path), OSError(errno.EIO, str(err))) from None
-        if nifti.is_nifti(tmp):
-            try:
-                found = nifti.scan(tmp, count_nonfinite=False)
-                length, expected = found.length, found.header.length if found.header else 0
-            except (EOFError, OSError, zlib.error):
-                length, expected = 0, 1
-            if length < expected:
-                raise output_error(Path(path), OSError(errno.ENOSPC, "short write"))
+        if nifti.is_nifti(tmp) and not nifti.written_completely(tmp):
+            raise output_error(Path(path), OSError(errno.ENOSPC, "short write"))
     return Path(path)
 
 

@@ -10,7 +10,9 @@ raw voxels catches all three.
 from __future__ import annotations
 
 import gzip
+import os
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Optional
@@ -88,6 +90,24 @@ def scan(path: str | Path, count_nonfinite: bool = True) -> Scan:
     if header is None and len(head) >= 348:
         header = parse_header(head)
     return Scan(length, header, bad)
+
+
+def written_completely(path: str | Path) -> bool:
+    """Cheap check of a file just written: the header's length against the file size or, for gzip,
+    against the stream's recorded size (its last 4 bytes; a cut stream ends in other bytes)."""
+    path = Path(path)
+    try:
+        with _open(path) as fh:
+            header = parse_header(fh.read(_HEAD))
+    except (EOFError, OSError, zlib.error):
+        return False
+    if header is None:
+        return False
+    if not path.name.lower().endswith(".gz"):
+        return path.stat().st_size >= header.length
+    with path.open("rb") as fh:
+        fh.seek(-4, os.SEEK_END)
+        return struct.unpack("<I", fh.read(4))[0] == header.length % 2**32
 
 
 def is_nifti(path: str | Path) -> bool:

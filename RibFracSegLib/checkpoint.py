@@ -78,7 +78,9 @@ def _pickle_reason(err: Exception) -> str:
 
 def _read(path: Path) -> Any:
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+        raise CheckpointError(f"checkpoint not found: {path}. Check the path, or use the shipped model "
+                              f"({defaults.MODELS_DIR.parent.name}/{defaults.MODELS_DIR.name}/ holds ribfrac_default.pt and "
+                              "l3_default.pt).")
     with path.open("rb") as fh:
         head = fh.read(2)
     if not zipfile.is_zipfile(path) and not head.startswith(b"\x80"):  # neither zip nor legacy torch format
@@ -135,6 +137,27 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
                               "(arch name + hyper-parameters).")
     return Checkpoint(arch=FRACNET_ARCH, hparams=hparams, state_dict=state,
                       provenance={"source": "bare FracNet state_dict", "file": path.name})
+
+
+TASK_NAMES = {"fractures": "a fracture checkpoint (3-D patches; the shipped ribfrac_default.pt or one from "
+                            "`ribfracseg train`)",
+              "l3": "an L3 locator checkpoint (2-D MIP input; the shipped l3_default.pt or one from "
+                    "`ribfracseg train-l3`)"}
+
+
+def checkpoint_task(ckpt: Checkpoint) -> str:
+    """"l3" for the 2-D L3 locator, "fractures" for 3-D fracture networks (the patch size says which)."""
+    return "l3" if len(ckpt.patch_size) == 2 else "fractures"
+
+
+def require_task(ckpt: Checkpoint, task: str, path: str | os.PathLike, command: str,
+                 option: str = "--checkpoint") -> Checkpoint:
+    """Refuse a checkpoint made for the other task, naming the option, what it holds and what is needed."""
+    found = checkpoint_task(ckpt)
+    if found != task:
+        raise CheckpointError(f"{option} {Path(path).name} is {TASK_NAMES[found].split(' (')[0]} ({ckpt.arch}); "
+                              f"`{command}` needs {TASK_NAMES[task]}.")
+    return ckpt
 
 
 def _shape_problems(expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor]) -> list[str]:

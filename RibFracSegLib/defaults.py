@@ -124,6 +124,7 @@ L3_SKIN_MM = 3.0  # skin band left out of the fat/muscle compartments
 L3_WALL_CLOSING_MM = 5.0  # gaps in the abdominal muscle wall up to twice this are sealed
 L3_MUSCLE_RIM_MM = 4.0  # muscle pieces within this of the inner compartment's rim are wall muscle
 L3_OVERLAY_WINDOW_HU = (-160.0, 240.0)  # abdominal window for the overlay PNG
+HEIGHT_RANGE_M = (0.5, 2.6)  # patient heights accepted for SMI, in metres (175 is centimetres: refused)
 
 # --- Slicer terminology for fracture segments (DICOM/SNOMED CT: scheme, code, meaning) -------------
 TERMINOLOGY_CONTEXT = "Segmentation category and type - 3D Slicer General Anatomy list"
@@ -148,3 +149,15 @@ L3_WALL_MAX_MM = 30.0  # the abdominal muscle wall is taken as at most this thic
 L3_SPINE_MARGIN_MM = 10.0  # muscles this far in front of the vertebral body still count (psoas)
 L3_VERTEBRA_HU = 150.0  # marrow of the vertebral body is above this (below BONE_HU): locates its centre
 L3_EDGE_MM = 5.0  # a peak this close to the MIP's first/last row is not a maximum: L3 lies beyond the CT
+
+# --- Input checks: what a CT in Hounsfield units looks like; what the reader refuses or warns about ----
+CT_PADDING_HU = -1500.0  # at or below: padding outside the reconstruction circle (-2048, -3024), not air
+CT_AIR_MAX_HU = -500.0  # a CT holds air (around the body, in the lungs) below this; none at all = not HU
+MIN_CT_EXTENT_MM = 30.0  # a volume shorter than this on any axis cannot hold a rib with its surroundings
+MAX_SLICE_SPACING_MM = 10.0  # coarser voxels than this: warn (thin ribs and fractures vanish)
+CT_MODALITIES = ("CT",)  # DICOM Modality values read as CT (an empty Modality is accepted too)
+SLICE_STEP_TOLERANCE = 0.1  # DICOM slice steps further than this fraction from the median are uneven
+SLICE_GAP_FACTOR = 1.5  # ... and a step this many times the median means missing slices
+GANTRY_TILT_TOLERANCE_DEG = 0.5  # larger angles between the slice normal and the slice stack: sheared
+WORKING_BYTES_PER_VOXEL = 16  # memory beyond the CT itself: probabilities, labels, masks, label scratch
+CHECK_SAMPLE_VOXELS = 2_000_000  # intensity statistics are taken on an even subsample of about this size

@@ -8,10 +8,12 @@ those types may live beside them (probability maps go to a sub-folder).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io as _io
 import json
 import os
+import time
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -20,7 +22,7 @@ import SimpleITK as sitk
 
 from . import defaults
 from .detections import FractureResult
-from .io import write_image, write_text
+from .io import OutputError, write_image, write_text
 
 CSV_COLUMNS = ("public_id", "label_id", "confidence", "label_code")
 RIB_TABLE = "ribfrac-pred-ribs.tsv"  # side table: a .tsv, so the evaluator's "first *.csv" never picks it up
@@ -96,3 +98,29 @@ def write_probability(result: FractureResult, path: str | os.PathLike) -> Path:
     if result.probability is None:
         raise ValueError("no probability map in this result; call segment_ct(..., return_probability=True)")
     return write_image(result.probability, path)
+
+
+def write_case(result: FractureResult, public_id: str, out_dir: str | os.PathLike, probability: bool = False,
+               **summary_fields) -> Path:
+    """All files of one case, the JSON summary last (it marks the case done); returns the summary path.
+
+    The largest files come first, so a full disk usually stops the case before anything is shared;
+    on an OutputError the case's image files written so far are removed again (a rerun redoes it).
+    """
+    out_dir = Path(out_dir)
+    start = time.perf_counter()
+    written: list[Path] = []
+    try:
+        if probability:
+            written.append(write_probability(result, out_dir / "probabilities" / f"{public_id}.nii.gz"))
+        written.append(write_submission(result, public_id, out_dir)[0])
+        write_rib_table(result, public_id, out_dir)
+        result.timings_s["write"] = time.perf_counter() - start
+        return write_case_summary(result, public_id, out_dir / f"{public_id}.json", **summary_fields)
+    except OutputError:
+        for path in written:
+            path.unlink(missing_ok=True)
+        if probability:
+            with contextlib.suppress(OSError):
+                (out_dir / "probabilities").rmdir()  # only if empty
+        raise

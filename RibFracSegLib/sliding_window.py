@@ -95,13 +95,16 @@ class SlabAggregator:
         self._base = 0  # first slice not yet finalised
 
     def _close_until(self, stop: int) -> None:
+        """Finalise slices [base, stop). Only the slab's slices can hold contributions: when `stop`
+        lies more than a slab beyond `base` (a long run of skipped patches), the rest stay 0."""
         n = stop - self._base
         if n <= 0:
             return
-        done = self._wsum[:n]
-        out = self.output[self._base:stop]
+        k = min(n, self._wsum.shape[0])
+        done = self._wsum[:k]
+        out = self.output[self._base:self._base + k]
         np.divide(out, done, out=out, where=done > 0)
-        self._wsum = np.concatenate([self._wsum[n:], np.zeros_like(self._wsum[:n])])
+        self._wsum = np.concatenate([self._wsum[k:], np.zeros_like(self._wsum[:k])])
         self._base = stop
 
     def add(self, box: Box, prediction: np.ndarray) -> None:

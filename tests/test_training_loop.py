@@ -82,3 +82,20 @@ def test_cli_train_writes_checkpoints_with_validation_froc(data_dir, tmp_path):
     shipped = load_checkpoint(release_checkpoint(out / "best.pt", tmp_path / "ship.pt", {"use": "demo only"}))
     assert shipped.provenance["data"] == [data_dir.name] and shipped.provenance["use"] == "demo only"
     assert all(torch.equal(shipped.state_dict[k], v) for k, v in ckpt.state_dict.items())
+
+
+def test_cli_trains_the_vae_branch_at_a_patch_size_other_than_64(data_dir, tmp_path):
+    out = tmp_path / "vae"
+    hparams = '{"use_vae": true, "init_filters": 4, "blocks_down": [1, 1, 1, 1], "vae_latent": 8}'
+    code = cli_main(["train", "--data", str(data_dir), "--out", str(out), "--arch", "segresnet_vae", "--hparams",
+                     hparams, "--patch-size", "48", "--epochs", "1", "--steps-per-epoch", "1", "--cases-per-step",
+                     "1", "--patches-per-case", "1", "--threads", "1"])
+    assert code == 0
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt.hparams["input_size"] == [48, 48, 48]
+    model = build_model(ckpt)
+    assert model.vae_grid == (3, 3, 3)
+    _, vae_loss = model.train().forward_train(torch.zeros(1, 1, 48, 48, 48))
+    assert torch.isfinite(vae_loss)
+    with pytest.raises(ValueError, match=r"built for \(48, 48, 48\) patches"):
+        model.forward_train(torch.zeros(1, 1, 64, 64, 64))

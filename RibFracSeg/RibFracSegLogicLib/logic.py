@@ -33,6 +33,15 @@ class ProcessResult:
     output: RunOutput
 
 
+def checked_image(volumeNode):
+    """The node's voxels as an image, refused (InputError, a ValueError) as a file would be: not HU, NaN, too small."""
+    from RibFracSegLib.ct_checks import check_image
+
+    image = image_from_volume_node(volumeNode)
+    check_image(image, f"Volume '{volumeNode.GetName()}'")
+    return image
+
+
 class RibFracSegLogicBase:
     """Fracture detection (and optionally L3 + body composition) for a CT volume node."""
 
@@ -71,7 +80,7 @@ class RibFracSegLogicBase:
         """
         options = self.options(checkpoint, device, overlap, threshold, l3, height_m, l3_checkpoint)
         start = time.perf_counter()
-        image = image_from_volume_node(volumeNode)
+        image = checked_image(volumeNode)
         logger.info("RibFracSeg: input copied in %.2f s", time.perf_counter() - start)
         output = compute(image, options, progress=progress, cancel=cancel)
         if cancel is not None and cancel():
@@ -89,7 +98,7 @@ class RibFracSegLogicBase:
 
     def start_background(self, volumeNode, options: RunOptions, preload: Sequence[str] = ()) -> BackgroundRun:
         """Start a run in a PythonSlicer subprocess; poll it, then call finish_background."""
-        return BackgroundRun(image_from_volume_node(volumeNode), options, preload=preload)
+        return BackgroundRun(checked_image(volumeNode), options, preload=preload)
 
     def finish_background(self, volumeNode, run: BackgroundRun, name: Optional[str] = None) -> ProcessResult:
         """Add a finished background run's results to the scene (raises if it failed or was cancelled)."""

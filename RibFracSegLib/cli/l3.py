@@ -37,24 +37,42 @@ def case_name(path: Path) -> str:
 
 
 def read_heights(path: Path | None) -> dict[str, float]:
+    """name -> height in metres from a CSV (name,height_m); every value checked before any CT is read."""
+    from RibFracSegLib.io import InputError
+    from RibFracSegLib.l3.body_composition import check_height
+
     if path is None:
         return {}
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    try:
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"--heights {path}: cannot read it ({err.strerror if isinstance(err, OSError) else err}); "
+                         "give a CSV with columns name,height_m.") from None
     if rows and not {"name", "height_m"} <= set(rows[0]):
-        raise SystemExit(f"{path}: expected columns name,height_m; found {', '.join(rows[0])}")
-    return {r["name"]: float(r["height_m"]) for r in rows if r["height_m"]}
+        raise InputError(f"--heights {path}: expected columns name,height_m; found {', '.join(map(str, rows[0]))}.")
+    heights = {}
+    for row in rows:
+        if (row.get("height_m") or "").strip():
+            try:
+                heights[row["name"]] = check_height(float(row["height_m"]), f"--heights {path.name}: {row['name']}")
+            except ValueError as err:
+                raise InputError(str(err) if "metres" in str(err) else f"--heights {path.name}: {row['name']} has "
+                                 f"height_m {row['height_m']!r}, not a number in metres.") from None
+    return heights
 
 
 def process(path: Path, out: Path, height: float | None, checkpoint, png: bool) -> dict:
     """One CT -> files written and the CSV row."""
-    from RibFracSegLib.io import read_ct, write_text
+    from RibFracSegLib.io import read_ct_and_warnings, write_text
     from RibFracSegLib.l3 import body_composition, locate_l3, save_mip_png, save_overlay_png
 
     name = case_name(path)
-    image = read_ct(path)
+    image, warnings = read_ct_and_warnings(path)
+    for line in warnings:
+        print(f"warning: {name}: {line}")
     l3 = locate_l3(image, checkpoint)
-    result = {"name": name, "input": str(path), "l3": l3.as_dict(), "body_composition": None}
+    result = {"name": name, "input": str(path), "l3": l3.as_dict(), "body_composition": None, "warnings": warnings}
     row = {"name": name, "in_view": l3.in_view, "confidence": round(l3.confidence, 4),
            "slice_index": l3.slice_index, "z_mm": round(l3.z_mm, 2), "height_m": height,
            **dict(zip(("r_mm", "a_mm", "s_mm"), (round(v, 2) for v in l3.center_ras)))}
@@ -72,25 +90,61 @@ def process(path: Path, out: Path, height: float | None, checkpoint, png: bool) 
     return row
 
 
+def _load_checkpoint(path: Path | None):
+    """The L3 checkpoint (default: the shipped one), refused if missing or made for fractures."""
+    from RibFracSegLib import defaults
+    from RibFracSegLib.checkpoint import load_checkpoint, require_task
+
+    path = Path(path or defaults.DEFAULT_L3_CHECKPOINT)
+    return require_task(load_checkpoint(path), "l3", path, "ribfracseg l3")
+
+
 def run(args: argparse.Namespace) -> int:
+    from RibFracSegLib.checkpoint import CheckpointError
+    from RibFracSegLib.io import InputError
+    from RibFracSegLib.l3.body_composition import check_height
+    from RibFracSegLib.output_folder import run_in_output_folder
+
+    try:  # every argument checked before any CT is read
+        heights = read_heights(args.heights)
+        if args.height is not None:
+            check_height(args.height, "--height")
+        checkpoint = _load_checkpoint(args.checkpoint)
+    except (InputError, CheckpointError, ValueError) as err:
+        print(f"error: {err}")
+        return 2
+    return run_in_output_folder(args.out, "ribfracseg l3", lambda out: _run_cases(args, heights, checkpoint, out))
+
+
+def _run_cases(args: argparse.Namespace, heights: dict[str, float], checkpoint, out: Path) -> int:
     from tqdm import tqdm
 
-    from RibFracSegLib.io import InputError, write_text
+    from RibFracSegLib.io import InputError, OutputError, write_text
 
-    heights = read_heights(args.heights)
     rows, failed = [], 0
-    for path in tqdm([Path(p) for p in args.cts], desc="L3", unit="CT"):
+    cases = [Path(p) for p in args.cts]
+    for n, path in enumerate(tqdm(cases, desc="L3", unit="CT")):
         height = heights.get(case_name(path), args.height)
         try:
-            rows.append(process(path, args.out, height, args.checkpoint, not args.no_png))
+            rows.append(process(path, out, height, checkpoint, not args.no_png))
+        except OutputError as err:  # the next case would fail the same way
+            tqdm.write(f"error: {case_name(path)}: {err.strerror or err}. Stopped: {len(cases) - n} of {len(cases)} "
+                       "cases not done")
+            return 1
         except (InputError, ValueError, FileNotFoundError) as err:
             failed += 1
             rows.append({"name": case_name(path), "error": str(err)})
-            tqdm.write(f"{path}: {err}")
+            tqdm.write(f"error: {case_name(path)} ({path}): {err}")
+    if failed == len(rows):
+        return 1  # nothing to report: the folder stays as it was
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    write_text(buf.getvalue(), args.out / "l3.csv")
-    print(f"{len(rows) - failed} of {len(rows)} CTs done; results in {args.out}")
+    try:
+        write_text(buf.getvalue(), out / "l3.csv")
+    except OutputError as err:
+        tqdm.write(f"error: {err}")
+        return 1
+    print(f"{len(rows) - failed} of {len(rows)} CTs done; results in {out}")
     return 1 if failed else 0

@@ -71,25 +71,32 @@ def run(args: argparse.Namespace) -> int:
     # other processes (measured 2.5x slower per patch under load). Only effective before torch loads.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
-    from tqdm import tqdm
 
-    from RibFracSegLib.checkpoint import CheckpointError, load_checkpoint
-    from RibFracSegLib.export import write_case_summary, write_probability, write_rib_table, write_submission
-    from RibFracSegLib.ribs.assign import rib_phrase
-    from RibFracSegLib.inference import segment_ct
-    from RibFracSegLib.io import InputError, read_ct
+    from RibFracSegLib.checkpoint import CheckpointError, load_checkpoint, require_task
+    from RibFracSegLib.output_folder import run_in_output_folder
 
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        checkpoint = load_checkpoint(args.checkpoint)
+        checkpoint = require_task(load_checkpoint(args.checkpoint), "fractures", args.checkpoint, "ribfracseg segment")
     except CheckpointError as err:
         print(f"error: {err}")
         return 2
-    out = Path(args.out)
     cases = expand_inputs(args.inputs)
+    return run_in_output_folder(args.out, "ribfracseg segment", lambda out: _run_cases(args, checkpoint, cases, out))
+
+
+def _run_cases(args: argparse.Namespace, checkpoint, cases: list[Path], out: Path) -> int:
+    """Each case in turn: a bad input is reported and skipped; an output that cannot be written stops all."""
+    from tqdm import tqdm
+
+    from RibFracSegLib.export import write_case
+    from RibFracSegLib.inference import segment_ct
+    from RibFracSegLib.io import InputError, OutputError, read_ct_and_warnings
+    from RibFracSegLib.ribs.assign import rib_phrase
+
     failed = 0
-    for path in tqdm(cases, desc="cases", unit="CT"):
+    for n, path in enumerate(tqdm(cases, desc="cases", unit="CT")):
         pid = public_id(path)
         summary = out / f"{pid}.json"
         if summary.exists() and not args.force:
@@ -97,7 +104,9 @@ def run(args: argparse.Namespace) -> int:
             continue
         try:
             t0 = time.perf_counter()
-            image = read_ct(path)
+            image, warnings = read_ct_and_warnings(path)
+            for line in warnings:
+                tqdm.write(f"warning: {pid}: {line}")
             read_s = time.perf_counter() - t0
             with tqdm(desc=pid, unit="patch", leave=False) as bar:
                 def progress(done: int, total: int) -> None:
@@ -110,13 +119,12 @@ def run(args: argparse.Namespace) -> int:
                                     return_probability=args.probability, progress=progress,
                                     precision=args.precision, skip_empty=not args.no_skip,
                                     on_rib=False if args.no_rib_filter else None)
-            t1 = time.perf_counter()
-            write_submission(result, pid, out)
-            write_rib_table(result, pid, out)
-            if args.probability:
-                write_probability(result, out / "probabilities" / f"{pid}.nii.gz")
-            result.timings_s.update(read=read_s, write=time.perf_counter() - t1)
-            write_case_summary(result, pid, summary, source=str(path), checkpoint=str(args.checkpoint))
+            result.timings_s["read"] = read_s
+            write_case(result, pid, out, probability=args.probability, source=str(path),
+                       checkpoint=str(args.checkpoint), warnings=warnings)
+        except OutputError as err:  # the next case would fail the same way
+            tqdm.write(f"error: {pid}: {err.strerror or err}. Stopped: {len(cases) - n} of {len(cases)} cases not done")
+            return 1
         except (InputError, ValueError, RuntimeError, OSError) as err:
             failed += 1
             tqdm.write(f"error: {pid} ({path}): {err}")

@@ -40,14 +40,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tensorboard", action="store_true", help="write TensorBoard scalars and slices to OUT/tb")
 
 
+def _network_hparams(arch: str, text: str | None, size: tuple[int, int, int]) -> dict:
+    """--hparams as a dict, checked by building the network once (before any data is read).
+
+    A network that sizes layers from its input (the VAE branch of segresnet_vae) gets the training
+    patch size as `input_size` unless --hparams gives one.
+    """
+    import inspect
+
+    from ..networks import build_network
+
+    try:
+        hparams = json.loads(text) if text else ({"first_out_channels": 8} if arch == "fracnet_unet" else {})
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--hparams is not JSON ({err.msg} at character {err.pos}); give e.g. "
+                         "'{\"first_out_channels\": 8}'.") from None
+    if not isinstance(hparams, dict):
+        raise ValueError(f"--hparams must be a JSON object of hyper-parameters, not {type(hparams).__name__}.")
+    try:
+        model = build_network(arch, **hparams)
+        if "input_size" in inspect.signature(type(model).__init__).parameters and "input_size" not in hparams:
+            hparams["input_size"] = list(size)
+            build_network(arch, **hparams)
+    except KeyError as err:
+        raise ValueError(f"--arch {arch}: {err.args[0]}.") from None
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"--arch {arch} with --hparams {json.dumps(hparams)} and --patch-size {size[0]}: "
+                         f"{err}.") from None
+    return hparams
+
+
 def _config(args: argparse.Namespace):
     from ..training.losses import LossConfig
     from ..training.sampler import SamplerConfig
     from ..training.trainer import TrainConfig
 
-    hparams = json.loads(args.hparams) if args.hparams else ({"first_out_channels": 8}
-                                                             if args.arch == "fracnet_unet" else {})
     size = (args.patch_size,) * 3
+    hparams = _network_hparams(args.arch, args.hparams, size)
     return TrainConfig(arch=args.arch, hparams=hparams, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
                        cases_per_step=args.cases_per_step, optimizer=args.optimizer, lr=args.lr,
                        schedule=args.schedule, seed=args.seed, device=args.device, val_every=args.val_every,
@@ -74,13 +103,6 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    log_file = open(out / "train.log", "a", buffering=1)
-
-    def log(message: str) -> None:
-        print(message, flush=True)
-        log_file.write(message + "\n")
-
     loaded: dict = {}
 
     def volumes():
@@ -108,6 +130,13 @@ def run(args: argparse.Namespace) -> int:
     except (InputError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    out.mkdir(parents=True, exist_ok=True)
+    log_file = open(out / "train.log", "a", buffering=1)
+
+    def log(message: str) -> None:
+        print(message, flush=True)
+        log_file.write(message + "\n")
+
     writer = None
     if args.tensorboard:
         try:

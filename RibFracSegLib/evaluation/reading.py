@@ -33,7 +33,8 @@ def volume_files(folder: Path, ground_truth: bool) -> dict[str, Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"Not a folder: {folder}. Give the folder holding the .nii.gz label volumes.")
-    files = sorted(p for p in folder.iterdir() if p.name.endswith((".nii", ".nii.gz")))
+    files = sorted(p for p in folder.iterdir()  # hidden files are never cases (a killed run's temporary files)
+                   if p.name.endswith((".nii", ".nii.gz")) and not p.name.startswith("."))
     labels = [p for p in files if p.name.split(".")[0].endswith("-label")]
     if ground_truth and labels:
         files = labels

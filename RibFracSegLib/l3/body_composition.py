@@ -135,6 +135,15 @@ def _central_bone(bone: np.ndarray) -> np.ndarray | None:
     return labels == 1 + int(np.argmax(sizes))
 
 
+def check_height(height_m: float, name: str = "height") -> float:
+    """A patient height in metres within human range; a value in centimetres is named as such."""
+    lo, hi = defaults.HEIGHT_RANGE_M
+    if not lo <= height_m <= hi:  # also refuses NaN
+        hint = f" - {height_m:g} looks like centimetres, give {height_m / 100:.2f}" if lo * 100 <= height_m <= hi * 100 else ""
+        raise ValueError(f"{name} {height_m:g} is not a height in metres ({lo:g}-{hi:g}){hint}.")
+    return float(height_m)
+
+
 def body_composition(image: sitk.Image, l3, height_m: float | None = None) -> BodyComposition:
     """Muscle/SAT/VAT/IMAT areas on the L3 slice found by `locate_l3` (`l3`: an L3Result)."""
     from RibFracSegLib.l3.decoding import row_to_k
@@ -154,8 +163,8 @@ def body_composition(image: sitk.Image, l3, height_m: float | None = None) -> Bo
 def slice_composition(hu: np.ndarray, spacing_xy: tuple[float, float], slice_index: int = 0,
                       height_m: float | None = None) -> BodyComposition:
     """Body composition of one axial slice ([row=j, col=i] HU, spacing (x, y) in mm)."""
-    if height_m is not None and not 0.5 <= height_m <= 2.5:
-        raise ValueError(f"height {height_m} m is implausible; give the height in metres (e.g. 1.72).")
+    if height_m is not None:
+        check_height(height_m)
     sx, sy = float(spacing_xy[0]), float(spacing_xy[1])
     mask = compartments(hu, (sx + sy) / 2)
     cm2 = sx * sy / 100.0

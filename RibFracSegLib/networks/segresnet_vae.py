@@ -104,6 +104,10 @@ class SegResNetVAE(nn.Module):
         logits = self._decode(skips)
         if not self.use_vae:
             return logits, None
+        expected = tuple(g * 2 ** len(self.down) for g in self.vae_grid)
+        if tuple(x.shape[2:]) != expected:
+            raise ValueError(f"the VAE branch was built for {expected} patches (input_size), got {tuple(x.shape[2:])}; "
+                             "build the network with input_size equal to the training patch size")
         z = self.vae_down(skips[-1]).flatten(1)
         mu, logvar = self.vae_mu(z), self.vae_logvar(z)
         sample = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu

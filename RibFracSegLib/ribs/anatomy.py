@@ -36,7 +36,8 @@ class WorkingGrid:
 
 def working_grid(canonical_hu: np.ndarray, spacing_zyx: tuple[float, float, float]) -> WorkingGrid:
     """Average blocks of voxels so each working voxel is about RIB_WORK_MM (never finer than the input)."""
-    factors = tuple(max(1, int(round(defaults.RIB_WORK_MM / s))) for s in spacing_zyx)
+    factors = tuple(max(1, min(n, int(round(defaults.RIB_WORK_MM / s))))  # never more than the axis holds
+                    for n, s in zip(canonical_hu.shape, spacing_zyx))
     shape = [max(1, n // f) for n, f in zip(canonical_hu.shape, factors)]
     crop = canonical_hu[: shape[0] * factors[0], : shape[1] * factors[1], : shape[2] * factors[2]]
     hu = np.clip(crop, defaults.AIR_HU, None).astype(np.float32)

@@ -94,10 +94,10 @@ def test_spine_step_finds_the_spine_in_any_storage():
         hu[tuple(slice(c - 1, c + 2) for c in marker_ijk[::-1])] = MARKER_HU
         marked = sitk.GetImageFromArray(hu)
         marked.CopyInformation(image)
-        result = segment_ct(marked, MARKER_CKPT, precision="fp32", postprocess=PostprocessParams(remove_small=False))
+        result = segment_ct(marked, MARKER_CKPT, precision="fp32", postprocess=PostprocessParams(remove_small=False, on_rib=False))
         assert all(np.abs(np.array(d.centroid_ijk) - marker_ijk).max() > 3 for d in result.detections)
         kept = segment_ct(marked, MARKER_CKPT, precision="fp32",
-                          postprocess=PostprocessParams(remove_small=False, remove_spine=False))
+                          postprocess=PostprocessParams(remove_small=False, remove_spine=False, on_rib=False))
         assert len(kept.detections) == len(result.detections) + 1  # only the spine marker was removed
         counts[orientation] = len(result.detections)
     assert len(set(counts.values())) == 1 and counts["LPS"] >= 2

@@ -161,3 +161,6 @@ SLICE_GAP_FACTOR = 1.5  # ... and a step this many times the median means missin
 GANTRY_TILT_TOLERANCE_DEG = 0.5  # larger angles between the slice normal and the slice stack: sheared
 WORKING_BYTES_PER_VOXEL = 16  # memory beyond the CT itself: probabilities, labels, masks, label scratch
 CHECK_SAMPLE_VOXELS = 2_000_000  # intensity statistics are taken on an even subsample of about this size
+
+# --- Rib centrelines from a label map -----------------------------------------------------------
+CENTRELINE_STEP_MM = 1.0  # centreline sample spacing (and the smallest geodesic bin)

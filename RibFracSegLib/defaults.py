@@ -164,3 +164,7 @@ CHECK_SAMPLE_VOXELS = 2_000_000  # intensity statistics are taken on an even sub
 
 # --- Rib centrelines from a label map -----------------------------------------------------------
 CENTRELINE_STEP_MM = 1.0  # centreline sample spacing (and the smallest geodesic bin)
+
+# --- Fractures: where and which (phantoms and simulation in real CTs) ---------------------------
+FRACTURE_RIB_WEIGHT = (0.3, 0.6, 1, 1.2, 1.3, 1.3, 1.3, 1.2, 1.1, 0.9, 0.5, 0.3)  # ribs 1..12 (RibFrac)
+FRACTURE_KIND_WEIGHT = {1: 0.3, 2: 0.35, 3: 0.2, 4: 0.15}  # displaced, non-displaced, buckle, segmental

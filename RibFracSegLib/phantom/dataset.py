@@ -67,7 +67,7 @@ def case_rows(public_id: str, case: PhantomCase) -> dict[str, list[dict]]:
     return {"info": info, "l3": [l3_row], "vertebrae": verts}
 
 
-_FIELDS = {
+TABLE_FIELDS = {
     "info": ["public_id", "label_id", "label_code"],
     "l3": ["public_id", "in_view", "slice_index", "center_i", "center_j", "center_k",
            "center_R", "center_A", "center_S"],
@@ -76,7 +76,7 @@ _FIELDS = {
 }
 
 
-def _csv_text(rows: Iterable[dict], fields: list[str]) -> str:
+def csv_text(rows: Iterable[dict], fields: list[str]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
@@ -98,7 +98,7 @@ def write_dataset(out_dir: str | Path, n: int, seed: int, split: str = "train", 
     out_dir.mkdir(parents=True, exist_ok=True)
     overrides = dict(overrides or {})
     sample_keys = {"fov", "orientation", "n_fractures", "slice_mm", "pixel_mm"}
-    tables: dict[str, list[dict]] = {k: [] for k in _FIELDS}
+    tables: dict[str, list[dict]] = {k: [] for k in TABLE_FIELDS}
     params_log = {}
     case_seeds = np.random.SeedSequence(seed).generate_state(n)
     for i in range(n):
@@ -113,6 +113,6 @@ def write_dataset(out_dir: str | Path, n: int, seed: int, split: str = "train", 
         if on_case:
             on_case(public_id, case)
     for key, rows in tables.items():
-        write_text(_csv_text(rows, _FIELDS[key]), out_dir / f"ribfrac-{split}-{key}.csv")
+        write_text(csv_text(rows, TABLE_FIELDS[key]), out_dir / f"ribfrac-{split}-{key}.csv")
     write_text(json.dumps(params_log, indent=1), out_dir / f"ribfrac-{split}-phantoms.json")
     return out_dir

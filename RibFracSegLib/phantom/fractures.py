@@ -14,11 +14,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from RibFracSegLib.defaults import FRACTURE_KIND_WEIGHT, FRACTURE_RIB_WEIGHT
 from RibFracSegLib.phantom.anatomy import RibPath
 
-# How likely each rib number is to break (mid ribs most often, as in RibFrac).
-_RIB_WEIGHT = np.array([0.3, 0.6, 1, 1.2, 1.3, 1.3, 1.3, 1.2, 1.1, 0.9, 0.5, 0.3])
-_KIND_WEIGHT = {1: 0.3, 2: 0.35, 3: 0.2, 4: 0.15}
+# How likely each rib number and type is (mid ribs most often, as in RibFrac).
+_RIB_WEIGHT = np.array(FRACTURE_RIB_WEIGHT)
+_KIND_WEIGHT = FRACTURE_KIND_WEIGHT
 
 
 @dataclass(frozen=True)

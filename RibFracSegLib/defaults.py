@@ -168,3 +168,32 @@ CENTRELINE_STEP_MM = 1.0  # centreline sample spacing (and the smallest geodesic
 # --- Fractures: where and which (phantoms and simulation in real CTs) ---------------------------
 FRACTURE_RIB_WEIGHT = (0.3, 0.6, 1, 1.2, 1.3, 1.3, 1.3, 1.2, 1.1, 0.9, 0.5, 0.3)  # ribs 1..12 (RibFrac)
 FRACTURE_KIND_WEIGHT = {1: 0.3, 2: 0.35, 3: 0.2, 4: 0.15}  # displaced, non-displaced, buckle, segmental
+
+# --- Fracture simulation in real CTs (RibFracSegLib.simulate) -----------------------------------
+SIMULATION_FINE_MM = 0.35  # breaks are built on sub-voxels at most this size, then averaged
+SIMULATION_FRAME_STEP_MM = 0.25  # centreline sampling for arc / foot-point look-ups
+SIMULATION_HEAD_CLEAR_MM = 25.0  # no break closer to the rib head than this (nor past 85 % of the rib)
+SIMULATION_MIN_SEPARATION_MM = 30.0  # between breaks on one rib
+SIMULATION_WINDOW_MM = 12.0  # along the rib, the cut plane decides the side; beyond, the arc does
+SIMULATION_HOLD_MM = 8.0  # a displaced piece keeps its full offset this far from the break ...
+SIMULATION_DECAY_MM = 22.0  # ... and is back in place this far (the far end of the rib is held)
+SIMULATION_MARGIN_MM = 6.0  # beyond offsets: bulge, blur and label margin
+SIMULATION_P_UNDEFINED = 0.1  # chance a fracture's code is recorded as -1, as in RibFrac
+SIMULATION_EXTENT_MM = (3.5, 6.0)  # half-length of an annotation along the rib (phantom's sizes)
+SIMULATION_LABEL_MARGIN_MM = 2.5  # annotation reaches this far beyond the bone (RibFrac-like blobs)
+SIMULATION_LABEL_RIB_MM = 15.0  # ... and keeps within this of its own rib's centreline
+SEGMENTAL_SPAN_MM = (16.0, 28.0)
+SEGMENTAL_SHIFT_MM = (1.0, 2.5)
+DISPLACED_SHIFT_MM = (1.0, 4.0)
+DISPLACED_ANGULATION_DEG = (4.0, 12.0)
+DISPLACED_GAP_MM = (1.0, 3.0)
+CRACK_WIDTH_MM = (0.5, 1.0)
+BUCKLE_BUMP_MM = (1.0, 2.0)  # outward fold of the cortex
+BUCKLE_WIDTH_MM = 2.5  # along the rib (Gaussian 1/e half-width)
+BUCKLE_SCLEROSIS_HU = (100.0, 250.0)  # added to the bone in a band across the fold
+BUCKLE_SCLEROSIS_MM = 1.5  # band half-width
+BONE_EXCESS_FULL_HU = 150.0  # a rib voxel this far above soft tissue counts as all bone
+SOFT_TISSUE_HU = (-100.0, 150.0)  # voxels around the rib in this range give the gap's fill HU ...
+SOFT_FILL_CLIP_HU = (0.0, 80.0)  # ... clipped to haematoma-like values
+PSF_SIGMA_VOXELS = 0.35  # extra blur of the change beyond the voxel box (scanner PSF)
+NOISE_CORRELATION_VOXELS = 0.6  # Gaussian correlation of the added noise

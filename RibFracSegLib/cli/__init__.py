@@ -18,6 +18,7 @@ COMMANDS = {
     "ribs": ("RibFracSegLib.cli.ribs", "segment and number the 24 ribs of CTs"),
     "evaluate": ("RibFracSegLib.cli.evaluate", "RibFrac-challenge FROC, Dice and classification of predictions"),
     "train": ("RibFracSegLib.cli.train", "train a fracture network on a RibFrac-layout data set"),
+    "simulate-fractures": ("RibFracSegLib.cli.simulate", "build rib fractures into real CTs (RibFrac layout) for training"),
     "l3": ("RibFracSegLib.cli.l3", "locate the L3 slice and measure body composition"),
     "train-l3": ("RibFracSegLib.cli.train_l3", "train the L3 locator"),
 }

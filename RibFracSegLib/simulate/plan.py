@@ -1,0 +1,114 @@
+"""Which rib breaks, where, and how: one `FractureSpec` per simulated fracture.
+
+Types and codes follow RibFrac (1 displaced, 2 non-displaced, 3 buckle, 4 segmental, recorded -1 at
+times). Rib numbers and types are drawn with the phantom's weights (mid ribs, lateral and posterior
+arcs most often); sizes follow the issue: displaced 1-4 mm offset or angulation, oblique cut with a
+gap, non-displaced 0.5-1 mm crack through part or all of the cortex, buckle fold with sclerosis,
+segmental two breaks 16-28 mm apart with the piece between them displaced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import defaults
+from .frame import RibFrame, perpendicular_basis, rotate_towards
+
+Vec = tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class FractureSpec:
+    """One fracture to build. Pieces of the rib are numbered from the head: 0 | break 0 | 1 | break 1 | 2."""
+
+    label_id: int
+    kind: int  # morphology 1..4
+    code: int  # what the info csv records: kind, or -1
+    rib_label: int  # value of the rib in the label map (1-12 left, 13-24 right)
+    rib: str  # e.g. "L6"
+    breaks_mm: tuple[float, ...]  # arc positions of the breaks, from the rib head
+    normals: tuple[Vec, ...]  # cut-plane normal of each break (LPS, towards the anterior end)
+    gap_mm: float = 0.0  # width of each cut (0 for buckle)
+    moved_piece: int = -1  # the piece that is displaced, -1 none
+    shift_lps: Vec = (0.0, 0.0, 0.0)  # its translation at the break, mm
+    angulation_deg: float = 0.0  # its rotation about `angulation_axis` through the break
+    angulation_axis: Vec = (0.0, 0.0, 1.0)
+    crack_dir: Vec = (0.0, 0.0, 1.0)  # non-displaced: the crack runs where (y - centreline) . dir > offset
+    crack_offset_mm: float = -1e3  # -1e3: through the whole cortex
+    bump_dir: Vec = (0.0, 0.0, 1.0)  # buckle: the side whose cortex folds outwards
+    bump_mm: float = 0.0
+    sclerosis_hu: float = 0.0
+    extent_mm: float = 5.0  # half-length of the annotated region along the rib, per break
+
+    @property
+    def reach_mm(self) -> float:
+        """Radius around the fracture centre outside which nothing changes (before blur)."""
+        span = self.breaks_mm[-1] - self.breaks_mm[0]
+        tail = defaults.SIMULATION_DECAY_MM if self.kind == 1 else defaults.SIMULATION_WINDOW_MM
+        return 0.5 * span + tail + defaults.SIMULATION_MARGIN_MM
+
+    @property
+    def center_arc_mm(self) -> float:
+        return 0.5 * (self.breaks_mm[0] + self.breaks_mm[-1])
+
+
+def _v(x: np.ndarray) -> Vec:
+    return tuple(float(t) for t in x)
+
+
+def draw_kind(rng: np.random.Generator) -> int:
+    kinds = np.array(list(defaults.FRACTURE_KIND_WEIGHT))
+    p = np.array(list(defaults.FRACTURE_KIND_WEIGHT.values()), float)
+    return int(rng.choice(kinds, p=p / p.sum()))
+
+
+def draw_arc(frame: RibFrame, kind: int, rng: np.random.Generator) -> tuple[float, ...] | None:
+    """Break positions on the bony rib away from its head and anterior end, or None if it is too short."""
+    lo = max(defaults.SIMULATION_HEAD_CLEAR_MM, 0.15 * frame.length_mm)
+    hi = 0.85 * frame.length_mm
+    span = float(rng.uniform(*defaults.SEGMENTAL_SPAN_MM)) if kind == 4 else 0.0
+    if hi - span <= lo:
+        return None
+    t0 = float(rng.uniform(lo, hi - span))
+    return (t0, t0 + span) if kind == 4 else (t0,)
+
+
+def make_spec(label_id: int, kind: int, rib_label: int, rib: str, frame: RibFrame, breaks: tuple[float, ...],
+              rng: np.random.Generator) -> FractureSpec:
+    """Draw the shape of one fracture of morphology `kind` at `breaks`."""
+    code = -1 if rng.random() < defaults.SIMULATION_P_UNDEFINED else kind
+    normals, axes = [], []
+    for t in breaks:
+        _, tan = frame.at(t)
+        e1, e2 = perpendicular_basis(tan)
+        phi = rng.uniform(0, 2 * np.pi)
+        across = np.cos(phi) * e1 + np.sin(phi) * e2
+        tilt = {1: rng.uniform(15, 40), 2: rng.uniform(0, 30), 4: rng.uniform(10, 35)}.get(kind, 0.0)
+        normals.append(_v(rotate_towards(tan, across, tilt)))
+        axes.append((e1, e2))
+    e1, e2 = axes[0]
+    phi = rng.uniform(0, 2 * np.pi)
+    side = np.cos(phi) * e1 + np.sin(phi) * e2  # a random direction across the rib
+    common = dict(label_id=label_id, kind=kind, code=code, rib_label=rib_label, rib=rib, breaks_mm=breaks,
+                  normals=tuple(normals), extent_mm=float(rng.uniform(*defaults.SIMULATION_EXTENT_MM)))
+    if kind == 1:
+        shift = float(rng.uniform(*defaults.DISPLACED_SHIFT_MM))
+        angle = float(rng.uniform(*defaults.DISPLACED_ANGULATION_DEG)) if rng.random() < 0.5 else 0.0
+        _, tan = frame.at(breaks[0])
+        return FractureSpec(**common, gap_mm=float(rng.uniform(*defaults.DISPLACED_GAP_MM)),
+                            moved_piece=int(rng.integers(0, 2)), shift_lps=_v(shift * side),
+                            angulation_deg=angle, angulation_axis=_v(np.cross(tan, side)))
+    if kind == 2:
+        partial = rng.random() < 0.5
+        return FractureSpec(**common, gap_mm=float(rng.uniform(*defaults.CRACK_WIDTH_MM)), crack_dir=_v(side),
+                            crack_offset_mm=float(rng.uniform(-1.0, 1.5)) if partial else -1e3)
+    if kind == 3:  # the fold is on the inner or outer cortex, as buckles are read on axial images
+        radial = np.cross(frame.at(breaks[0])[1], [0.0, 0.0, 1.0])
+        radial = radial / np.linalg.norm(radial) if np.linalg.norm(radial) > 0.3 else e1
+        return FractureSpec(**common, bump_dir=_v(radial * rng.choice([-1.0, 1.0])), bump_mm=float(rng.uniform(*defaults.BUCKLE_BUMP_MM)),
+                            sclerosis_hu=float(rng.uniform(*defaults.BUCKLE_SCLEROSIS_HU)))
+    shift = float(rng.uniform(*defaults.SEGMENTAL_SHIFT_MM))
+    return FractureSpec(**common, gap_mm=float(rng.uniform(*defaults.DISPLACED_GAP_MM)), moved_piece=1,
+                        shift_lps=_v(shift * side))

@@ -31,6 +31,8 @@ class FractureSpec:
     breaks_mm: tuple[float, ...]  # arc positions of the breaks, from the rib head
     normals: tuple[Vec, ...]  # cut-plane normal of each break (LPS, towards the anterior end)
     gap_mm: float = 0.0  # width of each cut (0 for buckle)
+    jag_mm: float = 0.0  # roughness of the cut surfaces (amplitude of their offset from the plane)
+    jag_phases: tuple[float, ...] = (0.0, 0.0, 0.0)
     moved_piece: int = -1  # the piece that is displaced, -1 none
     shift_lps: Vec = (0.0, 0.0, 0.0)  # its translation at the break, mm
     angulation_deg: float = 0.0  # its rotation about `angulation_axis` through the break
@@ -92,7 +94,9 @@ def make_spec(label_id: int, kind: int, rib_label: int, rib: str, frame: RibFram
     phi = rng.uniform(0, 2 * np.pi)
     side = np.cos(phi) * e1 + np.sin(phi) * e2  # a random direction across the rib
     common = dict(label_id=label_id, kind=kind, code=code, rib_label=rib_label, rib=rib, breaks_mm=breaks,
-                  normals=tuple(normals), extent_mm=float(rng.uniform(*defaults.SIMULATION_EXTENT_MM)))
+                  normals=tuple(normals), extent_mm=float(rng.uniform(*defaults.SIMULATION_EXTENT_MM)),
+                  jag_mm=float(rng.uniform(*defaults.FRACTURE_LINE_JAG_MM)),
+                  jag_phases=tuple(float(v) for v in rng.uniform(0, 2 * np.pi, 3)))
     if kind == 1:
         shift = float(rng.uniform(*defaults.DISPLACED_SHIFT_MM))
         angle = float(rng.uniform(*defaults.DISPLACED_ANGULATION_DEG)) if rng.random() < 0.5 else 0.0

@@ -21,7 +21,7 @@ import numpy as np
 from scipy import ndimage
 
 from .. import defaults
-from .frame import RibFrame
+from .frame import RibFrame, perpendicular_basis
 from .noise import local_noise_sd, noise_field
 from .plan import FractureSpec
 
@@ -78,13 +78,27 @@ def _fine_offsets(spacing_kji: np.ndarray) -> np.ndarray:
     return np.array(list(product(*per_axis)))
 
 
+def _across_break(spec: FractureSpec, frame: RibFrame, index: int, points: np.ndarray) -> np.ndarray:
+    """Signed distance (mm) of points from break `index`'s rough surface: its plane, offset by waves
+    across it so the fracture line is jagged, not ruled."""
+    c, _ = frame.at(spec.breaks_mm[index])
+    n = np.asarray(spec.normals[index])
+    e1, e2 = perpendicular_basis(n)
+    p = points - c
+    a1, a2 = p @ e1, p @ e2
+    l1, l2, l3 = defaults.FRACTURE_LINE_WAVELENGTHS_MM
+    ph = spec.jag_phases
+    waves = (np.sin(2 * np.pi * a1 / l1 + ph[0]) + np.sin(2 * np.pi * a2 / l2 + ph[1])
+             + np.sin(2 * np.pi * (a1 + a2) / l3 + ph[2]))
+    return p @ n - spec.jag_mm / 3 * waves
+
+
 def _pieces(spec: FractureSpec, frame: RibFrame, y: np.ndarray, arc: np.ndarray) -> np.ndarray:
     """Which piece of the rib each source point belongs to (0 from the head), -1 inside a gap."""
     piece = np.zeros(len(y), int)
     gap = np.zeros(len(y), bool)
-    for t, n in zip(spec.breaks_mm, spec.normals):
-        c, _ = frame.at(t)
-        u = (y - c) @ np.asarray(n)
+    for index, t in enumerate(spec.breaks_mm):
+        u = _across_break(spec, frame, index, y)
         near = np.abs(arc - t) <= defaults.SIMULATION_WINDOW_MM
         after = np.where(near, u > spec.gap_mm / 2, arc > t)
         before = np.where(near, u < -spec.gap_mm / 2, arc < t)
@@ -111,8 +125,7 @@ def _bone_after(spec: FractureSpec, frame: RibFrame, x: np.ndarray, arc: np.ndar
                 sample) -> tuple[np.ndarray, np.ndarray]:
     """(alpha', E') of the fractured rib at output points x; `sample(field, points)` reads alpha or E."""
     if spec.kind == 2:
-        c, _ = frame.at(spec.breaks_mm[0])
-        u = (x - c) @ np.asarray(spec.normals[0])
+        u = _across_break(spec, frame, 0, x)
         crack = ((np.abs(u) < spec.gap_mm / 2) & (np.abs(arc - spec.breaks_mm[0]) <= defaults.SIMULATION_WINDOW_MM)
                  & ((x - foot) @ np.asarray(spec.crack_dir) > spec.crack_offset_mm))
         keep = 1.0 - crack

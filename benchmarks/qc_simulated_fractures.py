@@ -1,12 +1,14 @@
 """Look at simulated fractures in the real LIDC-IDRI-0001 CT, beside the same rib intact.
 
     python benchmarks/qc_simulated_fractures.py [--out .cache/qc_sim] [--seed 0] [--per-kind 2]
+        [--overview Resources/simulated_fractures_lidc.png]
 
 Ribs from the CT's TotalSegmentator label map (centrelines computed from it). For every fracture one
 PNG: top row the intact CT, bottom row with the fracture; columns: the axial slice through the
 fracture (annotation outlined), and the rib straightened along its centreline (curved planar
 reformat, 0.25 mm pixels) seen face-on (cranio-caudal across) and edge-on (radial across).
-Bone window [-450, 1350] HU. LIDC-IDRI (TCIA, CC BY 3.0): Armato et al., Med Phys 2011.
+With --overview, one more picture: the first fracture of each type, intact above simulated, axial
+and edge-on. Bone window [-450, 1350] HU. LIDC-IDRI (TCIA, CC BY 3.0): Armato et al., Med Phys 2011.
 """
 
 from __future__ import annotations
@@ -83,11 +85,31 @@ def picture(before, after, labels, grid, frame, built, path: Path) -> None:
     plt.close(fig)
 
 
+def overview(before, after, labels, grid, frames, fractures, path: Path) -> None:
+    """First fracture of each type: rows intact / simulated axial, intact / simulated along the rib (edge-on)."""
+    firsts = [next(b for b in fractures if b.spec.kind == k) for k in (1, 2, 3, 4) if any(b.spec.kind == k for b in fractures)]
+    fig, axes = plt.subplots(4, len(firsts), figsize=(3.2 * len(firsts), 8.6))
+    for c, b in enumerate(firsts):
+        views = (axial_points(grid, np.array(b.center_lps), half=18.0),
+                 straightened(frames[b.spec.rib_label], b.spec.center_arc_mm, half_len=22.0, half_w=9.0)["edge-on"])
+        for r, (pts, arr) in enumerate(((views[0], before), (views[0], after), (views[1], before), (views[1], after))):
+            ax = axes[r, c]
+            ax.imshow(sample(arr, grid, pts), cmap="gray", vmin=WINDOW[0], vmax=WINDOW[1], origin="upper" if r < 2 else "lower")
+            ax.set_axis_off()
+            ax.set_title(f"{FRACTURE_CODES[b.spec.kind]} {b.spec.rib}: {('intact', 'simulated')[r % 2]}"
+                         f"{' (along rib)' if r > 1 else ''}", fontsize=8)
+    fig.suptitle("Fractures simulated into LIDC-IDRI-0001 (0.70 x 0.70 x 2.5 mm; TCIA, CC BY 3.0), bone window", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=72)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / ".cache" / "qc_sim"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--per-kind", type=int, default=2)
+    parser.add_argument("--overview", help="also write one picture of the four types here")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -106,6 +128,9 @@ def main() -> None:
         picture(before, after, labels, grid, frames[b.spec.rib_label], b, path)
         print(f"{path}: {FRACTURE_CODES[b.spec.kind]} {b.spec.rib}, label {b.voxel_count} voxels, "
               f"fill {b.fill_hu:.0f} HU, noise {b.noise_hu:.1f} HU")
+    if args.overview:
+        overview(before, after, labels, grid, frames, case.fractures, Path(args.overview))
+        print(f"overview: {args.overview}")
     changed = before != after
     inside = np.zeros(changed.shape, bool)
     for b in case.fractures:

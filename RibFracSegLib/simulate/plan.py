@@ -87,7 +87,7 @@ def make_spec(label_id: int, kind: int, rib_label: int, rib: str, frame: RibFram
         e1, e2 = perpendicular_basis(tan)
         phi = rng.uniform(0, 2 * np.pi)
         across = np.cos(phi) * e1 + np.sin(phi) * e2
-        tilt = {1: rng.uniform(15, 40), 2: rng.uniform(0, 30), 4: rng.uniform(10, 35)}.get(kind, 0.0)
+        tilt = float(rng.uniform(*defaults.CUT_TILT_DEG[kind])) if kind in defaults.CUT_TILT_DEG else 0.0
         normals.append(_v(rotate_towards(tan, across, tilt)))
         axes.append((e1, e2))
     e1, e2 = axes[0]
@@ -107,7 +107,7 @@ def make_spec(label_id: int, kind: int, rib_label: int, rib: str, frame: RibFram
     if kind == 2:
         partial = rng.random() < 0.5
         return FractureSpec(**common, gap_mm=float(rng.uniform(*defaults.CRACK_WIDTH_MM)), crack_dir=_v(side),
-                            crack_offset_mm=float(rng.uniform(-1.0, 1.5)) if partial else -1e3)
+                            crack_offset_mm=float(rng.uniform(*defaults.CRACK_PARTIAL_OFFSET_MM)) if partial else -1e3)
     if kind == 3:  # the fold is on the inner or outer cortex, as buckles are read on axial images
         radial = np.cross(frame.at(breaks[0])[1], [0.0, 0.0, 1.0])
         radial = radial / np.linalg.norm(radial) if np.linalg.norm(radial) > 0.3 else e1

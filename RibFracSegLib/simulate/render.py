@@ -134,7 +134,7 @@ def _bone_after(spec: FractureSpec, frame: RibFrame, x: np.ndarray, arc: np.ndar
         t = spec.breaks_mm[0]
         side = np.asarray(spec.bump_dir)
         along = np.exp(-(((arc - t) / defaults.BUCKLE_WIDTH_MM) ** 2))
-        outward = np.clip((x - foot) @ side / 2.0, 0.0, 1.0)
+        outward = np.clip((x - foot) @ side / defaults.BUCKLE_RAMP_MM, 0.0, 1.0)
         y = x - side * (spec.bump_mm * along * outward)[:, None]
         alpha = sample("alpha", y)
         band = np.exp(-(((arc - t) / defaults.BUCKLE_SCLEROSIS_MM) ** 2))
@@ -154,7 +154,8 @@ def _bone_after(spec: FractureSpec, frame: RibFrame, x: np.ndarray, arc: np.ndar
 
 
 def _soft_fill(hu: np.ndarray, dist_rib: np.ndarray) -> float:
-    shell = (dist_rib > 1.0) & (dist_rib <= 4.0) & (hu >= defaults.SOFT_TISSUE_HU[0]) & (hu <= defaults.SOFT_TISSUE_HU[1])
+    near, far = defaults.SOFT_FILL_SHELL_MM
+    shell = (dist_rib > near) & (dist_rib <= far) & (hu >= defaults.SOFT_TISSUE_HU[0]) & (hu <= defaults.SOFT_TISSUE_HU[1])
     value = float(np.median(hu[shell])) if shell.any() else float(np.mean(defaults.SOFT_FILL_CLIP_HU))
     return float(np.clip(value, *defaults.SOFT_FILL_CLIP_HU))
 
@@ -212,7 +213,7 @@ def build_fracture(hu: np.ndarray, labels: np.ndarray, rib_map: np.ndarray, grid
     sigma = defaults.PSF_SIGMA_VOXELS
     diff = ndimage.gaussian_filter(diff, sigma, truncate=3.0)
     weight = np.clip(ndimage.gaussian_filter(weight, sigma, truncate=3.0), 0, 1)
-    noise_sd = local_noise_sd(h, dist_rib > 3.0)
+    noise_sd = local_noise_sd(h, dist_rib > defaults.NOISE_AWAY_FROM_BONE_MM)
     amp = noise_sd * np.sqrt(1 - (1 - weight) ** 2)
     h += diff + amp * noise_field(h.shape, grid, rng)
     region = _annotation(spec, frame, bone_after, lps, spacing)

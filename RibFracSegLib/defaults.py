@@ -181,7 +181,9 @@ SIMULATION_MARGIN_MM = 6.0  # beyond offsets: bulge, blur and label margin
 SIMULATION_P_UNDEFINED = 0.1  # chance a fracture's code is recorded as -1, as in RibFrac
 SIMULATION_EXTENT_MM = (3.5, 6.0)  # half-length of an annotation along the rib (phantom's sizes)
 SIMULATION_LABEL_MARGIN_MM = 1.5  # annotation reaches this far beyond the bone (RibFrac-like blobs)
-SIMULATION_LABEL_RIB_MM = 15.0  # ... and keeps within this of its own rib's centreline
+SIMULATION_RIB_REACH_MM = 12.0  # a rib's voxels lie within this of its centreline (annotation too)
+SIMULATION_RIB_AREA_MM2 = (15.0, 250.0)  # a rib's bony cross-section at a break: smaller is a fragment of a
+# mask, larger is not a rib (scapula, clavicle, vertebra mislabelled as one): no fracture there
 SEGMENTAL_SPAN_MM = (16.0, 28.0)
 SEGMENTAL_SHIFT_MM = (1.0, 2.5)
 DISPLACED_SHIFT_MM = (1.0, 4.0)

@@ -1,9 +1,10 @@
 """Look at simulated fractures in the real LIDC-IDRI-0001 CT, beside the same rib intact.
 
     python benchmarks/qc_simulated_fractures.py [--out .cache/qc_sim] [--seed 0] [--per-kind 2]
-        [--overview Resources/simulated_fractures_lidc.png]
+        [--overview Resources/simulated_fractures_lidc.png] [--ct CT --ribs LABELS|auto]
 
-Ribs from the CT's TotalSegmentator label map (centrelines computed from it). For every fracture one
+Ribs from the CT's TotalSegmentator label map (centrelines computed from it); another CT with
+--ct, its ribs from a label map or `auto` (segment_ribs). For every fracture one
 PNG: top row the intact CT, bottom row with the fracture; columns: the axial slice through the
 fracture (annotation outlined), and the rib straightened along its centreline (curved planar
 reformat, 0.25 mm pixels) seen face-on (cranio-caudal across) and edge-on (radial across).
@@ -29,9 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from real_data import lidc_path  # noqa: E402
 
 from RibFracSegLib.defaults import FRACTURE_CODES  # noqa: E402
-from RibFracSegLib.ribs.centrelines import ribs_from_label_map  # noqa: E402
-from RibFracSegLib.ribs.label_maps import to_rib_labels  # noqa: E402
 from RibFracSegLib.simulate.case import grid_of, simulate_case  # noqa: E402
+from RibFracSegLib.simulate.dataset import load_ribs  # noqa: E402
 from RibFracSegLib.simulate.frame import RibFrame  # noqa: E402
 
 WINDOW = (-450, 1350)
@@ -85,20 +85,21 @@ def picture(before, after, labels, grid, frame, built, path: Path) -> None:
     plt.close(fig)
 
 
-def overview(before, after, labels, grid, frames, fractures, path: Path) -> None:
+def overview(before, after, labels, grid, fractures, path: Path, name: str, spacing) -> None:
     """First fracture of each type: rows intact / simulated axial, intact / simulated along the rib (edge-on)."""
     firsts = [next(b for b in fractures if b.spec.kind == k) for k in (1, 2, 3, 4) if any(b.spec.kind == k for b in fractures)]
     fig, axes = plt.subplots(4, len(firsts), figsize=(3.2 * len(firsts), 8.6))
     for c, b in enumerate(firsts):
         views = (axial_points(grid, np.array(b.center_lps), half=18.0),
-                 straightened(frames[b.spec.rib_label], b.spec.center_arc_mm, half_len=22.0, half_w=9.0)["edge-on"])
+                 straightened(b.frame, b.spec.center_arc_mm, half_len=22.0, half_w=9.0)["edge-on"])
         for r, (pts, arr) in enumerate(((views[0], before), (views[0], after), (views[1], before), (views[1], after))):
             ax = axes[r, c]
             ax.imshow(sample(arr, grid, pts), cmap="gray", vmin=WINDOW[0], vmax=WINDOW[1], origin="upper" if r < 2 else "lower")
             ax.set_axis_off()
             ax.set_title(f"{FRACTURE_CODES[b.spec.kind]} {b.spec.rib}: {('intact', 'simulated')[r % 2]}"
                          f"{' (along rib)' if r > 1 else ''}", fontsize=8)
-    fig.suptitle("Fractures simulated into LIDC-IDRI-0001 (0.70 x 0.70 x 2.5 mm; TCIA, CC BY 3.0), bone window", fontsize=9)
+    fig.suptitle(f"Fractures simulated into {name} ({' x '.join(f'{s:.2f}' for s in spacing)} mm; TCIA, CC BY), "
+                 "bone window", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=72)
     plt.close(fig)
@@ -110,26 +111,29 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--per-kind", type=int, default=2)
     parser.add_argument("--overview", help="also write one picture of the four types here")
+    parser.add_argument("--ct", help="another CT (default: LIDC-IDRI-0001)")
+    parser.add_argument("--ribs", help="its rib label map, or auto (default: LIDC-IDRI-0001's TotalSegmentator map)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("[0-9][0-9]-*.png"):  # pictures of an earlier run
         old.unlink()
-    ct = sitk.ReadImage(str(lidc_path("cxr.nii.gz")))
-    ribs = ribs_from_label_map(to_rib_labels(sitk.ReadImage(str(lidc_path("mask.nii.gz")))))
+    ct = sitk.ReadImage(args.ct or str(lidc_path("cxr.nii.gz")))
+    ribs = load_ribs(ct, args.ribs or lidc_path("mask.nii.gz"))
+    name = Path(args.ct).name.split(".")[0] if args.ct else "LIDC-IDRI-0001"
     case = simulate_case(ct, ribs, 4 * args.per_kind, np.random.default_rng(args.seed), kinds=[1, 2, 3, 4])
     before = sitk.GetArrayFromImage(ct).astype(np.float32)
     after = sitk.GetArrayFromImage(case.image).astype(np.float32)
     labels = sitk.GetArrayFromImage(case.fracture_labels)
     grid = grid_of(ct, before.shape)
-    frames = {r.label: RibFrame.from_centreline(r.centreline_lps) for r in ribs.ribs}
+
     for b in case.fractures:
-        path = out / f"{b.spec.label_id:02d}-{FRACTURE_CODES[b.spec.kind]}-{b.spec.rib}.png"
-        picture(before, after, labels, grid, frames[b.spec.rib_label], b, path)
+        path = out / f"{b.spec.label_id:02d}-{FRACTURE_CODES[b.spec.kind]}-{b.spec.rib.replace(' ', '_')}.png"
+        picture(before, after, labels, grid, b.frame, b, path)
         print(f"{path}: {FRACTURE_CODES[b.spec.kind]} {b.spec.rib}, label {b.voxel_count} voxels, "
               f"fill {b.fill_hu:.0f} HU, noise {b.noise_hu:.1f} HU")
     if args.overview:
-        overview(before, after, labels, grid, frames, case.fractures, Path(args.overview))
+        overview(before, after, labels, grid, case.fractures, Path(args.overview), name, ct.GetSpacing())
         print(f"overview: {args.overview}")
     changed = before != after
     inside = np.zeros(changed.shape, bool)

@@ -174,3 +174,42 @@ def test_same_fractures_for_every_storage_order(chest, simulated, code):
     ref = arr(simulated.image).astype(np.int32)
     assert np.abs(back - ref).max() <= 1
     assert np.array_equal(arr(sitk.DICOMOrient(result.fracture_labels, "LPS")), arr(simulated.fracture_labels))
+
+
+def test_unnumbered_ribs_sharing_a_value_break_one_at_a_time(chest):
+    """segment_ribs gives every unnumbered rib of a side one value: a break must stay on its own rib."""
+    case, ribs = chest
+    numbered = arr(ribs.labels)
+    shared = np.where(numbered == 0, 0, np.where(numbered <= 12, 25, 26)).astype(np.uint8)
+    shared_img = sitk.GetImageFromArray(shared)
+    shared_img.CopyInformation(ribs.labels)
+    unnumbered = replace(ribs, labels=shared_img, ribs=[replace(r, number=None) for r in ribs.ribs])
+    result = simulate_case(case.image, unnumbered, 4, np.random.default_rng(5), kinds=[1, 4])
+    labels = arr(result.fracture_labels)
+    assert len(result.fractures) == 4
+    changed = arr(result.image) != arr(case.image)
+    for b in result.fractures:
+        moved_bone = np.unique(numbered[b.box][changed[b.box] & (numbered[b.box] > 0)])
+        assert len(moved_bone) == 1, moved_bone  # the bone of one rib only was touched
+        hit = np.unique(numbered[(labels == b.spec.label_id) & (numbered > 0)])
+        assert len(hit) == 1, hit  # one rib only, though its neighbours carry the same value
+        nearest = min(ribs.ribs, key=lambda r: np.min(np.linalg.norm(r.centreline_lps - b.center_lps, axis=1)))
+        assert nearest.label == hit[0]
+
+
+def test_a_rib_mask_is_split_from_a_close_neighbour_with_the_same_value():
+    """Two bars 8 mm apart, both labelled 25: each centreline claims only its own bar."""
+    from RibFracSegLib.simulate.render import _rib_mask
+
+    shape = (20, 40, 80)  # (k, j, i) at 1 mm
+    rib_map = np.zeros(shape, np.uint8)
+    rib_map[8:12, 14:18, 5:75] = 25
+    rib_map[8:12, 22:26, 5:75] = 25
+    kji = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1)
+    lps = kji[..., ::-1].astype(float)
+    bars = [RibFrame.from_centreline(np.array([[0.0, y, 10.0], [79.0, y, 10.0]])) for y in (15.5, 23.5)]
+    spec = make_spec(1, 1, 25, "unnumbered L", bars[0], (40.0,), np.random.default_rng(0))
+    mine = _rib_mask(rib_map, spec, bars[0], bars[1:], lps, np.ones(3))
+    assert mine is not None and mine.sum() == 4 * 4 * 70
+    assert mine[8:12, 14:18, 5:75].all() and not mine[:, 22:26].any()
+    assert _rib_mask(rib_map, spec, bars[0], (), lps, np.ones(3)).sum() == 2 * 4 * 4 * 70  # without the rival

@@ -51,25 +51,26 @@ def simulate_case(image: sitk.Image, ribs: RibLabels, n_fractures: int, rng: np.
     rib_map = sitk.GetArrayViewFromImage(ribs.labels)
     grid = grid_of(image, hu.shape)
     usable = [r for r in ribs.ribs if len(r.centreline_lps) >= 2]
-    frames = {r.label: RibFrame.from_centreline(r.centreline_lps) for r in usable}
+    frames = [RibFrame.from_centreline(r.centreline_lps) for r in usable]
     weight = np.array([defaults.FRACTURE_RIB_WEIGHT[r.number - 1] if r.number else 0.5 for r in usable], float)
     built: list[BuiltFracture] = []
     taken: dict[int, list[float]] = {}
     for attempt in range(_TRIES_PER_FRACTURE * max(n_fractures, 1)):
         if len(built) == n_fractures or not usable:
             break
-        rib = usable[int(rng.choice(len(usable), p=weight / weight.sum()))]
+        index = int(rng.choice(len(usable), p=weight / weight.sum()))
+        rib, frame = usable[index], frames[index]
         kind = int(kinds[len(built) % len(kinds)]) if kinds else draw_kind(rng)
-        frame = frames[rib.label]
         breaks = draw_arc(frame, kind, rng)
         if breaks is None or any(abs(b - o) < defaults.SIMULATION_MIN_SEPARATION_MM
-                                 for b in breaks for o in taken.get(rib.label, [])):
+                                 for b in breaks for o in taken.get(index, [])):
             continue
         spec = make_spec(len(built) + 1, kind, rib.label, rib.name, frame, breaks, rng)
-        result = build_fracture(hu, labels, rib_map, grid, frame, spec, rng)
+        rivals = [f for i, (r, f) in enumerate(zip(usable, frames)) if r.label == rib.label and i != index]
+        result = build_fracture(hu, labels, rib_map, grid, frame, spec, rng, rivals)
         if result is not None:
             built.append(result)
-            taken.setdefault(rib.label, []).extend(breaks)
+            taken.setdefault(index, []).extend(breaks)
     notes = []
     if len(built) < n_fractures:
         notes.append(f"placed {len(built)} of {n_fractures} fractures: too few ribs in view away from the CT's edges")

@@ -13,9 +13,9 @@ noise with the CT's local noise level, measured and matched with one estimator.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import product
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -55,6 +55,7 @@ class BuiltFracture:
     voxel_count: int
     fill_hu: float  # soft-tissue HU filling the gap
     noise_hu: float  # local noise SD matched
+    frame: Optional[RibFrame] = field(default=None, repr=False, compare=False)  # the rib it lies on
 
 
 def fracture_box(grid: Grid, center_lps: np.ndarray, reach_mm: float,
@@ -160,25 +161,45 @@ def _soft_fill(hu: np.ndarray, dist_rib: np.ndarray) -> float:
     return float(np.clip(value, *defaults.SOFT_FILL_CLIP_HU))
 
 
+def _rib_mask(rib_map: np.ndarray, spec: FractureSpec, frame: RibFrame, rivals: Sequence[RibFrame],
+              lps: np.ndarray, spacing: np.ndarray) -> Optional[np.ndarray]:
+    """This rib's voxels in the box: its label value, near its own centreline and nearer to it than to
+    any other rib with the same value (unnumbered ribs share one). None where the bone at the breaks
+    is not rib-like (a fragment, or a mislabelled scapula, clavicle or vertebra)."""
+    rib = rib_map == spec.rib_label
+    arc, _, dist = frame.locate(lps[rib])
+    mine = dist <= defaults.SIMULATION_RIB_REACH_MM
+    for other in rivals:
+        mine &= dist < other.locate(lps[rib])[2]
+    rib[rib] = mine
+    slab_mm = 4.0
+    for t in spec.breaks_mm:
+        area = np.count_nonzero(np.abs(arc[mine] - t) <= slab_mm / 2) * np.prod(spacing) / slab_mm
+        if not defaults.SIMULATION_RIB_AREA_MM2[0] <= area <= defaults.SIMULATION_RIB_AREA_MM2[1]:
+            return None
+    return rib
+
+
 def build_fracture(hu: np.ndarray, labels: np.ndarray, rib_map: np.ndarray, grid: Grid, frame: RibFrame,
-                   spec: FractureSpec, rng: np.random.Generator) -> Optional[BuiltFracture]:
-    """Build `spec` into `hu` (float [k, j, i], changed in place) and its annotation into `labels`.
-    Returns None, changing nothing, where the site is unusable (off the CT, no rib there, or the
-    annotation would touch another one)."""
+                   spec: FractureSpec, rng: np.random.Generator,
+                   rivals: Sequence[RibFrame] = ()) -> Optional[BuiltFracture]:
+    """Build `spec` into `hu` (float [k, j, i], changed in place) and its annotation into `labels`;
+    `rivals` are the other ribs sharing this rib's label value. Returns None, changing nothing, where
+    the site is unusable (off the CT, no rib-like bone there, or the annotation would touch another)."""
     center, _ = frame.at(spec.center_arc_mm)
     span = 0.5 * (spec.breaks_mm[-1] - spec.breaks_mm[0])
     box = fracture_box(grid, center, spec.reach_mm, span + spec.extent_mm + defaults.SIMULATION_MARGIN_MM)
     if box is None:
         return None
     h = hu[box].astype(np.float32)
-    rib = rib_map[box] == spec.rib_label
     spacing = grid.spacing_ijk[::-1]
-    dist_rib = ndimage.distance_transform_edt(~rib, sampling=spacing)
     kji = np.stack(np.meshgrid(*[np.arange(s.start, s.stop) for s in box], indexing="ij"), axis=-1)
     lps = grid.to_lps(kji)
+    rib = _rib_mask(rib_map[box], spec, frame, rivals, lps, spacing)
     ball = np.linalg.norm(lps - center, axis=-1) <= spec.reach_mm - defaults.SIMULATION_MARGIN_MM + 2.0
-    if not (rib & ball).any():
+    if rib is None or not (rib & ball).any():
         return None
+    dist_rib = ndimage.distance_transform_edt(~rib, sampling=spacing)
     fill = _soft_fill(h, dist_rib)
     rib_d = ndimage.binary_dilation(rib, np.ones((3, 3, 3), bool))
     fields = {"alpha": (np.clip((h - fill) / defaults.BONE_EXCESS_FULL_HU, 0, 1) * rib_d).astype(np.float32),
@@ -222,7 +243,7 @@ def build_fracture(hu: np.ndarray, labels: np.ndarray, rib_map: np.ndarray, grid
     hu[box] = h
     labels[box][region] = spec.label_id
     centre = lps[region].mean(axis=0)
-    return BuiltFracture(spec, box, tuple(float(v) for v in centre), int(region.sum()), fill, noise_sd)
+    return BuiltFracture(spec, box, tuple(float(v) for v in centre), int(region.sum()), fill, noise_sd, frame)
 
 
 def _annotation(spec: FractureSpec, frame: RibFrame, bone_after: np.ndarray, lps: np.ndarray,
@@ -233,5 +254,5 @@ def _annotation(spec: FractureSpec, frame: RibFrame, bone_after: np.ndarray, lps
     extent = spec.extent_mm + 0.5 * float(np.linalg.norm(spec.shift_lps))
     along = np.min([np.abs(arc - t) for t in spec.breaks_mm], axis=0) <= extent
     region = np.zeros(bone_after.shape, bool)
-    region[near] = along & (dist <= defaults.SIMULATION_LABEL_RIB_MM)
+    region[near] = along & (dist <= defaults.SIMULATION_RIB_REACH_MM)
     return region

@@ -62,8 +62,15 @@ def test_auto_and_bad_ribs_say_what_to_do(inputs, tmp_path, capsys):
     rc = main(["simulate-fractures", str(folder / "ct.nii.gz"), str(folder / "ct.nii.gz"), "--ribs",
                str(folder / "totalseg.nii.gz"), "--out", str(tmp_path / "x")])
     assert rc == 2 and "one per CT" in capsys.readouterr().err
-    try:
-        from RibFracSegLib.ribs import segment_ribs  # noqa: F401
-    except ImportError:
-        rc = main(["simulate-fractures", str(folder / "ct.nii.gz"), "--ribs", "auto", "--out", str(tmp_path / "x")])
-        assert rc == 2 and "segment_ribs" in capsys.readouterr().err
+
+
+def test_auto_ribs_come_from_segment_ribs(inputs, tmp_path):
+    folder, case = inputs
+    out = tmp_path / "auto"
+    assert main(["simulate-fractures", str(folder / "ct.nii.gz"), "--ribs", "auto", "--out", str(out),
+                 "--fractures", "2", "--seed", "1"]) == 0
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "RibFrac1-label.nii.gz")))
+    truth = sitk.GetArrayFromImage(phantom_to_rib_labels(case.rib_labels))
+    for label_id in (1, 2):  # each break on bone of one true rib
+        hit = np.unique(truth[(labels == label_id) & (truth > 0)])
+        assert len(hit) == 1, hit

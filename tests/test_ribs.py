@@ -13,15 +13,12 @@ from RibFracSegLib.phantom.generate import generate_phantom
 from RibFracSegLib.preprocess import canonical_volume
 from RibFracSegLib.ribs import rib_from_label_value, segment_ribs
 from RibFracSegLib.ribs.assign import locate_on_rib, near_ribs, rib_phrase
+from RibFracSegLib.ribs.label_maps import phantom_to_rib_labels
 
 
 def phantom_truth_labels(rib_labels: sitk.Image) -> np.ndarray:
-    """The phantom's rib labels (1-12 right, 13-24 left) in our convention (1-12 left, 13-24 right)."""
-    truth = sitk.GetArrayFromImage(rib_labels).astype(np.int16)
-    out = np.zeros_like(truth)
-    out[(truth >= 1) & (truth <= 12)] = truth[(truth >= 1) & (truth <= 12)] + 12
-    out[truth >= 13] = truth[truth >= 13] - 12
-    return out
+    """The phantom's rib labels in our convention (1-12 left, 13-24 right), as an array."""
+    return sitk.GetArrayFromImage(phantom_to_rib_labels(rib_labels)).astype(np.int16)
 
 
 def numbering_report(ours: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:

@@ -17,6 +17,7 @@ from scipy import ndimage
 from .. import defaults
 from ..preprocess import canonical_volume
 from .anatomy import body_mask, bone_mask, lung_extent, lung_mask, spine_track, working_grid
+from .centrelines import centreline_from_mask
 from .cage import bridge_breaks, cage_bone, partition, rib_seeds
 from .labels import Rib, RibLabels, rib_label_value
 from .numbering import RibRegion, number_ribs
@@ -50,8 +51,9 @@ def segment_ribs(image: sitk.Image) -> RibLabels:
     lung_top = None if extent.top is None else float(extent.top * sp[0])
     anchor, notes = number_ribs(regions, fov_top_mm=(nz - 1) * sp[0], fov_bottom_mm=0.0, lung_top_mm=lung_top,
                                 apex_in_view=extent.apex_in_view)
-    ribs = [Rib(side=r.side, number=r.number, centreline_lps=_centreline(regions_img == r.label, track, grid, canon),
-                voxel_count=0, number_confidence=r.confidence) for r in regions]
+    lines = _centrelines(regions_img, regions, track, grid, canon)
+    ribs = [Rib(side=r.side, number=r.number, centreline_lps=lines[r.label], voxel_count=0,
+                number_confidence=r.confidence) for r in regions]
     timings["numbering"] = time.perf_counter() - t0 - sum(timings.values())
     labels, counts = _input_labels(regions_img, regions, grid, canon)
     for rib, region in zip(ribs, regions):
@@ -129,29 +131,40 @@ def _rib_regions(regions_img: np.ndarray, seeds, track, sp, lung_distance, exten
     return out
 
 
-def _centreline(mask: np.ndarray, track, grid, canon) -> np.ndarray:
-    """Ordered centreline (LPS mm), head -> anterior end: centroids of angular bins around the chest axis.
+def _working_geometry(grid, canon) -> sitk.Image:
+    """A 1-voxel image whose index (i, j, k) = working (x, y, z) maps to LPS mm like the working grid
+    (block centres of the canonical view of the input), for code that works in image geometry."""
+    factors = np.array(grid.factors, float)
 
-    Seen from above, a rib winds around a point in front of the spine; the angle about that point
-    grows monotonically from the head to the anterior end, so binning by angle orders the rib.
-    """
-    sp = grid.spacing_zyx
-    z, y, x = np.nonzero(mask)
-    if z.size == 0:
-        return np.zeros((0, 3))
-    dx = (x - track.x[z]) * sp[2]
-    dy = (y - track.y[z]) * sp[1] + defaults.RIB_AXIS_FRONT_MM
-    angle = np.degrees(np.arctan2(np.abs(dx), dy))  # 0 = straight back, 180 = straight forward
-    bins = np.floor(angle / defaults.RIB_CENTRELINE_STEP_DEG).astype(int)
-    order = np.unique(bins)
-    points = np.array([[z[bins == b].mean(), y[bins == b].mean(), x[bins == b].mean()] for b in order])
-    if len(points) >= 5:
-        points = ndimage.uniform_filter1d(points, size=3, axis=0, mode="nearest")
-    # working-grid index -> canonical input index (block centres) -> input ijk -> LPS mm
-    canonical_index = points * np.array(grid.factors) + (np.array(grid.factors) - 1) / 2.0
-    ijk = canon.index_to_input(canonical_index)
-    source = canon.source
-    return np.array([source.TransformContinuousIndexToPhysicalPoint(tuple(float(v) for v in p)) for p in ijk])
+    def lps(working_zyx) -> np.ndarray:
+        ijk = canon.index_to_input(np.asarray(working_zyx, float) * factors + (factors - 1) / 2.0)
+        return np.array(canon.source.TransformContinuousIndexToPhysicalPoint(tuple(float(v) for v in ijk)))
+
+    origin = lps([0, 0, 0])
+    steps = np.stack([lps(e) - origin for e in ([0, 0, 1], [0, 1, 0], [1, 0, 0])], axis=1)  # columns i, j, k
+    spacing = np.linalg.norm(steps, axis=0)
+    geometry = sitk.Image(1, 1, 1, sitk.sitkUInt8)
+    geometry.SetSpacing(tuple(float(v) for v in spacing))
+    geometry.SetDirection(tuple(float(v) for v in (steps / spacing).ravel()))
+    geometry.SetOrigin(tuple(float(v) for v in origin))
+    return geometry
+
+
+def _centrelines(regions_img: np.ndarray, regions: list[RibRegion], track, grid, canon) -> dict[int, np.ndarray]:
+    """Head-first centreline (LPS mm) of each rib region, by geodesic cross-sections (ribs.centrelines)."""
+    geometry = _working_geometry(grid, canon)
+    middle = len(track.x) // 2
+    midline = geometry.TransformContinuousIndexToPhysicalPoint((float(track.x[middle]), float(track.y[middle]),
+                                                                 float(middle)))[0]
+    lines = {}
+    objects = ndimage.find_objects(regions_img)
+    for r in regions:
+        box = objects[r.label - 1]
+        crop = sitk.Image(1, 1, 1, sitk.sitkUInt8)
+        crop.CopyInformation(geometry)
+        crop.SetOrigin(geometry.TransformIndexToPhysicalPoint([int(b.start) for b in box[::-1]]))
+        lines[r.label] = centreline_from_mask(regions_img[box] == r.label, crop, midline)
+    return lines
 
 
 def _input_labels(regions_img: np.ndarray, regions: list[RibRegion], grid, canon) -> tuple[np.ndarray, dict]:

@@ -89,6 +89,7 @@ RIB_BONE_HU_FULL = 120.0  # at full resolution a rib's voxels (cortex, marrow, p
 RIB_ASSIGN_MAX_MM = 15.0  # a detection farther than this from every rib centreline is on no rib
 ON_RIB_FILTER = True  # post-processing drops detections farther than ON_RIB_MARGIN_MM from every rib
 ON_RIB_MARGIN_MM = 5.0
+RIB_SKIP_MARGIN_MM = 10.0  # patches farther than this from every rib are not computed (when ribs were found)
 ON_RIB_MIN_RIBS = 10  # the on-rib rule applies only when at least this many ribs were found
 RIB_BRIDGE_MM = 6.0  # a loose rib-like piece this close to a rib's end is its part beyond a break
 RIB_BRIDGE_MIN_MM3 = 200.0  # ... if at least this big

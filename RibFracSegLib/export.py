@@ -83,6 +83,7 @@ def write_rib_table(result: FractureResult, public_id: str, out_dir: str | os.Pa
 def case_summary(result: FractureResult, public_id: str, source: Optional[str] = None, **extra) -> dict:
     return {"public_id": public_id, "source": source, "device": result.device,
             "patches_total": result.patches_total, "patches_skipped": result.patches_skipped,
+            "patches_computed": result.patches_total - result.patches_skipped, "skip_rule": result.skip_rule,
             "timings_s": {k: round(v, 3) for k, v in result.timings_s.items()},
             "ribs": None if result.ribs is None else {k: v for k, v in result.ribs.to_dict().items() if k != "ribs"},
             "detections": [d.to_dict() for d in result.detections], **extra}

@@ -25,7 +25,7 @@ from .detections import Detection, FractureResult
 from .geometry import lps_to_ras
 from .networks.fusion import fold_batchnorm, keep_full_resolution_fp32
 from .postprocess import Component, PostprocessParams, find_fractures
-from .preprocess import CanonicalVolume, bone_cells, canonical_volume, normalise
+from .preprocess import CanonicalVolume, block_any, bone_cells, canonical_volume, normalise
 from .ribs import RibLabels, segment_ribs
 from .ribs.assign import locate_on_rib, near_ribs
 from .sliding_window import Box, PatchGrid, SlabAggregator, importance_map, keep_mask
@@ -244,8 +244,19 @@ def segment_ct(image: sitk.Image, checkpoint: str | Path | Checkpoint, *, device
     if on_rib is not None:
         params = replace(params, on_rib=bool(on_rib))
     volume = canonical_volume(image)
-    cells = bone_cells(volume.array, params.bone_hu) if skip_empty else None
     timings["preprocess"] = time.perf_counter() - start
+    t = time.perf_counter()
+    if ribs is None and find_ribs:
+        ribs = segment_ribs(image)
+    timings["ribs"] = time.perf_counter() - t
+    # rib rules need most of the cage: with few ribs found (partial view, poor image) they are skipped
+    trusted = ribs is not None and len(ribs.ribs) >= defaults.ON_RIB_MIN_RIBS
+    cells, skip_rule = None, "none"
+    if skip_empty:
+        cells, skip_rule = bone_cells(volume.array, params.bone_hu), "bone"
+        if trusted:  # only patches near a rib can hold a rib fracture
+            cells &= block_any(near_ribs(ribs, volume, defaults.RIB_SKIP_MARGIN_MM))
+            skip_rule = "ribs"
 
     t = time.perf_counter()
     input_shape = sitk.GetArrayViewFromImage(image).shape
@@ -259,12 +270,6 @@ def segment_ct(image: sitk.Image, checkpoint: str | Path | Checkpoint, *, device
     del model
     timings["network"] = time.perf_counter() - t
 
-    t = time.perf_counter()
-    if ribs is None and find_ribs:
-        ribs = segment_ribs(image)
-    timings["ribs"] = time.perf_counter() - t
-    # the on-rib rule needs most of the cage: with few ribs found (partial view, poor image) it is skipped
-    trusted = ribs is not None and len(ribs.ribs) >= defaults.ON_RIB_MIN_RIBS
     near = near_ribs(ribs, volume, params.rib_margin_mm) if (trusted and params.on_rib) else None
     t = time.perf_counter()
     labels = np.zeros(input_shape, dtype=np.uint16)
@@ -284,4 +289,4 @@ def segment_ct(image: sitk.Image, checkpoint: str | Path | Checkpoint, *, device
     timings["total"] = time.perf_counter() - start
     return FractureResult(detections=detections, instances=instances, probability=prob_image, timings_s=timings,
                           patches_total=stats.patches_total, patches_skipped=stats.patches_skipped,
-                          device=f"{stats.device} ({stats.precision})", ribs=ribs)
+                          device=f"{stats.device} ({stats.precision})", ribs=ribs, skip_rule=skip_rule)

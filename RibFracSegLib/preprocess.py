@@ -73,6 +73,14 @@ def normalise(hu: np.ndarray, hu_window: tuple[float, float]) -> np.ndarray:
     return out
 
 
+def block_any(mask: np.ndarray, cell: int = defaults.SKIP_CELL_VOXELS) -> np.ndarray:
+    """Boolean grid of `cell`^3 blocks holding any true voxel of `mask` (the last blocks padded)."""
+    padded = [int(np.ceil(s / cell)) * cell for s in mask.shape]
+    pad = [(0, p - s) for p, s in zip(padded, mask.shape)]
+    shape6 = (padded[0] // cell, cell, padded[1] // cell, cell, padded[2] // cell, cell)
+    return np.pad(mask, pad).reshape(shape6).any(axis=(1, 3, 5))
+
+
 def bone_cells(array: np.ndarray, bone_hu: float, cell: int = defaults.SKIP_CELL_VOXELS,
                body_hu: float = defaults.BODY_HU) -> np.ndarray:
     """Boolean grid of `cell`^3 blocks holding a voxel above `bone_hu` inside the body.
@@ -81,15 +89,8 @@ def bone_cells(array: np.ndarray, bone_hu: float, cell: int = defaults.SKIP_CELL
     block), which drops the table and bright objects outside the patient; block granularity only
     ever keeps more, so a patch that touches bone is never judged empty.
     """
-    padded = [int(np.ceil(s / cell)) * cell for s in array.shape]
-    pad = [(0, p - s) for p, s in zip(padded, array.shape)]
-    shape6 = (padded[0] // cell, cell, padded[1] // cell, cell, padded[2] // cell, cell)
-
-    def block_any(mask: np.ndarray) -> np.ndarray:
-        return np.pad(mask, pad).reshape(shape6).any(axis=(1, 3, 5))
-
-    bone = block_any(array > bone_hu)
-    tissue = block_any(array > body_hu)
+    bone = block_any(array > bone_hu, cell)
+    tissue = block_any(array > body_hu, cell)
     labels, n = ndimage.label(tissue)
     if n == 0:
         return np.zeros_like(bone)

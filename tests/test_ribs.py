@@ -121,3 +121,28 @@ def test_no_ribs_in_an_air_volume():
     ribs = segment_ribs(air)
     assert ribs.ribs == [] and ribs.numbering == "none"
     assert sitk.GetArrayViewFromImage(ribs.labels).max() == 0
+
+
+@pytest.mark.parametrize("order", [(0, 1, 2), (2, 0, 1)])
+def test_skipping_by_ribs_keeps_every_true_fracture(chest, order):
+    """Patches far from every rib are not computed; every voxel of every true fracture still is."""
+    from RibFracSegLib import defaults
+    from RibFracSegLib.preprocess import block_any, bone_cells
+    from RibFracSegLib.sliding_window import PatchGrid, keep_mask
+
+    case, ribs = chest
+    image = sitk.PermuteAxes(case.image, order)
+    labels = sitk.PermuteAxes(case.fracture_labels, order)
+    if order != (0, 1, 2):
+        ribs = segment_ribs(image)
+    volume = canonical_volume(image)
+    cells = bone_cells(volume.array, defaults.BONE_HU) & block_any(near_ribs(ribs, volume, defaults.RIB_SKIP_MARGIN_MM))
+    grid = PatchGrid.build(volume.array.shape, defaults.PATCH_SIZE, defaults.OVERLAP)
+    computed = np.zeros(volume.array.shape, bool)
+    kept = keep_mask(grid, cells)
+    for box, keep in zip(grid.boxes(), kept):
+        if keep:
+            computed[box] = True
+    fractures = volume.to_canonical(sitk.GetArrayViewFromImage(labels))
+    assert computed[fractures > 0].all()
+    assert sum(kept) < len(kept)  # and some patches were skipped

@@ -111,10 +111,11 @@ def unfolded_picture(unfolded: UnfoldedRibs, marks: dict, title: str = "",
 
 
 def frontal_picture(ct: sitk.Image, rib_labels: RibLabels, detections: Sequence[Detection],
-                    marks: Optional[dict] = None, window: tuple[float, float] = defaults.FRONTAL_WINDOW_HU
-                    ) -> Image.Image:
+                    marks: Optional[dict] = None, window: tuple[float, float] = defaults.FRONTAL_WINDOW_HU,
+                    height: Optional[int] = None) -> Image.Image:
     """Frontal view (patient's right on the left): bone MIP, each rib's front-most voxels coloured by
-    number, and a numbered box at every detection that lies on a rib (all detections if no marks)."""
+    number, and a numbered box at every detection that lies on a rib (all detections if no marks).
+    Square pixels; `height` scales the picture before the boxes are drawn (sharp boxes and text)."""
     ct_c, lab_c = sitk.DICOMOrient(ct, "LPS"), sitk.DICOMOrient(rib_labels.labels, "LPS")
     hu = sitk.GetArrayViewFromImage(ct_c)  # [k, j, i]: superior, posterior, left
     labels = sitk.GetArrayViewFromImage(lab_c)
@@ -131,6 +132,8 @@ def frontal_picture(ct: sitk.Image, rib_labels: RibLabels, detections: Sequence[
     rgb = rgb[::-1].clip(0, 255).astype(np.uint8)  # superior up
     sk, si = ct_c.GetSpacing()[2], ct_c.GetSpacing()[0]
     px = min(sk, si)
+    if height is not None:
+        px = rgb.shape[0] * sk / height
     size = (int(round(rgb.shape[1] * si / px)), int(round(rgb.shape[0] * sk / px)))
     picture = Image.fromarray(rgb).resize(size, Image.BILINEAR)
     draw = ImageDraw.Draw(picture)
@@ -180,7 +183,7 @@ def write_unfolded_qc(ct: sitk.Image, rib_labels: RibLabels, detections: Sequenc
     unfolded = unfolded if unfolded is not None else unfold_ribs(ct, rib_labels)
     marks = map_detections(unfolded, detections, ct)
     flat = unfolded_picture(unfolded, marks, title=name)
-    frontal = frontal_picture(ct, rib_labels, detections, marks)
+    frontal = frontal_picture(ct, rib_labels, detections, marks, height=flat.height)
     out_dir = Path(out_dir)
     unfolded_png = save_png(flat, out_dir / f"{name}-unfolded.png")
     qc_png = save_png(side_by_side(flat, frontal), out_dir / f"{name}-qc.png")

@@ -8,6 +8,8 @@ import pytest
 import SimpleITK as sitk
 
 from RibFracSegLib import defaults
+from RibFracSegLib.detections import Detection
+from RibFracSegLib.geometry import lps_to_ras
 from RibFracSegLib.phantom import PhantomParams, detections_from_phantom, generate_phantom, rib_labels_from_phantom
 from RibFracSegLib.phantom.rib_truth import our_rib_labels_array, truth_arc_mm
 from RibFracSegLib.ribs import Rib, RibLabels, rib_label_value
@@ -100,6 +102,19 @@ def test_phantom_fracture_appears_on_truths_rib_at_truths_arc_length(chest):
     assert displaced >= 1
 
 
+def test_box_of_a_detection_beside_its_rib_stays_on_the_ribs_strip(chest):
+    _, ribs, unfolded = chest
+    strip = unfolded.strip("L6")
+    p, _, _, b = strip.frame_at(80.0)
+    point = p + 19.5 * b  # 4.5 mm above the strip's 15 mm edge: its whole 8 mm box would be off the strip
+    det = Detection(5, 0.9, 10, 10.0, (0.0, 0.0, 0.0), lps_to_ras(point), tuple(point), ((0, 0, 0), (0, 0, 0)),
+                    rib="L6")
+    mark = map_detections(unfolded, [det])[5]
+    top = strip.slot * unfolded.pitch_px
+    assert mark.across_mm == pytest.approx(19.5, abs=0.05) and mark.distance_mm == pytest.approx(4.5, abs=0.05)
+    assert top <= mark.box[0] <= mark.box[2] <= top + unfolded.strip_px
+
+
 def test_named_rib_is_kept_and_far_detection_gets_no_mark(chest):
     case, ribs, unfolded = chest
     det = detections_from_phantom(case, ribs)[0]
@@ -139,14 +154,23 @@ def test_layout_puts_every_numbered_rib_in_its_row(chest):
 def test_missing_and_unnumbered_ribs_are_shown_as_such(chest):
     case, ribs, _ = chest
     kept = [r for r in ribs.ribs if r.name != "L7"]
-    kept = [Rib(r.side, None, r.centreline_lps) if r.name == "R11" else r for r in kept]
+    kept = [Rib(r.side, None, r.centreline_lps) if r.name in ("R11", "R12") else r for r in kept]
     unfolded = unfold_ribs(case.image, RibLabels(ribs.labels, kept))
     status = {(s.side, s.slot): (s.name, s.status) for s in unfolded.slots}
     assert status[("L", 6)] == ("L7", "missing")
     assert status[("R", 10)] == ("R11", "missing")
-    assert status[("R", 12)] == ("R?", "unnumbered")
+    assert status[("R", 12)] == status[("R", 13)] == ("R?", "unnumbered")
     assert unfolded.strip("unnumbered R").slot == 12
-    assert unfolded.image.shape[0] == 13 * unfolded.pitch_px - unfolded.row_gap_px
+    assert unfolded.image.shape[0] == 14 * unfolded.pitch_px - unfolded.row_gap_px
+    # a fracture on the second unnumbered rib (was R12) lands on that rib's row, named or not
+    second = ribs.by_name("R12")
+    point = second.centreline_lps[len(second.centreline_lps) // 2]
+    for name in ("unnumbered R", "none"):
+        det = Detection(1, 0.9, 10, 10.0, (0.0, 0.0, 0.0), lps_to_ras(point), tuple(point), ((0, 0, 0), (0, 0, 0)),
+                        rib=name)
+        mark = map_detections(unfolded, [det])[1]
+        assert unfolded.strips[unfolded.lps_to_pixel(point).strip_index].slot == 13
+        assert mark.rib == "unnumbered R" and mark.box[0] <= unfolded.centre_row(13) <= mark.box[2]
     row = unfolded.centre_row(6)
     assert np.isnan(unfolded.image[row, unfolded.head_col("L"):]).all()
     assert unfolded.pixel_to_lps(row, unfolded.head_col("L") + 20) is None

@@ -68,6 +68,7 @@ class RibPosition:
     """Where a CT point lies relative to one rib, and on the unfolded picture."""
 
     rib: str
+    strip_index: int  # into UnfoldedRibs.strips (names repeat: several ribs may be "unnumbered L")
     arc_mm: float  # along the centreline from the head
     across_mm: float  # along the binormal (superior +)
     depth_mm: float  # along the outward normal (out of the picture's plane)
@@ -134,19 +135,20 @@ class UnfoldedRibs:
         return None if lps is None else lps_to_ras(lps)
 
     def lps_to_pixel(self, point_lps, rib: Optional[str] = None) -> Optional[RibPosition]:
-        """Place a CT point on the nearest rib (or on `rib`): arc, across, depth and pixel."""
+        """Place a CT point on the nearest rib (or the nearest rib named `rib`): arc, across, depth, pixel."""
         x = np.asarray(point_lps, float)
-        candidates = [self.strip(rib)] if rib else self.strips
-        candidates = [s for s in candidates if s is not None]
-        if not candidates:
+        named = [i for i, s in enumerate(self.strips) if s.name == rib] if rib else []
+        if not self.strips or (rib and not named):
             return None
-        if rib:
-            strip = candidates[0]
-            m = int(np.argmin(np.linalg.norm(strip.points_lps - x, axis=1)))
+        if named:
+            dist = [np.linalg.norm(self.strips[i].points_lps - x, axis=1) for i in named]
+            best = int(np.argmin([d.min() for d in dist]))
+            si, m = named[best], int(np.argmin(dist[best]))
         else:
             tree, owner, index = self._index()
             _, k = tree.query(x)
-            strip, m = self.strips[owner[k]], int(index[k])
+            si, m = int(owner[k]), int(index[k])
+        strip = self.strips[si]
         arc = m * strip.pixel_mm
         for _ in range(3):  # project onto the normal plane: a few fixed-point steps converge
             p, t, _, _ = strip.frame_at(arc)
@@ -158,7 +160,7 @@ class UnfoldedRibs:
         col = self.arc_to_col(strip.side, arc)
         row = self.centre_row(strip.slot) - across / self.pixel_mm
         off_strip = max(0.0, abs(across) - self.half_across_px * self.pixel_mm)
-        return RibPosition(strip.name, arc, across, depth, float(row), float(col),
+        return RibPosition(strip.name, si, arc, across, depth, float(row), float(col),
                            float(np.sqrt(beyond ** 2 + off_strip ** 2 + depth ** 2)))
 
     def ras_to_pixel(self, point_ras, rib: Optional[str] = None) -> Optional[RibPosition]:

@@ -27,7 +27,7 @@ class UnfoldedMark:
     across_mm: float  # superior (+) / inferior (-) of the centreline
     depth_mm: float  # outward (+) / inward (-) of the centreline
     distance_mm: float  # from the rib's centreline region (0 on it)
-    row: float  # box centre on the unfolded picture, pixels
+    row: float  # the detection centre on the unfolded picture, pixels (may lie past its strip: see box)
     col: float
     box: tuple[int, int, int, int]  # (row0, col0, row1, col1), inclusive pixels
     pixel_mm: float
@@ -60,11 +60,11 @@ def index_to_lps_matrix(ct) -> np.ndarray:
 def map_detection(unfolded: UnfoldedRibs, det: Detection, index_to_lps: Optional[np.ndarray] = None,
                   max_mm: float = defaults.UNFOLD_MARK_MAX_MM) -> Optional[UnfoldedMark]:
     """The detection's mark on the unfolded picture, or None if it lies on no rib."""
-    named = det.rib if unfolded.strip(det.rib) is not None else None
+    named = det.rib if unfolded.strip(det.rib) is not None else None  # "none", or a rib not unfolded
     pos = unfolded.lps_to_pixel(det.center_lps, rib=named)
     if pos is None or pos.distance_mm > max_mm:
         return None
-    strip = unfolded.strip(pos.rib)
+    strip = unfolded.strips[pos.strip_index]
     arcs, acrosses = [pos.arc_mm], [pos.across_mm]
     for corner in _corners_lps(det, index_to_lps):  # the box: the detection's extent along the rib
         p, t, n, b = strip.frame_at(pos.arc_mm)
@@ -74,8 +74,8 @@ def map_detection(unfolded: UnfoldedRibs, det: Detection, index_to_lps: Optional
     half = 0.5 * defaults.UNFOLD_MIN_BOX_MM
     a0, a1 = min(min(arcs), pos.arc_mm - half), max(max(arcs), pos.arc_mm + half)
     v0, v1 = min(min(acrosses), pos.across_mm - half), max(max(acrosses), pos.across_mm + half)
-    lim = unfolded.half_across_px * px
-    v0, v1 = max(v0, -lim), min(v1, lim)
+    lim = unfolded.half_across_px * px  # the box stays on its rib's strip
+    v0, v1 = float(np.clip(v0, -lim, lim)), float(np.clip(v1, -lim, lim))
     cols = sorted(unfolded.arc_to_col(strip.side, a) for a in (a0, a1))
     centre = unfolded.centre_row(strip.slot)
     box = (int(np.floor(centre - v1 / px)), int(np.floor(cols[0])), int(np.ceil(centre - v0 / px)), int(np.ceil(cols[1])))

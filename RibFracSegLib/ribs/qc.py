@@ -53,7 +53,7 @@ def rib_colour(label: int) -> tuple[int, int, int]:
     """Colour of a rib by number (same hue left and right); unnumbered ribs are white."""
     _, number = rib_from_label_value(int(label))
     if number is None:
-        return (235, 235, 235)
+        return (255, 255, 255)
     r, g, b = colorsys.hsv_to_rgb(((number - 1) * 0.61803) % 1.0, 0.75, 1.0)
     return int(255 * r), int(255 * g), int(255 * b)
 
@@ -114,7 +114,7 @@ def frontal_picture(ct: sitk.Image, rib_labels: RibLabels, detections: Sequence[
                     marks: Optional[dict] = None, window: tuple[float, float] = defaults.FRONTAL_WINDOW_HU,
                     height: Optional[int] = None) -> Image.Image:
     """Frontal view (patient's right on the left): bone MIP, each rib's front-most voxels coloured by
-    number, and a numbered box at every detection that lies on a rib (all detections if no marks).
+    number and its name at its lateral end, and a numbered box at every detection that lies on a rib (all detections if no marks).
     Square pixels; `height` scales the picture before the boxes are drawn (sharp boxes and text)."""
     ct_c, lab_c = sitk.DICOMOrient(ct, "LPS"), sitk.DICOMOrient(rib_labels.labels, "LPS")
     hu = sitk.GetArrayViewFromImage(ct_c)  # [k, j, i]: superior, posterior, left
@@ -144,6 +144,15 @@ def frontal_picture(ct: sitk.Image, rib_labels: RibLabels, detections: Sequence[
         return (i + 0.5) * si / px - 0.5, (nk - 1 - k + 0.5) * sk / px - 0.5
 
     small = _font(13)
+    for rib in rib_labels.ribs:  # each rib's name at its most lateral point, outside the cage
+        if len(rib.centreline_lps) == 0:
+            continue
+        lateral = rib.centreline_lps[:, 0] * (1 if rib.side == "L" else -1)  # LPS x: + towards the left
+        x, y = to_xy(rib.centreline_lps[int(np.argmax(lateral))])
+        text = rib.name if rib.number else f"{rib.side}?"
+        x = x + 4 if rib.side == "L" else x - 4 - draw.textlength(text, font=small)
+        draw.text((x, y - small.size / 2), text, fill=rib_colour(rib.label), font=small, stroke_width=2,
+                  stroke_fill=(0, 0, 0))
     direction = np.array(ct.GetDirection(), float).reshape(3, 3)
     for det in detections:
         if marks is not None and marks.get(det.id) is None:

@@ -112,7 +112,7 @@ def test_box_of_a_detection_beside_its_rib_stays_on_the_ribs_strip(chest):
     mark = map_detections(unfolded, [det])[5]
     top = strip.slot * unfolded.pitch_px
     assert mark.across_mm == pytest.approx(19.5, abs=0.05) and mark.distance_mm == pytest.approx(4.5, abs=0.05)
-    assert top <= mark.box[0] <= mark.box[2] <= top + unfolded.strip_px
+    assert mark.box[0] == top and mark.box[2] - mark.box[0] == pytest.approx(defaults.UNFOLD_MIN_BOX_MM / unfolded.pixel_mm, abs=1)
 
 
 def test_named_rib_is_kept_and_far_detection_gets_no_mark(chest):

@@ -74,8 +74,9 @@ def map_detection(unfolded: UnfoldedRibs, det: Detection, index_to_lps: Optional
     half = 0.5 * defaults.UNFOLD_MIN_BOX_MM
     a0, a1 = min(min(arcs), pos.arc_mm - half), max(max(arcs), pos.arc_mm + half)
     v0, v1 = min(min(acrosses), pos.across_mm - half), max(max(acrosses), pos.across_mm + half)
-    lim = unfolded.half_across_px * px  # the box stays on its rib's strip
-    v0, v1 = float(np.clip(v0, -lim, lim)), float(np.clip(v1, -lim, lim))
+    lim = unfolded.half_across_px * px  # the box stays on its rib's strip, at least `half` x 2 high
+    v0, v1 = float(np.clip(v0, -lim, lim - 2 * half)), float(np.clip(v1, -lim + 2 * half, lim))
+    v0, v1 = min(v0, v1 - 2 * half), max(v1, v0 + 2 * half)
     cols = sorted(unfolded.arc_to_col(strip.side, a) for a in (a0, a1))
     centre = unfolded.centre_row(strip.slot)
     box = (int(np.floor(centre - v1 / px)), int(np.floor(cols[0])), int(np.ceil(centre - v0 / px)), int(np.ceil(cols[1])))

@@ -127,6 +127,7 @@ def frontal_picture(ct: sitk.Image, rib_labels: RibLabels, detections: Sequence[
     if seen.any():
         depth = first[seen].astype(np.float32)
         shade = 1.0 - 0.55 * (depth - depth.min()) / max(float(np.ptp(depth)), 1.0)
+        shade[np.isin(front[seen], (defaults.RIB_UNNUMBERED_LEFT, defaults.RIB_UNNUMBERED_RIGHT))] = 1.0  # white, not grey
         lut = np.array([rib_colour(v) if 1 <= v <= 26 else (0, 0, 0) for v in range(256)], np.float32)
         rgb[seen] = 0.25 * rgb[seen] + 0.75 * lut[front[seen]] * shade[:, None]
     rgb = rgb[::-1].clip(0, 255).astype(np.uint8)  # superior up

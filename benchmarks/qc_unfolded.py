@@ -4,7 +4,7 @@
     ribfracseg segment ../shared/data/real/LIDC-IDRI-0314.nii.gz --out /tmp/seg
     python benchmarks/qc_unfolded.py ../shared/data/real/LIDC-IDRI-0314.nii.gz \
         --detections /tmp/seg/LIDC-IDRI-0314.json --min-confidence 0.8 --name unfolded_lidc0314
-    python benchmarks/qc_unfolded.py --phantom 21 --name unfolded_phantom [--detections ...]
+    python benchmarks/qc_unfolded.py --phantom 11 --name unfolded_phantom [--detections ...]
 
 Writes `<name>-unfolded.png` and `<name>-qc.png` into --out (default Resources/), quantised to
 256 (or fewer) colours so each stays under 400 KB, and prints what the rib step found and where each mark sits.
@@ -22,7 +22,8 @@ from PIL import Image
 from RibFracSegLib import defaults
 from RibFracSegLib.detections import Detection
 from RibFracSegLib.io import read_ct
-from RibFracSegLib.phantom import PhantomParams, detections_from_phantom, generate_phantom, rib_labels_from_phantom
+from RibFracSegLib.phantom import detections_from_phantom, generate_phantom, rib_labels_from_phantom
+from RibFracSegLib.phantom.dataset import sample_params
 from RibFracSegLib.ribs.qc import save_png, write_unfolded_qc
 
 
@@ -36,7 +37,8 @@ def read_detections(path: Path, min_confidence: float) -> list[Detection]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("ct", nargs="?", type=Path)
-    parser.add_argument("--phantom", type=int, default=None, help="seed of a default-grid thorax phantom instead of a CT")
+    parser.add_argument("--phantom", type=int, default=None,
+                        help="seed of a realistic 256-matrix thorax phantom (1.5 mm slices) instead of a CT")
     parser.add_argument("--detections", type=Path, default=None, help="ribfracseg segment JSON summary")
     parser.add_argument("--min-confidence", type=float, default=0.0)
     parser.add_argument("--truth-ribs", action="store_true", help="phantom: ribs from the truth, not segment_ribs")
@@ -45,7 +47,8 @@ def main() -> None:
     args = parser.parse_args()
     case = None
     if args.phantom is not None:
-        case = generate_phantom(PhantomParams(n_fractures=6, seed=args.phantom, fov="thorax"))
+        case = generate_phantom(sample_params(args.phantom, size=256, fov="thorax", orientation="LPS", n_fractures=6,
+                                              slice_mm=1.5))
         ct = case.image
     else:
         ct = read_ct(str(args.ct))

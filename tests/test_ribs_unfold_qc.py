@@ -14,7 +14,7 @@ from RibFracSegLib.detections import FractureResult
 from RibFracSegLib.export import case_summary
 from RibFracSegLib.phantom import PhantomParams, detections_from_phantom, generate_phantom, rib_labels_from_phantom
 from RibFracSegLib.ribs import RibLabels
-from RibFracSegLib.ribs.qc import HEADER_PX, MARK, MISSING, frontal_picture, write_unfolded_qc
+from RibFracSegLib.ribs.qc import HEADER_PX, MARK, MISSING, cage_picture, write_unfolded_qc
 from RibFracSegLib.ribs.unfold import unfold_ribs
 from RibFracSegLib.ribs.unfold_marks import add_unfolded_to_summary
 
@@ -52,19 +52,22 @@ def test_unfolded_and_qc_pngs_show_the_marks_and_missing_rows(case, tmp_path):
     assert np.array_equal(qc[:, :flat.shape[1]], flat)
 
 
-def test_frontal_view_boxes_sit_over_the_fractures_right_on_the_left(case):
+def test_cage_views_boxes_sit_over_the_fractures_right_on_the_left(case):
     c, ribs, dets = case
-    picture = np.asarray(frontal_picture(c.image, ribs, dets))
+    picture = np.asarray(cage_picture(c.image, ribs, dets))
     ct = sitk.DICOMOrient(c.image, "LPS")
     si, sk = ct.GetSpacing()[0], ct.GetSpacing()[2]
-    px, nk = min(si, sk), ct.GetSize()[2]
+    panel_w, panel_h = round(ct.GetSize()[0] * si), round(ct.GetSize()[2] * sk)  # 1 mm pixels
+    header, gap = picture.shape[0] - panel_h, picture.shape[1] - 2 * panel_w
     for det in dets:
         i, _, k = ct.TransformPhysicalPointToContinuousIndex(det.center_lps)
-        x, y = (i + 0.5) * si / px - 0.5, (nk - 1 - k + 0.5) * sk / px - 0.5
-        window = picture[int(y) - 25:int(y) + 26, int(x) - 25:int(x) + 26]
-        assert np.all(window == MARK, axis=-1).sum() > 20, det.rib
-        # radiological convention: the patient's right ribs on the picture's left half
-        assert (x < picture.shape[1] / 2) == (det.rib[0] == "R")
+        y = header + (ct.GetSize()[2] - 0.5 - k) * sk
+        front, back = (i + 0.5) * si, panel_w + gap + (ct.GetSize()[0] - 0.5 - i) * si
+        for x in (front, back):
+            window = picture[int(y) - 12:int(y) + 13, int(x) - 12:int(x) + 13]
+            assert np.all(window == MARK, axis=-1).sum() > 10, det.rib
+        # frontal view as facing the patient: the right ribs on the picture's left; posterior mirrored
+        assert (front < panel_w / 2) == (det.rib[0] == "R") == (back > panel_w + gap + panel_w / 2)
 
 
 def test_summary_carries_each_fractures_unfolded_coordinates(case):

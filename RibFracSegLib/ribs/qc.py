@@ -1,15 +1,14 @@
-"""QC pictures of the rib step: `<name>-unfolded.png` and `<name>-qc.png` (unfolded + frontal view).
+"""QC pictures of the rib step: `<name>-unfolded.png` and `<name>-qc.png` (unfolded + rib-cage views).
 
 The unfolded picture shows every rib straightened (bone window), rib names at the spine, missing
-ribs as labelled empty rows, and each fracture as a numbered box. The QC picture puts it beside a
-frontal rendering of the rib cage — a bone MIP with each rib's front-most voxels coloured by its
-number — carrying the same numbered boxes, so a reader checks at one glance that the ribs were
+ribs as labelled empty rows, and each fracture as a numbered box. The QC picture puts it beside the
+rib step's own frontal and posterior views of the cage (`picture.rib_cage_views`: each rib coloured
+and numbered) carrying the same numbered boxes, so a reader checks at one glance that the ribs were
 found and numbered right and where each fracture sits. Written atomically (Pillow).
 """
 
 from __future__ import annotations
 
-import colorsys
 from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
@@ -22,9 +21,11 @@ from PIL import Image, ImageDraw, ImageFont
 from .. import defaults
 from ..detections import Detection
 from ..io import atomic_path
-from .labels import RibLabels, rib_from_label_value
+from ..preprocess import CanonicalVolume, canonical_volume
+from .labels import RibLabels
+from .picture import PIXEL_MM, rib_cage_views
 from .unfold import UnfoldedRibs, unfold_ribs
-from .unfold_marks import UnfoldedMark, map_detections
+from .unfold_marks import UnfoldedMark, index_to_lps_matrix, map_detections
 
 EMPTY = (18, 18, 26)  # no rib sampled here
 MISSING = (70, 28, 28)  # the row of a rib that was not found
@@ -47,15 +48,6 @@ def _grey(values: np.ndarray, window: tuple[float, float]) -> np.ndarray:
     lo, hi = window
     g = (np.clip((np.nan_to_num(values, nan=lo) - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
     return np.repeat(g[..., None], 3, axis=2)
-
-
-def rib_colour(label: int) -> tuple[int, int, int]:
-    """Colour of a rib by number (same hue left and right); unnumbered ribs are white."""
-    _, number = rib_from_label_value(int(label))
-    if number is None:
-        return (255, 255, 255)
-    r, g, b = colorsys.hsv_to_rgb(((number - 1) * 0.61803) % 1.0, 0.75, 1.0)
-    return int(255 * r), int(255 * g), int(255 * b)
 
 
 def _box(draw: ImageDraw.ImageDraw, box: Sequence[float], number: int, font, width: int = 2) -> None:
@@ -110,64 +102,46 @@ def unfolded_picture(unfolded: UnfoldedRibs, marks: dict, title: str = "",
     return picture
 
 
-def frontal_picture(ct: sitk.Image, rib_labels: RibLabels, detections: Sequence[Detection],
-                    marks: Optional[dict] = None, window: tuple[float, float] = defaults.FRONTAL_WINDOW_HU,
-                    height: Optional[int] = None) -> Image.Image:
-    """Frontal view (patient's right on the left): bone MIP, each rib's front-most voxels coloured by
-    number and its name at its lateral end, and a numbered box at every detection that lies on a rib (all detections if no marks).
-    Square pixels; `height` scales the picture before the boxes are drawn (sharp boxes and text)."""
-    ct_c, lab_c = sitk.DICOMOrient(ct, "LPS"), sitk.DICOMOrient(rib_labels.labels, "LPS")
-    hu = sitk.GetArrayViewFromImage(ct_c)  # [k, j, i]: superior, posterior, left
-    labels = sitk.GetArrayViewFromImage(lab_c)
-    rgb = _grey(hu.max(axis=1).astype(np.float32), window).astype(np.float32) * 0.8
-    has = labels > 0
-    first = np.argmax(has, axis=1)  # front-most (smallest j, most anterior) rib voxel per (k, i)
-    front = np.take_along_axis(labels, first[:, None, :], axis=1)[:, 0, :]
-    seen = has.any(axis=1)
-    if seen.any():
-        depth = first[seen].astype(np.float32)
-        shade = 1.0 - 0.55 * (depth - depth.min()) / max(float(np.ptp(depth)), 1.0)
-        shade[np.isin(front[seen], (defaults.RIB_UNNUMBERED_LEFT, defaults.RIB_UNNUMBERED_RIGHT))] = 1.0  # white, not grey
-        lut = np.array([rib_colour(v) if 1 <= v <= 26 else (0, 0, 0) for v in range(256)], np.float32)
-        rgb[seen] = 0.25 * rgb[seen] + 0.75 * lut[front[seen]] * shade[:, None]
-    rgb = rgb[::-1].clip(0, 255).astype(np.uint8)  # superior up
-    sk, si = ct_c.GetSpacing()[2], ct_c.GetSpacing()[0]
-    px = min(sk, si)
-    if height is not None:
-        px = rgb.shape[0] * sk / height
-    size = (int(round(rgb.shape[1] * si / px)), int(round(rgb.shape[0] * sk / px)))
-    picture = Image.fromarray(rgb).resize(size, Image.BILINEAR)
-    draw = ImageDraw.Draw(picture)
-    nk = hu.shape[0]
+def _canonical_zyx(volume: CanonicalVolume, ct: sitk.Image, lps) -> np.ndarray:
+    """LPS mm -> continuous index in the canonical view's numpy order (inverse of index_to_input)."""
+    kji = np.array(ct.TransformPhysicalPointToContinuousIndex([float(v) for v in lps]))[::-1]
+    zyx = kji[list(volume.axes)]
+    return np.where(volume.flips, np.array(volume.array.shape) - 1 - zyx, zyx)
 
-    def to_xy(lps) -> tuple[float, float]:
-        i, _, k = ct_c.TransformPhysicalPointToContinuousIndex([float(v) for v in lps])
-        return (i + 0.5) * si / px - 0.5, (nk - 1 - k + 0.5) * sk / px - 0.5
 
+def cage_picture(ct: sitk.Image, rib_labels: RibLabels, detections: Sequence[Detection],
+                 marks: Optional[dict] = None, height: Optional[int] = None) -> Image.Image:
+    """The rib step's frontal and posterior views (`picture.rib_cage_views`), scaled to `height`, with
+    a numbered box on both views at every detection on a rib (every detection if no marks)."""
+    views = rib_cage_views(ct, rib_labels)
+    volume = canonical_volume(ct)
+    nz, _, nx = volume.array.shape
+    sz, _, sx = volume.spacing_zyx
+    panel_w, panel_h = int(round(nx * sx / PIXEL_MM)), int(round(nz * sz / PIXEL_MM))
+    header, gap = views.height - panel_h, views.width - 2 * panel_w  # the views' own layout
+    f = 1.0 if height is None else height / views.height
+    views = views.resize((max(1, int(round(views.width * f))), int(round(views.height * f))), Image.BILINEAR)
+    draw = ImageDraw.Draw(views)
     small = _font(13)
-    for rib in rib_labels.ribs:  # each rib's name at its most lateral point, outside the cage
-        if len(rib.centreline_lps) == 0:
-            continue
-        lateral = rib.centreline_lps[:, 0] * (1 if rib.side == "L" else -1)  # LPS x: + towards the left
-        x, y = to_xy(rib.centreline_lps[int(np.argmax(lateral))])
-        text = rib.name if rib.number else f"{rib.side}?"
-        x = x + 4 if rib.side == "L" else x - 4 - draw.textlength(text, font=small)
-        draw.text((x, y - small.size / 2), text, fill=rib_colour(rib.label), font=small, stroke_width=2,
-                  stroke_fill=(0, 0, 0))
-    direction = np.array(ct.GetDirection(), float).reshape(3, 3)
+
+    def panels_xy(lps) -> list[tuple[float, float]]:
+        z, _, x = _canonical_zyx(volume, ct, lps)
+        y = header + (nz - 0.5 - z) * sz / PIXEL_MM
+        front, back = (x + 0.5) * sx / PIXEL_MM, panel_w + gap + (nx - 0.5 - x) * sx / PIXEL_MM
+        return [(front * f, y * f), (back * f, y * f)]
+
+    to_lps = index_to_lps_matrix(ct)
+    half = 0.5 * defaults.UNFOLD_MIN_BOX_MM / PIXEL_MM * f
     for det in detections:
         if marks is not None and marks.get(det.id) is None:
             continue
         (i0, j0, k0), (i1, j1, k1) = det.bbox_ijk
-        corners = [np.array(ct.GetOrigin()) + direction @ (np.array(c, float) * ct.GetSpacing())
-                   for c in product((i0, i1), (j0, j1), (k0, k1))]
-        xy = np.array([to_xy(c) for c in corners])
-        cx, cy = to_xy(det.center_lps)
-        h = 0.5 * defaults.UNFOLD_MIN_BOX_MM / px
-        c0, r0 = min(xy[:, 0].min(), cx - h), min(xy[:, 1].min(), cy - h)
-        c1, r1 = max(xy[:, 0].max(), cx + h), max(xy[:, 1].max(), cy + h)
-        _box(draw, (r0, c0, r1, c1), det.id, small)
-    return picture
+        corners = [to_lps[:3, :3] @ np.array(c, float) + to_lps[:3, 3] for c in product((i0, i1), (j0, j1), (k0, k1))]
+        for panel, (cx, cy) in enumerate(panels_xy(det.center_lps)):
+            xy = np.array([panels_xy(c)[panel] for c in corners])
+            _box(draw, (min(xy[:, 1].min(), cy - half), min(xy[:, 0].min(), cx - half),
+                        max(xy[:, 1].max(), cy + half), max(xy[:, 0].max(), cx + half)), det.id, small)
+    return views
 
 
 def side_by_side(left: Image.Image, right: Image.Image, gap: int = 8) -> Image.Image:
@@ -193,12 +167,12 @@ def write_unfolded_qc(ct: sitk.Image, rib_labels: RibLabels, detections: Sequenc
     unfolded = unfolded if unfolded is not None else unfold_ribs(ct, rib_labels)
     marks = map_detections(unfolded, detections, ct)
     flat = unfolded_picture(unfolded, marks, title=name)
-    frontal = frontal_picture(ct, rib_labels, detections, marks, height=flat.height)
+    cage = cage_picture(ct, rib_labels, detections, marks, height=flat.height)
     out_dir = Path(out_dir)
     unfolded_png = save_png(flat, out_dir / f"{name}-unfolded.png")
-    qc_png = save_png(side_by_side(flat, frontal), out_dir / f"{name}-qc.png")
+    qc_png = save_png(side_by_side(flat, cage), out_dir / f"{name}-qc.png")
     return QcFiles(unfolded_png, qc_png, marks)
 
 
-__all__ = ["QcFiles", "UnfoldedMark", "frontal_picture", "rib_colour", "save_png", "side_by_side",
-           "unfolded_picture", "write_unfolded_qc"]
+__all__ = ["QcFiles", "UnfoldedMark", "cage_picture", "save_png", "side_by_side", "unfolded_picture",
+           "write_unfolded_qc"]

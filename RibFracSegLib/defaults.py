@@ -215,6 +215,5 @@ UNFOLD_MAX_RIB_MM = 450.0  # longer centrelines are cut here (a bad centreline m
 UNFOLD_ROW_GAP_PX = 4  # blank pixels between two ribs' strips
 UNFOLD_GUTTER_MM = 40.0  # blank band at the spine between the right and left halves (rib labels go here)
 UNFOLD_WINDOW_HU = (-200.0, 1200.0)  # grey window of the unfolded PNG (bone)
-UNFOLD_MARK_MAX_MM = 20.0  # a fracture farther than this from every rib centreline is not drawn on a rib
 UNFOLD_MIN_BOX_MM = 8.0  # smallest side of a fracture's box on the unfolded picture
 UNFOLD_SLICER_PLANE_A_MM = 5000.0  # the unfolded picture's plane in Slicer's world: far anterior, clear of any CT

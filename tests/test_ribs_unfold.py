@@ -13,6 +13,7 @@ from RibFracSegLib.geometry import lps_to_ras
 from RibFracSegLib.phantom import PhantomParams, detections_from_phantom, generate_phantom, rib_labels_from_phantom
 from RibFracSegLib.phantom.rib_truth import our_rib_labels_array, truth_arc_mm
 from RibFracSegLib.ribs import Rib, RibLabels, rib_label_value
+from RibFracSegLib.ribs.assign import locate_on_rib
 from RibFracSegLib.ribs.unfold import unfold_ribs
 from RibFracSegLib.ribs.unfold_marks import map_detections
 
@@ -106,12 +107,12 @@ def test_box_of_a_detection_beside_its_rib_stays_on_the_ribs_strip(chest):
     _, ribs, unfolded = chest
     strip = unfolded.strip("L6")
     p, _, _, b = strip.frame_at(80.0)
-    point = p + 19.5 * b  # 4.5 mm above the strip's 15 mm edge: its whole 8 mm box would be off the strip
+    point = p + 14.8 * b  # just inside the strip's 15 mm edge: its 8 mm box would reach past it
     det = Detection(5, 0.9, 10, 10.0, (0.0, 0.0, 0.0), lps_to_ras(point), tuple(point), ((0, 0, 0), (0, 0, 0)),
                     rib="L6")
     mark = map_detections(unfolded, [det])[5]
     top = strip.slot * unfolded.pitch_px
-    assert mark.across_mm == pytest.approx(19.5, abs=0.05) and mark.distance_mm == pytest.approx(4.5, abs=0.05)
+    assert mark.across_mm == pytest.approx(14.8, abs=0.05) and mark.distance_mm == pytest.approx(14.8, abs=0.05)
     assert mark.box[0] == top and mark.box[2] - mark.box[0] == pytest.approx(defaults.UNFOLD_MIN_BOX_MM / unfolded.pixel_mm, abs=1)
 
 
@@ -124,6 +125,28 @@ def test_named_rib_is_kept_and_far_detection_gets_no_mark(chest):
     far = det.__class__(**{**det.to_dict(), "id": 99, "rib": "none", "center_lps": spine.center_lps,
                            "center_ras": spine.center_ras})
     assert map_detections(unfolded, [far])[99] is None
+
+
+def test_marks_follow_the_rib_steps_own_rule_for_which_rib_and_none(chest):
+    _, ribs, unfolded = chest
+    rng = np.random.default_rng(1)
+    checked = 0
+    for rib in ribs.ribs:
+        for point in rib.centreline_lps[20:-20:60]:
+            offset = rng.normal(size=3)
+            offset *= rng.uniform(2, 25) / np.linalg.norm(offset)
+            name, arc, _ = locate_on_rib(point + offset, ribs.ribs)
+            pos = unfolded.lps_to_pixel(point + offset)
+            if abs(pos.distance_mm - defaults.RIB_ASSIGN_MAX_MM) < 0.5:
+                continue  # the two measure the distance a little differently right at the threshold
+            det = Detection(1, 0.9, 10, 10.0, (0.0, 0.0, 0.0), lps_to_ras(point + offset), tuple(point + offset),
+                            ((0, 0, 0), (0, 0, 0)))
+            mark = map_detections(unfolded, [det])[1]
+            assert (mark is None) == (name == "none")
+            if mark is not None:
+                assert mark.rib == name and abs(mark.arc_mm - arc) < 2.0
+            checked += 1
+    assert checked > 50
 
 
 def test_layout_puts_every_numbered_rib_in_its_row(chest):

@@ -74,7 +74,7 @@ class RibPosition:
     depth_mm: float  # along the outward normal (out of the picture's plane)
     row: float  # continuous pixel position on the unfolded picture
     col: float
-    distance_mm: float  # from the point to the strip's plane region (0 on the centreline)
+    distance_mm: float  # to the nearest centreline point (as the rib step's `locate_on_rib` measures it)
 
 
 @dataclass
@@ -144,9 +144,10 @@ class UnfoldedRibs:
             dist = [np.linalg.norm(self.strips[i].points_lps - x, axis=1) for i in named]
             best = int(np.argmin([d.min() for d in dist]))
             si, m = named[best], int(np.argmin(dist[best]))
+            nearest = float(dist[best][m])
         else:
             tree, owner, index = self._index()
-            _, k = tree.query(x)
+            nearest, k = tree.query(x)
             si, m = int(owner[k]), int(index[k])
         strip = self.strips[si]
         arc = m * strip.pixel_mm
@@ -156,12 +157,9 @@ class UnfoldedRibs:
         p, t, n, b = strip.frame_at(arc)
         d = x - p
         across, depth = float(np.dot(d, b)), float(np.dot(d, n))
-        beyond = abs(float(np.dot(d, t)))  # > 0 only past the rib's ends
         col = self.arc_to_col(strip.side, arc)
         row = self.centre_row(strip.slot) - across / self.pixel_mm
-        off_strip = max(0.0, abs(across) - self.half_across_px * self.pixel_mm)
-        return RibPosition(strip.name, si, arc, across, depth, float(row), float(col),
-                           float(np.sqrt(beyond ** 2 + off_strip ** 2 + depth ** 2)))
+        return RibPosition(strip.name, si, arc, across, depth, float(row), float(col), float(nearest))
 
     def ras_to_pixel(self, point_ras, rib: Optional[str] = None) -> Optional[RibPosition]:
         return self.lps_to_pixel(ras_to_lps(point_ras), rib)

@@ -1,8 +1,9 @@
 """Fractures on the unfolded picture: their rib, arc length, offset and a numbered box.
 
 A detection that already names its rib (filled by the rib step) is placed on that rib; otherwise on
-the nearest centreline. One farther than `defaults.UNFOLD_MARK_MAX_MM` from its rib is not on a rib
-(a false positive in the spine or scapula, say) and gets no box. The same marks feed the PNGs, the
+the nearest centreline. One farther than `defaults.RIB_ASSIGN_MAX_MM` from its rib's centreline is
+not on a rib (a false positive in the spine or scapula, say) and gets no box — the rib step's own
+rule (`assign.locate_on_rib`), so a detection it calls "none" gets no box here either. The same marks feed the PNGs, the
 JSON summary and the Slicer points, so all three agree.
 """
 
@@ -26,7 +27,7 @@ class UnfoldedMark:
     arc_mm: float  # along the rib's centreline from its head
     across_mm: float  # superior (+) / inferior (-) of the centreline
     depth_mm: float  # outward (+) / inward (-) of the centreline
-    distance_mm: float  # from the rib's centreline region (0 on it)
+    distance_mm: float  # from the rib's centreline
     row: float  # the detection centre on the unfolded picture, pixels (may lie past its strip: see box)
     col: float
     box: tuple[int, int, int, int]  # (row0, col0, row1, col1), inclusive pixels
@@ -58,7 +59,7 @@ def index_to_lps_matrix(ct) -> np.ndarray:
 
 
 def map_detection(unfolded: UnfoldedRibs, det: Detection, index_to_lps: Optional[np.ndarray] = None,
-                  max_mm: float = defaults.UNFOLD_MARK_MAX_MM) -> Optional[UnfoldedMark]:
+                  max_mm: float = defaults.RIB_ASSIGN_MAX_MM) -> Optional[UnfoldedMark]:
     """The detection's mark on the unfolded picture, or None if it lies on no rib."""
     named = det.rib if unfolded.strip(det.rib) is not None else None  # "none", or a rib not unfolded
     pos = unfolded.lps_to_pixel(det.center_lps, rib=named)
@@ -85,7 +86,7 @@ def map_detection(unfolded: UnfoldedRibs, det: Detection, index_to_lps: Optional
 
 
 def map_detections(unfolded: UnfoldedRibs, detections: Sequence[Detection], ct=None,
-                   max_mm: float = defaults.UNFOLD_MARK_MAX_MM) -> dict[int, Optional[UnfoldedMark]]:
+                   max_mm: float = defaults.RIB_ASSIGN_MAX_MM) -> dict[int, Optional[UnfoldedMark]]:
     """Mark of every detection by id (None where it lies on no rib). `ct` gives the boxes' extent."""
     matrix = index_to_lps_matrix(ct) if ct is not None else None
     return {d.id: map_detection(unfolded, d, matrix, max_mm) for d in detections}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from RibFracSegLib.io import read_ct
 from RibFracSegLib.phantom import detections_from_phantom, generate_phantom, rib_labels_from_phantom
 from RibFracSegLib.phantom.dataset import sample_params
 from RibFracSegLib.ribs.qc import save_png, write_unfolded_qc
+from RibFracSegLib.ribs.unfold import unfold_ribs
 
 
 def read_detections(path: Path, min_confidence: float) -> list[Detection]:
@@ -65,7 +67,11 @@ def main() -> None:
         detections = read_detections(args.detections, args.min_confidence)
     else:
         detections = detections_from_phantom(case, ribs) if case is not None else []
-    files = write_unfolded_qc(ct, ribs, detections, args.out, args.name)
+    t0 = time.perf_counter()
+    unfolded = unfold_ribs(ct, ribs)
+    print(f"unfolded {len(unfolded.strips)} ribs in {time.perf_counter() - t0:.2f} s "
+          f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+    files = write_unfolded_qc(ct, ribs, detections, args.out, args.name, unfolded)
     for det in detections:
         mark = files.marks[det.id]
         truth = f" (truth rib {det.rib})" if case is not None and args.detections is None else ""

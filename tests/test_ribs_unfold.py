@@ -211,3 +211,15 @@ def test_strip_geometry_and_bad_input():
     assert unfolded.image.shape[1] == 2 * 101 + int(round(defaults.UNFOLD_GUTTER_MM))
     with pytest.raises(ValueError, match="summary"):
         unfold_ribs(image, RibLabels(image, []), summary="median")
+
+
+def test_rib_end_is_sampled_so_distances_past_it_match_the_rib_step():
+    line = np.column_stack([np.linspace(0, 100.3, 12), np.zeros(12), np.zeros(12)])  # sparse, 100.3 mm long
+    image = sitk.Image(8, 8, 8, sitk.sitkInt16)
+    ribs = RibLabels(image, [Rib("L", 3, line)])
+    unfolded = unfold_ribs(image, ribs)
+    assert np.allclose(unfolded.strip("L3").points_lps[-1], line[-1])
+    for past, on_rib in ((14.9, True), (15.2, False)):
+        point = line[-1] + [past, 0.0, 0.0]
+        det = Detection(1, 0.9, 10, 10.0, (0.0, 0.0, 0.0), lps_to_ras(point), tuple(point), ((0, 0, 0), (0, 0, 0)))
+        assert (map_detections(unfolded, [det])[1] is not None) == on_rib == (locate_on_rib(point, ribs.ribs)[0] == "L3")

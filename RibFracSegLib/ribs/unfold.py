@@ -26,6 +26,7 @@ from ..geometry import lps_to_ras, ras_to_lps
 from .labels import Rib, RibLabels
 
 EZ = np.array([0.0, 0.0, 1.0])  # LPS superior
+PROJECT_WINDOW_MM = 2.0  # a point's arc length stays this close to its nearest centreline sample's
 
 
 @dataclass
@@ -151,9 +152,10 @@ class UnfoldedRibs:
             si, m = int(owner[k]), int(index[k])
         strip = self.strips[si]
         arc = m * strip.pixel_mm
-        for _ in range(3):  # project onto the normal plane: a few fixed-point steps converge
+        lo, hi = max(0.0, arc - PROJECT_WINDOW_MM), min(strip.length_mm, arc + PROJECT_WINDOW_MM)
+        for _ in range(3):  # onto the normal plane, near the nearest sample: never walks round a bend
             p, t, _, _ = strip.frame_at(arc)
-            arc = float(np.clip(arc + np.dot(x - p, t), 0.0, strip.length_mm))
+            arc = float(np.clip(arc + np.dot(x - p, t), lo, hi))
         p, t, n, b = strip.frame_at(arc)
         d = x - p
         across, depth = float(np.dot(d, b)), float(np.dot(d, n))
@@ -180,7 +182,8 @@ def rib_strip(rib: Rib, slot: int, pixel_mm: float, smooth_mm: float = defaults.
     arc = rib.arc_mm
     if len(line) < 2 or arc[-1] < 2 * pixel_mm:
         return None
-    s = np.arange(0.0, min(arc[-1], max_mm) + 1e-9, pixel_mm)
+    n = int(np.ceil(min(arc[-1], max_mm) / pixel_mm - 1e-6))  # the last sample is the rib's end itself
+    s = np.arange(n + 1) * pixel_mm
     pts = np.column_stack([np.interp(s, arc, line[:, a]) for a in range(3)])
     t = ndimage.gaussian_filter1d(np.gradient(pts, axis=0), smooth_mm / pixel_mm, axis=0, mode="nearest")
     t /= np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-9)

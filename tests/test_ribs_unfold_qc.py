@@ -14,6 +14,7 @@ from RibFracSegLib.detections import FractureResult
 from RibFracSegLib.export import case_summary
 from RibFracSegLib.phantom import PhantomParams, detections_from_phantom, generate_phantom, rib_labels_from_phantom
 from RibFracSegLib.ribs import RibLabels
+from RibFracSegLib.ribs.picture import PIXEL_MM
 from RibFracSegLib.ribs.qc import HEADER_PX, MARK, MISSING, cage_picture, write_unfolded_qc
 from RibFracSegLib.ribs.unfold import unfold_ribs
 from RibFracSegLib.ribs.unfold_marks import add_unfolded_to_summary
@@ -57,7 +58,8 @@ def test_cage_views_boxes_sit_over_the_fractures_right_on_the_left(case):
     picture = np.asarray(cage_picture(c.image, ribs, dets))
     ct = sitk.DICOMOrient(c.image, "LPS")
     si, sk = ct.GetSpacing()[0], ct.GetSpacing()[2]
-    panel_w, panel_h = round(ct.GetSize()[0] * si), round(ct.GetSize()[2] * sk)  # 1 mm pixels
+    si, sk = si / PIXEL_MM, sk / PIXEL_MM  # the views' pixels per voxel
+    panel_w, panel_h = round(ct.GetSize()[0] * si), round(ct.GetSize()[2] * sk)
     header, gap = picture.shape[0] - panel_h, picture.shape[1] - 2 * panel_w
     for det in dets:
         i, _, k = ct.TransformPhysicalPointToContinuousIndex(det.center_lps)

@@ -1,10 +1,11 @@
 """Phantom truth in the rib step's own types, so tests and benchmarks can compare like with like.
 
 The phantom numbers its rib bones 1..12 = right, 13..24 = left (`RibPath.rib_id`); our files use
-1..12 = left, 13..24 = right (`RibFracSegLib.ribs.labels`). Rib *names* ("R5", "L11") agree in
-both, so fracture truths' `rib` needs no conversion. The phantom's centrelines run on into the
-costal cartilage and beyond the field of view; the rib step reports bone in view only, so each
-centreline is cut to the stretch that lies on (or within `near_mm` of) its own labelled bone.
+1..12 = left, 13..24 = right (`ribs.label_maps.phantom_to_rib_labels` converts). Rib *names*
+("R5", "L11") agree in both, so fracture truths' `rib` needs no conversion. The phantom's
+centrelines run on into the costal cartilage and beyond the field of view; the rib step reports
+bone in view only, so each centreline is cut to the stretch that lies on (or within `near_mm` of)
+its own labelled bone.
 """
 
 from __future__ import annotations
@@ -16,19 +17,8 @@ from scipy.spatial import cKDTree
 
 from RibFracSegLib.detections import Detection
 from RibFracSegLib.geometry import lps_to_ras
+from RibFracSegLib.ribs.label_maps import phantom_to_rib_labels
 from RibFracSegLib.ribs.labels import Rib, RibLabels, rib_label_value
-
-PHANTOM_RIGHT = range(1, 13)  # phantom label values of right ribs 1..12
-PHANTOM_LEFT = range(13, 25)  # ... and of left ribs 1..12
-
-
-def our_rib_labels_array(phantom_labels: np.ndarray) -> np.ndarray:
-    """Phantom rib label values (1-12 right, 13-24 left) -> ours (1-12 left, 13-24 right)."""
-    lut = np.zeros(256, np.uint8)
-    for n in range(1, 13):
-        lut[PHANTOM_RIGHT[n - 1]] = rib_label_value("R", n)
-        lut[PHANTOM_LEFT[n - 1]] = rib_label_value("L", n)
-    return lut[np.asarray(phantom_labels, np.uint8)]
 
 
 def _voxel_lps(image: sitk.Image, kji: np.ndarray) -> np.ndarray:
@@ -41,9 +31,8 @@ def _voxel_lps(image: sitk.Image, kji: np.ndarray) -> np.ndarray:
 def rib_labels_from_phantom(case, near_mm: float | None = None) -> RibLabels:
     """A `RibLabels` from a `PhantomCase`'s truth: label image in our convention, centrelines cut to
     the bone in view (ribs without bone in view are left out, as the rib step would miss them)."""
-    ours = our_rib_labels_array(sitk.GetArrayViewFromImage(case.rib_labels))
-    labels = sitk.GetImageFromArray(ours)
-    labels.CopyInformation(case.rib_labels)
+    labels = phantom_to_rib_labels(case.rib_labels)
+    ours = sitk.GetArrayViewFromImage(labels)
     spacing = np.array(case.rib_labels.GetSpacing())
     near = float(near_mm) if near_mm is not None else float(spacing.max())
     boxes = ndimage.find_objects(ours, max_label=24)

@@ -205,3 +205,16 @@ SOFT_FILL_SHELL_MM = (1.0, 4.0)  # the shell around the rib that gives the fill
 NOISE_AWAY_FROM_BONE_MM = 3.0  # local noise is measured on soft tissue at least this far from the rib
 PSF_SIGMA_VOXELS = 0.35  # extra blur of the change beyond the voxel box (scanner PSF)
 NOISE_CORRELATION_VOXELS = 0.6  # Gaussian correlation of the added noise
+# --- Rib-unfolded view (RibFracSegLib.ribs.unfold / .qc) ----------------------------------------
+UNFOLD_PIXEL_MM = 0.5  # fixed size of an unfolded pixel, along and across the rib
+UNFOLD_HALF_ACROSS_MM = 15.0  # strip reaches this far above and below the centreline (ribs are 10-15 mm high)
+UNFOLD_SLAB_HALF_MM = 4.0  # slab through the rib's thickness (5-8 mm) summarised per pixel
+UNFOLD_SLAB_STEP_MM = 1.0  # sample spacing through the slab
+UNFOLD_SUMMARY = "max"  # "max" (MIP: cortex and breaks stand out) or "mean"
+UNFOLD_FRAME_SMOOTH_MM = 5.0  # Gaussian smoothing of the tangent, so a jagged centreline gives a calm frame
+UNFOLD_MAX_RIB_MM = 450.0  # longer centrelines are cut here (a bad centreline must not blow up the picture)
+UNFOLD_ROW_GAP_PX = 4  # blank pixels between two ribs' strips
+UNFOLD_GUTTER_MM = 40.0  # blank band at the spine between the right and left halves (rib labels go here)
+UNFOLD_WINDOW_HU = (-200.0, 1200.0)  # grey window of the unfolded PNG (bone)
+UNFOLD_MIN_BOX_MM = 8.0  # smallest side of a fracture's box on the unfolded picture
+UNFOLD_SLICER_PLANE_A_MM = 5000.0  # the unfolded picture's plane in Slicer's world: far anterior, clear of any CT

@@ -2,7 +2,8 @@
 
 Per case the folder gets `<name>-ribs.nii.gz` (0 background, 1-12 left ribs 1-12, 13-24 right ribs
 1-12, 25/26 a left/right rib found but not numbered), `<name>-ribs.json` (centrelines from head to
-anterior end in LPS and RAS mm, lengths, what was numbered and how) and `<name>-ribs.png`.
+anterior end in LPS and RAS mm, lengths, what was numbered and how) and `<name>-ribs.png`; with
+--unfold also `<name>-unfolded.png` and `<name>-qc.png` (RibFracSegLib.ribs.qc).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="CT file, DICOM series folder, folder of CT files, or a .txt list of paths")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--force", action="store_true", help="redo cases whose JSON already exists")
+    parser.add_argument("--unfold", action="store_true",
+                        help="also write <name>-unfolded.png (every rib straightened) and <name>-qc.png (beside the cage)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from RibFracSegLib.io import InputError, read_ct, write_image, write_text
     from RibFracSegLib.ribs import segment_ribs
     from RibFracSegLib.ribs.picture import write_rib_picture
+    from RibFracSegLib.ribs.qc import write_unfolded_qc
 
     out = Path(args.out)
     failed = 0
@@ -41,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
             seconds = time.perf_counter() - t0
             write_image(ribs.labels, out / f"{name}-ribs.nii.gz")
             write_rib_picture(image, ribs, out / f"{name}-ribs.png")
+            if args.unfold:
+                write_unfolded_qc(image, ribs, [], out, name)
             record = {"name": name, "source": str(path), "seconds": round(seconds, 2), **ribs.to_dict()}
             write_text(json.dumps(record, indent=2) + "\n", summary)
         except (InputError, ValueError, RuntimeError, OSError) as err:

@@ -2,6 +2,7 @@
 
 Writes the RibFrac submission (`<id>.nii.gz` + one csv) and `<id>.json` summaries into --out;
 cases whose summary already exists are skipped unless --force, so an interrupted batch resumes.
+With --qc each case also gets `<id>-unfolded.png` and `<id>-qc.png` (RibFracSegLib.ribs.qc).
 A bad input is reported and the batch goes on; the exit code is 1 if any case failed.
 """
 
@@ -35,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="redo cases that already have a summary")
     parser.add_argument("--no-rib-filter", action="store_true",
                         help="keep detections off the ribs too (the margin in mm is the checkpoint's rib_margin_mm)")
+    parser.add_argument("--qc", action="store_true",
+                        help="also write <id>-unfolded.png and <id>-qc.png (ribs unfolded, fractures boxed) and "
+                             "each detection's unfolded coordinates in the JSON summary ('unfolded', by id)")
 
 
 def public_id(path: Path) -> str:
@@ -64,6 +68,17 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
         else:
             cases.append(item)  # a CT file or a DICOM folder; read_ct says what is wrong if neither
     return cases
+
+
+def write_qc(image, result, pid: str, out: Path) -> dict:
+    """Write the case's unfolded-rib QC pictures; return each detection's unfolded coordinates by id
+    (None: on no rib), for the summary's `unfolded` field."""
+    from RibFracSegLib.ribs import segment_ribs
+    from RibFracSegLib.ribs.qc import write_unfolded_qc
+    from RibFracSegLib.ribs.unfold_marks import unfolded_fields
+
+    ribs = result.ribs if result.ribs is not None else segment_ribs(image)
+    return unfolded_fields(write_unfolded_qc(image, ribs, result.detections, out, pid).marks)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -120,8 +135,9 @@ def _run_cases(args: argparse.Namespace, checkpoint, cases: list[Path], out: Pat
                                     precision=args.precision, skip_empty=not args.no_skip,
                                     on_rib=False if args.no_rib_filter else None)
             result.timings_s["read"] = read_s
+            qc = {"unfolded": write_qc(image, result, pid, out)} if args.qc else {}  # before the summary
             write_case(result, pid, out, probability=args.probability, source=str(path),
-                       checkpoint=str(args.checkpoint), warnings=warnings)
+                       checkpoint=str(args.checkpoint), warnings=warnings, **qc)
         except OutputError as err:  # the next case would fail the same way
             tqdm.write(f"error: {pid}: {err.strerror or err}. Stopped: {len(cases) - n} of {len(cases)} cases not done")
             return 1

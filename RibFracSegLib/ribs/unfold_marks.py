@@ -1,0 +1,105 @@
+"""Fractures on the unfolded picture: their rib, arc length, offset and a numbered box.
+
+A detection that already names its rib (filled by the rib step) is placed on that rib; otherwise on
+the nearest centreline. One farther than `defaults.RIB_ASSIGN_MAX_MM` from its rib's centreline is
+not on a rib (a false positive in the spine or scapula, say) and gets no box — the rib step's own
+rule (`assign.locate_on_rib`), so a detection it calls "none" gets no box here either. The same marks feed the PNGs, the
+JSON summary and the Slicer points, so all three agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from itertools import product
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .. import defaults
+from ..detections import Detection
+from .unfold import UnfoldedRibs
+
+
+@dataclass(frozen=True)
+class UnfoldedMark:
+    id: int  # the detection's id (the number drawn in its box)
+    rib: str
+    arc_mm: float  # along the rib's centreline from its head
+    across_mm: float  # superior (+) / inferior (-) of the centreline
+    depth_mm: float  # outward (+) / inward (-) of the centreline
+    distance_mm: float  # from the rib's centreline
+    row: float  # the detection centre on the unfolded picture, pixels (may lie past its strip: see box)
+    col: float
+    box: tuple[int, int, int, int]  # (row0, col0, row1, col1), inclusive pixels
+    pixel_mm: float
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for key in ("arc_mm", "across_mm", "depth_mm", "distance_mm", "row", "col"):
+            d[key] = round(d[key], 2)
+        d["box"] = list(self.box)
+        return d
+
+
+def _corners_lps(det: Detection, index_to_lps: Optional[np.ndarray]) -> list[np.ndarray]:
+    if index_to_lps is None:
+        return []
+    (i0, j0, k0), (i1, j1, k1) = det.bbox_ijk
+    return [index_to_lps[:3, :3] @ np.array(c, float) + index_to_lps[:3, 3]
+            for c in product((i0, i1), (j0, j1), (k0, k1))]
+
+
+def index_to_lps_matrix(ct) -> np.ndarray:
+    """4x4 continuous (i, j, k) -> LPS mm of a SimpleITK image."""
+    direction = np.array(ct.GetDirection(), float).reshape(3, 3)
+    m = np.eye(4)
+    m[:3, :3] = direction @ np.diag(ct.GetSpacing())
+    m[:3, 3] = ct.GetOrigin()
+    return m
+
+
+def map_detection(unfolded: UnfoldedRibs, det: Detection, index_to_lps: Optional[np.ndarray] = None,
+                  max_mm: float = defaults.RIB_ASSIGN_MAX_MM) -> Optional[UnfoldedMark]:
+    """The detection's mark on the unfolded picture, or None if it lies on no rib."""
+    named = det.rib if unfolded.strip(det.rib) is not None else None  # "none", or a rib not unfolded
+    pos = unfolded.lps_to_pixel(det.center_lps, rib=named)
+    if pos is None or pos.distance_mm > max_mm:
+        return None
+    strip = unfolded.strips[pos.strip_index]
+    arcs, acrosses = [pos.arc_mm], [pos.across_mm]
+    for corner in _corners_lps(det, index_to_lps):  # the box: the detection's extent along the rib
+        p, t, n, b = strip.frame_at(pos.arc_mm)
+        arcs.append(float(np.clip(pos.arc_mm + np.dot(corner - p, t), 0, strip.length_mm)))
+        acrosses.append(float(np.dot(corner - p, b)))
+    px = unfolded.pixel_mm
+    half = 0.5 * defaults.UNFOLD_MIN_BOX_MM
+    a0, a1 = min(min(arcs), pos.arc_mm - half), max(max(arcs), pos.arc_mm + half)
+    v0, v1 = min(min(acrosses), pos.across_mm - half), max(max(acrosses), pos.across_mm + half)
+    lim = unfolded.half_across_px * px  # the box stays on its rib's strip, at least `half` x 2 high
+    v0, v1 = float(np.clip(v0, -lim, lim - 2 * half)), float(np.clip(v1, -lim + 2 * half, lim))
+    v0, v1 = min(v0, v1 - 2 * half), max(v1, v0 + 2 * half)
+    cols = sorted(unfolded.arc_to_col(strip.side, a) for a in (a0, a1))
+    centre = unfolded.centre_row(strip.slot)
+    box = (int(np.floor(centre - v1 / px)), int(np.floor(cols[0])), int(np.ceil(centre - v0 / px)), int(np.ceil(cols[1])))
+    return UnfoldedMark(det.id, pos.rib, pos.arc_mm, pos.across_mm, pos.depth_mm, pos.distance_mm,
+                        pos.row, pos.col, box, px)
+
+
+def map_detections(unfolded: UnfoldedRibs, detections: Sequence[Detection], ct=None,
+                   max_mm: float = defaults.RIB_ASSIGN_MAX_MM) -> dict[int, Optional[UnfoldedMark]]:
+    """Mark of every detection by id (None where it lies on no rib). `ct` gives the boxes' extent."""
+    matrix = index_to_lps_matrix(ct) if ct is not None else None
+    return {d.id: map_detection(unfolded, d, matrix, max_mm) for d in detections}
+
+
+def unfolded_fields(marks: dict[int, Optional[UnfoldedMark]]) -> dict[int, Optional[dict]]:
+    """Per detection id, the JSON value of its `unfolded` field (None: not on a rib)."""
+    return {i: (m.to_dict() if m is not None else None) for i, m in marks.items()}
+
+
+def add_unfolded_to_summary(summary: dict, marks: dict[int, Optional[UnfoldedMark]]) -> dict:
+    """Give each detection of a case summary (`export.case_summary`) its `unfolded` field."""
+    fields = unfolded_fields(marks)
+    for det in summary.get("detections", []):
+        det["unfolded"] = fields.get(det["id"])
+    return summary

@@ -35,7 +35,8 @@ from RibFracSegLib.output_folder import output_folder
 
 torch.set_num_threads(1)
 PR_CAPBSET_DROP, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 24, 1, 2  # linux/prctl.h, capability.h
-LINE = re.compile(r"^(error: |warning: |\S+: \d+ fractures, |\d+ of \d+ CTs done|\S+: already done)")
+# the messages, plus the detection table `segment` prints under a finished case ("  3  0.87  right rib 6, lateral ...")
+LINE = re.compile(r"^(error: |warning: |\S+: \d+ fractures, |\d+ of \d+ CTs done|\S+: already done|\s+\d+\s+\d\.\d\d\s)")
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,8 @@ def _assert_complete(out: Path) -> None:
             with path.open() as fh:
                 rows = list(csv.DictReader(fh))
             assert rows and set(rows[0]) == {"public_id", "label_id", "confidence", "label_code"}
+        elif path.suffix == ".tsv":
+            assert path.read_text().startswith("public_id\tlabel_id\trib\t")
 
 
 def _state(out: Path) -> dict:
@@ -96,12 +98,13 @@ def test_killed_runs_resume_to_the_uninterrupted_result(tmp_path):
     ckpt = B.tiny_fracture_checkpoint(tmp_path / "tiny.pt")
     assert main(_argv(cases, ckpt, tmp_path / "reference")) == 0
     reference = _state(tmp_path / "reference")
-    assert len(reference["files"]) == 3 * 3 + 1  # image, probability, summary per case; one csv
+    assert len(reference["files"]) == 3 * 3 + 2  # image, probability, summary per case; one csv, one rib table
 
     out = tmp_path / "out"
-    # Renames per case: probability, instances, csv, summary. Kill before renaming: the 2nd case's
-    # probability (the 1st case done); its summary (csv already has its rows); its instances (redoing it).
-    for kill_at in (5, 4, 2):
+    # Renames per case: probability, instances, csv, rib table, summary. Kill before renaming: the 2nd
+    # case's probability (the 1st case done); its summary (csv and rib table already have its rows);
+    # its instances (redoing it).
+    for kill_at in (6, 5, 2):
         run = _spawn(_argv(cases, ckpt, out), kill_at)
         run.communicate(timeout=300)
         assert run.returncode == -signal.SIGKILL

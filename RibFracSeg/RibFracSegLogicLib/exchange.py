@@ -3,12 +3,12 @@
 The panel runs `compute` in a PythonSlicer subprocess; the subprocess writes its result here and
 Slicer reads it back into the very same dataclasses, so node building never knows which path ran.
 Instances go as NRRD (geometry kept by SimpleITK), detections and L3 values as JSON, arrays as .npy.
+Reading never imports a module named by the file: each result type is rebuilt by its own from_dict,
+and reading pulls in neither torch nor the networks (Slicer's process stays light).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import importlib
 import json
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,8 @@ from .compute import RunOptions, RunOutput
 INPUT_NAME = "input.nrrd"
 OPTIONS_NAME = "options.json"
 RESULT_NAME = "result.json"  # written last: its presence means the result is complete
+RESULT_FORMAT = 2  # 2: explicit to_dict/from_dict per result type (1 named classes to import: never again)
+BODY_ARRAYS = ("mask", "hu")  # BodyComposition's array fields, saved as .npy
 
 
 def _tuplify(value: Any) -> Any:
@@ -34,32 +36,42 @@ def detection_from_dict(data: dict) -> Detection:
     return Detection(**{k: _tuplify(v) for k, v in data.items()})
 
 
-def _dump_dataclass(obj: Any, folder: Path, stem: str) -> dict | None:
-    """JSON description of a result dataclass; numpy fields go to <stem>.<field>.npy beside it."""
-    if obj is None:
-        return None
-    values, arrays = {}, {}
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        if isinstance(value, np.ndarray):
-            arrays[f.name] = f"{stem}.{f.name}.npy"
-            np.save(folder / arrays[f.name], value)
-        elif isinstance(value, np.generic):
-            values[f.name] = value.item()
-        else:
-            values[f.name] = value
-    cls = type(obj)
-    return {"class": f"{cls.__module__}:{cls.__qualname__}", "values": values, "arrays": arrays}
+def _l3_to_json(l3: Any) -> dict | None:
+    return None if l3 is None else l3.to_dict()
 
 
-def _load_dataclass(data: dict | None, folder: Path) -> Any:
+def _l3_from_json(data: dict | None) -> Any:
+    """An L3Result; imported here, by a fixed name, so reading needs neither torch nor the network."""
     if data is None:
         return None
-    module_name, qualname = data["class"].split(":")
-    cls = getattr(importlib.import_module(module_name), qualname)
-    kwargs = {k: _tuplify(v) for k, v in data["values"].items()}
-    kwargs.update({k: np.load(folder / name) for k, name in data["arrays"].items()})
-    return cls(**kwargs)
+    from RibFracSegLib.l3.locator import L3Result
+
+    return L3Result.from_dict(data)
+
+
+def _body_to_json(body: Any, folder: Path) -> dict | None:
+    """The measures as JSON; the label mask and the HU slice as <name>.npy beside it."""
+    if body is None:
+        return None
+    arrays = {}
+    for name in BODY_ARRAYS:
+        value = getattr(body, name)
+        if value is not None:
+            arrays[name] = f"body.{name}.npy"
+            np.save(folder / arrays[name], np.asarray(value), allow_pickle=False)
+    return {"values": body.to_dict(), "arrays": arrays}
+
+
+def _body_from_json(data: dict | None, folder: Path) -> Any:
+    if data is None:
+        return None
+    from RibFracSegLib.l3.body_composition import BodyComposition
+
+    unknown = set(data["arrays"]) - set(BODY_ARRAYS)
+    if unknown:
+        raise ValueError(f"Unexpected arrays {sorted(unknown)} in the run's result; it was not written by this version.")
+    arrays = {name: np.load(folder / f"body.{name}.npy", allow_pickle=False) for name in data["arrays"]}
+    return BodyComposition.from_dict(data["values"], **arrays)
 
 
 def write_input(folder: Path, image: sitk.Image, options: RunOptions) -> None:
@@ -89,8 +101,9 @@ def write_output(folder: Path, output: RunOutput) -> None:
         "fracture_meta": {"timings_s": fr.timings_s, "patches_total": fr.patches_total,
                           "patches_skipped": fr.patches_skipped, "device": fr.device},
         "has_probability": fr.probability is not None,
-        "l3": _dump_dataclass(output.l3, folder, "l3"),
-        "body": _dump_dataclass(output.body, folder, "body"),
+        "format": RESULT_FORMAT,
+        "l3": _l3_to_json(output.l3),
+        "body": _body_to_json(output.body, folder),
         "timings_s": output.timings_s,
     }
     write_text(json.dumps(summary), folder / RESULT_NAME)
@@ -98,6 +111,9 @@ def write_output(folder: Path, output: RunOutput) -> None:
 
 def read_output(folder: Path) -> RunOutput:
     summary = json.loads((folder / RESULT_NAME).read_text())
+    if summary.get("format") != RESULT_FORMAT:
+        raise ValueError(f"The run's result has format {summary.get('format')!r}, this module reads {RESULT_FORMAT}: "
+                         "the worker and the module come from different versions; restart Slicer.")
     probability = sitk.ReadImage(str(folder / "probability.nrrd")) if summary["has_probability"] else None
     fractures = FractureResult(
         detections=[detection_from_dict(d) for d in summary["detections"]],
@@ -105,5 +121,5 @@ def read_output(folder: Path) -> RunOutput:
         probability=probability,
         **summary["fracture_meta"],
     )
-    return RunOutput(fractures=fractures, l3=_load_dataclass(summary["l3"], folder),
-                     body=_load_dataclass(summary["body"], folder), timings_s=summary["timings_s"])
+    return RunOutput(fractures=fractures, l3=_l3_from_json(summary["l3"]),
+                     body=_body_from_json(summary["body"], folder), timings_s=summary["timings_s"])

@@ -54,6 +54,30 @@ class BodyComposition:
                 "imat_cm2": r(self.imat_cm2), "smi_cm2_per_m2": r(self.smi), "height_m": self.height_m,
                 "slice_index": self.slice_index}
 
+    def to_dict(self) -> dict:
+        """The measures, unrounded, as JSON types; `mask` and `hu` are arrays and travel separately
+        (`from_dict(data, mask=..., hu=...)`)."""
+        f = _float_or_none
+        return {"muscle_cm2": float(self.muscle_cm2), "sat_cm2": float(self.sat_cm2), "vat_cm2": float(self.vat_cm2),
+                "imat_cm2": f(self.imat_cm2), "smi": f(self.smi), "slice_index": int(self.slice_index),
+                "height_m": f(self.height_m), "pixel_mm": [float(v) for v in self.pixel_mm]}
+
+    @classmethod
+    def from_dict(cls, data: dict, mask: np.ndarray | None = None, hu: np.ndarray | None = None) -> "BodyComposition":
+        """The inverse of `to_dict`; unknown or missing keys raise a ValueError."""
+        names = {"muscle_cm2", "sat_cm2", "vat_cm2", "imat_cm2", "smi", "slice_index", "height_m", "pixel_mm"}
+        if set(data) != names:
+            raise ValueError(f"Not a BodyComposition: keys {sorted(set(data) ^ names)} differ from {sorted(names)}.")
+        f = _float_or_none
+        return cls(muscle_cm2=float(data["muscle_cm2"]), sat_cm2=float(data["sat_cm2"]), vat_cm2=float(data["vat_cm2"]),
+                   imat_cm2=f(data["imat_cm2"]), smi=f(data["smi"]), slice_index=int(data["slice_index"]),
+                   height_m=f(data["height_m"]), mask=mask, hu=hu,
+                   pixel_mm=tuple(float(v) for v in data["pixel_mm"]))
+
+
+def _float_or_none(value) -> float | None:
+    return None if value is None else float(value)
+
 
 def _in(hu: np.ndarray, rng: tuple[float, float]) -> np.ndarray:
     return (hu >= rng[0]) & (hu <= rng[1])

@@ -47,6 +47,33 @@ class L3Result:
             "view_confidences": {k: round(v, 4) for k, v in self.view_confidences.items()},
         }
 
+    def to_dict(self) -> dict:
+        """Every field, unrounded, as JSON types: what crosses the Slicer worker's process boundary.
+
+        `projections` is left out on purpose: it holds a reoriented copy of the whole CT, and what it is
+        needed for (body composition, QC pictures) happens where the CT is; `compute_projections` remakes it.
+        """
+        return {"in_view": bool(self.in_view), "confidence": float(self.confidence),
+                "slice_index": int(self.slice_index), "z_mm": float(self.z_mm),
+                "center_ras": [float(v) for v in self.center_ras], "center_lps": [float(v) for v in self.center_lps],
+                "row_mm": float(self.row_mm),
+                "view_rows_mm": {str(k): float(v) for k, v in self.view_rows_mm.items()},
+                "view_confidences": {str(k): float(v) for k, v in self.view_confidences.items()}}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "L3Result":
+        """The inverse of `to_dict` (projections None); unknown or missing keys raise a ValueError."""
+        names = {"in_view", "confidence", "slice_index", "z_mm", "center_ras", "center_lps", "row_mm",
+                 "view_rows_mm", "view_confidences"}
+        if set(data) != names:
+            raise ValueError(f"Not an L3Result: keys {sorted(set(data) ^ names)} differ from {sorted(names)}.")
+        return cls(in_view=bool(data["in_view"]), confidence=float(data["confidence"]),
+                   slice_index=int(data["slice_index"]), z_mm=float(data["z_mm"]),
+                   center_ras=tuple(float(v) for v in data["center_ras"]),
+                   center_lps=tuple(float(v) for v in data["center_lps"]), row_mm=float(data["row_mm"]),
+                   view_rows_mm={str(k): float(v) for k, v in data["view_rows_mm"].items()},
+                   view_confidences={str(k): float(v) for k, v in data["view_confidences"].items()})
+
 
 @functools.lru_cache(maxsize=4)
 def _load(path: str, mtime: float):

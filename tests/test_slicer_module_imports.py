@@ -29,7 +29,7 @@ def test_module_file_loads_without_torch_scipy_skimage_or_the_gui():
 def test_requirements_never_name_slicers_own_packages():
     raw = [line.split("#")[0].strip() for line in REQUIREMENTS.read_text().splitlines()]
     names = [requirement_name(line).lower() for line in raw if line]
-    assert names == ["scipy", "scikit-image", "tqdm"] == [requirement_name(r) for r in read_requirements()]
+    assert names == ["scipy", "scikit-image"] == [requirement_name(r) for r in read_requirements()]
     assert not set(names) & set(SLICER_OWNED) and "torch" not in names
     assert requirement_name("scikit-image>=0.21  # x") == "scikit-image"
 
@@ -44,3 +44,25 @@ def test_cmake_lists_every_module_file_and_resource():
     assert listed == on_disk
     for resource in re.findall(r"(Resources/\S+)", cmake.split("MODULE_PYTHON_RESOURCES", 1)[1].split(")", 1)[0]):
         assert (MODULE_DIR / resource.replace("${MODULE_NAME}", "RibFracSeg")).is_file(), resource
+
+
+def test_nothing_slicer_runs_needs_tqdm():
+    """Only the command line draws progress bars: the module, its Logic, the worker and the library code
+    they reach import without tqdm, and no file outside RibFracSegLib/cli imports it."""
+    import ast
+
+    importers = set()
+    for path in [*REPO.joinpath("RibFracSegLib").rglob("*.py"), *MODULE_DIR.rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            if any(n.split(".")[0] == "tqdm" for n in names):
+                importers.add(path.relative_to(REPO).parent.as_posix())
+    assert importers == {"RibFracSegLib/cli"}
+    modules = [f"RibFracSegLogicLib.{p.stem}" for p in (MODULE_DIR / "RibFracSegLogicLib").glob("*.py")]
+    modules += ["RibFracSegLib.inference", "RibFracSegLib.l3", "RibFracSegLib.l3.overlay", "RibFracSegLib.export"]
+    code = (f"import sys, importlib; sys.modules['tqdm'] = None; sys.path[:0] = [{str(MODULE_DIR)!r}, {str(REPO)!r}]; "
+            f"[importlib.import_module(m) for m in {sorted(modules)!r}]; import RibFracSeg; print('ok', len({modules!r}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["ok", str(len(modules))]

@@ -17,6 +17,7 @@ import slicer
 from RibFracSegLib.detections import Detection
 
 from .compute import Cancel, Progress, RunOptions, RunOutput, cancelled_error, compute
+from .dependencies import check_requirements
 from .nodes import RunNodes, add_run_nodes
 from .runner import BackgroundRun
 from .volumes import image_from_volume_node
@@ -76,8 +77,9 @@ class RibFracSegLogicBase:
 
         progress(done, total) receives the patches done; cancel() -> True stops the run between
         batches with the library's Cancelled exception and leaves the scene untouched.
-        Raises ValueError on bad input or options.
+        Raises ValueError on bad input or options, MissingRequirements naming any package not installed.
         """
+        check_requirements()
         options = self.options(checkpoint, device, overlap, threshold, l3, height_m, l3_checkpoint)
         start = time.perf_counter()
         image = checked_image(volumeNode)
@@ -98,6 +100,7 @@ class RibFracSegLogicBase:
 
     def start_background(self, volumeNode, options: RunOptions, preload: Sequence[str] = ()) -> BackgroundRun:
         """Start a run in a PythonSlicer subprocess; poll it, then call finish_background."""
+        check_requirements()
         return BackgroundRun(checked_image(volumeNode), options, preload=preload)
 
     def finish_background(self, volumeNode, run: BackgroundRun, name: Optional[str] = None) -> ProcessResult:

@@ -5,7 +5,8 @@
 Generates marked phantoms (LPS and oblique storage), runs the module's Logic in Slicer's process
 and in a PythonSlicer subprocess, checks segments, points, table, files and Cancel against numbers
 known in advance (RibFracSegLogicLib.selftest, the same checks pytest runs), prints every problem
-and exits 0 on success, 1 on failure, 2 when PyTorch is missing.
+and exits 0 on success, 1 on failure, 2 (skipped) when a required package — PyTorch or a line of
+requirements.txt — is missing, naming it.
 """
 
 import argparse
@@ -15,6 +16,7 @@ import traceback
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+SKIPPED = 2  # CTest's SKIP_RETURN_CODE for this test (Testing/Python/CMakeLists.txt)
 
 
 def _add_source_tree_to_path() -> None:
@@ -25,12 +27,13 @@ def _add_source_tree_to_path() -> None:
 
 
 def run(scene, workdir: Path, quick: bool = False) -> int:
-    """The checks on `scene`; returns the exit code (0 pass, 1 fail, 2 PyTorch missing)."""
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        print("RibFracSeg self-test: PyTorch is missing. Install the PyTorch extension, restart Slicer, re-run.")
-        return 2
+    """The checks on `scene`; returns the exit code (0 pass, 1 fail, 2 skipped: a requirement is missing)."""
+    from RibFracSegLogicLib.dependencies import missing_message, missing_requirements
+
+    missing = missing_requirements()  # torch and every line of requirements.txt, at their versions
+    if missing:
+        print(f"RibFracSeg self-test skipped: {missing_message(missing)} Then re-run.")
+        return SKIPPED
     from RibFracSegLogicLib.selftest import run_selftest
 
     orientations = ("oblique",) if quick else ("LPS", "oblique")

@@ -7,13 +7,11 @@ import importlib.util
 
 import pytest
 
-from slicer_scene import REPO, add_module_path, make_scene
+from slicer_cases import probe_case
+from slicer_scene import REPO, make_scene
 
-add_module_path()
-
-from RibFracSegLogicLib import dependencies, probe, selftest  # noqa: E402
+from RibFracSegLogicLib import dependencies  # noqa: E402
 from RibFracSegLogicLib.dependencies import MissingRequirements  # noqa: E402
-from RibFracSegLogicLib.logic import RibFracSegLogicBase  # noqa: E402
 
 ABSENT = "ribfracseg-no-such-package>=1.0"
 
@@ -46,10 +44,8 @@ def test_the_message_names_each_missing_package_and_the_way_to_get_it():
 
 
 def test_console_process_checks_requirements_first_and_changes_nothing(requirements_with_a_missing_package, tmp_path):
-    holder = make_scene()
-    volume = selftest.add_case_volume(holder.scene, selftest.phantom_case("LPS"))
-    checkpoint = str(probe.write_probe_checkpoint(tmp_path / "probe.pt"))
-    logic = RibFracSegLogicBase(holder.scene)
+    case = probe_case(tmp_path)
+    holder, logic, volume, checkpoint = case.holder, case.logic, case.volume, case.checkpoint
     before = holder.node_ids()
     for start in (lambda: logic.process(volume, checkpoint=checkpoint, device="cpu"),
                   lambda: logic.start_background(volume, logic.options(checkpoint, device="cpu"))):

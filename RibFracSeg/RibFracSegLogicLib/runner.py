@@ -12,12 +12,9 @@ Qt-free on purpose: the panel calls `poll()` from a QTimer; the console calls `w
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -26,7 +23,7 @@ from typing import Optional, Sequence
 
 import SimpleITK as sitk
 
-from . import exchange
+from . import exchange, processes
 from .compute import RunOptions, RunOutput
 from .worker import PREFIX
 
@@ -34,22 +31,6 @@ logger = logging.getLogger("RibFracSeg")
 
 RUNNING, DONE, FAILED, CANCELLED = "running", "done", "failed", "cancelled"
 LOG_TAIL = 20  # lines of worker output kept to explain a failure
-
-
-def python_executable() -> str:
-    """Slicer's own interpreter (PythonSlicer) inside Slicer, else the current one."""
-    return shutil.which("PythonSlicer") or sys.executable
-
-
-def _worker_env() -> dict[str, str]:
-    """PYTHONPATH with the folders holding RibFracSegLogicLib and RibFracSegLib (dev or installed)."""
-    import RibFracSegLib
-
-    paths = [str(Path(__file__).resolve().parent.parent), str(Path(RibFracSegLib.__file__).resolve().parent.parent)]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(paths + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 class BackgroundRun:
@@ -70,7 +51,7 @@ class BackgroundRun:
         self._process: Optional[subprocess.Popen] = None
         self._cancel_requested = False
         self._saw_done = False
-        command = [python or python_executable(), "-m", "RibFracSegLogicLib.worker", str(self._folder)]
+        command = [python or processes.python_executable(), "-m", "RibFracSegLogicLib.worker", str(self._folder)]
         for name in preload:
             command += ["--preload", name]
         self._thread = threading.Thread(target=self._launch_and_read, args=(image, command), daemon=True)
@@ -83,11 +64,9 @@ class BackgroundRun:
             with self._lock:
                 if self._cancel_requested:
                     return
-                popen_extra = {"start_new_session": True} if os.name == "posix" else {
-                    "creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
                 self._process = subprocess.Popen(
                     command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                    env=_worker_env(), **popen_extra)
+                    env=processes.worker_environment(), **processes.popen_options())
             for line in self._process.stdout:
                 self._lines.put(line.rstrip("\n"))
             self._process.wait()
@@ -143,23 +122,16 @@ class BackgroundRun:
         self._cleanup()
 
     def cancel(self) -> None:
-        """Kill the worker (and its children) now; nothing reaches the scene. Returns within ~2 s."""
+        """Kill the worker's whole process tree now (PythonSlicer is a launcher with the real Python
+        as its child: see processes.py); nothing reaches the scene. Returns within ~2 s."""
         with self._lock:
             self._cancel_requested = True
             process = self._process
-        if process is not None and process.poll() is None:
-            try:
-                if os.name == "posix":
-                    os.killpg(process.pid, signal.SIGKILL)
-                else:
-                    process.kill()
-            except ProcessLookupError:
-                pass
-            try:
-                process.wait(timeout=2.0)
-            except subprocess.TimeoutExpired:
+        if process is not None:
+            processes.kill_tree(process)
+            if process.poll() is None:
                 logger.warning("RibFracSeg: the background process did not end within 2 s of Cancel")
-        self._thread.join(timeout=2.0)
+        self._thread.join(timeout=processes.KILL_WAIT_S)
         self.state = CANCELLED
         self._cleanup()
 

@@ -126,10 +126,16 @@ L3_OVERLAY_WINDOW_HU = (-160.0, 240.0)  # abdominal window for the overlay PNG
 HEIGHT_RANGE_M = (0.5, 2.6)  # patient heights accepted for SMI, in metres (175 is centimetres: refused)
 
 # --- Slicer terminology for fracture segments (DICOM/SNOMED CT: scheme, code, meaning) -------------
-TERMINOLOGY_CONTEXT = "Segmentation category and type - 3D Slicer General Anatomy list"
+# Slicer's shipped contexts have no fracture type, so the module ships its own small context
+# (RibFracSeg/Resources/Terminology) and loads it at start-up; the anatomic region comes from Slicer's
+# own "Anatomic codes - DICOM master list", where Rib carries the Right/Left modifiers below.
+TERMINOLOGY_CONTEXT = "Segmentation category and type - RibFracSeg"
 FRACTURE_CATEGORY_CODE = ("SCT", "49755003", "Morphologically Altered Structure")
 FRACTURE_TYPE_CODE = ("SCT", "33737001", "Fracture of rib")
+FRACTURE_SLICER_LABEL = "rib fracture"  # the type's 3dSlicerLabel in our context file
+REGION_CONTEXT = "Anatomic codes - DICOM master list"
 FRACTURE_REGION_CODE = ("SCT", "113197003", "Rib")
+SIDE_CODES = {"L": ("SCT", "7771000", "Left"), "R": ("SCT", "24028007", "Right")}
 
 # --- Sliding window (fracture inference engine) --------------------------------------------------
 GAUSSIAN_SIGMA_SCALE = 0.125  # sigma = 0.125 x patch size, as nnU-Net and MONAI

@@ -9,9 +9,9 @@ runs — without the Slicer application (Python console, PythonSlicer, pytest wi
 import logging
 import os
 import sys
+import time
 import unittest
-from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import slicer
 import vtk
@@ -29,7 +29,19 @@ _add_library_to_path()
 
 from RibFracSegLib import defaults  # noqa: E402
 from RibFracSegLogicLib.batch import run_batch  # noqa: E402
-from RibFracSegLogicLib.logic import ProcessResult, RibFracSegLogicBase  # noqa: E402
+from RibFracSegLogicLib.dependencies import check_requirements  # noqa: E402
+from RibFracSegLogicLib.logic import RibFracSegLogicBase  # noqa: E402
+
+try:  # translatable strings, as the current module template does (Slicer 5.4+)
+    from slicer.i18n import tr as _
+    from slicer.i18n import translate
+except ImportError:  # slicer-core wheel: no translations
+
+    def _(text: str) -> str:
+        return text
+
+    def translate(context: str, text: str) -> str:
+        return text
 
 try:  # Slicer's GUI framework: present in the application, absent in the slicer-core wheel
     from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
@@ -45,21 +57,35 @@ except ImportError:
 
 logger = logging.getLogger("RibFracSeg")
 POLL_MS = 200  # how often the panel reads the background run's progress
+HELP_URL = "https://github.com/ribfracseg/RibFracSeg#in-3d-slicer"
+
+
+def loadTerminology() -> None:
+    """Make fracture segments' terminology editable: load our context into the Terminologies module."""
+    from RibFracSegLogicLib.terminology import load_terminology
+
+    try:
+        load_terminology(slicer.modules.terminologies.logic())
+    except Exception:  # never block Slicer's start-up; segments still get their codes
+        logger.exception("RibFracSeg: could not load the fracture terminology")
 
 
 class RibFracSeg(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "RibFracSeg"
-        self.parent.categories = ["Segmentation"]
+        self.parent.title = _("RibFracSeg")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
         self.parent.dependencies = []
         self.parent.contributors = ["RibFracSeg team"]
-        self.parent.helpText = (
+        self.parent.helpText = _(
             "Detects and segments rib fractures in a chest CT (one segment, point and table row per fracture), "
             "and optionally locates the L3 vertebra and measures body composition on that slice. "
-            "Runs in the background with progress and Cancel. See the README for batch use from the console.")
-        self.parent.acknowledgementText = (
+            "Runs in the background with progress and Cancel.") + " " + _(
+            'See the <a href="{url}">module documentation</a> for batch use from the Python console.').format(
+            url=HELP_URL)
+        self.parent.acknowledgementText = _(
             "Networks after FracNet (Jin et al., EBioMedicine 2020); L3 localisation after Kanavati et al. 2018.")
+        slicer.app.connect("startupCompleted()", loadTerminology)
 
 
 if GUI_AVAILABLE:
@@ -69,7 +95,7 @@ if GUI_AVAILABLE:
         """The panel's state, saved with the scene."""
 
         inputVolume: slicer.vtkMRMLScalarVolumeNode
-        checkpoint: Path = defaults.DEFAULT_FRACTURE_CHECKPOINT
+        checkpoint: str = ""  # "" = the shipped model of this installation, resolved at run time
         device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
         useCheckpointSettings: bool = True  # overlap/threshold from the checkpoint
         overlap: Annotated[float, WithinRange(0.0, 0.9)] = defaults.OVERLAP
@@ -106,12 +132,15 @@ class RibFracSegLogic(*_LOGIC_BASES):
         return RibFracSegParameterNode(super().getParameterNode())
 
     def batch(self, inputs, out_dir, **options):
-        """Every CT file/folder in `inputs` -> <case>.seg.nrrd, .mrk.json, .tsv in out_dir (see batch.run_batch)."""
+        """Every CT file/folder in `inputs` -> <case>.seg.nrrd, .mrk.json, .tsv in out_dir (see batch.run_batch).
+
+        Raises MissingRequirements naming every package that is not installed before any case starts."""
+        check_requirements()
         return run_batch(self, inputs, out_dir, **options)
 
 
 class RibFracSegWidget(*_WIDGET_BASES):
-    """The panel: inputs, Segment/Cancel with real progress, results, errors."""
+    """The panel: inputs, Segment/Cancel with real progress, results, errors (decisions: panel.py)."""
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -119,8 +148,7 @@ class RibFracSegWidget(*_WIDGET_BASES):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._run = None
-        self._runVolume = None
+        self._run = None  # a RibFracSegLogicLib.panel.PanelRun while one is going
         self._timer = None
 
     def setup(self) -> None:
@@ -132,7 +160,14 @@ class RibFracSegWidget(*_WIDGET_BASES):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = RibFracSegLogic()
+        # The checkpoint is a string ("" = shipped model); parameterNodeWrapper only binds a path line edit
+        # to a pathlib.Path (where "" becomes "."), so this one field is bound here by hand.
         self.ui.checkpointPathLineEdit.settingKey = "RibFracSeg/RecentCheckpoints"  # remembers recent files
+        for lineEdit in slicer.util.findChildren(self.ui.checkpointPathLineEdit, className="QLineEdit")[:1]:
+            lineEdit.placeholderText = _("shipped model (ribfrac_default.pt)")
+        self.ui.checkpointPathLineEdit.connect("currentPathChanged(QString)", self.onCheckpointEdited)
+        # The Show 3D button always acts on the segmentation the selector shows, whoever changed it.
+        self.ui.outputSegmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onOutputSegmentationChanged)
         self._timer = qt.QTimer()
         self._timer.setInterval(POLL_MS)
         self._timer.connect("timeout()", self.onPoll)
@@ -146,6 +181,14 @@ class RibFracSegWidget(*_WIDGET_BASES):
         self.cancelRun()
         self.removeObservers()
 
+    def onReload(self) -> None:
+        """Reload the module's own packages too: Slicer's reload re-reads only this file."""
+        from RibFracSegLogicLib.reload import forget_own_modules
+
+        self.cancelRun()
+        logger.info("RibFracSeg: reloading %d modules", len(forget_own_modules()))
+        ScriptedLoadableModuleWidget.onReload(self)
+
     def enter(self) -> None:
         self.initializeParameterNode()
 
@@ -153,7 +196,7 @@ class RibFracSegWidget(*_WIDGET_BASES):
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGUI)
 
     def onSceneStartClose(self, caller, event) -> None:
         self.cancelRun()
@@ -173,54 +216,59 @@ class RibFracSegWidget(*_WIDGET_BASES):
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGUI)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
-            self._updateButtons()
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGUI)
+            self._updateGUI()
 
-    def _updateButtons(self, caller=None, event=None) -> None:
+    def onOutputSegmentationChanged(self, node) -> None:
+        self.ui.show3DButton.setSegmentationNode(node)
+
+    def onCheckpointEdited(self, path: str) -> None:
+        if self._parameterNode and self._parameterNode.checkpoint != path.strip():
+            self._parameterNode.checkpoint = path.strip()
+
+    def _updateGUI(self, caller=None, event=None) -> None:
         p = self._parameterNode
+        if p and self.ui.checkpointPathLineEdit.currentPath != p.checkpoint:
+            wasBlocked = self.ui.checkpointPathLineEdit.blockSignals(True)
+            self.ui.checkpointPathLineEdit.currentPath = p.checkpoint
+            self.ui.checkpointPathLineEdit.blockSignals(wasBlocked)
         running = self._run is not None
-        self.ui.segmentButton.text = "Cancel" if running else "Segment"
+        self.ui.segmentButton.text = _("Cancel") if running else _("Segment")
         self.ui.segmentButton.enabled = running or bool(p and p.inputVolume)
-        self.ui.segmentButton.toolTip = ("Stop the run; the scene stays as it was." if running
-                                         else "Detect rib fractures in the input volume (runs in the background).")
+        self.ui.segmentButton.toolTip = (_("Stop the run; the scene stays as it was.") if running
+                                         else _("Detect rib fractures in the input volume (runs in the background)."))
         self.ui.overlapSliderWidget.enabled = bool(p) and not p.useCheckpointSettings
         self.ui.thresholdSliderWidget.enabled = bool(p) and not p.useCheckpointSettings
         self.ui.heightSpinBox.enabled = bool(p) and p.computeL3
 
-    def _options(self):
-        p = self._parameterNode
-        own = not p.useCheckpointSettings
-        return self.logic.options(checkpoint=str(p.checkpoint), device=p.device,
-                                  overlap=p.overlap if own else None, threshold=p.threshold if own else None,
-                                  l3=p.computeL3, height_m=p.heightM if p.computeL3 and p.heightM > 0 else None)
-
     def onSegmentButton(self) -> None:
+        clickedAt = time.perf_counter()  # the reported time is wall time from this click
         if self._run is not None:
             self.cancelRun()
-            self._setStatus("Cancelled; the scene was not changed.")
+            self._setStatus(_("Cancelled; the scene was not changed."))
             return
         from RibFracSegLogicLib.dependencies import ensure_dependencies
+        from RibFracSegLogicLib.panel import PanelInputs, PanelRun
 
         self._setStatus("")
         try:
-            with slicer.util.tryWithErrorDisplay("RibFracSeg could not start.", waitCursor=True):
-                ensure_dependencies(ask=slicer.util.confirmOkCancelDisplay)
-                options = self._options()
-                volume = self._parameterNode.inputVolume
-                self._run = self.logic.start_background(volume, options)
-                self._runVolume = volume
+            with slicer.util.tryWithErrorDisplay(_("RibFracSeg could not start."), waitCursor=True):
+                ensure_dependencies(ask=lambda question: slicer.util.confirmOkCancelDisplay(
+                    question, _("RibFracSeg - Install Python packages")))
+                self._run = PanelRun(self.logic, self._parameterNode.inputVolume,
+                                     PanelInputs.from_parameter_node(self._parameterNode), clicked_at=clickedAt)
         except Exception as err:  # already shown in a dialog; keep it in the panel and the log too
-            self._setStatus(f"Error: {err}", error=True)
+            self._setStatus(_("Error: {error}").format(error=err), error=True)
             return
         self.ui.progressBar.setRange(0, 0)  # busy until the first patch count arrives
         self.ui.progressBar.show()
-        self._setStatus("Starting…")
+        self._setStatus(self._run.status_text())
         self._timer.start()
-        self._updateButtons()
+        self._updateGUI()
 
     def onPoll(self) -> None:
         from RibFracSegLogicLib.runner import RUNNING
@@ -234,8 +282,7 @@ class RibFracSegWidget(*_WIDGET_BASES):
         if total:
             self.ui.progressBar.setRange(0, total)
             self.ui.progressBar.setValue(done)
-            self._setStatus(f"Patches {done}/{total}" + (" — L3 and body composition…" if done == total and
-                                                         run.options.l3 else ""))
+        self._setStatus(run.status_text())
         if run.state != RUNNING:
             self._timer.stop()
             self._finishRun()
@@ -243,51 +290,38 @@ class RibFracSegWidget(*_WIDGET_BASES):
     def _finishRun(self) -> None:
         from RibFracSegLogicLib.runner import DONE
 
-        run, volume = self._run, self._runVolume
-        self._run = self._runVolume = None
+        run, self._run = self._run, None
         self.ui.progressBar.hide()
-        self._updateButtons()
+        self._updateGUI()
         if run.state != DONE:
-            self._setStatus(f"Error: {run.error}", error=True)
+            self._setStatus(_("Error: {error}").format(error=run.error), error=True)
             return
-        if volume is None or volume.GetScene() is None:
-            self._setStatus("The input volume was removed during the run; results discarded.", error=True)
+        if run.volume is None or run.volume.GetScene() is None:
+            self._setStatus(_("The input volume was removed during the run; results discarded."), error=True)
             return
         try:
-            result = self.logic.finish_background(volume, run)
+            outcome = run.finish()
         except Exception as err:  # shown in the panel; traceback in the log
             logger.exception("RibFracSeg: could not add results")
-            self._setStatus(f"Error: {err}", error=True)
+            self._setStatus(_("Error: {error}").format(error=err), error=True)
             return
-        self._showResults(result, run)
-
-    def _showResults(self, result: ProcessResult, run) -> None:
-        p = self._parameterNode
-        nodes = result.nodes
-        p.outputSegmentation, p.outputPoints, p.outputTable = nodes.segmentation, nodes.points, nodes.table
-        self.ui.show3DButton.setSegmentationNode(nodes.segmentation)
-        if nodes.l3_table is not None:
-            p.outputBodyComposition = nodes.l3_table
+        for name, node in outcome.outputs.items():  # None clears a selector (no stale L3 table)
+            setattr(self._parameterNode, name, node)
         self.ui.checkpointPathLineEdit.addCurrentPathToHistory()
-        message = f"{len(result.detections)} fractures found in {sum(run.stage_seconds.values()):.1f} s."
-        l3 = result.output.l3
-        if l3 is not None:
-            if l3.in_view:
-                slicer.vtkMRMLSliceNode.JumpAllSlices(slicer.mrmlScene, *l3.center_ras,
-                                                      slicer.vtkMRMLSliceNode.CenteredJumpSlice)
-                message += f" L3 at S = {l3.z_mm:.1f} mm."
-            else:
-                message += " L3 is not in the field of view."
-        self._setStatus(message)
+        l3 = outcome.result.output.l3
+        if l3 is not None and l3.in_view:
+            slicer.vtkMRMLSliceNode.JumpAllSlices(slicer.mrmlScene, *l3.center_ras,
+                                                  slicer.vtkMRMLSliceNode.CenteredJumpSlice)
+        self._setStatus(outcome.message)
 
     def cancelRun(self) -> None:
         if self._run is not None:
             self._run.cancel()
-            self._run = self._runVolume = None
+            self._run = None
             if self._timer is not None:
                 self._timer.stop()
             self.ui.progressBar.hide()
-            self._updateButtons()
+            self._updateGUI()
 
     def _setStatus(self, text: str, error: bool = False) -> None:
         self.ui.statusLabel.text = text
@@ -307,6 +341,11 @@ class RibFracSegTest(ScriptedLoadableModuleTest):
         self.test_RibFracSeg_phantoms()
 
     def test_RibFracSeg_phantoms(self) -> None:
+        from RibFracSegLogicLib.dependencies import missing_message, missing_requirements
+
+        missing = missing_requirements()  # torch and requirements.txt, before anything imports them
+        if missing:
+            self.skipTest(missing_message(missing))
         from RibFracSegLogicLib.selftest import run_selftest
 
         self.delayDisplay("RibFracSeg: marked phantoms, LPS and oblique")

@@ -66,3 +66,31 @@ def test_nothing_slicer_runs_needs_tqdm():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["ok", str(len(modules))]
+
+
+def test_reload_forgets_the_modules_own_packages_and_nothing_else():
+    """The Widget's Reload drops RibFracSegLogicLib/RibFracSegLib so that Slicer's reload imports them afresh."""
+    code = (f"import sys; sys.path[:0] = [{str(MODULE_DIR)!r}, {str(REPO)!r}]; import numpy, slicer; "
+            "import RibFracSeg, RibFracSegLogicLib.panel as old; from RibFracSegLogicLib.reload import forget_own_modules; "
+            "dropped = forget_own_modules(); import RibFracSegLogicLib.panel as new; "
+            "print(new is not old, 'RibFracSegLogicLib.panel' in dropped, 'RibFracSegLib.defaults' in dropped, "
+            "any(not n.startswith(('RibFracSegLogicLib', 'RibFracSegLib')) for n in dropped), "
+            "'numpy' in sys.modules and 'slicer' in sys.modules and 'RibFracSeg' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["True", "True", "True", "False", "True"]
+
+
+def test_the_scene_stores_no_path_to_the_shipped_model():
+    """The panel's checkpoint field defaults to "" (resolved to the shipped model at run time), and is
+    bound by hand: parameterNodeWrapper would turn "" into Path(".")."""
+    import ast
+    import xml.etree.ElementTree as ET
+
+    tree = ast.parse((MODULE_DIR / "RibFracSeg.py").read_text())
+    node = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == "RibFracSegParameterNode")
+    field = next(s for s in node.body if isinstance(s, ast.AnnAssign) and s.target.id == "checkpoint")
+    assert ast.unparse(field.annotation) == "str" and ast.literal_eval(field.value) == ""
+    ui = ET.parse(MODULE_DIR / "Resources" / "UI" / "RibFracSeg.ui")
+    edit = next(w for w in ui.iter("widget") if w.get("name") == "checkpointPathLineEdit")
+    assert [p.get("name") for p in edit.iter("property") if p.get("name") == "SlicerParameterName"] == []

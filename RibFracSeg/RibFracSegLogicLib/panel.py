@@ -1,0 +1,148 @@
+"""What the panel does from the click to the shown results, without Qt (so pytest drives the same path).
+
+The Widget in RibFracSeg.py only copies its parameter node into `PanelInputs`, calls `PanelRun` from
+its QTimer, and writes `PanelOutcome.outputs` back into the parameter node. Everything that decides
+something — which checkpoint an empty field means, which output selectors change, what the status
+line says and how long the run took — is here and tested on slicer-core.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+from RibFracSegLib import defaults
+
+from .compute import RunOptions
+from .logic import ProcessResult
+from .runner import DONE, BackgroundRun
+
+logger = logging.getLogger("RibFracSeg")
+
+
+@dataclass
+class PanelInputs:
+    """The panel's choices, as the parameter node stores them."""
+
+    checkpoint: str = ""  # "" = the shipped model, resolved at run time (never stored as a path)
+    device: str = "auto"
+    use_checkpoint_settings: bool = True
+    overlap: float = defaults.OVERLAP
+    threshold: float = defaults.PROB_THRESHOLD
+    compute_l3: bool = False
+    height_m: float = 0.0  # 0 = unknown (no skeletal muscle index)
+
+    @classmethod
+    def from_parameter_node(cls, p) -> "PanelInputs":
+        return cls(checkpoint=str(p.checkpoint or ""), device=p.device, use_checkpoint_settings=p.useCheckpointSettings,
+                   overlap=p.overlap, threshold=p.threshold, compute_l3=p.computeL3, height_m=p.heightM)
+
+
+def checkpoint_for_run(stored: str) -> Optional[str]:
+    """The checkpoint field -> the file to run, None meaning the shipped model of this installation.
+
+    Empty means the shipped model. So does a path to a shipped model that no longer exists — what scenes
+    saved by older versions hold (the absolute path of the extension folder of that version or machine).
+    """
+    text = (stored or "").strip()
+    if not text or text == ".":
+        return None
+    path = Path(text)
+    shipped = defaults.DEFAULT_FRACTURE_CHECKPOINT
+    if path == shipped:
+        return None
+    if not path.exists() and path.name == shipped.name and path.parent.name == shipped.parent.name:
+        logger.info("RibFracSeg: %s is the shipped model of another installation; using %s", path, shipped)
+        return None
+    return str(path)
+
+
+def run_options(logic, inputs: PanelInputs) -> RunOptions:
+    """Validated RunOptions for the panel's inputs (ValueError names the bad one)."""
+    own = not inputs.use_checkpoint_settings
+    return logic.options(checkpoint=checkpoint_for_run(inputs.checkpoint), device=inputs.device,
+                         overlap=inputs.overlap if own else None, threshold=inputs.threshold if own else None,
+                         l3=inputs.compute_l3,
+                         height_m=inputs.height_m if inputs.compute_l3 and inputs.height_m > 0 else None)
+
+
+def summary_message(result: ProcessResult, seconds: float) -> str:
+    """The status line after a run; `seconds` is wall time from the click."""
+    message = f"{len(result.detections)} fractures found in {seconds:.1f} s."
+    l3 = result.output.l3
+    if l3 is not None:
+        message += f" L3 at S = {l3.z_mm:.1f} mm." if l3.in_view else " L3 is not in the field of view."
+    return message
+
+
+def output_selections(result: ProcessResult) -> dict[str, Any]:
+    """Parameter-node field -> node for every output selector; None clears a selector (a run without L3
+    must not leave the previous run's body-composition table on show)."""
+    nodes = result.nodes
+    return {"outputSegmentation": nodes.segmentation, "outputPoints": nodes.points, "outputTable": nodes.table,
+            "outputBodyComposition": nodes.l3_table}
+
+
+@dataclass
+class PanelOutcome:
+    """A finished run as the panel shows it."""
+
+    result: ProcessResult
+    seconds: float  # wall time from the click to the nodes in the scene
+    message: str
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+class PanelRun:
+    """One click of Segment: a background run that the panel polls, finishes or cancels."""
+
+    def __init__(self, logic, volume, inputs: PanelInputs, clicked_at: Optional[float] = None,
+                 clock: Callable[[], float] = time.perf_counter, preload: Sequence[str] = ()) -> None:
+        self.clock = clock
+        self.clicked_at = clock() if clicked_at is None else clicked_at
+        self.logic, self.volume, self.inputs = logic, volume, inputs
+        self.options = run_options(logic, inputs)
+        self.background: BackgroundRun = logic.start_background(volume, self.options, preload=preload)
+
+    @property
+    def state(self) -> str:
+        return self.background.state
+
+    @property
+    def progress(self) -> tuple[int, int]:
+        return self.background.progress
+
+    @property
+    def error(self) -> Optional[str]:
+        return self.background.error
+
+    def poll(self) -> list[str]:
+        """The worker's plain log lines since the last call (state and progress are updated)."""
+        return self.background.poll()
+
+    def status_text(self) -> str:
+        done, total = self.progress
+        if not total:
+            return "Starting…"
+        tail = " — L3 and body composition…" if done == total and self.options.l3 else ""
+        return f"Patches {done}/{total}{tail}"
+
+    def wait(self, timeout: Optional[float] = None) -> str:
+        """Console and tests: poll until the run ends; returns the final state."""
+        return self.background.wait(timeout=timeout)
+
+    def finish(self, name: Optional[str] = None) -> PanelOutcome:
+        """Add the finished run's nodes to the scene (raises if it failed or was cancelled)."""
+        if self.state != DONE:
+            raise RuntimeError(f"No result: the run is {self.state}" + (f" ({self.error})" if self.error else ""))
+        result = self.logic.finish_background(self.volume, self.background, name=name)
+        seconds = self.clock() - self.clicked_at
+        logger.info("RibFracSeg: run finished %.2f s after the click", seconds)
+        return PanelOutcome(result=result, seconds=seconds, message=summary_message(result, seconds),
+                            outputs=output_selections(result))
+
+    def cancel(self) -> None:
+        self.background.cancel()

@@ -1,0 +1,112 @@
+"""The panel's path from the click to the shown results (PanelRun, as the Widget drives it), on slicer-core."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from slicer_cases import probe_case
+from slicer_scene import make_scene
+
+from RibFracSegLib import defaults  # noqa: E402
+from RibFracSegLogicLib import probe, selftest  # noqa: E402
+from RibFracSegLogicLib.logic import RibFracSegLogicBase  # noqa: E402
+from RibFracSegLogicLib.panel import PanelInputs, PanelRun, checkpoint_for_run, run_options  # noqa: E402
+from RibFracSegLogicLib.runner import DONE  # noqa: E402
+
+torch.set_num_threads(2)
+
+
+def test_an_empty_checkpoint_field_means_the_shipped_model_of_this_installation(tmp_path):
+    logic = RibFracSegLogicBase(make_scene().scene)
+    assert PanelInputs().checkpoint == ""  # what the parameter node stores by default: no path
+    assert checkpoint_for_run("") is None and checkpoint_for_run("  ") is None
+    assert run_options(logic, PanelInputs()).checkpoint == str(defaults.DEFAULT_FRACTURE_CHECKPOINT)
+    # a scene saved by an older version or on another machine holds that installation's shipped path
+    stale = "/opt/Slicer-5.6.2/lib/Slicer-5.6/qt-scripted-modules/Resources/Models/ribfrac_default.pt"
+    assert checkpoint_for_run(stale) is None
+    assert checkpoint_for_run(str(defaults.DEFAULT_FRACTURE_CHECKPOINT)) is None
+    own = probe.write_probe_checkpoint(tmp_path / "mine.pt")
+    assert run_options(logic, PanelInputs(checkpoint=str(own))).checkpoint == str(own)
+    with pytest.raises(ValueError, match="Checkpoint not found: .*gone.pt"):
+        run_options(logic, PanelInputs(checkpoint=str(tmp_path / "gone.pt")))
+
+
+def test_the_panels_own_overlap_threshold_and_height_reach_the_run(tmp_path):
+    logic = RibFracSegLogicBase(make_scene().scene)
+    inputs = PanelInputs(use_checkpoint_settings=False, overlap=0.25, threshold=0.4, compute_l3=True, height_m=1.8)
+    options = run_options(logic, inputs)
+    assert (options.overlap, options.threshold, options.l3, options.height_m) == (0.25, 0.4, True, 1.8)
+    options = run_options(logic, PanelInputs(overlap=0.25, compute_l3=False, height_m=1.8))
+    assert (options.overlap, options.threshold, options.l3, options.height_m) == (None, None, False, None)
+
+
+@pytest.fixture(scope="module")
+def abdomen_case(tmp_path_factory):
+    """A thorax+abdomen phantom (L3 in view), fractures painted for the probe, in a headless scene."""
+    from RibFracSegLib.phantom import PhantomParams, generate_phantom
+
+    case = generate_phantom(PhantomParams(shape=(150, 150, 170), spacing=(2.2, 2.2, 2.5), fov="thorax_abdomen",
+                                          n_fractures=2, orientation="LPS", seed=424243))
+    marked = selftest.MarkedCase("abdomen", probe.paint_marker(case.image, case.fracture_labels), case.fracture_labels, {})
+    holder = make_scene()
+    volume = selftest.add_case_volume(holder.scene, marked)
+    checkpoint = str(probe.write_probe_checkpoint(tmp_path_factory.mktemp("ckpt") / "probe.pt"))
+    return case, marked, holder, volume, checkpoint
+
+
+def _table_rows(table) -> dict[str, float]:
+    return {table.GetCellText(r, 0): float(table.GetCellText(r, 1)) for r in range(table.GetNumberOfRows())}
+
+
+def test_background_run_with_l3_adds_the_l3_point_and_the_body_composition_table(abdomen_case):
+    from RibFracSegLib.l3 import body_composition, locate_l3
+
+    case, marked, holder, volume, checkpoint = abdomen_case
+    logic = RibFracSegLogicBase(holder.scene)
+    run = PanelRun(logic, volume, PanelInputs(checkpoint=checkpoint, device="cpu", compute_l3=True, height_m=1.75),
+                   preload=[probe.MODULE])
+    assert run.wait(timeout=300) == DONE, run.error
+    assert run.progress[0] == run.progress[1] > 0 and run.status_text().endswith("L3 and body composition…")
+    outcome = run.finish()
+    nodes = outcome.result.nodes
+    assert outcome.outputs["outputBodyComposition"] is nodes.l3_table is not None
+    assert outcome.outputs["outputSegmentation"] is nodes.segmentation
+    # the L3 point is where the phantom's L3 vertebral body is (RAS = LPS with x, y negated)
+    truth_ras = np.multiply(case.l3.center_lps, (-1, -1, 1))
+    assert nodes.l3_point.GetNumberOfControlPoints() == 1 and nodes.l3_point.GetNthControlPointLabel(0) == "L3"
+    assert np.linalg.norm(np.subtract(nodes.l3_point.GetNthControlPointPositionVector(0), truth_ras)) < 6.0
+    # ... and the background run measured what the library measures in this process
+    expected_l3 = locate_l3(marked.image)
+    expected = body_composition(marked.image, expected_l3, height_m=1.75)
+    rows = _table_rows(nodes.l3_table)
+    assert rows["l3_in_view"] == 1.0 and rows["l3_slice_index"] == expected_l3.slice_index
+    for measure in ("muscle_cm2", "sat_cm2", "vat_cm2"):
+        assert rows[measure] == pytest.approx(getattr(expected, measure), rel=1e-5), measure
+    assert rows["smi"] == pytest.approx(expected.muscle_cm2 / 1.75 ** 2, rel=1e-5) and rows["height_m"] == 1.75
+    assert f"L3 at S = {expected_l3.z_mm:.1f} mm." in outcome.message
+    assert len(outcome.result.detections) == nodes.segmentation.GetSegmentation().GetNumberOfSegments() > 0
+
+
+def test_a_run_without_l3_clears_the_body_composition_selector_and_times_from_the_click(abdomen_case):
+    case, marked, holder, volume, checkpoint = abdomen_case
+    ticks = iter([100.0, 107.5])  # the click, then the results in the scene
+    run = PanelRun(RibFracSegLogicBase(holder.scene), volume, PanelInputs(checkpoint=checkpoint, device="cpu"),
+                   clock=lambda: next(ticks), preload=[probe.MODULE])
+    assert run.wait(timeout=300) == DONE, run.error
+    outcome = run.finish()
+    assert "outputBodyComposition" in outcome.outputs and outcome.outputs["outputBodyComposition"] is None
+    assert outcome.seconds == 7.5
+    assert outcome.message == f"{len(outcome.result.detections)} fractures found in 7.5 s."
+
+
+def test_a_cancelled_panel_run_cannot_be_finished(tmp_path):
+    case = probe_case(tmp_path)
+    before = case.holder.node_ids()
+    run = PanelRun(case.logic, case.volume, PanelInputs(checkpoint=case.checkpoint, device="cpu"),
+                   preload=[probe.MODULE])
+    run.cancel()
+    with pytest.raises(RuntimeError, match="cancelled"):
+        run.finish()
+    assert case.holder.node_ids() == before

@@ -160,6 +160,7 @@ class RibFracSegWidget(*_WIDGET_BASES):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = RibFracSegLogic()
+        loadTerminology()  # again here (no-op when loaded): a module added after start-up missed the signal
         # The checkpoint is a string ("" = shipped model); parameterNodeWrapper only binds a path line edit
         # to a pathlib.Path (where "" becomes "."), so this one field is bound here by hand.
         self.ui.checkpointPathLineEdit.settingKey = "RibFracSeg/RecentCheckpoints"  # remembers recent files

@@ -77,11 +77,16 @@ def test_exchange_keeps_every_value_of_a_real_l3_run(tmp_path):
 
 
 def _read_in_fresh_python(folder, extra_path="") -> subprocess.CompletedProcess:
-    """read_output in a new interpreter where importing torch would fail, as in a Slicer without it."""
+    """What Slicer's process does with a finished run — read_output, then add the nodes — in a new
+    interpreter where importing torch fails."""
     code = ("import sys; sys.modules['torch'] = None; "
-            f"sys.path[:0] = [{str(MODULE_DIR)!r}, {str(REPO)!r}, {extra_path!r}]; "
+            f"sys.path[:0] = [{str(MODULE_DIR)!r}, {str(REPO)!r}, {str(REPO / 'tests')!r}, {extra_path!r}]; "
             "from pathlib import Path; from RibFracSegLogicLib import exchange; out = exchange.read_output(Path(sys.argv[1])); "
+            "from slicer_scene import make_scene; from RibFracSegLogicLib.nodes import add_run_nodes; "
+            "from RibFracSegLogicLib.volumes import volume_node_from_image; h = make_scene(); "
+            "nodes = add_run_nodes(h.scene, volume_node_from_image(h.scene, out.fractures.instances, 'ct'), out); "
             "print(type(out.l3).__name__, type(out.body).__name__, round(out.l3.confidence, 3), "
+            "nodes.segmentation.GetSegmentation().GetNumberOfSegments(), nodes.l3_point.GetNumberOfControlPoints(), "
             "'pwned' in sys.modules, sorted(m for m in sys.modules if m.startswith('RibFracSegLib.networks')))")
     return subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, timeout=120)
 
@@ -91,7 +96,7 @@ def test_reading_needs_no_torch_and_imports_nothing_the_file_names(tmp_path):
     exchange.write_output(tmp_path, _output(l3, slice_composition(np.zeros((8, 8), np.float32), (1.0, 1.0))))
     out = _read_in_fresh_python(tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["L3Result", "BodyComposition", str(round(l3.confidence, 3)), "False", "[]"]
+    assert out.stdout.split()[-7:] == ["L3Result", "BodyComposition", str(round(l3.confidence, 3)), "1", "1", "False", "[]"]
 
     # a result file naming a class to import (the old format's "module:Class"): refused, never imported
     plugin = tmp_path / "plugins"

@@ -93,8 +93,11 @@ def kill_tree(process: subprocess.Popen, platform: str = os.name) -> None:
         except (ProcessLookupError, PermissionError):
             pass
     elif process.poll() is None:
-        subprocess.run(taskkill_command(process.pid), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       creationflags=CREATE_NO_WINDOW, check=False, timeout=KILL_WAIT_S)
+        try:
+            subprocess.run(taskkill_command(process.pid), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           creationflags=CREATE_NO_WINDOW, check=False, timeout=KILL_WAIT_S)
+        except (OSError, subprocess.TimeoutExpired):  # no taskkill, or it hung: at least end the launcher
+            pass
         if process.poll() is None:
             process.kill()
     try:

@@ -102,6 +102,7 @@ if GUI_AVAILABLE:
         threshold: Annotated[float, WithinRange(0.0, 0.99)] = defaults.PROB_THRESHOLD
         computeL3: bool = False
         heightM: Annotated[float, WithinRange(0.0, 2.6)] = 0.0  # 0 = unknown (no SMI)
+        showRibs: bool = False  # add a '<CT> ribs' segmentation (hidden in 3D)
         outputSegmentation: slicer.vtkMRMLSegmentationNode
         outputPoints: slicer.vtkMRMLMarkupsFiducialNode
         outputTable: slicer.vtkMRMLTableNode

@@ -136,6 +136,14 @@ FRACTURE_SLICER_LABEL = "rib fracture"  # the type's 3dSlicerLabel in our contex
 REGION_CONTEXT = "Anatomic codes - DICOM master list"
 FRACTURE_REGION_CODE = ("SCT", "113197003", "Rib")
 SIDE_CODES = {"L": ("SCT", "7771000", "Left"), "R": ("SCT", "24028007", "Right")}
+# Rib segments (Slicer's "Ribs" option): numbered rib types with a Left/Right type modifier, in our context too
+RIB_CATEGORY_CODE = ("SCT", "123037004", "Anatomical Structure")
+RIB_TYPE_CODES = {number: ("SCT", code, f"{ordinal} rib") for number, code, ordinal in (
+    (1, "48535007", "First"), (2, "78247007", "Second"), (3, "25888004", "Third"), (4, "25523003", "Fourth"),
+    (5, "15339008", "Fifth"), (6, "59558009", "Sixth"), (7, "24915002", "Seventh"), (8, "5953002", "Eighth"),
+    (9, "22565002", "Ninth"), (10, "77644006", "Tenth"), (11, "58830002", "Eleventh"), (12, "43993008", "Twelfth"))}
+RIB_TYPE_CODES[None] = FRACTURE_REGION_CODE  # an unnumbered rib: "Rib"
+RIB_SEGMENT_COLOR = (253 / 255, 232 / 255, 158 / 255)  # Slicer's recommended colour for Rib
 
 # --- Sliding window (fracture inference engine) --------------------------------------------------
 GAUSSIAN_SIGMA_SCALE = 0.125  # sigma = 0.125 x patch size, as nnU-Net and MONAI

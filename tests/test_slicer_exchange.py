@@ -19,6 +19,7 @@ from RibFracSegLib.detections import Detection, FractureResult  # noqa: E402
 from RibFracSegLib.l3.body_composition import BodyComposition, slice_composition  # noqa: E402
 from RibFracSegLib.l3.locator import L3Result, decode  # noqa: E402
 from RibFracSegLib.l3.projections import compute_projections  # noqa: E402
+from RibFracSegLib.ribs.labels import Rib, RibLabels  # noqa: E402
 from RibFracSegLogicLib import exchange  # noqa: E402
 from RibFracSegLogicLib.compute import RunOutput  # noqa: E402
 
@@ -41,7 +42,11 @@ def _output(l3, body) -> RunOutput:
     d = Detection(id=1, confidence=0.75, voxel_count=1, volume_mm3=1.0, centroid_ijk=(1.0, 1.0, 1.0),
                   center_ras=(-1.0, -1.0, 1.0), center_lps=(1.0, 1.0, 1.0), bbox_ijk=((1, 1, 1), (1, 1, 1)),
                   rib="L6", rib_arc_mm=42.5, rib_region="lateral")
-    return RunOutput(fractures=FractureResult(detections=[d], instances=instances), l3=l3, body=body,
+    labels = sitk.Image(4, 3, 2, sitk.sitkUInt8)
+    labels.SetPixel(1, 1, 1, 6)
+    ribs = RibLabels(labels=labels, ribs=[Rib("L", 6, np.array([[1.0, 2.0, 3.0], [1.5, 2.5, 3.5]]), 1, 0.9),
+                                          Rib("R", None, np.zeros((0, 3)), 0, 0.0)], numbering="rib 1", notes=["x"])
+    return RunOutput(fractures=FractureResult(detections=[d], instances=instances, ribs=ribs), l3=l3, body=body,
                      timings_s={"l3": 0.25})
 
 
@@ -74,6 +79,11 @@ def test_exchange_keeps_every_value_of_a_real_l3_run(tmp_path):
     np.testing.assert_array_equal(back.body.mask, body.mask)
     np.testing.assert_array_equal(back.body.hu, body.hu)
     assert back.fractures.detections == output.fractures.detections
+    ribs, ribs_back = output.fractures.ribs, back.fractures.ribs
+    assert [(r.name, r.voxel_count, r.number_confidence) for r in ribs_back.ribs] == [("L6", 1, 0.9), ("unnumbered R", 0, 0.0)]
+    np.testing.assert_array_equal(ribs_back.ribs[0].centreline_lps, ribs.ribs[0].centreline_lps)
+    assert ribs_back.ribs[1].centreline_lps.shape == (0, 3) and ribs_back.notes == ["x"]
+    assert sitk.GetArrayFromImage(ribs_back.labels)[1, 1, 1] == 6 and ribs_back.numbering == "rib 1"
 
 
 def _read_in_fresh_python(folder, extra_path="") -> subprocess.CompletedProcess:

@@ -36,6 +36,7 @@ class RunOptions:
     l3: bool = False
     height_m: Optional[float] = None
     l3_checkpoint: Optional[str] = None  # None: the shipped L3 checkpoint
+    ribs: bool = False  # also add the '<CT> ribs' segmentation (the rib step itself always runs)
 
     def validate(self) -> "RunOptions":
         """Raise ValueError naming the bad option and what to do (before any work starts)."""

@@ -26,6 +26,7 @@ OPTIONS_NAME = "options.json"
 RESULT_NAME = "result.json"  # written last: its presence means the result is complete
 RESULT_FORMAT = 2  # 2: explicit to_dict/from_dict per result type (1 named classes to import: never again)
 BODY_ARRAYS = ("mask", "hu")  # BodyComposition's array fields, saved as .npy
+RIBS_IMAGE, RIBS_CENTRELINES = "ribs.nrrd", "ribs.centrelines.npz"
 
 
 def _tuplify(value: Any) -> Any:
@@ -74,6 +75,30 @@ def _body_from_json(data: dict | None, folder: Path) -> Any:
     return BodyComposition.from_dict(data["values"], **arrays)
 
 
+def _ribs_to_json(ribs: Any, folder: Path) -> dict | None:
+    """The rib label image as NRRD, each rib's centreline in one .npz, the rest as JSON."""
+    if ribs is None:
+        return None
+    write_image(ribs.labels, folder / RIBS_IMAGE)
+    np.savez(folder / RIBS_CENTRELINES, *[np.asarray(r.centreline_lps, dtype=float) for r in ribs.ribs])
+    return {"numbering": ribs.numbering, "notes": list(ribs.notes), "timings_s": dict(ribs.timings_s),
+            "ribs": [{"side": r.side, "number": r.number, "voxel_count": int(r.voxel_count),
+                      "number_confidence": float(r.number_confidence)} for r in ribs.ribs]}
+
+
+def _ribs_from_json(data: dict | None, folder: Path) -> Any:
+    if data is None:
+        return None
+    from RibFracSegLib.ribs.labels import Rib, RibLabels
+
+    with np.load(folder / RIBS_CENTRELINES, allow_pickle=False) as centrelines:
+        ribs = [Rib(side=str(r["side"]), number=None if r["number"] is None else int(r["number"]),
+                    centreline_lps=centrelines[f"arr_{i}"], voxel_count=int(r["voxel_count"]),
+                    number_confidence=float(r["number_confidence"])) for i, r in enumerate(data["ribs"])]
+    return RibLabels(labels=sitk.ReadImage(str(folder / RIBS_IMAGE)), ribs=ribs, numbering=str(data["numbering"]),
+                     notes=[str(n) for n in data["notes"]], timings_s={str(k): float(v) for k, v in data["timings_s"].items()})
+
+
 def write_input(folder: Path, image: sitk.Image, options: RunOptions) -> None:
     """The CT (uncompressed: a local hand-over) and the options, plus the exact geometry: NRRD keeps
     spacing only inside its direction vectors, which costs the last bits of spacing on reading."""
@@ -101,6 +126,7 @@ def write_output(folder: Path, output: RunOutput) -> None:
         "fracture_meta": {"timings_s": fr.timings_s, "patches_total": fr.patches_total,
                           "patches_skipped": fr.patches_skipped, "device": fr.device},
         "has_probability": fr.probability is not None,
+        "ribs": _ribs_to_json(fr.ribs, folder),
         "format": RESULT_FORMAT,
         "l3": _l3_to_json(output.l3),
         "body": _body_to_json(output.body, folder),
@@ -119,6 +145,7 @@ def read_output(folder: Path) -> RunOutput:
         detections=[detection_from_dict(d) for d in summary["detections"]],
         instances=sitk.ReadImage(str(folder / "instances.nrrd")),
         probability=probability,
+        ribs=_ribs_from_json(summary["ribs"], folder),
         **summary["fracture_meta"],
     )
     return RunOutput(fractures=fractures, l3=_l3_from_json(summary["l3"]),

@@ -62,25 +62,27 @@ class RibFracSegLogicBase:
     @staticmethod
     def options(checkpoint: Optional[str] = None, device: str = "auto", overlap: Optional[float] = None,
                 threshold: Optional[float] = None, l3: bool = False, height_m: Optional[float] = None,
-                l3_checkpoint: Optional[str] = None) -> RunOptions:
+                l3_checkpoint: Optional[str] = None, ribs: bool = False) -> RunOptions:
         """Validated run options (ValueError names the bad one); None checkpoint = the shipped model."""
         kwargs = {} if checkpoint is None else {"checkpoint": str(checkpoint)}
         return RunOptions(device=device, overlap=overlap, threshold=threshold, l3=l3, height_m=height_m,
-                          l3_checkpoint=None if l3_checkpoint is None else str(l3_checkpoint), **kwargs).validate()
+                          l3_checkpoint=None if l3_checkpoint is None else str(l3_checkpoint), ribs=bool(ribs),
+                          **kwargs).validate()
 
     def process(self, volumeNode, checkpoint: Optional[str] = None, device: str = "auto",
                 overlap: Optional[float] = None, threshold: Optional[float] = None, l3: bool = False,
                 height_m: Optional[float] = None, progress: Optional[Progress] = None,
                 cancel: Optional[Cancel] = None, l3_checkpoint: Optional[str] = None,
-                name: Optional[str] = None) -> ProcessResult:
+                name: Optional[str] = None, ribs: bool = False) -> ProcessResult:
         """Segment rib fractures in `volumeNode` in this process (console and batch use).
 
         progress(done, total) receives the patches done; cancel() -> True stops the run between
-        batches with the library's Cancelled exception and leaves the scene untouched.
+        batches with the library's Cancelled exception and leaves the scene untouched. ribs=True adds
+        the '<CT> ribs' segmentation (one segment per rib found, hidden in 3D).
         Raises ValueError on bad input or options, MissingRequirements naming any package not installed.
         """
         check_requirements()
-        options = self.options(checkpoint, device, overlap, threshold, l3, height_m, l3_checkpoint)
+        options = self.options(checkpoint, device, overlap, threshold, l3, height_m, l3_checkpoint, ribs)
         start = time.perf_counter()
         image = checked_image(volumeNode)
         logger.info("RibFracSeg: input copied in %.2f s", time.perf_counter() - start)
@@ -93,7 +95,7 @@ class RibFracSegLogicBase:
                     name: Optional[str] = None) -> ProcessResult:
         """Turn a finished run into scene nodes (all or none), logging how long it took."""
         start = time.perf_counter()
-        nodes = add_run_nodes(self.scene, volumeNode, output, height_m=options.height_m, name=name)
+        nodes = add_run_nodes(self.scene, volumeNode, output, height_m=options.height_m, name=name, ribs=options.ribs)
         logger.info("RibFracSeg: %d fractures added to the scene in %.2f s",
                     len(output.fractures.detections), time.perf_counter() - start)
         return ProcessResult(nodes=nodes, detections=list(output.fractures.detections), output=output)

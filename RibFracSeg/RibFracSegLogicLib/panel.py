@@ -34,11 +34,13 @@ class PanelInputs:
     threshold: float = defaults.PROB_THRESHOLD
     compute_l3: bool = False
     height_m: float = 0.0  # 0 = unknown (no skeletal muscle index)
+    ribs: bool = False  # add the '<CT> ribs' segmentation
 
     @classmethod
     def from_parameter_node(cls, p) -> "PanelInputs":
         return cls(checkpoint=str(p.checkpoint or ""), device=p.device, use_checkpoint_settings=p.useCheckpointSettings,
-                   overlap=p.overlap, threshold=p.threshold, compute_l3=p.computeL3, height_m=p.heightM)
+                   overlap=p.overlap, threshold=p.threshold, compute_l3=p.computeL3, height_m=p.heightM,
+                   ribs=p.showRibs)
 
 
 def checkpoint_for_run(stored: str) -> Optional[str]:
@@ -66,7 +68,8 @@ def run_options(logic, inputs: PanelInputs) -> RunOptions:
     return logic.options(checkpoint=checkpoint_for_run(inputs.checkpoint), device=inputs.device,
                          overlap=inputs.overlap if own else None, threshold=inputs.threshold if own else None,
                          l3=inputs.compute_l3,
-                         height_m=inputs.height_m if inputs.compute_l3 and inputs.height_m > 0 else None)
+                         height_m=inputs.height_m if inputs.compute_l3 and inputs.height_m > 0 else None,
+                         ribs=inputs.ribs)
 
 
 def summary_message(result: ProcessResult, seconds: float) -> str:

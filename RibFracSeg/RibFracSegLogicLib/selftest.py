@@ -26,7 +26,7 @@ from .batch import save_results
 from .compute import cancelled_error
 from .files import load_markups, load_segmentation, load_table
 from .logic import ProcessResult, RibFracSegLogicBase
-from .nodes import TAG_PREFIX, fracture_label, node_ids, remove_nodes_added_since
+from .nodes import TAG_PREFIX, fracture_label, fracture_segment_name, node_ids, remove_nodes_added_since
 from .runner import CANCELLED, DONE
 from .volumes import volume_node_from_image
 
@@ -118,9 +118,9 @@ def check_nodes(result: ProcessResult, volume=None) -> list[str]:
     if segmentation.GetNumberOfSegments() != len(detections):
         problems.append(f"{segmentation.GetNumberOfSegments()} segments for {len(detections)} detections")
     for d in detections:
-        segment_id = segmentation.GetSegmentIdBySegmentName(f"Fracture {d.id}")
+        segment_id = segmentation.GetSegmentIdBySegmentName(fracture_segment_name(d))
         if not segment_id:
-            problems.append(f"no segment 'Fracture {d.id}'")
+            problems.append(f"no segment {fracture_segment_name(d)!r}")
             continue
         segment = segmentation.GetSegment(segment_id)
         if abs(float(_tag(segment, TAG_PREFIX + "confidence")) - d.confidence) > 1e-4:

@@ -47,23 +47,40 @@ def _set_code(obj, code: tuple[str, str, str]) -> None:
     obj.SetCodeMeaning(meaning)
 
 
-def fracture_entry(side: str = ""):
-    """A vtkSlicerTerminologyEntry for a rib fracture, with the rib's side when it is known."""
+def _entry(category, type_, type_modifier=None, region=None, region_modifier=None):
+    """A vtkSlicerTerminologyEntry in our context; the region (when given) from Slicer's DICOM master list."""
     entry = slicer.vtkSlicerTerminologyEntry()
     entry.SetTerminologyContextName(defaults.TERMINOLOGY_CONTEXT)
-    _set_code(entry.GetCategoryObject(), defaults.FRACTURE_CATEGORY_CODE)
-    _set_code(entry.GetTypeObject(), defaults.FRACTURE_TYPE_CODE)
-    # Slicer >= 5.7 says Region, older versions AnatomicRegion / AnatomicContext.
-    set_context = getattr(entry, "SetRegionContextName", None) or entry.SetAnatomicContextName
-    set_context(defaults.REGION_CONTEXT)
-    region = getattr(entry, "GetRegionObject", None) or entry.GetAnatomicRegionObject
-    _set_code(region(), defaults.FRACTURE_REGION_CODE)
-    if side in defaults.SIDE_CODES:
-        modifier = getattr(entry, "GetRegionModifierObject", None) or entry.GetAnatomicRegionModifierObject
-        _set_code(modifier(), defaults.SIDE_CODES[side])
+    _set_code(entry.GetCategoryObject(), category)
+    _set_code(entry.GetTypeObject(), type_)
+    if type_modifier is not None:
+        _set_code(entry.GetTypeModifierObject(), type_modifier)
+    if region is not None:
+        # Slicer >= 5.7 says Region, older versions AnatomicRegion / AnatomicContext.
+        set_context = getattr(entry, "SetRegionContextName", None) or entry.SetAnatomicContextName
+        set_context(defaults.REGION_CONTEXT)
+        _set_code((getattr(entry, "GetRegionObject", None) or entry.GetAnatomicRegionObject)(), region)
+    if region_modifier is not None:
+        getter = getattr(entry, "GetRegionModifierObject", None) or entry.GetAnatomicRegionModifierObject
+        _set_code(getter(), region_modifier)
     return entry
 
 
+def fracture_entry(side: str = ""):
+    """A rib fracture, with the rib's side (region modifier) when it is known."""
+    return _entry(defaults.FRACTURE_CATEGORY_CODE, defaults.FRACTURE_TYPE_CODE, region=defaults.FRACTURE_REGION_CODE,
+                  region_modifier=defaults.SIDE_CODES.get(side))
+
+
+def rib_entry(side: str, number: int | None):
+    """A rib: 'Sixth rib' (or 'Rib' when unnumbered) with its side as the type modifier."""
+    return _entry(defaults.RIB_CATEGORY_CODE, defaults.RIB_TYPE_CODES[number], type_modifier=defaults.SIDE_CODES[side])
+
+
+def serialise(entry) -> str:
+    """The text a segment stores in its terminology tag."""
+    return slicer.vtkSlicerTerminologiesModuleLogic.SerializeTerminologyEntry(entry)
+
+
 def fracture_terminology(side: str = "") -> str:
-    """The serialised entry a segment stores in its terminology tag."""
-    return slicer.vtkSlicerTerminologiesModuleLogic.SerializeTerminologyEntry(fracture_entry(side))
+    return serialise(fracture_entry(side))

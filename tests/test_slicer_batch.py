@@ -49,7 +49,7 @@ def test_every_case_reported_and_the_bad_one_does_not_stop_the_batch(batch):
     assert [r.n_fractures for r in reports] == expected
     assert reports[0].error is None and reports[2].error is None
     assert "Cannot read" in reports[1].error
-    summary = (batch["root"] / "out" / SUMMARY_NAME).read_text().splitlines()
+    summary = (batch["root"] / "out" / SUMMARY_NAME).read_text(encoding="utf-8").splitlines()
     assert summary[0].split("\t") == ["case", "source", "n_fractures", "seconds", "error"]
     assert [line.split("\t")[2] for line in summary[1:]] == [str(n) for n in expected]
 

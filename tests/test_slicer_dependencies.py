@@ -88,7 +88,7 @@ def test_a_yes_installs_with_slicers_packages_pinned(requirements_with_a_missing
     seen = {}
 
     def fake_pip(reqs, constraints):  # stands in for Slicer's pip: records what it was given
-        seen["reqs"], seen["constraints"] = reqs, constraints.read_text().split()
+        seen["reqs"], seen["constraints"] = reqs, constraints.read_text(encoding="utf-8").split()
 
     monkeypatch.setattr(dependencies, "pip_install", fake_pip)
     with pytest.raises(MissingRequirements):  # the fake pip installed nothing: the re-check says so

@@ -73,7 +73,7 @@ def test_exchange_keeps_every_value_of_a_real_l3_run(tmp_path):
     body = slice_composition(hu, (6.0, 6.0), l3.slice_index)
     output = _output(l3, body)
     exchange.write_output(tmp_path, output)
-    assert json.loads((tmp_path / exchange.RESULT_NAME).read_text())["l3"] == l3.to_dict()
+    assert json.loads((tmp_path / exchange.RESULT_NAME).read_text(encoding="utf-8"))["l3"] == l3.to_dict()
     back = exchange.read_output(tmp_path)
     assert back.l3 == l3 and back.body == body and back.timings_s == {"l3": 0.25}
     np.testing.assert_array_equal(back.body.mask, body.mask)
@@ -112,7 +112,7 @@ def test_reading_needs_no_torch_and_imports_nothing_the_file_names(tmp_path):
     plugin = tmp_path / "plugins"
     plugin.mkdir()
     (plugin / "pwned.py").write_text("open(__file__ + '.imported', 'w').close()\nclass X:\n    pass\n")
-    summary = json.loads((tmp_path / exchange.RESULT_NAME).read_text())
+    summary = json.loads((tmp_path / exchange.RESULT_NAME).read_text(encoding="utf-8"))
     summary["l3"] = {"class": "pwned:X", "values": {}, "arrays": {}}
     (tmp_path / exchange.RESULT_NAME).write_text(json.dumps(summary))
     out = _read_in_fresh_python(tmp_path, str(plugin))
@@ -122,7 +122,7 @@ def test_reading_needs_no_torch_and_imports_nothing_the_file_names(tmp_path):
 
 def test_a_result_of_another_format_is_refused_with_a_clear_error(tmp_path):
     exchange.write_output(tmp_path, _output(None, None))
-    summary = json.loads((tmp_path / exchange.RESULT_NAME).read_text())
+    summary = json.loads((tmp_path / exchange.RESULT_NAME).read_text(encoding="utf-8"))
     assert summary["format"] == exchange.RESULT_FORMAT and summary["l3"] is None
     del summary["format"]
     (tmp_path / exchange.RESULT_NAME).write_text(json.dumps(summary))

@@ -27,7 +27,7 @@ def test_module_file_loads_without_torch_scipy_skimage_or_the_gui():
 
 
 def test_requirements_never_name_slicers_own_packages():
-    raw = [line.split("#")[0].strip() for line in REQUIREMENTS.read_text().splitlines()]
+    raw = [line.split("#")[0].strip() for line in REQUIREMENTS.read_text(encoding="utf-8").splitlines()]
     names = [requirement_name(line).lower() for line in raw if line]
     assert names == ["scipy", "scikit-image"] == [requirement_name(r) for r in read_requirements()]
     assert not set(names) & set(SLICER_OWNED) and "torch" not in names
@@ -38,7 +38,7 @@ def test_cmake_lists_every_module_file_and_resource():
     """slicerMacroBuildScriptedModule installs only what is listed: a forgotten file breaks the extension."""
     import re
 
-    cmake = (MODULE_DIR / "CMakeLists.txt").read_text()
+    cmake = (MODULE_DIR / "CMakeLists.txt").read_text(encoding="utf-8")
     listed = set(re.findall(r"\$\{MODULE_NAME\}(LogicLib/\w+\.py)", cmake))
     on_disk = {f"LogicLib/{p.name}" for p in (MODULE_DIR / "RibFracSegLogicLib").glob("*.py")}
     assert listed == on_disk
@@ -53,7 +53,7 @@ def test_nothing_slicer_runs_needs_tqdm():
 
     importers = set()
     for path in [*REPO.joinpath("RibFracSegLib").rglob("*.py"), *MODULE_DIR.rglob("*.py")]:
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             if any(n.split(".")[0] == "tqdm" for n in names):
@@ -87,7 +87,7 @@ def test_the_scene_stores_no_path_to_the_shipped_model():
     import ast
     import xml.etree.ElementTree as ET
 
-    tree = ast.parse((MODULE_DIR / "RibFracSeg.py").read_text())
+    tree = ast.parse((MODULE_DIR / "RibFracSeg.py").read_text(encoding="utf-8"))
     node = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == "RibFracSegParameterNode")
     field = next(s for s in node.body if isinstance(s, ast.AnnAssign) and s.target.id == "checkpoint")
     assert ast.unparse(field.annotation) == "str" and ast.literal_eval(field.value) == ""

@@ -8,9 +8,9 @@ import shlex
 
 from slicer_scene import MODULE_DIR, REPO
 
-TOP = (REPO / "CMakeLists.txt").read_text()
-MODULE = (MODULE_DIR / "CMakeLists.txt").read_text()
-TESTING = (REPO / "Testing" / "Python" / "CMakeLists.txt").read_text()
+TOP = (REPO / "CMakeLists.txt").read_text(encoding="utf-8")
+MODULE = (MODULE_DIR / "CMakeLists.txt").read_text(encoding="utf-8")
+TESTING = (REPO / "Testing" / "Python" / "CMakeLists.txt").read_text(encoding="utf-8")
 RAW_PREFIX = "https://raw.githubusercontent.com/ribfracseg/RibFracSeg/main/"
 # Slicer/Schemas/slicer-extension-catalog-entry-schema-v1.0.2.json: "required" and "properties"
 CATALOG_REQUIRED = {"$schema", "category", "scm_url"}
@@ -50,12 +50,12 @@ def test_self_test_registration():
     args = shlex.split(call)
     assert args == ["SCRIPT", "RibFracSegSelfTest.py", "SLICER_ARGS", "--no-main-window"]  # the macro adds module paths
     assert re.search(r"set_tests_properties\(py_RibFracSegSelfTest PROPERTIES SKIP_RETURN_CODE 2\)", TESTING)
-    script = (REPO / "Testing" / "Python" / "RibFracSegSelfTest.py").read_text()
+    script = (REPO / "Testing" / "Python" / "RibFracSegSelfTest.py").read_text(encoding="utf-8")
     assert "SKIPPED = 2" in script and "missing_requirements()" in script
 
 
 def test_extensions_index_entry_matches_the_schema_and_the_cmake_metadata():
-    entry = json.loads((REPO / "Resources" / "ExtensionsIndex" / "RibFracSeg.json").read_text())
+    entry = json.loads((REPO / "Resources" / "ExtensionsIndex" / "RibFracSeg.json").read_text(encoding="utf-8"))
     assert CATALOG_REQUIRED <= set(entry) <= CATALOG_PROPERTIES
     assert entry["$schema"].endswith("slicer-extension-catalog-entry-schema-v1.0.2.json#")
     assert entry["category"] == cmake_set("EXTENSION_CATEGORY")

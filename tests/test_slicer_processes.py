@@ -30,7 +30,7 @@ torch.set_num_threads(2)
 def _stat(pid: int) -> tuple[str, int] | None:
     """(state, parent pid) of a process, None when it no longer exists."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8").rsplit(")", 1)[1].split()
     except (FileNotFoundError, ProcessLookupError):
         return None
     return fields[0], int(fields[1])

@@ -46,7 +46,7 @@ def test_the_shipped_context_loads_once_and_holds_the_fracture_type(terminologie
                                                               defaults.FRACTURE_SLICER_LABEL, found)
     assert _codes(found.GetCategoryObject()) == defaults.FRACTURE_CATEGORY_CODE
     assert _codes(found.GetTypeObject()) == defaults.FRACTURE_TYPE_CODE
-    data = json.loads(terminology.TERMINOLOGY_FILE.read_text())
+    data = json.loads(terminology.TERMINOLOGY_FILE.read_text(encoding="utf-8"))
     assert data["SegmentationCategoryTypeContextName"] == defaults.TERMINOLOGY_CONTEXT
     assert data["SegmentationCodes"]["Category"][0]["showAnatomy"] is True  # the selector offers the rib region
 

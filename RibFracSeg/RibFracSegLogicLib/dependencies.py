@@ -48,7 +48,7 @@ def requirement_name(line: str) -> str:
 
 def read_requirements(path: Optional[Path] = None) -> list[str]:
     """Requirement lines (default: the module's requirements.txt), without comments, blanks and what Slicer owns."""
-    lines = [line.split("#", 1)[0].strip() for line in Path(path or REQUIREMENTS).read_text().splitlines()]
+    lines = [line.split("#", 1)[0].strip() for line in Path(path or REQUIREMENTS).read_text(encoding="utf-8").splitlines()]
     return [line for line in lines if line and requirement_name(line).lower() not in SLICER_OWNED]
 
 

@@ -146,3 +146,10 @@ def test_skipping_by_ribs_keeps_every_true_fracture(chest, order):
     fractures = volume.to_canonical(sitk.GetArrayViewFromImage(labels))
     assert computed[fractures > 0].all()
     assert sum(kept) < len(kept)  # and some patches were skipped
+
+
+def test_too_coarse_a_ct_gets_no_ribs_rather_than_wrong_ones():
+    image = sitk.Image(64, 56, 80, sitk.sitkInt16) - 1000
+    image.SetSpacing((5.0, 5.0, 6.0))
+    ribs = segment_ribs(image)
+    assert ribs.ribs == [] and "too coarse" in ribs.notes[0]

@@ -28,6 +28,13 @@ def segment_ribs(image: sitk.Image) -> RibLabels:
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     canon = canonical_volume(image)
+    sz, sy, sx = canon.spacing_zyx
+    if max(sy, sx) > defaults.RIB_MAX_PIXEL_MM or sz > defaults.RIB_MAX_SLICE_MM:
+        empty = sitk.Image(image.GetSize(), sitk.sitkUInt8)
+        empty.CopyInformation(image)
+        return RibLabels(labels=empty, ribs=[], numbering="none", notes=[
+            f"voxels of {sx:.1f} x {sy:.1f} x {sz:.1f} mm are too coarse to find ribs (needs at most "
+            f"{defaults.RIB_MAX_PIXEL_MM} mm in-plane and {defaults.RIB_MAX_SLICE_MM} mm slices)"])
     grid = working_grid(np.asarray(canon.array), canon.spacing_zyx)
     sp = grid.spacing_zyx
     body = body_mask(grid.hu)

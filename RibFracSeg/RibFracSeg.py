@@ -28,6 +28,7 @@ def _add_library_to_path() -> None:
 _add_library_to_path()
 
 from RibFracSegLib import defaults  # noqa: E402
+from RibFracSegLib.shipped import shipped_model  # noqa: E402
 from RibFracSegLogicLib.batch import run_batch  # noqa: E402
 from RibFracSegLogicLib.logic import ProcessResult, RibFracSegLogicBase  # noqa: E402
 
@@ -69,7 +70,7 @@ if GUI_AVAILABLE:
         """The panel's state, saved with the scene."""
 
         inputVolume: slicer.vtkMRMLScalarVolumeNode
-        checkpoint: Path = defaults.DEFAULT_FRACTURE_CHECKPOINT
+        checkpoint: Path = shipped_model("fracture")
         device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
         useCheckpointSettings: bool = True  # overlap/threshold from the checkpoint
         overlap: Annotated[float, WithinRange(0.0, 0.9)] = defaults.OVERLAP

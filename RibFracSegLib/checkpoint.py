@@ -18,16 +18,13 @@ import torch
 from torch import nn
 
 from . import defaults
+from .errors import CheckpointError
 from .io import atomic_path
 from .networks import build_network
 
 FORMAT_KEY = "ribfracseg_checkpoint"
 FORMAT_VERSION = 1
 FRACNET_ARCH = "fracnet_unet"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint cannot be used; the message says what is wrong and what was expected."""
 
 
 def default_preprocessing() -> dict:

@@ -53,7 +53,7 @@ def segment_folder(gt_dir: Path, pred_dir: Path, checkpoint, limit: int | None, 
     from RibFracSegLib.export import write_submission
     from RibFracSegLib.inference import segment_ct
     from RibFracSegLib.io import read_ct
-    from RibFracSegLib.training.dataset import find_cases
+    from RibFracSegLib.training.dataset import labelled_cases
 
     pred_dir.mkdir(parents=True, exist_ok=True)
     stamp_file = pred_dir / "checkpoint.sha256"
@@ -65,7 +65,7 @@ def segment_folder(gt_dir: Path, pred_dir: Path, checkpoint, limit: int | None, 
         else:
             raise SystemExit("start shard 0 first: it clears predictions of another checkpoint")
     timings = []
-    for index, files in enumerate(find_cases(gt_dir)[:limit]):
+    for index, files in enumerate(labelled_cases(gt_dir)[:limit]):
         record = pred_dir / f"{files.public_id}.json"
         if record.is_file() and (pred_dir / f"{files.public_id}.nii.gz").is_file():
             timings.append(json.loads(record.read_text()))
@@ -102,13 +102,13 @@ def lidc_false_positives(checkpoint) -> dict:
 def main() -> None:
     import torch
 
-    from RibFracSegLib import defaults
+    from RibFracSegLib.shipped import shipped_model
     from RibFracSegLib.checkpoint import load_checkpoint
     from RibFracSegLib.evaluation import evaluate_dirs
     from RibFracSegLib.evaluation.plot import save_froc_png
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", default=str(defaults.DEFAULT_FRACTURE_CHECKPOINT))
+    parser.add_argument("--checkpoint", default=str(shipped_model("fracture")))
     parser.add_argument("--n", type=int, default=20, help="held-out phantoms (default 20)")
     parser.add_argument("--seed", type=int, default=HELDOUT_SEED)
     parser.add_argument("--data", default=str(ROOT / ".cache" / "heldout"))

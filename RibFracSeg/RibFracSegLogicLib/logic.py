@@ -16,7 +16,10 @@ import slicer
 
 from RibFracSegLib.detections import Detection
 
-from .compute import Cancel, Progress, RunOptions, RunOutput, cancelled_error, compute
+from RibFracSegLib.errors import Cancelled
+from RibFracSegLib.progress import Cancel, Progress
+
+from .compute import RunOptions, RunOutput, compute
 from .nodes import RunNodes, add_run_nodes
 from .runner import BackgroundRun
 from .volumes import image_from_volume_node
@@ -84,7 +87,7 @@ class RibFracSegLogicBase:
         logger.info("RibFracSeg: input copied in %.2f s", time.perf_counter() - start)
         output = compute(image, options, progress=progress, cancel=cancel)
         if cancel is not None and cancel():
-            raise cancelled_error()()
+            raise Cancelled()
         return self.add_results(volumeNode, output, options, name=name)
 
     def add_results(self, volumeNode, output: RunOutput, options: RunOptions,

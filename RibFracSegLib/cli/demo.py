@@ -26,14 +26,14 @@ def run(args: argparse.Namespace) -> int:
     import SimpleITK as sitk
     from tqdm import tqdm
 
-    from RibFracSegLib import defaults
     from RibFracSegLib.evaluation.matching import match_case
     from RibFracSegLib.inference import segment_ct
     from RibFracSegLib.phantom import generate_phantom
     from RibFracSegLib.phantom.dataset import sample_params, write_case
     from RibFracSegLib.ribs.assign import rib_phrase
+    from RibFracSegLib.shipped import shipped_model
 
-    checkpoint = Path(args.checkpoint or defaults.DEFAULT_FRACTURE_CHECKPOINT)
+    checkpoint = Path(args.checkpoint or shipped_model("fracture"))
     if not checkpoint.exists():
         print(f"No fracture checkpoint at {checkpoint}. Train one with `ribfracseg train` or give --checkpoint.")
         return 2
@@ -92,9 +92,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _demo_l3(case, out: Path) -> None:
-    from RibFracSegLib import defaults
+    from RibFracSegLib.shipped import shipped_model
 
-    if not Path(defaults.DEFAULT_L3_CHECKPOINT).exists():
+    if not shipped_model("l3").exists():
         return
     from RibFracSegLib.l3 import body_composition, locate_l3
 

@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..io import InputError
-    from ..training.dataset import find_cases, load_volume
+    from ..training.dataset import labelled_cases, load_volume
     from ..training.trainer import train
     from ..training.validation import load_validation_cases
 
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     def volumes():
         for folder in args.data:
             try:
-                found = find_cases(folder)
+                found = labelled_cases(folder)
             except InputError:
                 if not args.rescan:  # with --rescan a folder may still be being written
                     raise

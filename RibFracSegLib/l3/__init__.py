@@ -1,9 +1,8 @@
 """L3 slice localisation from frontal/sagittal MIPs with a 2D U-Net, and body composition at L3.
 
-Importing this package registers the "l3_unet2d" network (the networks registry imports it on a miss).
+The network ("l3_unet2d") lives with the others in `RibFracSegLib.networks`.
 """
 
-from RibFracSegLib.l3 import unet2d  # noqa: F401  (registers "l3_unet2d")
 from RibFracSegLib.l3.body_composition import BodyComposition, body_composition, slice_composition
 from RibFracSegLib.l3.locator import L3Result, locate_l3
 from RibFracSegLib.l3.overlay import save_mip_png, save_overlay_png

@@ -71,12 +71,12 @@ if GUI_AVAILABLE:
 
         inputVolume: slicer.vtkMRMLScalarVolumeNode
         checkpoint: Path = shipped_model("fracture")
-        device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
+        device: Annotated[str, Choice(list(defaults.DEVICES))] = "auto"
         useCheckpointSettings: bool = True  # overlap/threshold from the checkpoint
         overlap: Annotated[float, WithinRange(0.0, 0.9)] = defaults.OVERLAP
         threshold: Annotated[float, WithinRange(0.0, 0.99)] = defaults.PROB_THRESHOLD
         computeL3: bool = False
-        heightM: Annotated[float, WithinRange(0.0, 2.6)] = 0.0  # 0 = unknown (no SMI)
+        heightM: Annotated[float, WithinRange(0.0, defaults.HEIGHT_RANGE_M[1])] = 0.0  # 0 = unknown (no SMI)
         outputSegmentation: slicer.vtkMRMLSegmentationNode
         outputPoints: slicer.vtkMRMLMarkupsFiducialNode
         outputTable: slicer.vtkMRMLTableNode

@@ -12,13 +12,14 @@ from __future__ import annotations
 import functools
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 from . import defaults
 from .cases import case_id, check_unique_ids
 from .options import SegmentOptions
-from .pipeline import DONE, FAILED, SKIPPED, CaseReport, case_outputs, finished, segment_case
+from .pipeline import DONE, FAILED, SKIPPED, CaseReport, finished, segment_case
 
 OnReport = Callable[[CaseReport], None]
 
@@ -46,22 +47,33 @@ def append_manifest(out: str | Path, report: CaseReport) -> None:
         os.fsync(fh.fileno())
 
 
-def _record(out: Path, report: CaseReport, on_report: Optional[OnReport]) -> CaseReport:
-    """Driver side of a finished case: its csv rows, its manifest line, the caller's callback."""
+def _record(out: Path, report: CaseReport, on_report: Optional[OnReport], recorded: set[str]) -> CaseReport:
+    """Driver side of a finished case: its csv rows and its manifest line, then the caller's callback.
+
+    A skipped case not yet `recorded` (a kill landed between its summary and its manifest line)
+    gets both now, so a resumed run always ends with a complete csv and manifest.
+    """
     from .export import submission_rows, write_submission_rows
 
-    if report.status == DONE:
+    if report.status == DONE or (report.status == SKIPPED and report.case not in recorded):
         summary = json.loads(Path(report.outputs["summary"]).read_text())
         write_submission_rows(submission_rows(report.case, summary["detections"]), report.case, out)
-    if report.status != SKIPPED:
+        append_manifest(out, replace(report, status=DONE))
+        recorded.add(report.case)
+    elif report.status == FAILED:
         append_manifest(out, report)
     if on_report is not None:
         on_report(report)
     return report
 
 
-@functools.lru_cache(maxsize=2)
 def _checkpoint(path: str):
+    """The checkpoint, loaded once per process (per file version) however many cases it serves."""
+    return _load_checkpoint(path, os.stat(path).st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_checkpoint(path: str, mtime_ns: int):
     from .checkpoint import load_checkpoint
 
     return load_checkpoint(path)
@@ -76,7 +88,7 @@ def _worker_case(path: str, out: str, options: dict, progress=None) -> dict:
         torch.set_num_threads(opts.threads)
     try:
         ckpt = _checkpoint(str(opts.checkpoint_path()))
-    except ValueError as err:  # CheckpointError: report it per case, as a bad CT is
+    except (ValueError, OSError) as err:  # CheckpointError: report it per case, as a bad CT is
         return CaseReport(case_id(path), path, FAILED, error=str(err)).to_dict()
     return segment_case(path, out, opts, checkpoint=ckpt, progress=progress, submission_csv=None).to_dict()
 
@@ -96,23 +108,22 @@ def run_cases(inputs: Iterable[str | Path], out: str | Path, options: SegmentOpt
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     reports: dict[str, CaseReport] = {}
+    recorded = {case for case, r in read_manifest(out).items() if r.status == DONE}
     todo = []
     for path in paths:
-        summary = None if options.force else finished(out, case_id(path))
-        if summary is not None:
-            outputs = {k: str(v) for k, v in case_outputs(out, case_id(path)).items()}
-            reports[str(path)] = _record(out, CaseReport(case_id(path), str(path), SKIPPED, outputs,
-                                                         n_fractures=len(summary.get("detections", []))), on_report)
+        skipped = None if options.force else finished(path, out)
+        if skipped is not None:
+            reports[str(path)] = _record(out, skipped, on_report, recorded)
         else:
             todo.append(str(path))
     if workers > 0 or scheduler:
         from .distributed import run_on_dask
 
         for report in run_on_dask(_worker_case, todo, str(out), options, workers=workers, scheduler=scheduler):
-            reports[report.input] = _record(out, report, on_report)
+            reports[report.input] = _record(out, report, on_report, recorded)
     else:
         for path in todo:
-            reports[path] = _record(out, _serial_case(path, out, options, progress_factory), on_report)
+            reports[path] = _record(out, _serial_case(path, out, options, progress_factory), on_report, recorded)
     return [reports[str(p)] for p in paths]
 
 

@@ -58,15 +58,19 @@ def case_outputs(out: str | Path, case: str, probability: bool = False) -> dict[
     return files
 
 
-def finished(out: str | Path, case: str) -> Optional[dict]:
-    """The summary of a case completed earlier (both its files exist), else None."""
+def finished(path: str | Path, out: str | Path) -> Optional[CaseReport]:
+    """A "skipped" report for a case completed earlier (its volume and summary exist), else None."""
+    case = case_id(path)
     files = case_outputs(out, case)
     if not (files["summary"].is_file() and files["instances"].is_file()):
         return None
     try:
-        return json.loads(files["summary"].read_text())
+        summary = json.loads(files["summary"].read_text())
     except (OSError, ValueError):
         return None  # a summary is written atomically; an unreadable one means redo the case
+    return CaseReport(case, str(path), SKIPPED, {k: str(v) for k, v in files.items()},
+                      seconds=float(summary.get("timings_s", {}).get("total", 0.0)),
+                      n_fractures=len(summary.get("detections", [])), timings_s=summary.get("timings_s", {}))
 
 
 def segment_case(path: str | Path, out: Optional[str | Path], options: SegmentOptions, *, checkpoint=None,
@@ -85,10 +89,9 @@ def segment_case(path: str | Path, out: Optional[str | Path], options: SegmentOp
 
     case = case_id(path)
     if out is not None and not options.force:
-        summary = finished(out, case)
-        if summary is not None:
-            return CaseReport(case, str(path), SKIPPED, {k: str(v) for k, v in case_outputs(out, case).items()},
-                              n_fractures=len(summary.get("detections", [])))
+        skipped = finished(path, out)
+        if skipped is not None:
+            return skipped
     start = time.perf_counter()
     try:
         ckpt = checkpoint if checkpoint is not None else load_checkpoint(options.checkpoint_path())

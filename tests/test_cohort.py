@@ -14,12 +14,13 @@ import pytest
 import SimpleITK as sitk
 import torch
 
+from RibFracSegLib.checkpoint import save_checkpoint
 from RibFracSegLib.cohort import read_manifest, run_cases
 from RibFracSegLib.evaluation import evaluate_dirs
 from RibFracSegLib.options import SegmentOptions
 from RibFracSegLib.phantom import PhantomParams, generate_phantom
 
-from test_inference_phantom import _marked
+from test_inference_phantom import MARKER_CKPT, _marked
 
 distributed = pytest.importorskip("dask.distributed")
 torch.set_num_threads(1)
@@ -91,3 +92,23 @@ def test_a_killed_run_resumes_without_redoing_finished_cases(phantoms, tmp_path)
     assert sorted(line["case"] for line in lines) == [f"RibFrac{n}" for n in (1, 2, 3, 4)]  # each case once
     assert all(line["status"] == "done" and line["seconds"] > 0 and line["error"] is None for line in lines)
     assert sorted(row.split(",")[0] for row in _outputs(out)[2] if ",0,0,0" in row) == [f"RibFrac{n}" for n in (1, 2, 3, 4)]
+
+
+def test_resume_completes_the_csv_and_manifest_of_cases_a_kill_left_unrecorded(phantoms, tmp_path):
+    """Killed after a case's summary but before the driver's bookkeeping: the rerun skips the case
+    (no recomputation) and still ends with its csv rows and its manifest line."""
+    images = sorted(phantoms.glob("*-image.nii.gz"))[:2]
+    options = SegmentOptions(checkpoint=str(save_checkpoint(tmp_path / "marker.pt", MARKER_CKPT)), threads=1)
+    out = tmp_path / "out"
+    first = run_cases(images, out, options)
+    csv_rows = sorted((out / "ribfrac-pred.csv").read_text().splitlines())
+    assert [r.status for r in first] == ["done", "done"] and len(csv_rows) == 1 + 2 + sum(r.n_fractures for r in first)
+    (out / "ribfrac-pred.csv").unlink()
+    (out / "ribfracseg-manifest.jsonl").unlink()
+    again = run_cases(images, out, options)
+    assert [r.status for r in again] == ["skipped", "skipped"]
+    assert [r.n_fractures for r in again] == [r.n_fractures for r in first]
+    assert sorted((out / "ribfrac-pred.csv").read_text().splitlines()) == csv_rows
+    assert {c: r.status for c, r in read_manifest(out).items()} == {"RibFrac1": "done", "RibFrac2": "done"}
+    run_cases(images, out, options)  # a third run adds nothing
+    assert len((out / "ribfracseg-manifest.jsonl").read_text().splitlines()) == 2

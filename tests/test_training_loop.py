@@ -8,11 +8,12 @@ import pytest
 import SimpleITK as sitk
 import torch
 
+from RibFracSegLib.cases import labelled_cases
 from RibFracSegLib.checkpoint import build_model, load_checkpoint
 from RibFracSegLib.cli import main as cli_main
 from RibFracSegLib.phantom import PhantomParams, generate_phantom
 from RibFracSegLib.training.augment import AugmentConfig
-from RibFracSegLib.training.dataset import labelled_cases, load_volume
+from RibFracSegLib.training.dataset import load_volume
 from RibFracSegLib.training.sampler import SamplerConfig
 from RibFracSegLib.training.trainer import TrainConfig, train
 

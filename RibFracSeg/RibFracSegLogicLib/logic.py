@@ -15,7 +15,6 @@ from typing import Optional, Sequence
 import slicer
 
 from RibFracSegLib.detections import Detection
-
 from RibFracSegLib.errors import Cancelled
 from RibFracSegLib.progress import Cancel, Progress
 

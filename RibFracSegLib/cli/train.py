@@ -95,8 +95,9 @@ def _resume_path(resume: str) -> Path:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from ..cases import labelled_cases
     from ..io import InputError
-    from ..training.dataset import labelled_cases, load_volume
+    from ..training.dataset import load_volume
     from ..training.trainer import train
     from ..training.validation import load_validation_cases
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 
 import pytest
 import SimpleITK as sitk
@@ -84,3 +85,10 @@ def test_segment_options_round_trip_and_refuse_unknown_keys():
     assert options.checkpoint_path().name == "ribfrac_default.pt" and options.checkpoint_path().is_file()
     with pytest.raises(ValueError, match="Unknown segment option.*overlapp"):
         SegmentOptions.from_dict({"overlapp": 0.5})
+
+
+def test_dask_workers_split_the_cores_without_oversubscribing():
+    from RibFracSegLib.distributed import worker_threads
+
+    assert [worker_threads(w, cpus=16) for w in (1, 2, 3, 16, 32)] == [16, 8, 5, 1, 1]
+    assert worker_threads(2) * 2 <= max(2, os.cpu_count() or 1)

@@ -48,16 +48,16 @@ def append_manifest(out: str | Path, report: CaseReport) -> None:
 
 
 def _record(out: Path, report: CaseReport, on_report: Optional[OnReport], recorded: set[str]) -> CaseReport:
-    """Driver side of a finished case: its csv rows and its manifest line, then the caller's callback.
+    """Driver side of a finished case: its csv and rib-table rows and its manifest line, then the callback.
 
     A skipped case not yet `recorded` (a kill landed between its summary and its manifest line)
     gets both now, so a resumed run always ends with a complete csv and manifest.
     """
-    from .export import submission_rows, write_submission_rows
+    from .export import write_case_tables
 
     if report.status == DONE or (report.status == SKIPPED and report.case not in recorded):
         summary = json.loads(Path(report.outputs["summary"]).read_text())
-        write_submission_rows(submission_rows(report.case, summary["detections"]), report.case, out)
+        write_case_tables(report.case, summary["detections"], out)
         append_manifest(out, replace(report, status=DONE))
         recorded.add(report.case)
     elif report.status == FAILED:

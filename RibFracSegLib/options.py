@@ -36,6 +36,7 @@ class SegmentOptions:
     batch_size: Optional[int] = None
     precision: str = "auto"
     skip_empty: bool = True  # skip patches without bone inside the body
+    on_rib: Optional[bool] = None  # drop detections off the ribs (None: the checkpoint's setting)
     probability: bool = False  # also write probabilities/<case>.nii.gz
     threads: Optional[int] = None  # torch CPU threads for this run
     force: bool = False  # redo a case whose summary already exists
@@ -85,4 +86,4 @@ class SegmentOptions:
         """Keyword arguments of `inference.segment_ct` for these options."""
         return {"device": self.device, "overlap": self.overlap, "threshold": self.threshold,
                 "batch_size": self.batch_size, "return_probability": self.probability,
-                "precision": self.precision, "skip_empty": self.skip_empty}
+                "precision": self.precision, "skip_empty": self.skip_empty, "on_rib": self.on_rib}

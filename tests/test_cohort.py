@@ -46,6 +46,7 @@ def _outputs(out):
     volumes = {p.name: sitk.GetArrayFromImage(sitk.ReadImage(str(p))) for p in sorted(out.glob("*.nii.gz"))}
     detections = {p.name: json.loads(p.read_text())["detections"] for p in sorted(out.glob("RibFrac*.json"))}
     rows = sorted((out / "ribfrac-pred.csv").read_text().splitlines()[1:])
+    rows += sorted((out / "ribfrac-pred-ribs.tsv").read_text().splitlines()[1:])  # the rib side table
     return volumes, detections, rows
 
 
@@ -60,7 +61,7 @@ def test_dask_two_workers_write_what_the_serial_run_writes(phantoms, tmp_path):
     s_vol, s_det, s_rows = _outputs(tmp_path / "serial")
     d_vol, d_det, d_rows = _outputs(tmp_path / "dask")
     assert list(s_vol) == list(d_vol) and all(np.array_equal(s_vol[k], d_vol[k]) for k in s_vol)
-    assert s_det == d_det and s_rows == d_rows and len(s_rows) == 4 + sum(r.n_fractures for r in serial)
+    assert s_det == d_det and s_rows == d_rows and len(s_rows) == 4 + 2 * sum(r.n_fractures for r in serial)
     assert sorted(read_manifest(tmp_path / "dask")) == [f"RibFrac{n}" for n in (1, 2, 3, 4)]
     assert sum(r.n_fractures for r in serial) > 0  # something to compare: the shipped model finds candidates
     assert evaluate_dirs(tmp_path / "dask", phantoms).n_scans == 4
@@ -102,13 +103,16 @@ def test_resume_completes_the_csv_and_manifest_of_cases_a_kill_left_unrecorded(p
     out = tmp_path / "out"
     first = run_cases(images, out, options)
     csv_rows = sorted((out / "ribfrac-pred.csv").read_text().splitlines())
+    rib_rows = (out / "ribfrac-pred-ribs.tsv").read_text()
     assert [r.status for r in first] == ["done", "done"] and len(csv_rows) == 1 + 2 + sum(r.n_fractures for r in first)
     (out / "ribfrac-pred.csv").unlink()
+    (out / "ribfrac-pred-ribs.tsv").unlink()
     (out / "ribfracseg-manifest.jsonl").unlink()
     again = run_cases(images, out, options)
     assert [r.status for r in again] == ["skipped", "skipped"]
     assert [r.n_fractures for r in again] == [r.n_fractures for r in first]
     assert sorted((out / "ribfrac-pred.csv").read_text().splitlines()) == csv_rows
+    assert (out / "ribfrac-pred-ribs.tsv").read_text() == rib_rows
     assert {c: r.status for c, r in read_manifest(out).items()} == {"RibFrac1": "done", "RibFrac2": "done"}
     run_cases(images, out, options)  # a third run adds nothing
     assert len((out / "ribfracseg-manifest.jsonl").read_text().splitlines()) == 2

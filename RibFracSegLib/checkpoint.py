@@ -76,7 +76,7 @@ def _pickle_reason(err: Exception) -> str:
 def _read(path: Path) -> Any:
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}. Check the path, or use the shipped model "
-                              f"({defaults.MODELS_DIR.parent.name}/{defaults.MODELS_DIR.name}/ holds ribfrac_default.pt and "
+                              f"(RibFracSegLib/{defaults.MODELS_PACKAGE_DIR}/ holds ribfrac_default.pt and "
                               "l3_default.pt).")
     with path.open("rb") as fh:
         head = fh.read(2)

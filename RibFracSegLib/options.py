@@ -55,19 +55,20 @@ class SegmentOptions:
             raise ValueError(f"Checkpoint not found: {self.checkpoint_path()}. Choose a .pt file made by "
                              "`ribfracseg train`, a FracNet model_weights.pth, or leave it empty for the shipped model.")
         if self.device not in defaults.DEVICES:
-            raise ValueError(f"Device must be one of {', '.join(defaults.DEVICES)}, not {self.device!r} (device).")
+            raise ValueError(f"Device must be one of {', '.join(defaults.DEVICES)}, not {self.device!r} (device / --device).")
         if self.precision not in defaults.PRECISIONS:
             raise ValueError(f"Precision must be one of {', '.join(defaults.PRECISIONS)}, not {self.precision!r} "
-                             "(precision).")
+                             "(precision / --precision).")
         if self.overlap is not None and not 0.0 <= float(self.overlap) < 1.0:
-            raise ValueError(f"Overlap must be in [0, 1), not {self.overlap} (overlap: share of a patch shared "
-                             "with its neighbour).")
+            raise ValueError(f"Overlap must be in [0, 1), not {self.overlap} (overlap / --overlap: share of a "
+                             "patch shared with its neighbour).")
         if self.threshold is not None and not 0.0 <= float(self.threshold) <= 1.0:
-            raise ValueError(f"Probability threshold must be in [0, 1], not {self.threshold} (threshold).")
+            raise ValueError(f"Probability threshold must be in [0, 1], not {self.threshold} (threshold / --threshold).")
         for name in ("batch_size", "threads"):
             value = getattr(self, name)
             if value is not None and (int(value) != value or value < 1):
-                raise ValueError(f"{name} must be a whole number of at least 1, not {value} ({name}).")
+                raise ValueError(f"{name} must be a whole number of at least 1, not {value} "
+                                 f"({name} / --{name.replace('_', '-')}).")
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -9,7 +9,9 @@ existing one. A bad input is reported and the batch goes on; the exit code is 1 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+from pathlib import Path
 
 from RibFracSegLib import defaults
 
@@ -29,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--probability", action="store_true", help="also write probabilities/<id>.nii.gz")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (per worker)")
     parser.add_argument("--force", action="store_true", help="redo cases that already have a summary")
+    parser.add_argument("--no-rib-filter", action="store_true",
+                        help="keep detections off the ribs too (the margin in mm is the checkpoint's rib_margin_mm)")
     parser.add_argument("--workers", type=int, default=0,
                         help="run N cases at once on a local Dask cluster (needs ribfracseg[dask])")
     parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
@@ -80,9 +84,11 @@ def _run(args: argparse.Namespace, options, cases: list, out: Path) -> int:
         elif report.status == FAILED:
             tqdm.write(f"error: {report.case} ({report.input}): {report.error}")
         else:
+            summary = json.loads(Path(report.outputs["summary"]).read_text())
             stages = ", ".join(f"{k} {v:.1f} s" for k, v in report.timings_s.items())
-            tqdm.write(f"{report.case}: {report.n_fractures} fractures; {stages}")
-            for d in json.loads(Path(report.outputs["summary"]).read_text())["detections"]:
+            tqdm.write(f"{report.case}: {report.n_fractures} fractures, {summary['patches_skipped']}/"
+                       f"{summary['patches_total']} patches skipped, {summary['device']}; {stages}")
+            for d in summary["detections"]:
                 ras = ", ".join(f"{v:.1f}" for v in d["center_ras"])
                 tqdm.write(f"  {d['id']:>3}  {d['confidence']:.2f}  {rib_phrase(d['rib'], d['rib_region']):<28}  RAS ({ras}) mm")
 

@@ -69,7 +69,7 @@ def test_two_inputs_with_one_case_id_are_refused_before_any_work(tmp_path):
 @pytest.mark.parametrize("field, value, message", [
     ("overlap", 1.0, r"Overlap must be in \[0, 1\), not 1.0 \(overlap"),
     ("overlap", -0.1, "Overlap must be in"),
-    ("threshold", 1.5, r"Probability threshold must be in \[0, 1\], not 1.5 \(threshold\)"),
+    ("threshold", 1.5, r"Probability threshold must be in \[0, 1\], not 1.5 \(threshold / --threshold\)"),
     ("device", "gpu", "Device must be one of auto, cpu, cuda, not 'gpu'"),
     ("precision", "int8", "Precision must be one of"),
     ("batch_size", 0, r"batch_size must be a whole number of at least 1, not 0"),

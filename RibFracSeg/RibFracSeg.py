@@ -28,6 +28,7 @@ def _add_library_to_path() -> None:
 _add_library_to_path()
 
 from RibFracSegLib import defaults  # noqa: E402
+from RibFracSegLib.shipped import shipped_model  # noqa: E402
 from RibFracSegLogicLib.batch import run_batch  # noqa: E402
 from RibFracSegLogicLib.dependencies import check_requirements  # noqa: E402
 from RibFracSegLogicLib.logic import RibFracSegLogicBase  # noqa: E402
@@ -96,12 +97,12 @@ if GUI_AVAILABLE:
 
         inputVolume: slicer.vtkMRMLScalarVolumeNode
         checkpoint: str = ""  # "" = the shipped model of this installation, resolved at run time
-        device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
+        device: Annotated[str, Choice(list(defaults.DEVICES))] = "auto"
         useCheckpointSettings: bool = True  # overlap/threshold from the checkpoint
         overlap: Annotated[float, WithinRange(0.0, 0.9)] = defaults.OVERLAP
         threshold: Annotated[float, WithinRange(0.0, 0.99)] = defaults.PROB_THRESHOLD
         computeL3: bool = False
-        heightM: Annotated[float, WithinRange(0.0, 2.6)] = 0.0  # 0 = unknown (no SMI)
+        heightM: Annotated[float, WithinRange(0.0, defaults.HEIGHT_RANGE_M[1])] = 0.0  # 0 = unknown (no SMI)
         showRibs: bool = False  # add a '<CT> ribs' segmentation (hidden in 3D)
         outputSegmentation: slicer.vtkMRMLSegmentationNode
         outputPoints: slicer.vtkMRMLMarkupsFiducialNode

@@ -18,16 +18,13 @@ import torch
 from torch import nn
 
 from . import defaults
+from .errors import CheckpointError
 from .io import atomic_path
 from .networks import build_network
 
 FORMAT_KEY = "ribfracseg_checkpoint"
 FORMAT_VERSION = 1
 FRACNET_ARCH = "fracnet_unet"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint cannot be used; the message says what is wrong and what was expected."""
 
 
 def default_preprocessing() -> dict:
@@ -79,7 +76,7 @@ def _pickle_reason(err: Exception) -> str:
 def _read(path: Path) -> Any:
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}. Check the path, or use the shipped model "
-                              f"({defaults.MODELS_DIR.parent.name}/{defaults.MODELS_DIR.name}/ holds ribfrac_default.pt and "
+                              f"(RibFracSegLib/{defaults.MODELS_PACKAGE_DIR}/ holds ribfrac_default.pt and "
                               "l3_default.pt).")
     with path.open("rb") as fh:
         head = fh.read(2)

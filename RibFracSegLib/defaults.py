@@ -6,14 +6,18 @@ checkpoint (or the caller) says nothing. Import from here; never repeat a number
 
 from __future__ import annotations
 
-from pathlib import Path
+# --- Shipped models: package data of RibFracSegLib (read by RibFracSegLib.shipped) -------------
+MODELS_PACKAGE_DIR = "models"  # RibFracSegLib/models/ in the source, the wheel and the Slicer extension
+SHIPPED_MODELS = {"fracture": "ribfrac_default.pt", "l3": "l3_default.pt"}
 
-# --- Where shipped files live ---------------------------------------------------------------
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-RESOURCES_DIR = PROJECT_ROOT / "Resources"
-MODELS_DIR = RESOURCES_DIR / "Models"
-DEFAULT_FRACTURE_CHECKPOINT = MODELS_DIR / "ribfrac_default.pt"
-DEFAULT_L3_CHECKPOINT = MODELS_DIR / "l3_default.pt"
+# --- Cases: which files are CTs and how a path becomes a case id (RibFracSegLib.cases) --------
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+LIST_SUFFIXES = (".txt", ".lst", ".list")  # a file of CT paths, one a line ('#' comments)
+CASE_ROLE_TAGS = ("-image", "-label")  # RibFrac layout: RibFrac1-image.nii.gz and RibFrac1-label.nii.gz are case RibFrac1
+
+# --- Run options and their limits (RibFracSegLib.options validates them in one place) ---------
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16", "mixed", "fp16")
 
 # --- CT intensities (HU) -----------------------------------------------------------------------
 AIR_HU = -1024
@@ -160,6 +164,8 @@ SPINE_MEDIAN_MM = 7.0  # FracNet's 10-pixel median filter at ~0.7 mm
 SPINE_DISK_MM = 5.0  # FracNet's radius-7 disk at ~0.7 mm
 SPINE_KEEP_FRACTION = 1.0 / 3.0  # keep projected-bone pixels above this fraction of the maximum
 SUBMISSION_CSV = "ribfrac-pred.csv"
+PROBABILITY_DIR = "probabilities"  # probability maps go in this sub-folder: the evaluator reads every .nii.gz beside the csv
+MANIFEST_NAME = "ribfracseg-manifest.jsonl"  # one JSON line per case of a cohort run (RibFracSegLib.cohort)
 L3_WALL_MAX_MM = 30.0  # the abdominal muscle wall is taken as at most this thick
 L3_SPINE_MARGIN_MM = 10.0  # muscles this far in front of the vertebral body still count (psoas)
 L3_VERTEBRA_HU = 150.0  # marrow of the vertebral body is above this (below BONE_HU): locates its centre

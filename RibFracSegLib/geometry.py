@@ -63,11 +63,6 @@ def superior_axis(image: sitk.Image) -> tuple[int, int]:
     return 2 - col, sign
 
 
-def to_canonical(image: sitk.Image) -> sitk.Image:
-    """Reorient (permute/flip only, no resampling) to LPS storage: i->Left, j->Posterior, k->Superior."""
-    return sitk.DICOMOrient(image, "LPS")
-
-
 def same_grid(a: sitk.Image, b: sitk.Image, tol: float = 1e-4) -> bool:
     return (
         a.GetSize() == b.GetSize()

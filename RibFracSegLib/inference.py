@@ -12,7 +12,7 @@ import contextlib
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -22,21 +22,17 @@ from torch import nn
 from . import defaults
 from .checkpoint import Checkpoint, CheckpointError, build_model, load_checkpoint
 from .detections import Detection, FractureResult
+from .errors import Cancelled
 from .geometry import lps_to_ras
 from .networks.fusion import fold_batchnorm, keep_full_resolution_fp32
 from .postprocess import Component, PostprocessParams, find_fractures
 from .preprocess import CanonicalVolume, block_any, bone_cells, canonical_volume, normalise
+from .progress import Cancel, Progress
 from .ribs import RibLabels, segment_ribs
 from .ribs.assign import locate_on_rib, near_ribs
 from .sliding_window import Box, PatchGrid, SlabAggregator, importance_map, keep_mask
 
-Progress = Callable[[int, int], None]
-Cancel = Callable[[], bool]
 SUPPORTED_NORMALISATION = "window_to_minus1_1"
-
-
-class Cancelled(RuntimeError):
-    """The caller's cancel callback asked to stop; no result was produced."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +67,7 @@ def _probabilities(logits: torch.Tensor) -> torch.Tensor:
     return 1.0 - torch.softmax(logits, dim=1)[:, 0]
 
 
-PRECISIONS = ("auto", "fp32", "bf16", "mixed", "fp16")
+PRECISIONS = defaults.PRECISIONS
 
 
 class _Runner:

@@ -17,9 +17,9 @@ from typing import Iterator
 
 import SimpleITK as sitk
 
+from .errors import InputError
 
-class InputError(ValueError):
-    """A user-supplied input is unusable; the message says what is wrong and what to do."""
+__all__ = ["InputError", "atomic_path", "read_ct", "write_image", "write_text"]
 
 
 class InputWarning(UserWarning):

@@ -71,6 +71,21 @@ def spine_mask(hu: np.ndarray, spacing_zyx: tuple[float, float, float], params: 
     return mask
 
 
+def spine_column(hu: np.ndarray, spacing_zyx: tuple[float, float, float], bone_hu: float = defaults.BONE_HU
+                 ) -> tuple[tuple[float, float], tuple[int, int]]:
+    """(y, x) centre and z range of the spinal column, from the same footprint `find_fractures` removes.
+
+    Training samples spine negatives around it; with no bone in view the centre of the slice is
+    returned over all slices.
+    """
+    footprint = spine_mask(hu, spacing_zyx, PostprocessParams(bone_hu=bone_hu, spine_margin_mm=0.0))
+    if not footprint.any():
+        return ((hu.shape[1] - 1) / 2, (hu.shape[2] - 1) / 2), (0, hu.shape[0] - 1)
+    yc, xc = ndimage.center_of_mass(footprint)
+    zs = np.flatnonzero((hu[:, footprint] > bone_hu).any(axis=1))
+    return (float(yc), float(xc)), ((int(zs[0]), int(zs[-1])) if zs.size else (0, hu.shape[0] - 1))
+
+
 def _foreground_box(mask: np.ndarray) -> Optional[tuple[slice, slice, slice]]:
     box = []
     for axis in range(3):

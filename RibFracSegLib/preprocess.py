@@ -63,6 +63,26 @@ def canonical_volume(image: sitk.Image) -> CanonicalVolume:
     return CanonicalVolume(array=vol.to_canonical(view), spacing_zyx=spacing_zyx, axes=axes, flips=flips, source=image)
 
 
+def canonical_image(image: sitk.Image) -> sitk.Image:
+    """The CT re-stored in LPS order (a copy; no resampling) with the axes `canonical_volume` picks.
+
+    For code that wants a SimpleITK image (spacing, physical points) rather than a numpy view; one
+    axis choice for both, so the fracture and L3 paths agree on oblique scans.
+    """
+    volume = canonical_volume(image)
+    out = sitk.GetImageFromArray(np.ascontiguousarray(volume.array))
+    out.SetSpacing(volume.spacing_zyx[::-1])
+    # canonical index axis n (i, j, k) runs along input index axis `index_axis[n]`, maybe reversed
+    index_axis = [2 - volume.axes[2 - n] for n in range(3)]
+    flipped = [volume.flips[2 - n] for n in range(3)]
+    direction = np.array(image.GetDirection(), dtype=float).reshape(3, 3)
+    columns = [direction[:, a] * (-1.0 if f else 1.0) for a, f in zip(index_axis, flipped)]
+    out.SetDirection(np.stack(columns, axis=1).ravel().tolist())
+    corner = volume.index_to_input(np.zeros(3))
+    out.SetOrigin(image.TransformContinuousIndexToPhysicalPoint([float(v) for v in corner]))
+    return out
+
+
 def normalise(hu: np.ndarray, hu_window: tuple[float, float]) -> np.ndarray:
     """Clip to the window and map linearly to [-1, 1] (FracNet), in float32."""
     lo, hi = float(hu_window[0]), float(hu_window[1])

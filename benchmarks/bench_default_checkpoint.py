@@ -3,12 +3,12 @@
 1. Generates 20 fresh held-out phantoms (data-set seed 2024, never used in training) with the
    realistic parameter sampler: 512² matrices, pixel 0.6-1.0 mm, slices 0.625-2.5 mm, the three
    fields of view, LPS/RAS/LPI/oblique storage, 0-10 fractures. Cached in .cache/heldout.
-2. Segments each with `segment_ct` at the checkpoint's default threshold, writes a RibFrac
-   submission, and scores it with the RibFrac-exact evaluator (FROC, recall at key FP levels).
+2. Segments each with the library's cohort runner (`segment_case`, as `ribfracseg segment`) at
+   the checkpoint's default threshold into a RibFrac submission, and scores it with the RibFrac-exact evaluator (FROC, recall at key FP levels).
 3. Counts detections on the real LIDC-IDRI-0001 chest CT (no known fractures: every detection is a
    false positive) at the default threshold.
 
-    python benchmarks/bench_default_checkpoint.py [--checkpoint PATH] [--n 20] [--threads 1]
+    python benchmarks/bench_default_checkpoint.py [--checkpoint PATH] [--n 20] [--threads 1] [--workers N]
 """
 
 from __future__ import annotations
@@ -45,56 +45,47 @@ def ensure_heldout(folder: Path, n: int, seed: int) -> Path:
     return folder
 
 
-def segment_folder(gt_dir: Path, pred_dir: Path, checkpoint, limit: int | None, stamp: str,
-                   shard: int = 0, shards: int = 1) -> list[dict]:
-    """Segment every case into a RibFrac submission. Cases already done for this checkpoint are kept
-    (a run can be interrupted and restarted); shards split the cases between parallel processes,
-    each writing its own csv (the evaluator reads them all)."""
-    from RibFracSegLib.export import write_submission
-    from RibFracSegLib.inference import segment_ct
-    from RibFracSegLib.io import read_ct
-    from RibFracSegLib.training.dataset import find_cases
+def segment_folder(gt_dir: Path, pred_dir: Path, checkpoint: str, limit: int | None, stamp: str,
+                   workers: int = 0) -> list[dict]:
+    """Segment every case into a RibFrac submission with the library's cohort runner (the same
+    per-case pipeline as `ribfracseg segment`). Cases already done for this checkpoint are kept, so
+    a run can be interrupted and restarted; --workers runs cases in parallel on a local Dask cluster."""
+    from RibFracSegLib.cases import labelled_cases
+    from RibFracSegLib.cohort import run_cases
+    from RibFracSegLib.options import SegmentOptions
 
     pred_dir.mkdir(parents=True, exist_ok=True)
     stamp_file = pred_dir / "checkpoint.sha256"
     if not stamp_file.is_file() or stamp_file.read_text() != stamp:
-        if shard == 0:
-            for old in pred_dir.iterdir():
+        for old in pred_dir.iterdir():
+            if old.is_file():
                 old.unlink()
-            stamp_file.write_text(stamp)
-        else:
-            raise SystemExit("start shard 0 first: it clears predictions of another checkpoint")
+        stamp_file.write_text(stamp)
+    images = [c.image for c in labelled_cases(gt_dir)[:limit]]
+    reports = run_cases(images, pred_dir, SegmentOptions(checkpoint=checkpoint), workers=workers,
+                        on_report=lambda r: print(f"  {r.case}: {r.status}, {r.n_fractures} detections "
+                                                  f"{r.error or ''}", flush=True))
     timings = []
-    for index, files in enumerate(find_cases(gt_dir)[:limit]):
-        record = pred_dir / f"{files.public_id}.json"
-        if record.is_file() and (pred_dir / f"{files.public_id}.nii.gz").is_file():
-            timings.append(json.loads(record.read_text()))
-            continue
-        if index % shards != shard:
-            continue
-        image = read_ct(files.image)
-        t = time.perf_counter()
-        result = segment_ct(image, checkpoint)
-        seconds = time.perf_counter() - t
-        write_submission(result, files.public_id, pred_dir, csv_name=f"ribfrac-pred-{shard}.csv")
-        timings.append({"case": files.public_id, "size": image.GetSize(), "seconds": round(seconds, 1),
-                        "detections": len(result.detections)})
-        record.write_text(json.dumps(timings[-1]))
-        print(f"  {files.public_id} {image.GetSize()}: {len(result.detections)} detections in {seconds:.0f} s",
-              flush=True)
+    for report in reports:
+        if report.status == "failed":
+            raise SystemExit(f"{report.case} failed: {report.error}")
+        summary = json.loads(Path(report.outputs["summary"]).read_text())
+        timings.append({"case": report.case, "seconds": summary["timings_s"]["total"],
+                        "detections": len(summary["detections"])})
     return timings
 
 
 def lidc_false_positives(checkpoint) -> dict:
     from real_data import lidc_path
 
-    from RibFracSegLib.inference import segment_ct
-    from RibFracSegLib.io import read_ct
+    from RibFracSegLib.options import SegmentOptions
+    from RibFracSegLib.pipeline import segment_case
 
-    image = read_ct(lidc_path())
-    t = time.perf_counter()
-    result = segment_ct(image, checkpoint)
-    return {"detections": len(result.detections), "seconds": round(time.perf_counter() - t, 1),
+    report = segment_case(lidc_path(), None, SegmentOptions(), checkpoint=checkpoint)  # in memory
+    if report.result is None:
+        raise SystemExit(f"LIDC CT failed: {report.error}")
+    result = report.result
+    return {"detections": len(result.detections), "seconds": round(result.timings_s["total"], 1),
             "confidences": [round(d.confidence, 3) for d in result.detections],
             "centers_ras": [tuple(round(v, 1) for v in d.center_ras) for d in result.detections]}
 
@@ -102,13 +93,13 @@ def lidc_false_positives(checkpoint) -> dict:
 def main() -> None:
     import torch
 
-    from RibFracSegLib import defaults
+    from RibFracSegLib.shipped import shipped_model
     from RibFracSegLib.checkpoint import load_checkpoint
     from RibFracSegLib.evaluation import evaluate_dirs
     from RibFracSegLib.evaluation.plot import save_froc_png
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", default=str(defaults.DEFAULT_FRACTURE_CHECKPOINT))
+    parser.add_argument("--checkpoint", default=str(shipped_model("fracture")))
     parser.add_argument("--n", type=int, default=20, help="held-out phantoms (default 20)")
     parser.add_argument("--seed", type=int, default=HELDOUT_SEED)
     parser.add_argument("--data", default=str(ROOT / ".cache" / "heldout"))
@@ -118,8 +109,7 @@ def main() -> None:
     parser.add_argument("--plot", help="write the FROC curve PNG here")
     parser.add_argument("--skip-lidc", action="store_true")
     parser.add_argument("--generate-only", action="store_true")
-    parser.add_argument("--shard", type=int, default=0, help="this process's share of the cases (0-based)")
-    parser.add_argument("--shards", type=int, default=1, help="parallel processes sharing the cases")
+    parser.add_argument("--workers", type=int, default=0, help="cases in parallel on a local Dask cluster")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -130,11 +120,7 @@ def main() -> None:
     print(f"checkpoint {args.checkpoint}: {ckpt.arch} {ckpt.hparams}, threshold {ckpt.thresholds.get('probability')}")
     pred_dir = Path(args.pred)
     sha = hashlib.sha256(Path(args.checkpoint).read_bytes()).hexdigest()
-    timings = segment_folder(gt_dir, pred_dir, ckpt, args.limit, sha, args.shard, args.shards)
-    if args.shards > 1 and len(timings) < min(args.limit or args.n, args.n):
-        print(f"shard {args.shard}/{args.shards} done ({len(timings)} cases segmented so far); "
-              "run again without --shards to evaluate")
-        return
+    timings = segment_folder(gt_dir, pred_dir, args.checkpoint, args.limit, sha, args.workers)
     if args.limit:  # evaluate only the segmented cases: link their truth into a temporary folder
         sub = pred_dir.parent / (pred_dir.name + "_gt")
         sub.mkdir(exist_ok=True)

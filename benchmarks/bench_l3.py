@@ -1,6 +1,6 @@
 """L3 locator and body composition on held-out phantoms: error in mm, "not in view", time per CT.
 
-    python benchmarks/bench_l3.py [--n 20] [--seed 90000] [--checkpoint Resources/Models/l3_default.pt] [--real]
+    python benchmarks/bench_l3.py [--n 20] [--seed 90000] [--checkpoint RibFracSegLib/models/l3_default.pt] [--real]
 
 Phantoms use seeds never used in training (train 1000+, validation 5000+), varied spacing,
 orientation and field of view (a third thorax-only: L3 must be reported "not in view"). The time is
@@ -21,18 +21,19 @@ import SimpleITK as sitk
 import torch
 
 from RibFracSegLib import defaults
-from RibFracSegLib.geometry import to_canonical
+from RibFracSegLib.preprocess import canonical_image
 from RibFracSegLib.l3 import body_composition, locate_l3
 from RibFracSegLib.l3.dataset import phantom_params
 from RibFracSegLib.l3.decoding import point_to_row
 from RibFracSegLib.l3.evaluation import error_stats
 from RibFracSegLib.phantom import Tissue, generate_phantom
 from RibFracSegLib.phantom.dataset import sample_params
+from RibFracSegLib.shipped import shipped_model
 
 
 def tissue_truth(case) -> dict[str, float]:
     """Phantom areas (cm^2) on the true L3 slice: muscle, FAT (subcutaneous + intermuscular), visceral fat."""
-    tissue = to_canonical(case.tissue)
+    tissue = canonical_image(case.tissue)
     k = int(round(tissue.TransformPhysicalPointToContinuousIndex(case.l3.center_lps)[2]))
     t = sitk.GetArrayViewFromImage(tissue)[k]
     px = float(np.prod(tissue.GetSpacing()[:2])) / 100
@@ -44,7 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=20)
     parser.add_argument("--seed", type=int, default=90000)
-    parser.add_argument("--checkpoint", default=str(defaults.DEFAULT_L3_CHECKPOINT))
+    parser.add_argument("--checkpoint", default=str(shipped_model("l3")))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--real", action="store_true", help="also the real LIDC chest CT (downloaded once)")
     parser.add_argument("--real-only", action="store_true", help="only the real LIDC chest CT")

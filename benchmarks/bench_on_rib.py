@@ -61,14 +61,15 @@ def main() -> None:
     import torch
 
     from RibFracSegLib import defaults
+    from RibFracSegLib.shipped import shipped_model
     from RibFracSegLib.checkpoint import load_checkpoint
     from RibFracSegLib.evaluation import evaluate_dirs
     from RibFracSegLib.export import write_submission
     from RibFracSegLib.io import read_ct
-    from RibFracSegLib.training.dataset import find_cases
+    from RibFracSegLib.cases import labelled_cases as find_cases
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", default=str(defaults.DEFAULT_FRACTURE_CHECKPOINT))
+    parser.add_argument("--checkpoint", default=str(shipped_model("fracture")))
     parser.add_argument("--n", type=int, default=10, help="held-out phantoms (the first N of the 20)")
     parser.add_argument("--margin", type=float, default=defaults.ON_RIB_MARGIN_MM, help="on-rib margin, mm")
     parser.add_argument("--out", default=str(ROOT / ".cache" / "bench_on_rib"))

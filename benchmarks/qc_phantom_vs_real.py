@@ -22,7 +22,7 @@ import SimpleITK as sitk  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from real_data import lidc_path  # noqa: E402
 
-from RibFracSegLib.geometry import to_canonical  # noqa: E402
+from RibFracSegLib.preprocess import canonical_image  # noqa: E402
 from RibFracSegLib.l3.projections import compute_projections  # noqa: E402
 from RibFracSegLib.phantom import PhantomParams, generate_phantom  # noqa: E402
 
@@ -31,7 +31,7 @@ WINDOW = (-1000, 800)
 
 def views(image: sitk.Image) -> tuple[np.ndarray, list[np.ndarray]]:
     frontal = compute_projections(image).frontal
-    canon = sitk.GetArrayFromImage(to_canonical(image)).astype(np.float32)  # [inferior->superior, A->P, R->L]
+    canon = sitk.GetArrayFromImage(canonical_image(image)).astype(np.float32)  # [inferior->superior, A->P, R->L]
     canon[canon < -1024] = -1024  # outside the reconstruction circle
     nk = canon.shape[0]
     axial = [canon[int(f * (nk - 1))] for f in (0.8, 0.55, 0.3)]

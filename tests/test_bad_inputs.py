@@ -30,7 +30,8 @@ import torch
 import bad_input_files as B
 from RibFracSegLib import defaults
 from RibFracSegLib.cli import main
-from RibFracSegLib.cli.segment import public_id
+from RibFracSegLib.cases import case_id as public_id
+from RibFracSegLib.shipped import shipped_model
 from RibFracSegLib.output_folder import output_folder
 
 torch.set_num_threads(1)
@@ -171,11 +172,10 @@ CASES = [
          2, ("not a readable pytorch checkpoint",), kind="run"),
     Case("L3 checkpoint given to segment", lambda t, e: seg_alone(e["good"], e) + ["--checkpoint", str(e["l3"])], 2,
          ("--checkpoint l3_default.pt", "l3 locator", "needs a fracture checkpoint"), kind="run"),
-    Case("overlap 1.0", lambda t, e: seg_alone(e["good"], e, "--overlap", "1.0"), 1, ("overlap", "[0, 1)"),
-         kind="alone"),
-    pytest.param(Case("threshold above 1", lambda t, e: seg_alone(e["good"], e, "--threshold", "1.5"), 2,
-                      ("--threshold", "[0, 1]"), kind="run"),
-                 marks=pytest.mark.xfail(reason="segment's numeric options are validated by issue 14's SegmentOptions")),
+    Case("overlap 1.0", lambda t, e: seg_alone(e["good"], e, "--overlap", "1.0"), 2, ("--overlap", "[0, 1)"),
+         kind="run"),
+    Case("threshold above 1", lambda t, e: seg_alone(e["good"], e, "--threshold", "1.5"), 2,
+         ("--threshold", "[0, 1]"), kind="run"),
     Case("cuda without a GPU", lambda t, e: seg_alone(e["good"], e, "--device", "cuda"), 1,
          ("no cuda gpu", "--device cpu"), kind="alone"),
     Case("fracture checkpoint given to l3", lambda t, e: l3(e, "--checkpoint", str(e["ckpt"])), 2,
@@ -280,7 +280,7 @@ def _cut_ckpt(tmp: Path, env: dict) -> Path:
 def shared(tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("shared")
     return {"good": B.good_ct(folder), "ckpt": B.tiny_fracture_checkpoint(folder / "tiny.pt"),
-            "l3": defaults.DEFAULT_L3_CHECKPOINT}
+            "l3": shipped_model("l3")}
 
 
 def _preexec(process: str) -> Callable[[], None]:
@@ -358,7 +358,7 @@ def table() -> str:
     rows = ["| case | exit | message |", "|---|---|---|"]
     with tempfile.TemporaryDirectory() as folder:
         shared = {"good": B.good_ct(Path(folder)), "ckpt": B.tiny_fracture_checkpoint(Path(folder) / "tiny.pt"),
-                  "l3": defaults.DEFAULT_L3_CHECKPOINT}
+                  "l3": shipped_model("l3")}
         for n, case in enumerate(getattr(c, "values", (c,))[0] for c in CASES):
             tmp = Path(folder) / str(n)
             tmp.mkdir()

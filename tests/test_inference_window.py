@@ -61,7 +61,7 @@ def test_context_model_blend_matches_naive_reference_on_oblique_volume():
     result = segment_ct(image, checkpoint("test_patch_mean"), overlap=0.5, skip_empty=False,
                         return_probability=True, postprocess=NO_POST, precision="fp32", batch_size=3)
     # reference computed independently: SimpleITK's own reorientation to LPS, then back
-    canonical = geometry.to_canonical(image)
+    canonical = sitk.DICOMOrient(image, "LPS")
     ref = sitk.GetImageFromArray(_naive_blend(_window(sitk.GetArrayFromImage(canonical)), 16, 0.5))
     ref.CopyInformation(canonical)
     ref = sitk.DICOMOrient(ref, geometry.axis_codes(image))

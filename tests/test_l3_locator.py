@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from RibFracSegLib import defaults
 from RibFracSegLib.checkpoint import load_checkpoint
 from RibFracSegLib.l3 import body_composition, locate_l3
 from RibFracSegLib.l3.decoding import point_to_row
 from RibFracSegLib.phantom import PhantomParams, generate_phantom
+from RibFracSegLib.shipped import shipped_model
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -23,7 +23,7 @@ def test_l3_found_on_unseen_phantom(orientation, fov, seed):
     case = generate_phantom(PhantomParams(shape=(170, 170, 190), spacing=(2.2, 2.2, 2.5), fov=fov, n_fractures=0,
                                           orientation=orientation, seed=seed))
     assert case.l3 is not None
-    l3 = locate_l3(case.image, defaults.DEFAULT_L3_CHECKPOINT)
+    l3 = locate_l3(case.image, shipped_model("l3"))
     assert l3.in_view and l3.confidence > 0.3
     assert abs(l3.row_mm - point_to_row(l3.projections, case.l3.center_lps)) < 6.0
     true_index = case.l3.center_ijk[2]  # both storages keep k as the superior-inferior axis
@@ -41,5 +41,5 @@ def test_thorax_only_ct_is_not_in_view():
                                           orientation="LPS", seed=424244))
     assert case.l3 is None
     l3 = locate_l3(case.image)
-    threshold = load_checkpoint(defaults.DEFAULT_L3_CHECKPOINT).thresholds["min_confidence"]
+    threshold = load_checkpoint(shipped_model("l3")).thresholds["min_confidence"]
     assert not l3.in_view and l3.confidence < threshold - 0.05  # with a margin, not by a hair

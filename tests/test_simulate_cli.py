@@ -12,7 +12,8 @@ import SimpleITK as sitk
 from RibFracSegLib.cli import main
 from RibFracSegLib.phantom import PhantomParams, generate_phantom
 from RibFracSegLib.ribs.label_maps import phantom_to_rib_labels
-from RibFracSegLib.training.dataset import build_volume, find_cases
+from RibFracSegLib.cases import labelled_cases as find_cases
+from RibFracSegLib.training.dataset import build_volume
 
 
 @pytest.fixture(scope="module")

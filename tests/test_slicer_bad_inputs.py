@@ -9,7 +9,7 @@ import pytest
 import bad_input_files as B
 from slicer_scene import import_module_file, make_scene
 
-from RibFracSegLib import defaults
+from RibFracSegLib.shipped import shipped_model
 
 module = import_module_file()
 
@@ -35,5 +35,5 @@ def test_logic_refuses_bad_volume_nodes_and_adds_nothing(array, says):
     before = holder.node_ids()
     logic = module.RibFracSegLogic(scene=holder.scene)
     with pytest.raises(ValueError, match=f"Volume 'scan'.*{says}"):
-        logic.process(volume, checkpoint=str(defaults.DEFAULT_FRACTURE_CHECKPOINT), device="cpu")
+        logic.process(volume, checkpoint=str(shipped_model("fracture")), device="cpu")
     assert holder.node_ids() == before

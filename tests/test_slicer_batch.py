@@ -13,7 +13,7 @@ module = import_module_file()
 
 from RibFracSegLib.geometry import ras_to_index  # noqa: E402
 from RibFracSegLogicLib import probe, selftest  # noqa: E402
-from RibFracSegLogicLib.batch import SUMMARY_NAME, case_name  # noqa: E402
+from RibFracSegLogicLib.batch import SUMMARY_NAME  # noqa: E402
 from RibFracSegLogicLib.files import load_markups, load_segmentation, load_table  # noqa: E402
 
 torch.set_num_threads(2)
@@ -35,23 +35,18 @@ def batch(tmp_path_factory):
     return {"root": root, "cases": cases, "reports": reports, "holder": holder, "before": before}
 
 
-def test_case_names_strip_image_suffixes():
-    assert case_name("/d/RibFrac1-image.nii.gz") == "RibFrac1-image"
-    assert case_name("/d/a.b.nrrd") == "a.b"
-    assert case_name("/d/dicom_folder") == "dicom_folder"
-
-
 def test_every_case_reported_and_the_bad_one_does_not_stop_the_batch(batch):
     reports = batch["reports"]
-    assert [r.case for r in reports] == ["lps-image", "broken", "obl-image"]
+    assert [r.case for r in reports] == ["lps", "broken", "obl"]  # the library's case ids (RibFracSegLib.cases)
+    assert [r.status for r in reports] == ["done", "failed", "done"]
     expected = [len(batch["cases"]["lps-image"].truth_ras), 0, len(batch["cases"]["obl-image"].truth_ras)]
     assert expected[0] >= 2 and expected[2] >= 2  # the phantoms still hold something to find
     assert [r.n_fractures for r in reports] == expected
     assert reports[0].error is None and reports[2].error is None
     assert "Cannot read" in reports[1].error
     summary = (batch["root"] / "out" / SUMMARY_NAME).read_text(encoding="utf-8").splitlines()
-    assert summary[0].split("\t") == ["case", "source", "n_fractures", "seconds", "error"]
-    assert [line.split("\t")[2] for line in summary[1:]] == [str(n) for n in expected]
+    assert summary[0].split("\t") == ["case", "input", "status", "n_fractures", "seconds", "error"]
+    assert [line.split("\t")[3] for line in summary[1:]] == [str(n) for n in expected]
 
 
 def test_batch_leaves_the_scene_as_it_found_it(batch):
@@ -61,13 +56,14 @@ def test_batch_leaves_the_scene_as_it_found_it(batch):
 def test_written_files_hold_the_truth(batch):
     out = batch["root"] / "out"
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [f"{c}{ext}" for c in ("lps-image", "obl-image") for ext in (".seg.nrrd", ".mrk.json", ".tsv", ".schema.tsv")]
+        [f"{c}{ext}" for c in ("lps", "obl") for ext in (".seg.nrrd", ".mrk.json", ".tsv", ".schema.tsv")]
         + [SUMMARY_NAME])
     scene = make_scene().scene
     for name, case in batch["cases"].items():
-        seg = load_segmentation(scene, out / f"{name}.seg.nrrd")
-        points = load_markups(scene, out / f"{name}.mrk.json")
-        table = load_table(scene, out / f"{name}.tsv")
+        stem = name.removesuffix("-image")
+        seg = load_segmentation(scene, out / f"{stem}.seg.nrrd")
+        points = load_markups(scene, out / f"{stem}.mrk.json")
+        table = load_table(scene, out / f"{stem}.tsv")
         n_truth = len(case.truth_ras)
         assert seg.GetSegmentation().GetNumberOfSegments() == points.GetNumberOfControlPoints() == n_truth
         assert table.GetNumberOfRows() == n_truth

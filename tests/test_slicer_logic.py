@@ -12,7 +12,8 @@ import torch
 from slicer_scene import import_module_file, make_scene
 
 from RibFracSegLib.geometry import ras_to_index
-from RibFracSegLib.inference import Cancelled, segment_ct
+from RibFracSegLib.errors import Cancelled
+from RibFracSegLib.inference import segment_ct
 
 module = import_module_file()  # RibFracSeg.py itself, imported headless
 

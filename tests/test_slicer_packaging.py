@@ -40,9 +40,9 @@ def test_icon_and_screenshot_urls_point_at_committed_pictures():
 
 def test_shipped_models_are_installed_with_the_extension():
     install = re.search(r"install\(FILES \$\{_models\}\s+DESTINATION (\S+)", MODULE)
-    assert install and install.group(1) == "${Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR}/Resources/Models"
+    assert install and install.group(1) == "${Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR}/RibFracSegLib/models"
     assert "COMPONENT RuntimeLibraries" in MODULE.split("install(FILES ${_models}", 1)[1].split(")", 1)[0]
-    assert sorted(p.name for p in (REPO / "Resources" / "Models").glob("*.pt")) == ["l3_default.pt", "ribfrac_default.pt"]
+    assert sorted(p.name for p in (REPO / "RibFracSegLib" / "models").glob("*.pt")) == ["l3_default.pt", "ribfrac_default.pt"]
 
 
 def test_self_test_registration():

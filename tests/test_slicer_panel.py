@@ -10,6 +10,7 @@ from slicer_cases import probe_case
 from slicer_scene import make_scene
 
 from RibFracSegLib import defaults  # noqa: E402
+from RibFracSegLib.shipped import shipped_model  # noqa: E402
 from RibFracSegLogicLib import probe, selftest  # noqa: E402
 from RibFracSegLogicLib.logic import RibFracSegLogicBase  # noqa: E402
 from RibFracSegLogicLib.panel import PanelInputs, PanelRun, checkpoint_for_run, run_options  # noqa: E402
@@ -22,11 +23,11 @@ def test_an_empty_checkpoint_field_means_the_shipped_model_of_this_installation(
     logic = RibFracSegLogicBase(make_scene().scene)
     assert PanelInputs().checkpoint == ""  # what the parameter node stores by default: no path
     assert checkpoint_for_run("") is None and checkpoint_for_run("  ") is None
-    assert run_options(logic, PanelInputs()).checkpoint == str(defaults.DEFAULT_FRACTURE_CHECKPOINT)
+    assert run_options(logic, PanelInputs()).checkpoint == str(shipped_model("fracture"))
     # a scene saved by an older version or on another machine holds that installation's shipped path
     stale = "/opt/Slicer-5.6.2/lib/Slicer-5.6/qt-scripted-modules/Resources/Models/ribfrac_default.pt"
     assert checkpoint_for_run(stale) is None
-    assert checkpoint_for_run(str(defaults.DEFAULT_FRACTURE_CHECKPOINT)) is None
+    assert checkpoint_for_run(str(shipped_model("fracture"))) is None
     own = probe.write_probe_checkpoint(tmp_path / "mine.pt")
     assert run_options(logic, PanelInputs(checkpoint=str(own))).checkpoint == str(own)
     with pytest.raises(ValueError, match="Checkpoint not found: .*gone.pt"):

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from RibFracSegLib.training.augment import AugmentConfig, augment_batch
-from RibFracSegLib.training.dataset import TrainingVolume, spine_column
+from RibFracSegLib.postprocess import spine_column
+from RibFracSegLib.training.dataset import TrainingVolume
 from RibFracSegLib.training.losses import (LossConfig, deep_supervision_loss, dice_bce_loss, segmentation_loss,
                                            soft_dice_loss, tversky_loss)
 from RibFracSegLib.training.sampler import SamplerConfig, crop, mirror_point, sample_centres
@@ -14,10 +15,10 @@ torch.set_num_threads(1)
 
 
 def body_with_spine(shape=(40, 50, 60), spine_yx=(35, 22)):
-    """Soft tissue with a bone column at spine_yx through every slice, plus a short 'rib' at y 10."""
+    """Soft tissue with a 15-mm bone column at spine_yx through every slice, plus a short 'rib' at y 10."""
     hu = np.full(shape, 40, np.int16)
     y, x = spine_yx
-    hu[:, y - 3:y + 4, x - 3:x + 4] = 700
+    hu[:, y - 7:y + 8, x - 7:x + 8] = 700
     hu[20, 10, 30:40] = 600
     return hu
 

@@ -8,11 +8,12 @@ import pytest
 import SimpleITK as sitk
 import torch
 
+from RibFracSegLib.cases import labelled_cases
 from RibFracSegLib.checkpoint import build_model, load_checkpoint
 from RibFracSegLib.cli import main as cli_main
 from RibFracSegLib.phantom import PhantomParams, generate_phantom
 from RibFracSegLib.training.augment import AugmentConfig
-from RibFracSegLib.training.dataset import find_cases, load_volume
+from RibFracSegLib.training.dataset import load_volume
 from RibFracSegLib.training.sampler import SamplerConfig
 from RibFracSegLib.training.trainer import TrainConfig, train
 
@@ -40,7 +41,7 @@ def small_config(epochs: int) -> TrainConfig:
 
 
 def test_cache_is_memory_mapped_and_canonical(data_dir, tmp_path):
-    files = find_cases(data_dir)[0]
+    files = labelled_cases(data_dir)[0]
     vol = load_volume(files, tmp_path / "cache")
     again = load_volume(files, tmp_path / "cache")
     assert isinstance(again.hu, np.memmap) and np.array_equal(vol.hu, again.hu)
@@ -51,7 +52,7 @@ def test_cache_is_memory_mapped_and_canonical(data_dir, tmp_path):
 
 
 def test_loss_falls_and_resume_is_exact(data_dir, tmp_path):
-    vols = [load_volume(f) for f in find_cases(data_dir)]
+    vols = [load_volume(f) for f in labelled_cases(data_dir)]
     full = train(small_config(3), vols, tmp_path / "full", log=lambda m: None)
     state = torch.load(tmp_path / "full" / "train_state.pt", weights_only=True)
     losses = [h["loss"] for h in json.loads(state["state"])["history"]]

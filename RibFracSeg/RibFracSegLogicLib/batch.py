@@ -9,40 +9,21 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
+from RibFracSegLib.cases import case_id
+from RibFracSegLib.errors import Cancelled
 from RibFracSegLib.io import write_text
+from RibFracSegLib.pipeline import DONE, FAILED, CaseReport
 
-from .compute import cancelled_error
 from .files import save_markups, save_segmentation, save_table
 from .nodes import node_ids, remove_nodes_added_since
 from .volumes import volume_node_from_file
 
 logger = logging.getLogger("RibFracSeg")
 
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 SUMMARY_NAME = "ribfracseg-batch.tsv"
-
-
-@dataclass
-class CaseReport:
-    case: str
-    source: str
-    n_fractures: int = 0
-    seconds: float = 0.0
-    files: dict[str, Path] = field(default_factory=dict)
-    error: Optional[str] = None
-
-
-def case_name(path: str | Path) -> str:
-    """'RibFrac1-image.nii.gz' -> 'RibFrac1-image'; a DICOM folder -> its name."""
-    name = Path(path).name
-    for suffix in IMAGE_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
 
 
 def case_files(out_dir: Path, case: str) -> dict[str, Path]:
@@ -76,19 +57,19 @@ def run_batch(logic, inputs: Iterable[str | Path], out_dir: str | Path, *, keep_
     scene = logic.scene
     reports: list[CaseReport] = []
     for index, source in enumerate(inputs):
-        report = CaseReport(case=case_name(source), source=str(source))
+        report = CaseReport(case=case_id(source), input=str(source), status=DONE)
         before = node_ids(scene)
         start = time.perf_counter()
         try:
             volume = volume_node_from_file(scene, str(source), report.case)
             result = logic.process(volume, name=report.case, **options)
-            report.files = save_results(scene, result.nodes, out_dir, report.case)
+            report.outputs = {k: str(v) for k, v in save_results(scene, result.nodes, out_dir, report.case).items()}
             report.n_fractures = len(result.detections)
-        except cancelled_error():
+        except Cancelled:
             remove_nodes_added_since(scene, before)
             raise
         except Exception as err:  # one bad case must not stop a cohort; reported per case
-            report.error = f"{type(err).__name__}: {err}"
+            report.status, report.error = FAILED, f"{type(err).__name__}: {err}"
             logger.error("RibFracSeg batch: %s failed: %s", source, report.error)
             keep = False
         else:
@@ -105,6 +86,6 @@ def run_batch(logic, inputs: Iterable[str | Path], out_dir: str | Path, *, keep_
 
 
 def write_summary(reports: list[CaseReport], path: Path) -> Path:
-    lines = ["case\tsource\tn_fractures\tseconds\terror"]
-    lines += [f"{r.case}\t{r.source}\t{r.n_fractures}\t{r.seconds:.2f}\t{r.error or ''}" for r in reports]
+    lines = ["case\tinput\tstatus\tn_fractures\tseconds\terror"]
+    lines += [f"{r.case}\t{r.input}\t{r.status}\t{r.n_fractures}\t{r.seconds:.2f}\t{r.error or ''}" for r in reports]
     return write_text("\n".join(lines) + "\n", path)

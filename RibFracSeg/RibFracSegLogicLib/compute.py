@@ -10,26 +10,24 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import SimpleITK as sitk
 
-from RibFracSegLib import defaults
 from RibFracSegLib.detections import FractureResult
+from RibFracSegLib.errors import Cancelled
+from RibFracSegLib.options import SegmentOptions, check_height
+from RibFracSegLib.progress import Cancel, Progress
+from RibFracSegLib.shipped import shipped_model
 
 logger = logging.getLogger("RibFracSeg")
-
-Progress = Callable[[int, int], None]
-Cancel = Callable[[], bool]
-
-DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass
 class RunOptions:
     """What the panel or the console asked for; JSON-able so it can cross a process boundary."""
 
-    checkpoint: str = str(defaults.DEFAULT_FRACTURE_CHECKPOINT)
+    checkpoint: str = str(shipped_model("fracture"))
     device: str = "auto"
     overlap: Optional[float] = None  # None: the checkpoint's / library default
     threshold: Optional[float] = None
@@ -38,26 +36,26 @@ class RunOptions:
     l3_checkpoint: Optional[str] = None  # None: the shipped L3 checkpoint
     ribs: bool = False  # also add the '<CT> ribs' segmentation (the rib step itself always runs)
 
+    def segment_options(self) -> SegmentOptions:
+        """The fracture part of these options, as the library's command line and batch take them."""
+        return SegmentOptions(checkpoint=self.checkpoint, device=self.device, overlap=self.overlap,
+                              threshold=self.threshold)
+
     def validate(self) -> "RunOptions":
-        """Raise ValueError naming the bad option and what to do (before any work starts)."""
+        """Raise ValueError naming the bad option and what to do (before any work starts).
+
+        The fracture options are checked by the library's SegmentOptions (one validator for the
+        CLI, the batch and the panel); only the L3 ones are checked here.
+        """
         from pathlib import Path
 
-        if not Path(self.checkpoint).is_file():
-            raise ValueError(f"Checkpoint not found: {self.checkpoint}. Choose a .pt file made by "
-                             "`ribfracseg train` or the shipped Resources/Models/ribfrac_default.pt.")
-        if self.device not in DEVICES:
-            raise ValueError(f"Device must be one of {DEVICES}, not {self.device!r}.")
-        if self.overlap is not None and not 0.0 <= self.overlap < 1.0:
-            raise ValueError(f"Overlap must be in [0, 1), not {self.overlap}.")
-        if self.threshold is not None and not 0.0 <= self.threshold < 1.0:
-            raise ValueError(f"Probability threshold must be in [0, 1), not {self.threshold}.")
+        self.segment_options().validate()
         if self.l3:
-            l3_path = Path(self.l3_checkpoint or defaults.DEFAULT_L3_CHECKPOINT)
+            l3_path = Path(self.l3_checkpoint or shipped_model("l3"))
             if not l3_path.is_file():
                 raise ValueError(f"L3 checkpoint not found: {l3_path}. Train one with `ribfracseg train-l3` "
                                  "or choose the L3 model file.")
-        if self.height_m is not None and not 0.5 <= self.height_m <= 2.6:
-            raise ValueError(f"Patient height must be given in metres (0.5-2.6), not {self.height_m}.")
+        check_height(self.height_m)
         return self
 
     def to_dict(self) -> dict:
@@ -74,17 +72,10 @@ class RunOutput:
     timings_s: dict[str, float] = field(default_factory=dict)
 
 
-def cancelled_error() -> type[BaseException]:
-    """The library's Cancelled exception (the one segment_ct raises)."""
-    from RibFracSegLib.inference import Cancelled
-
-    return Cancelled
-
-
 def compute(image: sitk.Image, options: RunOptions, progress: Optional[Progress] = None,
             cancel: Optional[Cancel] = None) -> RunOutput:
     """Fractures (and L3 + body composition when asked) for one CT; raises Cancelled when cancelled."""
-    from RibFracSegLib.inference import Cancelled, segment_ct
+    from RibFracSegLib.inference import segment_ct
 
     timings: dict[str, float] = {}
     start = time.perf_counter()

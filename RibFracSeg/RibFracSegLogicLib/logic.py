@@ -15,8 +15,10 @@ from typing import Optional, Sequence
 import slicer
 
 from RibFracSegLib.detections import Detection
+from RibFracSegLib.errors import Cancelled
+from RibFracSegLib.progress import Cancel, Progress
 
-from .compute import Cancel, Progress, RunOptions, RunOutput, cancelled_error, compute
+from .compute import RunOptions, RunOutput, compute
 from .dependencies import check_requirements
 from .nodes import RunNodes, add_run_nodes
 from .runner import BackgroundRun
@@ -88,7 +90,7 @@ class RibFracSegLogicBase:
         logger.info("RibFracSeg: input copied in %.2f s", time.perf_counter() - start)
         output = compute(image, options, progress=progress, cancel=cancel)
         if cancel is not None and cancel():
-            raise cancelled_error()()
+            raise Cancelled()
         return self.add_results(volumeNode, output, options, name=name)
 
     def add_results(self, volumeNode, output: RunOutput, options: RunOptions,

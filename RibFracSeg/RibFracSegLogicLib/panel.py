@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from RibFracSegLib import defaults
+from RibFracSegLib.shipped import shipped_model
 
 from .compute import RunOptions
 from .logic import ProcessResult
@@ -53,10 +54,11 @@ def checkpoint_for_run(stored: str) -> Optional[str]:
     if not text or text == ".":
         return None
     path = Path(text)
-    shipped = defaults.DEFAULT_FRACTURE_CHECKPOINT
+    shipped = shipped_model("fracture")
     if path == shipped:
         return None
-    if not path.exists() and path.name == shipped.name and path.parent.name == shipped.parent.name:
+    # another installation's shipped model: RibFracSegLib/models/ (or Resources/Models/ before 0.2)
+    if not path.exists() and path.name == shipped.name and path.parent.name in (shipped.parent.name, "Models"):
         logger.info("RibFracSeg: %s is the shipped model of another installation; using %s", path, shipped)
         return None
     return str(path)

@@ -19,11 +19,11 @@ import SimpleITK as sitk
 import slicer
 import vtk
 
+from RibFracSegLib.errors import Cancelled
 from RibFracSegLib.geometry import ras_to_index
 
 from . import probe
 from .batch import save_results
-from .compute import cancelled_error
 from .files import load_markups, load_segmentation, load_table
 from .logic import ProcessResult, RibFracSegLogicBase
 from .nodes import TAG_PREFIX, fracture_label, fracture_segment_name, node_ids, remove_nodes_added_since
@@ -195,7 +195,7 @@ def check_cancel(logic: RibFracSegLogicBase, volume, checkpoint: str) -> list[st
         logic.process(volume, checkpoint=checkpoint, device="cpu", progress=lambda done, total: calls.append(done),
                       cancel=lambda: len(calls) > 0)
         return ["a cancelled run returned results"]
-    except cancelled_error():
+    except Cancelled:
         pass
     after = sorted(node_ids(logic.scene))
     return [] if after == before else [f"cancel changed the scene: {set(after) ^ set(before)}"]

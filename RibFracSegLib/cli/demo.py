@@ -24,16 +24,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
     import SimpleITK as sitk
-    from tqdm import tqdm
 
-    from RibFracSegLib import defaults
     from RibFracSegLib.evaluation.matching import match_case
     from RibFracSegLib.inference import segment_ct
     from RibFracSegLib.phantom import generate_phantom
     from RibFracSegLib.phantom.dataset import sample_params, write_case
+    from RibFracSegLib.progress import tqdm_progress
     from RibFracSegLib.ribs.assign import rib_phrase
+    from RibFracSegLib.shipped import shipped_model
 
-    checkpoint = Path(args.checkpoint or defaults.DEFAULT_FRACTURE_CHECKPOINT)
+    checkpoint = Path(args.checkpoint or shipped_model("fracture"))
     if not checkpoint.exists():
         print(f"No fracture checkpoint at {checkpoint}. Train one with `ribfracseg train` or give --checkpoint.")
         return 2
@@ -47,15 +47,8 @@ def run(args: argparse.Namespace) -> int:
           f"{'x'.join(f'{s:.2f}' for s in params.spacing)} mm, stored {params.orientation}, "
           f"{len(case.fractures)} fractures ({time.perf_counter() - t0:.1f} s) -> {out}/RibFracDemo-*.nii.gz")
 
-    bar = tqdm(total=1, unit="patch", desc="segment")
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-
-    result = segment_ct(case.image, checkpoint, device=args.device, progress=progress)
-    bar.close()
+    with tqdm_progress("segment", "patch", leave=True) as progress:
+        result = segment_ct(case.image, checkpoint, device=args.device, progress=progress)
     sitk.WriteImage(result.instances, str(out / "RibFracDemo-prediction.nii.gz"), useCompression=True)
     stages = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings_s.items())
     print(f"segmented on {result.device}: {stages}; {result.patches_skipped} of {result.patches_total} patches "
@@ -92,9 +85,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _demo_l3(case, out: Path) -> None:
-    from RibFracSegLib import defaults
+    from RibFracSegLib.shipped import shipped_model
 
-    if not Path(defaults.DEFAULT_L3_CHECKPOINT).exists():
+    if not shipped_model("l3").exists():
         return
     from RibFracSegLib.l3 import body_composition, locate_l3
 

@@ -18,28 +18,22 @@ CSV_FIELDS = ["name", "in_view", "confidence", "slice_index", "z_mm", "r_mm", "a
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("cts", nargs="+", metavar="CT", help="CT files (NIfTI/NRRD/MHA) or DICOM series folders")
+    parser.add_argument("cts", nargs="+", metavar="CT",
+                        help="CT file, DICOM series folder, folder of CT files, or a .txt list of paths")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--height", type=float, default=None, help="patient height in metres (for SMI); "
                         "with several CTs, the same height for all - prefer --heights")
     parser.add_argument("--heights", type=Path, default=None,
-                        help="CSV with columns name,height_m (name = CT file name without extension)")
+                        help="CSV with columns name,height_m (name = the case id: file name without extension "
+                        "and without a -image tag, as `segment` names it)")
     parser.add_argument("--checkpoint", type=Path, default=None, help="L3 checkpoint (default: the shipped one)")
     parser.add_argument("--no-png", action="store_true", help="skip the PNG pictures")
-
-
-def case_name(path: Path) -> str:
-    name = path.name
-    for suffix in (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".dcm"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
 
 
 def read_heights(path: Path | None) -> dict[str, float]:
     """name -> height in metres from a CSV (name,height_m); every value checked before any CT is read."""
     from RibFracSegLib.io import InputError
-    from RibFracSegLib.l3.body_composition import check_height
+    from RibFracSegLib.options import check_height
 
     if path is None:
         return {}
@@ -64,10 +58,11 @@ def read_heights(path: Path | None) -> dict[str, float]:
 
 def process(path: Path, out: Path, height: float | None, checkpoint, png: bool) -> dict:
     """One CT -> files written and the CSV row."""
+    from RibFracSegLib.cases import case_id
     from RibFracSegLib.io import read_ct_and_warnings, write_text
     from RibFracSegLib.l3 import body_composition, locate_l3, save_mip_png, save_overlay_png
 
-    name = case_name(path)
+    name = case_id(path)
     image, warnings = read_ct_and_warnings(path)
     for line in warnings:
         print(f"warning: {name}: {line}")
@@ -92,17 +87,17 @@ def process(path: Path, out: Path, height: float | None, checkpoint, png: bool) 
 
 def _load_checkpoint(path: Path | None):
     """The L3 checkpoint (default: the shipped one), refused if missing or made for fractures."""
-    from RibFracSegLib import defaults
     from RibFracSegLib.checkpoint import load_checkpoint, require_task
+    from RibFracSegLib.shipped import shipped_model
 
-    path = Path(path or defaults.DEFAULT_L3_CHECKPOINT)
+    path = Path(path or shipped_model("l3"))
     return require_task(load_checkpoint(path), "l3", path, "ribfracseg l3")
 
 
 def run(args: argparse.Namespace) -> int:
     from RibFracSegLib.checkpoint import CheckpointError
     from RibFracSegLib.io import InputError
-    from RibFracSegLib.l3.body_composition import check_height
+    from RibFracSegLib.options import check_height
     from RibFracSegLib.output_folder import run_in_output_folder
 
     try:  # every argument checked before any CT is read
@@ -119,22 +114,23 @@ def run(args: argparse.Namespace) -> int:
 def _run_cases(args: argparse.Namespace, heights: dict[str, float], checkpoint, out: Path) -> int:
     from tqdm import tqdm
 
+    from RibFracSegLib.cases import case_id, expand_inputs
     from RibFracSegLib.io import InputError, OutputError, write_text
 
     rows, failed = [], 0
-    cases = [Path(p) for p in args.cts]
+    cases = expand_inputs(args.cts)
     for n, path in enumerate(tqdm(cases, desc="L3", unit="CT")):
-        height = heights.get(case_name(path), args.height)
+        height = heights.get(case_id(path), args.height)
         try:
             rows.append(process(path, out, height, checkpoint, not args.no_png))
         except OutputError as err:  # the next case would fail the same way
-            tqdm.write(f"error: {case_name(path)}: {err.strerror or err}. Stopped: {len(cases) - n} of {len(cases)} "
+            tqdm.write(f"error: {case_id(path)}: {err.strerror or err}. Stopped: {len(cases) - n} of {len(cases)} "
                        "cases not done")
             return 1
         except (InputError, ValueError, FileNotFoundError) as err:
             failed += 1
-            rows.append({"name": case_name(path), "error": str(err)})
-            tqdm.write(f"error: {case_name(path)} ({path}): {err}")
+            rows.append({"name": case_id(path), "error": str(err)})
+            tqdm.write(f"error: {case_id(path)} ({path}): {err}")
     if failed == len(rows):
         return 1  # nothing to report: the folder stays as it was
     buf = io.StringIO()

@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from RibFracSegLib.cli.segment import expand_inputs, public_id
+    from RibFracSegLib.cases import case_id, expand_inputs
     from RibFracSegLib.io import InputError, read_ct, write_image, write_text
     from RibFracSegLib.ribs import segment_ribs
     from RibFracSegLib.ribs.picture import write_rib_picture
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     failed = 0
     for path in expand_inputs(args.inputs):
-        name = public_id(path)
+        name = case_id(path)
         summary = out / f"{name}-ribs.json"
         if summary.exists() and not args.force:
             print(f"{name}: already done ({summary}), skipped")

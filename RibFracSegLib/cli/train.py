@@ -95,8 +95,9 @@ def _resume_path(resume: str) -> Path:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from ..cases import labelled_cases
     from ..io import InputError
-    from ..training.dataset import find_cases, load_volume
+    from ..training.dataset import load_volume
     from ..training.trainer import train
     from ..training.validation import load_validation_cases
 
@@ -108,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     def volumes():
         for folder in args.data:
             try:
-                found = find_cases(folder)
+                found = labelled_cases(folder)
             except InputError:
                 if not args.rescan:  # with --rescan a folder may still be being written
                     raise

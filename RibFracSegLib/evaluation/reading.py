@@ -2,8 +2,8 @@
 
 Ground truth: `RibFracN-label.nii.gz` (images and other volumes beside them are ignored) and one or
 more info csvs `public_id,label_id,label_code`. Predictions: `RibFracN.nii.gz` and one csv
-`public_id,label_id,confidence,label_code`. Case ids are file names with `.nii`, `.gz` and `-label`
-removed, as in the official NiiDataset. Volumes are returned in the file's (x, y, z) order because
+`public_id,label_id,confidence,label_code`. Case ids follow `RibFracSegLib.cases.case_id` (suffix and
+`-label` removed), which agrees with the official NiiDataset on RibFrac names. Volumes are returned in the file's (x, y, z) order because
 the official matching depends on that raster order.
 """
 
@@ -11,21 +11,17 @@ from __future__ import annotations
 
 import csv
 import math
-import re
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
-from ..io import InputError
+from ..cases import case_id
+from ..errors import InputError
 
 GT_COLUMNS = ("public_id", "label_id", "label_code")
 PRED_COLUMNS = ("public_id", "label_id", "confidence", "label_code")
 OTHER_VOLUME_SUFFIXES = ("-image", "-vertebrae", "-tissue", "-prob", "-probability")
-
-
-def case_id(path: Path) -> str:
-    return re.sub(r"(\.nii)|(\.gz)|(-label)", "", path.name)
 
 
 def volume_files(folder: Path, ground_truth: bool) -> dict[str, Path]:

@@ -10,11 +10,12 @@ import json
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
-from ..io import InputError
+from ..errors import InputError
+from ..progress import Progress
 from . import classification
 from .froc import IOU_THRESHOLD, KEY_FP, confidence_thresholds, froc
 from .matching import CaseMatch, match_case
@@ -87,7 +88,7 @@ def evaluate_cases(cases: Sequence[CaseMatch], iou_threshold: float = IOU_THRESH
 
 def evaluate_dirs(pred_dir: str | Path, gt_dir: str | Path, *, iou_threshold: float = IOU_THRESHOLD,
                   sort_kind: str = "quicksort",
-                  progress: Optional[Callable[[int, int], None]] = None) -> FrocReport:
+                  progress: Optional[Progress] = None) -> FrocReport:
     """Evaluate a RibFrac submission folder against a ground-truth folder (every GT case needs a prediction)."""
     gt_files = volume_files(Path(gt_dir), ground_truth=True)
     pred_files = volume_files(Path(pred_dir), ground_truth=False)

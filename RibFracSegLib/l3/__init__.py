@@ -1,8 +1,8 @@
 """L3 slice localisation from frontal/sagittal MIPs with a 2D U-Net, and body composition at L3.
 
-Importing this package imports neither torch nor the network (Slicer's own process reads L3 results
-through it): the "l3_unet2d" network registers itself when the networks registry first misses it
-(registry.PLUGIN_PACKAGES), and the picture writers, which need Pillow, load on first use (PEP 562).
+The network ("l3_unet2d") lives with the others in `RibFracSegLib.networks`. Importing this
+package imports neither torch nor the network (Slicer's own process reads L3 results through it);
+the picture writers, which need Pillow, load on first use (PEP 562).
 """
 
 from RibFracSegLib.l3.body_composition import BodyComposition, body_composition, slice_composition

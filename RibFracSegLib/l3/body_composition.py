@@ -24,7 +24,8 @@ from scipy import ndimage
 from skimage.morphology import disk
 
 from RibFracSegLib import defaults
-from RibFracSegLib.geometry import to_canonical
+from RibFracSegLib.options import check_height
+from RibFracSegLib.preprocess import canonical_image
 
 # Per-pixel tissue labels of BodyComposition.mask.
 NONE, MUSCLE, SAT, VAT, IMAT = 0, 1, 2, 3, 4
@@ -159,21 +160,12 @@ def _central_bone(bone: np.ndarray) -> np.ndarray | None:
     return labels == 1 + int(np.argmax(sizes))
 
 
-def check_height(height_m: float, name: str = "height") -> float:
-    """A patient height in metres within human range; a value in centimetres is named as such."""
-    lo, hi = defaults.HEIGHT_RANGE_M
-    if not lo <= height_m <= hi:  # also refuses NaN
-        hint = f" - {height_m:g} looks like centimetres, give {height_m / 100:.2f}" if lo * 100 <= height_m <= hi * 100 else ""
-        raise ValueError(f"{name} {height_m:g} is not a height in metres ({lo:g}-{hi:g}){hint}.")
-    return float(height_m)
-
-
 def body_composition(image: sitk.Image, l3, height_m: float | None = None) -> BodyComposition:
     """Muscle/SAT/VAT/IMAT areas on the L3 slice found by `locate_l3` (`l3`: an L3Result)."""
     from RibFracSegLib.l3.decoding import row_to_k
 
     proj = getattr(l3, "projections", None)
-    canonical = proj.canonical if proj is not None else to_canonical(image)
+    canonical = proj.canonical if proj is not None else canonical_image(image)
     if proj is not None:
         k = int(round(row_to_k(proj, l3.row_mm / proj.spacing_mm)))
     else:
@@ -187,8 +179,7 @@ def body_composition(image: sitk.Image, l3, height_m: float | None = None) -> Bo
 def slice_composition(hu: np.ndarray, spacing_xy: tuple[float, float], slice_index: int = 0,
                       height_m: float | None = None) -> BodyComposition:
     """Body composition of one axial slice ([row=j, col=i] HU, spacing (x, y) in mm)."""
-    if height_m is not None:
-        check_height(height_m)
+    check_height(height_m)
     sx, sy = float(spacing_xy[0]), float(spacing_xy[1])
     mask = compartments(hu, (sx + sy) / 2)
     cm2 = sx * sy / 100.0

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 import SimpleITK as sitk
@@ -22,6 +22,7 @@ from RibFracSegLib import defaults
 from RibFracSegLib.io import atomic_path
 from RibFracSegLib.l3.decoding import point_to_row
 from RibFracSegLib.l3.projections import compute_projections, resample_rows_cols, scale_hu
+from RibFracSegLib.progress import Progress
 
 
 @dataclass
@@ -105,10 +106,11 @@ def phantom_params(seed: int, fov: str | None = None):
                          noise_hu=float(rng.uniform(5, 30)), body_scale=float(rng.uniform(0.85, 1.15)), seed=seed)
 
 
-def phantom_samples(seeds: Iterable[int], progress: Callable[[int], None] | None = None) -> list[MipSample]:
+def phantom_samples(seeds: Iterable[int], progress: Progress | None = None) -> list[MipSample]:
     """Generate one phantom a seed and keep only its MIPs and L3 truth (the volumes are dropped)."""
     from RibFracSegLib.phantom import generate_phantom
 
+    seeds = list(seeds)
     samples = []
     for seed in seeds:
         params = phantom_params(seed)
@@ -116,12 +118,12 @@ def phantom_samples(seeds: Iterable[int], progress: Callable[[int], None] | None
         l3 = None if case.l3 is None else case.l3.center_lps
         samples.append(sample_from_ct(f"phantom-{seed}-{params.fov}", case.image, l3))
         if progress:
-            progress(1)
+            progress(len(samples), len(seeds))
     return samples
 
 
 def cached_phantom_samples(path: str | os.PathLike, seeds: list[int],
-                           progress: Callable[[int], None] | None = None) -> list[MipSample]:
+                           progress: Progress | None = None) -> list[MipSample]:
     """Phantom samples for `seeds`, read from the npz at `path` if it holds exactly them, else made and saved."""
     path = Path(path)
     names_wanted = [f"phantom-{s}-{phantom_params(s).fov}" for s in seeds]

@@ -18,6 +18,7 @@ import SimpleITK as sitk
 from RibFracSegLib import defaults
 from RibFracSegLib.l3 import decoding
 from RibFracSegLib.l3.projections import Projections, compute_projections, fit_to_input
+from RibFracSegLib.shipped import shipped_model
 
 VIEWS = ("frontal", "sagittal")
 
@@ -86,7 +87,7 @@ def _load(path: str, mtime: float):
 def load_locator(checkpoint=None):
     """(Checkpoint, model in eval mode) from a path, a Checkpoint, or None for the shipped default."""
     if checkpoint is None:
-        checkpoint = defaults.DEFAULT_L3_CHECKPOINT
+        checkpoint = shipped_model("l3")
     if isinstance(checkpoint, (str, Path)):
         path = Path(checkpoint)
         if not path.exists():

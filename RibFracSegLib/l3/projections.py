@@ -16,7 +16,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from RibFracSegLib import defaults
-from RibFracSegLib.geometry import to_canonical
+from RibFracSegLib.preprocess import canonical_image
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def compute_projections(image: sitk.Image, *, border_mm: float = defaults.L3_MIP
                         spacing_mm: float = defaults.L3_MIP_SPACING_MM) -> Projections:
     """Frontal MIP (max over anterior-posterior) and sagittal MIP (max over a slab around the body's
     left-right centre), head-up, at `spacing_mm`, HU clipped and scaled to [0, 1]."""
-    canonical = to_canonical(image)
+    canonical = canonical_image(image)
     volume = sitk.GetArrayViewFromImage(canonical)  # [k: inferior->superior, j: anterior->posterior, i: right->left]
     sx, sy, sz = canonical.GetSpacing()
     if border_mm > 0:

@@ -18,18 +18,13 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from .. import defaults
+from ..cases import LabelledCase, labelled_cases
 from ..io import InputError, read_ct
+from ..postprocess import spine_column
 from ..preprocess import canonical_volume
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: spine column from postprocess.spine_mask (one spine finder)
 BONE_SAMPLE = 20000  # bone voxels kept per case for random bone negatives
-
-
-@dataclass(frozen=True)
-class CaseFiles:
-    public_id: str
-    image: Path
-    label: Path
 
 
 @dataclass
@@ -44,49 +39,7 @@ class TrainingVolume:
     bone: np.ndarray  # (m, 3) int32 sample of bone voxels
 
 
-def find_cases(data_dir: str | Path) -> list[CaseFiles]:
-    """`RibFracN-image.nii(.gz)` with `RibFracN-label.nii(.gz)` beside it, sorted by id."""
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise InputError(f"Training data folder not found: {data_dir}. Give a RibFrac-layout folder "
-                         "(RibFracN-image.nii.gz + RibFracN-label.nii.gz), e.g. from `ribfracseg phantom`.")
-    cases = []
-    for image in sorted(data_dir.glob("*-image.nii*")):
-        pid = image.name.split("-image")[0]
-        labels = sorted(data_dir.glob(f"{pid}-label.nii*"))
-        if labels:
-            cases.append(CaseFiles(pid, image, labels[0]))
-    if not cases:
-        raise InputError(f"No RibFracN-image.nii.gz / RibFracN-label.nii.gz pairs in {data_dir}.")
-    return cases
-
-
-def spine_column(hu: np.ndarray, spacing_zyx: tuple[float, float, float],
-                 bone_hu: float = defaults.BONE_HU) -> tuple[tuple[float, float], tuple[int, int]]:
-    """(y, x) centre and z range of the spinal column: the axial spot with bone in the most slices.
-
-    FracNet's projection idea (bone summed along the cranio-caudal axis, median filtered, largest
-    bright component) on the canonical grid, so it holds for any storage orientation.
-    """
-    bone = hu > bone_hu
-    proj = bone.sum(axis=0).astype(np.float32)
-    if proj.max() <= 0:
-        return ((hu.shape[1] - 1) / 2, (hu.shape[2] - 1) / 2), (0, hu.shape[0] - 1)
-    size = max(3, int(round(defaults.SPINE_MEDIAN_MM / min(spacing_zyx[1:]))))
-    proj = ndimage.median_filter(proj, size=size)
-    keep = proj > proj.max() * defaults.SPINE_KEEP_FRACTION
-    lab, n = ndimage.label(keep)
-    if n == 0:
-        keep, lab, n = proj > 0, (proj > 0).astype(int), 1
-    sizes = ndimage.sum(keep, lab, index=np.arange(1, n + 1))
-    biggest = lab == (int(np.argmax(sizes)) + 1)
-    yc, xc = ndimage.center_of_mass(biggest)
-    column = bone[:, biggest].any(axis=1)
-    zs = np.flatnonzero(column)
-    return (float(yc), float(xc)), (int(zs[0]), int(zs[-1])) if zs.size else (0, hu.shape[0] - 1)
-
-
-def build_volume(files: CaseFiles, seed: int = 0) -> TrainingVolume:
+def build_volume(files: LabelledCase, seed: int = 0) -> TrainingVolume:
     """Decode one case into canonical arrays and the sampler's anatomical landmarks."""
     image = read_ct(files.image)
     label_img = sitk.ReadImage(str(files.label))
@@ -129,7 +82,7 @@ def _load(folder: Path) -> Optional[TrainingVolume]:
                           small["centroids"], tuple(meta["spine_yx"]), tuple(meta["spine_z"]), small["bone"])
 
 
-def load_volume(files: CaseFiles, cache_dir: Optional[str | Path] = None) -> TrainingVolume:
+def load_volume(files: LabelledCase, cache_dir: Optional[str | Path] = None) -> TrainingVolume:
     """A case's TrainingVolume, memory-mapped from `cache_dir` when given (built there on first use)."""
     if cache_dir is None:
         return build_volume(files)
@@ -147,4 +100,4 @@ def load_volume(files: CaseFiles, cache_dir: Optional[str | Path] = None) -> Tra
 
 def load_dataset(data_dir: str | Path, cache_dir: Optional[str | Path] = None,
                  ids: Optional[list[str]] = None) -> list[TrainingVolume]:
-    return [load_volume(f, cache_dir) for f in find_cases(data_dir) if ids is None or f.public_id in ids]
+    return [load_volume(f, cache_dir) for f in labelled_cases(data_dir) if ids is None or f.public_id in ids]

@@ -3,7 +3,7 @@
 A shipped file must say where it came from without pointing at the trainer's disk: absolute data
 paths become folder names, and the caller adds what a model card needs (data seeds, intended use).
 
-    python -m RibFracSegLib.training.release RUN/best.pt Resources/Models/ribfrac_default.pt \
+    python -m RibFracSegLib.training.release RUN/best.pt RibFracSegLib/models/ribfrac_default.pt \
         '{"data": "...", "intended_use": "..."}'
 """
 

@@ -11,12 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from RibFracSegLib import defaults
-
-try:  # the registry's public home once the networks package exports it
-    from RibFracSegLib.networks import register_network
-except ImportError:  # pragma: no cover - the package without __init__ exports
-    from RibFracSegLib.networks.registry import register_network
+from .. import defaults
+from .registry import register_network
 
 
 def _block(c_in: int, c_out: int) -> nn.Sequential:

@@ -58,6 +58,7 @@ except ImportError:
 
 logger = logging.getLogger("RibFracSeg")
 POLL_MS = 200  # how often the panel reads the background run's progress
+UNFOLDED_CLICK_PRIORITY = 10.0  # our click observers on the unfolded view run before Slicer's interactor style
 HELP_URL = "https://github.com/ribfracseg/RibFracSeg#in-3d-slicer"
 
 
@@ -104,6 +105,7 @@ if GUI_AVAILABLE:
         computeL3: bool = False
         heightM: Annotated[float, WithinRange(0.0, defaults.HEIGHT_RANGE_M[1])] = 0.0  # 0 = unknown (no SMI)
         showRibs: bool = False  # add a '<CT> ribs' segmentation (hidden in 3D)
+        showUnfolded: bool = False  # add the rib-unfolded picture and show it in its own view
         outputSegmentation: slicer.vtkMRMLSegmentationNode
         outputPoints: slicer.vtkMRMLMarkupsFiducialNode
         outputTable: slicer.vtkMRMLTableNode
@@ -152,6 +154,10 @@ class RibFracSegWidget(*_WIDGET_BASES):
         self._parameterNodeGuiTag = None
         self._run = None  # a RibFracSegLogicLib.panel.PanelRun while one is going
         self._timer = None
+        self._unfolded = None  # the last run's RibFracSegLogicLib.unfolded.UnfoldedNodes (maps clicks to the CT)
+        self._unfoldedView = None  # the slice node showing it
+        self._unfoldedInteractor = None  # that view's interactor, observed for clicks
+        self._pressPosition = None
 
     def setup(self) -> None:
         import qt
@@ -171,6 +177,8 @@ class RibFracSegWidget(*_WIDGET_BASES):
         self.ui.checkpointPathLineEdit.connect("currentPathChanged(QString)", self.onCheckpointEdited)
         # The Show 3D button always acts on the segmentation the selector shows, whoever changed it.
         self.ui.outputSegmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onOutputSegmentationChanged)
+        # The fracture table in the panel (it follows the table selector, in the .ui): a row click jumps the views.
+        self.ui.fractureTableView.connect("clicked(QModelIndex)", self.onFractureRowClicked)
         self._timer = qt.QTimer()
         self._timer.setInterval(POLL_MS)
         self._timer.connect("timeout()", self.onPoll)
@@ -203,6 +211,7 @@ class RibFracSegWidget(*_WIDGET_BASES):
 
     def onSceneStartClose(self, caller, event) -> None:
         self.cancelRun()
+        self._forgetUnfolded()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -228,6 +237,56 @@ class RibFracSegWidget(*_WIDGET_BASES):
 
     def onOutputSegmentationChanged(self, node) -> None:
         self.ui.show3DButton.setSegmentationNode(node)
+
+    def onFractureRowClicked(self, index) -> None:
+        """Jump the CT views to the fracture of the clicked row, and the unfolded view to its box."""
+        from RibFracSegLogicLib.panel import jump_to_table_row
+
+        table = self._parameterNode.outputTable if self._parameterNode else None
+        if table is None:
+            return
+        idText = index.sibling(index.row(), 0).data()  # the 'id' column
+        unfolded = self._unfolded if self._unfoldedView is not None else None
+        jump_to_table_row(slicer.mrmlScene, table, str(idText or ""), unfolded, self._unfoldedView)
+
+    def _showUnfolded(self, nodes) -> None:
+        """Switch to the rib-unfolded layout, show the picture, and listen for clicks on it."""
+        from RibFracSegLogicLib.panel import show_unfolded
+
+        layoutManager = slicer.app.layoutManager()
+        self._forgetUnfolded()
+        if layoutManager is None:  # no main window (--no-main-window): the picture is in the scene, no view
+            return
+        sliceNode = show_unfolded(slicer.mrmlScene, layoutManager.layoutLogic().GetLayoutNode(), nodes)
+        sliceWidget = layoutManager.sliceWidget(defaults.UNFOLD_SLICER_VIEW)
+        if sliceNode is None or sliceWidget is None:
+            logger.warning("RibFracSeg: the rib-unfolded view was not created; the picture is in the scene")
+            return
+        self._unfolded, self._unfoldedView = nodes, sliceNode
+        self._unfoldedInteractor = sliceWidget.sliceView().interactor()
+        for event, method in self._unfoldedClickEvents():  # before the interactor style, which may abort events
+            self.addObserver(self._unfoldedInteractor, event, method, priority=UNFOLDED_CLICK_PRIORITY)
+
+    def _unfoldedClickEvents(self) -> list:
+        return [(vtk.vtkCommand.LeftButtonPressEvent, self.onUnfoldedPress),
+                (vtk.vtkCommand.LeftButtonReleaseEvent, self.onUnfoldedRelease)]
+
+    def _forgetUnfolded(self) -> None:
+        for event, method in self._unfoldedClickEvents() if self._unfoldedInteractor is not None else []:
+            self.removeObserver(self._unfoldedInteractor, event, method)
+        self._unfolded = self._unfoldedView = self._unfoldedInteractor = self._pressPosition = None
+
+    def onUnfoldedPress(self, interactor, event) -> None:
+        self._pressPosition = interactor.GetEventPosition()
+
+    def onUnfoldedRelease(self, interactor, event) -> None:
+        """A click (not a window/level drag) on the picture jumps the CT views to the point behind it."""
+        from RibFracSegLogicLib.panel import jump_from_unfolded_click
+
+        position = interactor.GetEventPosition()
+        if self._unfolded is None or position != self._pressPosition or self._unfolded.volume.GetScene() is None:
+            return
+        jump_from_unfolded_click(slicer.mrmlScene, self._unfolded, self._unfoldedView, *position)
 
     def onCheckpointEdited(self, path: str) -> None:
         if self._parameterNode and self._parameterNode.checkpoint != path.strip():
@@ -292,6 +351,7 @@ class RibFracSegWidget(*_WIDGET_BASES):
 
     def _finishRun(self) -> None:
         from RibFracSegLogicLib.runner import DONE
+        from RibFracSegLogicLib.unfolded import jump_ct_views
 
         run, self._run = self._run, None
         self.ui.progressBar.hide()
@@ -312,9 +372,10 @@ class RibFracSegWidget(*_WIDGET_BASES):
             setattr(self._parameterNode, name, node)
         self.ui.checkpointPathLineEdit.addCurrentPathToHistory()
         l3 = outcome.result.output.l3
-        if l3 is not None and l3.in_view:
-            slicer.vtkMRMLSliceNode.JumpAllSlices(slicer.mrmlScene, *l3.center_ras,
-                                                  slicer.vtkMRMLSliceNode.CenteredJumpSlice)
+        if l3 is not None and l3.in_view:  # the CT views only: an unfolded view keeps its picture
+            jump_ct_views(slicer.mrmlScene, l3.center_ras, exclude=self._unfoldedView)
+        if outcome.unfolded is not None:
+            self._showUnfolded(outcome.unfolded)
         self._setStatus(outcome.message)
 
     def cancelRun(self) -> None:

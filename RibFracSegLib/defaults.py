@@ -240,3 +240,5 @@ UNFOLD_GUTTER_MM = 40.0  # blank band at the spine between the right and left ha
 UNFOLD_WINDOW_HU = (-200.0, 1200.0)  # grey window of the unfolded PNG (bone)
 UNFOLD_MIN_BOX_MM = 8.0  # smallest side of a fracture's box on the unfolded picture
 UNFOLD_SLICER_PLANE_A_MM = 5000.0  # the unfolded picture's plane in Slicer's world: far anterior, clear of any CT
+UNFOLD_SLICER_VIEW = "RibUnfolded"  # layout name of the slice view that shows the picture in Slicer
+UNFOLD_SLICER_LAYOUT_ID = 5016  # our layout (picture on top, CT axial/sagittal/coronal below); Slicer's own ids are < 500

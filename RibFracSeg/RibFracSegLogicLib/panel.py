@@ -1,7 +1,8 @@
 """What the panel does from the click to the shown results, without Qt (so pytest drives the same path).
 
 The Widget in RibFracSeg.py only copies its parameter node into `PanelInputs`, calls `PanelRun` from
-its QTimer, and writes `PanelOutcome.outputs` back into the parameter node. Everything that decides
+its QTimer, writes `PanelOutcome.outputs` back into the parameter node, and passes table-row and
+unfolded-view clicks to the jump functions here (the rib-unfolded view). Everything that decides
 something — which checkpoint an empty field means, which output selectors change, what the status
 line says and how long the run took — is here and tested on slicer-core.
 """
@@ -20,8 +21,11 @@ from RibFracSegLib.shipped import shipped_model
 from .compute import RunOptions
 from .logic import ProcessResult
 from .runner import DONE, BackgroundRun
+from .unfolded import (UnfoldedNodes, add_unfolded_view, jump_from_picture, jump_to_fracture, show_in_slice_view,
+                       slice_xy_to_ras, unfolded_slice_node, use_unfolded_layout)
 
 logger = logging.getLogger("RibFracSeg")
+TABLE_ATTRIBUTE = "RibFracSeg.FractureTable"  # on the unfolded volume: ID of the same run's fracture table
 
 
 @dataclass
@@ -36,12 +40,13 @@ class PanelInputs:
     compute_l3: bool = False
     height_m: float = 0.0  # 0 = unknown (no skeletal muscle index)
     ribs: bool = False  # add the '<CT> ribs' segmentation
+    unfolded: bool = False  # add the rib-unfolded picture with its fracture points, shown in its own view
 
     @classmethod
     def from_parameter_node(cls, p) -> "PanelInputs":
         return cls(checkpoint=str(p.checkpoint or ""), device=p.device, use_checkpoint_settings=p.useCheckpointSettings,
                    overlap=p.overlap, threshold=p.threshold, compute_l3=p.computeL3, height_m=p.heightM,
-                   ribs=p.showRibs)
+                   ribs=p.showRibs, unfolded=p.showUnfolded)
 
 
 def checkpoint_for_run(stored: str) -> Optional[str]:
@@ -99,6 +104,7 @@ class PanelOutcome:
     seconds: float  # wall time from the click to the nodes in the scene
     message: str
     outputs: dict[str, Any] = field(default_factory=dict)
+    unfolded: Optional[UnfoldedNodes] = None  # the rib-unfolded picture, when asked for and ribs were found
 
 
 class PanelRun:
@@ -144,10 +150,78 @@ class PanelRun:
         if self.state != DONE:
             raise RuntimeError(f"No result: the run is {self.state}" + (f" ({self.error})" if self.error else ""))
         result = self.logic.finish_background(self.volume, self.background, name=name)
+        unfolded, note = add_unfolded(self.logic.scene, self.volume, result) if self.inputs.unfolded else (None, "")
         seconds = self.clock() - self.clicked_at
         logger.info("RibFracSeg: run finished %.2f s after the click", seconds)
-        return PanelOutcome(result=result, seconds=seconds, message=summary_message(result, seconds),
-                            outputs=output_selections(result))
+        return PanelOutcome(result=result, seconds=seconds, message=summary_message(result, seconds) + note,
+                            outputs=output_selections(result), unfolded=unfolded)
 
     def cancel(self) -> None:
         self.background.cancel()
+
+
+def add_unfolded(scene, volume, result: ProcessResult) -> tuple[Optional[UnfoldedNodes], str]:
+    """The rib-unfolded picture of a finished run and its fracture points: (nodes, "") or (None, why not).
+
+    The fracture results stay when there is no picture (no ribs found, or unfolding failed): the
+    picture is an extra view of them. Its own nodes are added all or none.
+    """
+    ribs = result.output.fractures.ribs
+    if ribs is None or not ribs.ribs:
+        return None, " No rib-unfolded view: no ribs were found."
+    try:
+        nodes = add_unfolded_view(scene, volume, ribs, result.detections)
+    except Exception as err:  # the fractures are shown; say why the picture is not
+        logger.exception("RibFracSeg: could not unfold the ribs")
+        return None, f" No rib-unfolded view: {err}"
+    if result.nodes.table is not None:
+        nodes.volume.SetAttribute(TABLE_ATTRIBUTE, result.nodes.table.GetID())
+    return nodes, ""
+
+
+def show_unfolded(scene, layout_node, nodes: UnfoldedNodes):
+    """Switch to the unfolded layout and show the picture in its view; returns that view's slice node
+    (None if no view was made: the layout manager makes it when the layout changes)."""
+    use_unfolded_layout(layout_node)
+    slice_node = unfolded_slice_node(scene)
+    if slice_node is not None:
+        show_in_slice_view(scene, slice_node, nodes)
+    return slice_node
+
+
+def fracture_in_table(table, id_text: str) -> Optional[tuple[int, tuple[float, float, float]]]:
+    """(id, centre RAS) of the fracture whose 'id' cell reads `id_text` in a fracture table; None otherwise
+    (a header cell, another kind of table)."""
+    try:
+        fracture_id = int(str(id_text).strip())
+    except ValueError:
+        return None
+    columns = table.GetTable() if table is not None else None
+    ids = columns.GetColumnByName("id") if columns is not None else None
+    centre = columns.GetColumnByName("center_ras") if columns is not None else None
+    if ids is None or centre is None or centre.GetNumberOfComponents() != 3:
+        return None
+    for row in range(ids.GetNumberOfTuples()):
+        if int(ids.GetValue(row)) == fracture_id:
+            return fracture_id, tuple(float(v) for v in centre.GetTuple3(row))
+    return None
+
+
+def jump_to_table_row(scene, table, id_text: str, unfolded: Optional[UnfoldedNodes] = None,
+                      unfolded_view=None) -> Optional[tuple[float, float, float]]:
+    """A fracture row clicked: the CT views to the fracture, the unfolded view to its box when the picture
+    is of the same run as the table. Returns the CT position (None: not a fracture row)."""
+    found = fracture_in_table(table, id_text)
+    if found is None:
+        return None
+    fracture_id, ras = found
+    if unfolded is not None and unfolded.volume.GetAttribute(TABLE_ATTRIBUTE) != table.GetID():
+        unfolded = None  # another run's picture: its boxes are not this table's fractures
+    jump_to_fracture(scene, ras, unfolded, fracture_id, unfolded_view)
+    return ras
+
+
+def jump_from_unfolded_click(scene, nodes: UnfoldedNodes, slice_node, x: float, y: float
+                             ) -> Optional[tuple[float, float, float]]:
+    """A click at (x, y) in the unfolded view: the CT views to the CT position behind it (None: not on a rib)."""
+    return jump_from_picture(scene, nodes, slice_xy_to_ras(slice_node, x, y), exclude=slice_node)

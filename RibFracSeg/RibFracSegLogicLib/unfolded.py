@@ -150,6 +150,48 @@ def jump_picture_to_mark(slice_node, nodes: UnfoldedNodes, mark: UnfoldedMark) -
     slice_node.JumpSliceByCentering(*picture_ras(nodes.unfolded, mark.row, mark.col))
 
 
+def jump_to_fracture(scene, ras: Sequence[float], nodes: Optional[UnfoldedNodes] = None,
+                     fracture_id: Optional[int] = None, unfolded_view=None) -> None:
+    """A fracture row chosen: the CT views to its centre, the unfolded view (when shown) to its box."""
+    jump_ct_views(scene, ras, unfolded_view)
+    mark = nodes.marks.get(fracture_id) if nodes is not None else None
+    if mark is not None and unfolded_view is not None:
+        jump_picture_to_mark(unfolded_view, nodes, mark)
+
+
+def slice_xy_to_ras(slice_node, x: float, y: float) -> tuple[float, float, float]:
+    """A mouse position in a slice view (the interactor's pixels) -> world position on its slice."""
+    return tuple(float(v) for v in (slicer.util.arrayFromVTKMatrix(slice_node.GetXYToRAS()) @ [x, y, 0.0, 1.0])[:3])
+
+
+def unfolded_layout_xml() -> str:
+    """The picture's view across the top, the CT's axial, sagittal and coronal views below."""
+    def view(tag: str, orientation: str, label: str, colour: str) -> str:
+        return (f'<item><view class="vtkMRMLSliceNode" singletontag="{tag}">'
+                f'<property name="orientation" action="default">{orientation}</property>'
+                f'<property name="viewlabel" action="default">{label}</property>'
+                f'<property name="viewcolor" action="default">{colour}</property></view></item>')
+
+    ct_views = "".join(view(*v) for v in (("Red", "Axial", "R", "#F34A33"), ("Yellow", "Sagittal", "Y", "#EDD54C"),
+                                          ("Green", "Coronal", "G", "#6EB04B")))
+    return (f'<layout type="vertical" split="true">{view(defaults.UNFOLD_SLICER_VIEW, "Coronal", "U", "#A0A0A0")}'
+            f'<item><layout type="horizontal" split="true">{ct_views}</layout></item></layout>')
+
+
+def use_unfolded_layout(layout_node) -> int:
+    """Register our layout on Slicer's layout node (once) and switch to it; returns its id."""
+    if not layout_node.IsLayoutDescription(defaults.UNFOLD_SLICER_LAYOUT_ID):
+        layout_node.AddLayoutDescription(defaults.UNFOLD_SLICER_LAYOUT_ID, unfolded_layout_xml())
+    layout_node.SetViewArrangement(defaults.UNFOLD_SLICER_LAYOUT_ID)
+    return defaults.UNFOLD_SLICER_LAYOUT_ID
+
+
+def unfolded_slice_node(scene):
+    """The slice node of the picture's view (None until the layout made it)."""
+    return next((n for n in _nodes_of(scene, "vtkMRMLSliceNode") if n.GetLayoutName() == defaults.UNFOLD_SLICER_VIEW),
+                None)
+
+
 def _nodes_of(scene, class_name: str) -> list:
     collection = scene.GetNodesByClass(class_name)
     return [collection.GetItemAsObject(i) for i in range(collection.GetNumberOfItems())]

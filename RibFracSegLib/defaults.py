@@ -50,7 +50,7 @@ L3_ID = VERTEBRA_IDS["L3"]
 # --- Ribs (label image: 1-12 left ribs 1-12, 13-24 right ribs 1-12) ----------------------------
 RIB_UNNUMBERED_LEFT = 25  # a left rib found but not numbered confidently
 RIB_UNNUMBERED_RIGHT = 26  # likewise on the right
-RIB_MAX_PIXEL_MM = 2.0  # coarser CTs get no ribs (a rib is 5-8 mm thick: a few voxels at least)
+RIB_MAX_PIXEL_MM = 3.0  # coarser CTs get no ribs (a rib is 5-8 mm thick: a few voxels at least)
 RIB_MAX_SLICE_MM = 5.0
 RIB_WORK_MM = 1.5  # the rib step runs on a grid of blocks about this size, then labels the input grid
 RIB_LUNG_HU = -400.0  # air in the lungs is below this

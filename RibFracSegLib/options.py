@@ -53,7 +53,7 @@ class SegmentOptions:
     def validate(self, check_files: bool = True) -> "SegmentOptions":
         """Raise ValueError naming the bad option and what to give (before any work starts)."""
         if check_files and not self.checkpoint_path().is_file():
-            raise ValueError(f"Checkpoint not found: {self.checkpoint_path()}. Choose a .pt file made by "
+            raise ValueError(f"Checkpoint not found: {self.checkpoint_path()}. Check the path, or choose a .pt file made by "
                              "`ribfracseg train`, a FracNet model_weights.pth, or leave it empty for the shipped model.")
         if self.device not in defaults.DEVICES:
             raise ValueError(f"Device must be one of {', '.join(defaults.DEVICES)}, not {self.device!r} (device / --device).")

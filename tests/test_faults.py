@@ -98,13 +98,13 @@ def test_killed_runs_resume_to_the_uninterrupted_result(tmp_path):
     ckpt = B.tiny_fracture_checkpoint(tmp_path / "tiny.pt")
     assert main(_argv(cases, ckpt, tmp_path / "reference")) == 0
     reference = _state(tmp_path / "reference")
-    assert len(reference["files"]) == 3 * 3 + 2  # image, probability, summary per case; one csv, one rib table
+    assert len(reference["files"]) == 3 * 3 + 3  # image, probability, summary per case; csv, rib table, manifest
 
     out = tmp_path / "out"
-    # Renames per case: probability, instances, csv, rib table, summary. Kill before renaming: the 2nd
-    # case's probability (the 1st case done); its summary (csv and rib table already have its rows);
-    # its instances (redoing it).
-    for kill_at in (6, 5, 2):
+    # Renames per case: probability, instances, summary, then the driver's csv and rib table (the
+    # manifest is appended). Kill before renaming: the 2nd case's probability (the 1st case done);
+    # its summary; its instances (redoing it).
+    for kill_at in (6, 3, 2):
         run = _spawn(_argv(cases, ckpt, out), kill_at)
         run.communicate(timeout=300)
         assert run.returncode == -signal.SIGKILL

@@ -59,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
                                  skip_empty=not args.no_skip, on_rib=False if args.no_rib_filter else None,
                                  probability=args.probability, threads=args.threads, force=args.force,
                                  qc=args.qc).validate()
+        if options.device == "cuda":  # no GPU: refused before any case (torch is loaded here anyway)
+            from RibFracSegLib.inference import resolve_device
+
+            resolve_device(options.device)
         # a bad or wrong-kind checkpoint stops the run before any case
         require_task(load_checkpoint(options.checkpoint_path()), "fractures", options.checkpoint_path(),
                      "ribfracseg segment")

@@ -84,7 +84,7 @@ def test_a_killed_run_resumes_without_redoing_finished_cases(phantoms, tmp_path)
     assert "RibFrac1" in first and first["RibFrac1"].status == "done"
     stamps = {case: (out / f"{case}.nii.gz").stat().st_mtime_ns for case in first}
 
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(cmd, capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     for case in first:  # finished before the kill: reported as skipped, files untouched
         assert f"{case}: already done" in result.stdout

@@ -98,7 +98,7 @@ def _read_in_fresh_python(folder, extra_path="") -> subprocess.CompletedProcess:
             "print(type(out.l3).__name__, type(out.body).__name__, round(out.l3.confidence, 3), "
             "nodes.segmentation.GetSegmentation().GetNumberOfSegments(), nodes.l3_point.GetNumberOfControlPoints(), "
             "'pwned' in sys.modules, sorted(m for m in sys.modules if m.startswith('RibFracSegLib.networks')))")
-    return subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=120)
 
 
 def test_reading_needs_no_torch_and_imports_nothing_the_file_names(tmp_path):

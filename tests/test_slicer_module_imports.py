@@ -21,7 +21,7 @@ def test_module_file_loads_without_torch_scipy_skimage_or_the_gui():
             "import RibFracSeg; logic = RibFracSeg.RibFracSegLogic(scene=None); "
             "print('loaded', RibFracSeg.GUI_AVAILABLE, sorted(m for m in sys.modules if m in "
             f"{NOT_IN_SLICER!r} and sys.modules[m] is not None))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().endswith("loaded False []")
 
@@ -64,7 +64,7 @@ def test_nothing_slicer_runs_needs_tqdm():
     modules += ["RibFracSegLib.inference", "RibFracSegLib.l3", "RibFracSegLib.l3.overlay", "RibFracSegLib.export"]
     code = (f"import sys, importlib; sys.modules['tqdm'] = None; sys.path[:0] = [{str(MODULE_DIR)!r}, {str(REPO)!r}]; "
             f"[importlib.import_module(m) for m in {sorted(modules)!r}]; import RibFracSeg; print('ok', len({modules!r}))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=180)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["ok", str(len(modules))]
 
@@ -77,7 +77,7 @@ def test_reload_forgets_the_modules_own_packages_and_nothing_else():
             "print(new is not old, 'RibFracSegLogicLib.panel' in dropped, 'RibFracSegLib.defaults' in dropped, "
             "any(not n.startswith(('RibFracSegLogicLib', 'RibFracSegLib')) for n in dropped), "
             "'numpy' in sys.modules and 'slicer' in sys.modules and 'RibFracSeg' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["True", "True", "True", "False", "True"]
 

@@ -250,7 +250,7 @@ def segment_ct(image: sitk.Image, checkpoint: str | Path | Checkpoint, *, device
     cells, skip_rule = None, "none"
     if skip_empty:
         cells, skip_rule = bone_cells(volume.array, params.bone_hu), "bone"
-        if trusted:  # only patches near a rib can hold a rib fracture
+        if trusted and defaults.SKIP_BY_RIBS:  # only patches near a rib can hold a rib fracture
             cells &= block_any(near_ribs(ribs, volume, defaults.RIB_SKIP_MARGIN_MM))
             skip_rule = "ribs"
 

@@ -33,8 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--probability", action="store_true", help="also write probabilities/<id>.nii.gz")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (per worker)")
     parser.add_argument("--force", action="store_true", help="redo cases that already have a summary")
-    parser.add_argument("--no-rib-filter", action="store_true",
-                        help="keep detections off the ribs too (the margin in mm is the checkpoint's rib_margin_mm)")
+    parser.add_argument("--rib-filter", action=argparse.BooleanOptionalAction, default=None,
+                        help="drop detections that touch no rib (grown by the checkpoint's rib_margin_mm); "
+                             "default: the checkpoint's setting (off for the shipped model)")
     parser.add_argument("--qc", action="store_true",
                         help="also write <id>-unfolded.png and <id>-qc.png (ribs unfolded, fractures boxed) and "
                              "each detection's unfolded coordinates in the JSON summary ('unfolded', by id)")
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         options = SegmentOptions(checkpoint=args.checkpoint, device=args.device, overlap=args.overlap,
                                  threshold=args.threshold, batch_size=args.batch_size, precision=args.precision,
-                                 skip_empty=not args.no_skip, on_rib=False if args.no_rib_filter else None,
+                                 skip_empty=not args.no_skip, on_rib=args.rib_filter,
                                  probability=args.probability, threads=args.threads, force=args.force,
                                  qc=args.qc).validate()
         if options.device == "cuda":  # no GPU: refused before any case (torch is loaded here anyway)

@@ -245,3 +245,26 @@ UNFOLD_MIN_BOX_MM = 8.0  # smallest side of a fracture's box on the unfolded pic
 UNFOLD_SLICER_PLANE_A_MM = 5000.0  # the unfolded picture's plane in Slicer's world: far anterior, clear of any CT
 UNFOLD_SLICER_VIEW = "RibUnfolded"  # layout name of the slice view that shows the picture in Slicer
 UNFOLD_SLICER_LAYOUT_ID = 5016  # our layout (picture on top, CT axial/sagittal/coronal below); Slicer's own ids are < 500
+
+# --- Vertebral bodies along the spine track, named by counting from landmarks (spine/) ---------
+SPINE_CENTRE_SEARCH_MM = 30.0  # the body's centre is the deepest bone within this of the spine track
+SPINE_PROFILE_RADIUS_MM = 8.0  # the profile is the mean HU within this of the vertebral body's centre
+SPINE_PROFILE_HU = (-100.0, 1000.0)  # HU clipped to this before averaging (air, metal)
+SPINE_MARROW_WINDOW_MM = 30.0  # running median over this = the local marrow level (bodies are most of the column)
+SPINE_DISC_SMOOTH_MM = 4.0  # Gaussian sigma of the disc-ness profile: merges a disc with its two endplates
+SPINE_MINOR_SIDE = 0.5  # weight of departures on the side opposite to the discs' (see spine.bodies.disc_profile)
+SPINE_MIN_BODY_MM = 16.0  # discs closer than this belong to one body (C7/T1: ~14 mm body + 5 mm disc)
+SPINE_MAX_BODY_MM = 50.0  # ... and farther apart than this hide a missed disc (L5 body + disc ~ 45 mm)
+SPINE_CANDIDATE_PROMINENCE = 0.05  # disc candidates stand out by this share of the profile's 90th percentile
+SPINE_REGULARITY = 3.0  # penalty per squared log-ratio of neighbouring bodies' heights
+SPINE_MAX_HEIGHT_RATIO = 1.4  # neighbouring bodies (with their discs) never differ in height more than this
+SPINE_ODD_BODY = 1.4  # a body taller (or shorter) than this times its neighbours' median stops the count
+SPINE_SACRUM_WIDTH_MM = 75.0  # bone at the body's antero-posterior level wider than this is the sacrum
+SPINE_SACRUM_MIN_MM = 12.0  # ... over at least this height below the lowest disc
+SPINE_SACRUM_BAND_MM = 4.0  # ... measured within this of the body's antero-posterior centre
+SPINE_RIB_HEAD_MARGIN_MM = 4.0  # a rib head this far below a body's bottom still belongs to it (disc level)
+SPINE_RIB_HEAD_MAX_MM = 45.0  # a rib head lies within this (axial plane) of its vertebral body centre
+SPINE_RIB_MAJORITY = 0.5  # the ribs' count is used when more than this share of numbered ribs (or twice the runner-up) agree
+L3_AGREE_FRACTION = 0.5  # count and network agree within this share of L3's height (body + disc)
+SPINE_DISC_FLOOR = -0.3  # a disc candidate adds its strength (share of the 90th percentile) less this
+SPINE_EDGE_MM = 5.0  # disc candidates this close to the CT's first/last slice are edge effects

@@ -38,6 +38,11 @@ def test_l3_cli_batch(tmp_path):
     assert body["smi_cm2_per_m2"] == pytest.approx(body["muscle_cm2"] / 1.6**2, abs=0.02)
     rows = list(csv.DictReader((out / "l3.csv").open()))
     assert [r["name"] for r in rows] == ["patient1", "missing"]
+    # the count checks the network: source and review fields in the CSV and the JSON, the count's picture
+    assert rows[0]["l3_source"] == result["l3"]["l3_source"] in ("count+network", "count", "network")
+    assert rows[0]["review"] == str(result["l3"]["review"]) and "review_reason" in rows[0]
+    assert (result["l3"]["review"] is True) == bool(result["l3"]["review_reason"])
+    assert (out / "patient1.l3-spine.png").stat().st_size > 0
     assert float(rows[0]["muscle_cm2"]) == pytest.approx(body["muscle_cm2"]) and rows[0]["height_m"] == "1.6"
     assert "not found" in rows[1]["error"]
     for png in ("patient1.l3-slice.png", "patient1.l3-mips.png"):

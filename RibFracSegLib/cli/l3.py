@@ -1,7 +1,10 @@
 """`ribfracseg l3 CT [CT ...] --out DIR [--height M]`: L3 slice and body composition for each CT.
 
-Writes per CT <name>.l3.json, <name>.l3-slice.png (tissue overlay) and <name>.l3-mips.png (the
-MIPs with the L3 line), and one l3.csv over the batch. A CT that fails is reported and skipped;
+L3 comes from the vertebral count (spine.vertebral_levels, named from the ribs or the sacrum) checked
+against the MIP network (l3.check); a disagreement of more than half a vertebra is flagged for review
+with the reason in the JSON and the CSV. Writes per CT <name>.l3.json, <name>.l3-slice.png (tissue
+overlay), <name>.l3-mips.png (the MIPs with the network's line) and <name>.l3-spine.png (the count),
+and one l3.csv over the batch. A CT that fails is reported and skipped;
 the exit code is 1 if any failed.
 """
 
@@ -13,8 +16,10 @@ import io
 import json
 from pathlib import Path
 
-CSV_FIELDS = ["name", "in_view", "confidence", "slice_index", "z_mm", "r_mm", "a_mm", "s_mm", "muscle_cm2",
-              "sat_cm2", "vat_cm2", "imat_cm2", "smi_cm2_per_m2", "height_m", "error"]
+from RibFracSegLib.l3.check import CSV_FIELDS as CHECK_FIELDS
+
+CSV_FIELDS = ["name", "in_view", "confidence", "slice_index", "z_mm", "r_mm", "a_mm", "s_mm", *CHECK_FIELDS,
+              "muscle_cm2", "sat_cm2", "vat_cm2", "imat_cm2", "smi_cm2_per_m2", "height_m", "error"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "and without a -image tag, as `segment` names it)")
     parser.add_argument("--checkpoint", type=Path, default=None, help="L3 checkpoint (default: the shipped one)")
     parser.add_argument("--no-png", action="store_true", help="skip the PNG pictures")
+    parser.add_argument("--count", choices=("ribs", "sacrum", "none"), default="ribs",
+                        help="vertebral count checking the network: from the ribs and sacrum (default; the rib "
+                             "step takes several seconds), the sacrum only (fast; needs the sacrum in view), or none")
 
 
 def read_heights(path: Path | None) -> dict[str, float]:
@@ -56,20 +64,32 @@ def read_heights(path: Path | None) -> dict[str, float]:
     return heights
 
 
-def process(path: Path, out: Path, height: float | None, checkpoint, png: bool) -> dict:
+def process(path: Path, out: Path, height: float | None, checkpoint, png: bool, count: str = "ribs") -> dict:
     """One CT -> files written and the CSV row."""
     from RibFracSegLib.cases import case_id
     from RibFracSegLib.io import read_ct_and_warnings, write_text
     from RibFracSegLib.l3 import body_composition, locate_l3, save_mip_png, save_overlay_png
+    from RibFracSegLib.l3.check import check_l3
 
     name = case_id(path)
     image, warnings = read_ct_and_warnings(path)
     for line in warnings:
         print(f"warning: {name}: {line}")
-    l3 = locate_l3(image, checkpoint)
+    network = locate_l3(image, checkpoint)
+    levels = None
+    if count != "none":
+        from RibFracSegLib.spine import vertebral_levels
+
+        ribs = None
+        if count == "ribs":
+            from RibFracSegLib.ribs import segment_ribs
+
+            ribs = segment_ribs(image)
+        levels = vertebral_levels(image, ribs)
+    l3 = check_l3(image, network, levels)
     result = {"name": name, "input": str(path), "l3": l3.as_dict(), "body_composition": None, "warnings": warnings}
     row = {"name": name, "in_view": l3.in_view, "confidence": round(l3.confidence, 4),
-           "slice_index": l3.slice_index, "z_mm": round(l3.z_mm, 2), "height_m": height,
+           "slice_index": l3.slice_index, "z_mm": round(l3.z_mm, 2), "height_m": height, **l3.row(),
            **dict(zip(("r_mm", "a_mm", "s_mm"), (round(v, 2) for v in l3.center_ras)))}
     if l3.in_view:
         comp = body_composition(image, l3, height_m=height)
@@ -78,9 +98,16 @@ def process(path: Path, out: Path, height: float | None, checkpoint, png: bool) 
         if png:
             save_overlay_png(comp, out / f"{name}.l3-slice.png")
     else:
-        result["note"] = "L3 not in view (confidence below the checkpoint's threshold); no body composition"
+        result["note"] = ("L3 not in view (" + (l3.review_reason or f"count from {l3.count_anchor}" if levels else
+                          "network confidence below the checkpoint's threshold") + "); no body composition")
     if png:
-        save_mip_png(l3.projections, l3, out / f"{name}.l3-mips.png")
+        save_mip_png(network.projections, network, out / f"{name}.l3-mips.png")
+        if levels is not None:
+            from RibFracSegLib.spine.picture import save_spine_png
+
+            lines = {"L3": (l3.z_mm, (0, 255, 0))} if l3.in_view else {}
+            lines["network" + ("" if network.in_view else " (not in view)")] = (network.z_mm, (255, 140, 0))
+            save_spine_png(image, levels, out / f"{name}.l3-spine.png", lines)
     write_text(json.dumps(result, indent=2) + "\n", out / f"{name}.l3.json")
     return row
 
@@ -122,7 +149,7 @@ def _run_cases(args: argparse.Namespace, heights: dict[str, float], checkpoint, 
     for n, path in enumerate(tqdm(cases, desc="L3", unit="CT")):
         height = heights.get(case_id(path), args.height)
         try:
-            rows.append(process(path, out, height, checkpoint, not args.no_png))
+            rows.append(process(path, out, height, checkpoint, not args.no_png, args.count))
         except OutputError as err:  # the next case would fail the same way
             tqdm.write(f"error: {case_id(path)}: {err.strerror or err}. Stopped: {len(cases) - n} of {len(cases)} "
                        "cases not done")

@@ -13,6 +13,7 @@ import numpy as np
 from scipy import ndimage
 
 from .. import defaults
+from ..preprocess import CanonicalVolume, canonical_volume
 
 
 @dataclass
@@ -162,3 +163,23 @@ def spine_track(bone: np.ndarray, body: np.ndarray, spacing_zyx: tuple[float, fl
     xs_s = np.array([np.median(xs[seen][np.abs(zs - z) <= k]) if np.any(np.abs(zs - z) <= k) else np.nan for z in zi])
     ok = ~np.isnan(ys_s)
     return SpineTrack(x=np.interp(zi, zi[ok], xs_s[ok]), y=np.interp(zi, zi[ok], ys_s[ok]), seen=seen)
+
+
+@dataclass
+class ColumnLandmarks:
+    """What the rib step and the vertebral count both start from, on the working grid."""
+
+    canon: CanonicalVolume
+    grid: WorkingGrid
+    body: np.ndarray
+    bone: np.ndarray
+    track: SpineTrack
+
+
+def column_landmarks(image) -> ColumnLandmarks:
+    """Canonical view -> working grid -> body, bone and spine track of a CT (sitk.Image, HU)."""
+    canon = canonical_volume(image)
+    grid = working_grid(np.asarray(canon.array), canon.spacing_zyx)
+    body = body_mask(grid.hu)
+    bone = bone_mask(grid.hu, body, grid.spacing_zyx)
+    return ColumnLandmarks(canon, grid, body, bone, spine_track(bone, body, grid.spacing_zyx))

@@ -16,7 +16,7 @@ from scipy import ndimage
 
 from .. import defaults
 from ..preprocess import canonical_volume
-from .anatomy import body_mask, bone_mask, lung_extent, lung_mask, spine_track, working_grid
+from .anatomy import column_landmarks, lung_extent, lung_mask
 from .centrelines import centreline_from_mask
 from .cage import bridge_breaks, cage_bone, partition, rib_seeds
 from .labels import Rib, RibLabels, rib_label_value
@@ -35,12 +35,10 @@ def segment_ribs(image: sitk.Image) -> RibLabels:
         return RibLabels(labels=empty, ribs=[], numbering="none", notes=[
             f"voxels of {sx:.1f} x {sy:.1f} x {sz:.1f} mm are too coarse to find ribs (needs at most "
             f"{defaults.RIB_MAX_PIXEL_MM} mm in-plane and {defaults.RIB_MAX_SLICE_MM} mm slices)"])
-    grid = working_grid(np.asarray(canon.array), canon.spacing_zyx)
+    marks = column_landmarks(image)
+    grid, body, bone, track = marks.grid, marks.body, marks.bone, marks.track
     sp = grid.spacing_zyx
-    body = body_mask(grid.hu)
-    bone = bone_mask(grid.hu, body, sp)
     lungs = lung_mask(grid.hu, body, sp)
-    track = spine_track(bone, body, sp)
     timings["landmarks"] = time.perf_counter() - t0
     extent = lung_extent(lungs, sp)
     lung_distance = ndimage.distance_transform_edt(~lungs, sampling=sp) if lungs.any() else None

@@ -1,0 +1,199 @@
+"""Vertebral bodies along the spine track: a profile of the bone at the body's centre, discs as its
+departures from the marrow level, bodies between consecutive discs.
+
+Why either direction: with thin slices a disc is darker than marrow, but at 2.5-5 mm the disc is
+averaged with its two cortical endplates and the level reads brighter than the (often fatty)
+marrow of an older patient's body. The marrow itself fills most of the column's length, so a
+running median follows it, and the discs are where the profile leaves it furthest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+from scipy.signal import find_peaks
+
+from .. import defaults
+from ..ribs.anatomy import SpineTrack
+
+
+@dataclass
+class VertebralBody:
+    """One body on the working grid: slices [bottom, top] (inclusive, z up) between two discs."""
+
+    bottom: float  # working-grid slice of the disc (or the CT's edge) below
+    top: float  # ... above
+    cut_below: bool = False  # the CT's edge, not a disc, bounds it below (may be incomplete)
+    cut_above: bool = False
+    joint: bool = False  # between two separately found chains of discs: counting across it is unsure
+
+    @property
+    def centre(self) -> float:
+        return 0.5 * (self.bottom + self.top)
+
+    @property
+    def complete(self) -> bool:
+        return not (self.cut_below or self.cut_above)
+
+
+def body_centres(bone: np.ndarray, track: SpineTrack, spacing_zyx) -> SpineTrack:
+    """The spine track moved to each slice's deepest bone near it: the body is the thickest bone there.
+
+    `spine_track` gives the centre of mass of the vertebra's bone, which in the lumbar spine (thick
+    arches, holes filled) falls in the spinal canal; the profile must sample marrow, not the canal.
+    """
+    nz = bone.shape[0]
+    sy, sx = spacing_zyx[1], spacing_zyx[2]
+    r = defaults.SPINE_CENTRE_SEARCH_MM
+    ry, rx = int(np.ceil(r / sy)), int(np.ceil(r / sx))
+    ys, xs, seen = track.y.copy(), track.x.copy(), np.zeros(nz, bool)
+    for z in range(nz):
+        cy, cx = int(round(track.y[z])), int(round(track.x[z]))
+        y0, x0 = max(0, cy - ry), max(0, cx - rx)
+        crop = ndimage.binary_fill_holes(bone[z, y0:cy + ry + 1, x0:cx + rx + 1])
+        if crop.sum() * sy * sx < defaults.RIB_SPINE_MIN_AREA_MM2:
+            continue
+        depth = ndimage.distance_transform_edt(crop, sampling=(sy, sx))
+        j, i = np.unravel_index(int(np.argmax(depth)), depth.shape)
+        ys[z], xs[z], seen[z] = y0 + j, x0 + i, True
+    if seen.sum() >= 3:
+        k = max(3, int(round(defaults.RIB_SPINE_SMOOTH_MM / spacing_zyx[0])) | 1)
+        zi = np.arange(nz)
+        ys = ndimage.median_filter(np.interp(zi, zi[seen], ys[seen]), size=k, mode="nearest")
+        xs = ndimage.median_filter(np.interp(zi, zi[seen], xs[seen]), size=k, mode="nearest")
+    return SpineTrack(x=xs, y=ys, seen=seen | track.seen)
+
+
+def centre_profile(hu: np.ndarray, track: SpineTrack, spacing_zyx) -> np.ndarray:
+    """Mean clipped HU within SPINE_PROFILE_RADIUS_MM of the vertebral body's centre, per slice."""
+    nz, ny, nx = hu.shape
+    sy, sx = spacing_zyx[1], spacing_zyx[2]
+    r = defaults.SPINE_PROFILE_RADIUS_MM
+    ry, rx = int(np.ceil(r / sy)), int(np.ceil(r / sx))
+    yy, xx = np.mgrid[-ry:ry + 1, -rx:rx + 1]
+    lo, hi = defaults.SPINE_PROFILE_HU
+    out = np.zeros(nz)
+    for z in range(nz):
+        cy, cx = int(round(track.y[z])), int(round(track.x[z]))
+        ys, xs = yy + cy, xx + cx
+        inside = ((yy * sy) ** 2 + (xx * sx) ** 2 <= r * r) & (ys >= 0) & (ys < ny) & (xs >= 0) & (xs < nx)
+        out[z] = np.clip(hu[z][ys[inside], xs[inside]], lo, hi).mean() if inside.any() else lo
+    return out
+
+
+def disc_profile(profile: np.ndarray, dz_mm: float) -> np.ndarray:
+    """How far each slice departs from the local marrow level, smoothed along z, the disc side first.
+
+    The disc side is the one with the larger departures: marrow fills most of the column, so the
+    running median sits at the marrow level and only the short disc levels leave it far - downwards
+    for dark discs, upwards for bright endplate bands. The other side counts at SPINE_MINOR_SIDE:
+    a dark disc without bright endplates in a CT of bright ones still shows.
+    """
+    k = max(3, int(round(defaults.SPINE_MARROW_WINDOW_MM / dz_mm)) | 1)
+    marrow = ndimage.median_filter(profile, size=k, mode="nearest")
+    sigma = max(defaults.SPINE_DISC_SMOOTH_MM, 0.5 * dz_mm) / dz_mm
+    dev = ndimage.gaussian_filter1d(profile - marrow, sigma, mode="nearest")
+    up, down = np.clip(dev, 0, None), np.clip(-dev, 0, None)
+    if np.percentile(dev, 95) < -np.percentile(dev, 5):
+        up, down = down, up
+    return up + defaults.SPINE_MINOR_SIDE * down
+
+
+def _chain(discness: np.ndarray, dz_mm: float, scale: float, edges: tuple[bool, bool] = (True, True)) -> list[int]:
+    """The best chain of disc slices in one stretch of the column.
+
+    Every local maximum is a candidate; the chosen chain maximises the candidates' strength minus a
+    penalty on height changes between neighbouring bodies (vertebrae grow slowly down the column),
+    with every body between SPINE_MIN_BODY_MM and SPINE_MAX_BODY_MM: a spurious maximum inside a body
+    would make two short bodies, a missed disc one too tall.
+    """
+    if discness.size < 3 or not np.any(discness > 0):
+        return []
+    cand, _ = find_peaks(discness, distance=max(1, int(0.5 * defaults.SPINE_MIN_BODY_MM / dz_mm)),
+                         prominence=defaults.SPINE_CANDIDATE_PROMINENCE * scale)
+    edge = defaults.SPINE_EDGE_MM / dz_mm  # the filters' edge effects make maxima at the CT's ends
+    cand = cand[((cand > edge) | (not edges[0])) & ((cand < discness.size - 1 - edge) | (not edges[1]))]
+    if cand.size == 0:
+        return []
+    strength = discness[cand] / scale
+    z = cand * dz_mm
+    lo, hi, lam = defaults.SPINE_MIN_BODY_MM, defaults.SPINE_MAX_BODY_MM, defaults.SPINE_REGULARITY
+    strength = strength - defaults.SPINE_DISC_FLOOR  # weak maxima (marrow texture, noise) cost a disc
+    max_step = np.log(defaults.SPINE_MAX_HEIGHT_RATIO)
+    n = cand.size
+    best = np.full((n, n), -np.inf)  # best[j, k]: chain ending ... j, k
+    prev = np.full((n, n), -1)
+    for k in range(n):
+        for j in range(k):
+            g = z[k] - z[j]
+            if not lo <= g <= hi:
+                continue
+            best[j, k] = strength[j] + strength[k]
+            for i in np.flatnonzero(np.isfinite(best[:j, j])):
+                ratio = np.log(g / (z[j] - z[i]))
+                if abs(ratio) > max_step:
+                    continue
+                v = best[i, j] - lam * ratio ** 2 + strength[k]
+                if v > best[j, k]:
+                    best[j, k], prev[j, k] = v, i
+    if not np.isfinite(best).any():
+        return [int(cand[np.argmax(strength)])]
+    j, k = np.unravel_index(int(np.argmax(best)), best.shape)
+    chain = [k, j]
+    while prev[chain[-1], chain[-2]] >= 0:
+        chain.append(int(prev[chain[-1], chain[-2]]))
+    return [int(cand[c]) for c in chain[::-1]]
+
+
+def find_discs(discness: np.ndarray, dz_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """Working-grid slices (parabola-refined) of the discs along the column, bottom to top, and the
+    chain each belongs to: the best chain, then chains of the stretches it leaves above and below
+    (where the height ratio broke it)."""
+    gap = int(np.ceil(defaults.SPINE_MIN_BODY_MM / dz_mm))
+    scale = float(np.percentile(discness, 90)) if discness.size else 0.0
+    if scale <= 0:
+        return np.zeros(0), np.zeros(0, int)
+    peaks: list[int] = []
+    chain_of: dict[int, int] = {}
+    todo = [(0, discness.size)]
+    while todo:
+        lo, hi = todo.pop()
+        if hi - lo < 3:
+            continue
+        found = [lo + p for p in _chain(discness[lo:hi], dz_mm, scale, edges=(lo == 0, hi == discness.size))]
+        if not found:
+            continue
+        peaks += found
+        chain_of.update({p: len(set(chain_of.values())) for p in found})
+        todo += [(lo, min(found) - gap + 1), (max(found) + gap, hi)]
+    peaks.sort()
+    out = []
+    for p in peaks:
+        if 0 < p < len(discness) - 1:
+            a, b, c = discness[p - 1:p + 2]
+            d = a - 2 * b + c
+            out.append(p + (0.5 * (a - c) / d if d < 0 else 0.0))
+        else:
+            out.append(float(p))
+    return np.array(out), np.array([chain_of[p] for p in peaks], int)
+
+
+def bodies_between(discs: np.ndarray, nz: int, dz_mm: float, chains: np.ndarray | None = None) -> list[VertebralBody]:
+    """Bodies between consecutive discs, plus the pieces cut by the CT's edges when tall enough to hold
+    a body centre (more than half the neighbouring body beyond the outermost disc)."""
+    chains = np.zeros(len(discs), int) if chains is None else chains
+    out = [VertebralBody(float(a), float(b), joint=bool(ca != cb))
+           for a, b, ca, cb in zip(discs[:-1], discs[1:], chains[:-1], chains[1:])]
+    if discs.size == 0:
+        return out
+    default = 2 * defaults.SPINE_MIN_BODY_MM / dz_mm
+    below = float(discs[1] - discs[0]) if discs.size > 1 else default
+    above = float(discs[-1] - discs[-2]) if discs.size > 1 else default
+    if discs[0] > 0.5 * below:
+        out.insert(0, VertebralBody(max(0.0, float(discs[0]) - below), float(discs[0]), cut_below=discs[0] < below))
+    if nz - 1 - discs[-1] > 0.5 * above:
+        out.append(VertebralBody(float(discs[-1]), min(nz - 1.0, float(discs[-1]) + above),
+                                 cut_above=nz - 1 - discs[-1] < above))
+    return out

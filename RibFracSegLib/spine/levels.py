@@ -1,0 +1,270 @@
+"""`vertebral_levels(image) -> SpineLevels`: the vertebral bodies along the spine, named by counting.
+
+Anchors (../shared/reference/ribs.md): rib k's head sits at Tk, so every numbered rib votes for where
+T12 is (the 12th rib directly, the 1st by counting 11 bodies down); the lowest body above the sacrum
+is L5. The ribs name the column when they agree; the sacrum names it otherwise and checks them when
+both are in view. 4 or 6 bodies between T12 and the sacrum (transitional anatomy) are named counting
+down from T12, and the result says so.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from .. import defaults
+from ..geometry import lps_to_ras
+from ..ribs.anatomy import column_landmarks
+from .bodies import bodies_between, body_centres, centre_profile, disc_profile, find_discs
+
+# The column top to bottom; L6 only exists when a transitional count needs it.
+SEQUENCE = [f"C{i}" for i in range(1, 8)] + [f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 7)]
+
+
+@dataclass
+class Vertebra:
+    """One vertebral body found along the spine; `name` None when no anchor reaches it."""
+
+    name: Optional[str]
+    centre_lps: tuple[float, float, float]
+    z_top_mm: float  # superior end (the disc above, or the CT's edge)
+    z_bottom_mm: float
+    complete: bool  # both ends are discs (not cut by the CT's edge)
+
+    @property
+    def centre_ras(self) -> tuple[float, float, float]:
+        return lps_to_ras(self.centre_lps)
+
+    @property
+    def height_mm(self) -> float:
+        return self.z_top_mm - self.z_bottom_mm
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "label_id": defaults.VERTEBRA_IDS.get(self.name or ""),
+                "centre_lps": [round(v, 2) for v in self.centre_lps],
+                "centre_ras": [round(v, 2) for v in self.centre_ras],
+                "z_top_mm": round(self.z_top_mm, 2), "z_bottom_mm": round(self.z_bottom_mm, 2),
+                "complete": self.complete}
+
+
+@dataclass
+class SpineLevels:
+    """Vertebral bodies bottom to top, how they were named, and what the anchors said."""
+
+    vertebrae: list[Vertebra]
+    anchor: str  # "rib 12", "rib 1", "sacrum" or "none"
+    anchors: dict[str, int] = field(default_factory=dict)  # anchor -> index of its body in `vertebrae`
+    lumbar_count: Optional[int] = None  # bodies between T12 and the sacrum, when both are in view
+    sacrum_top_mm: Optional[float] = None
+    fov_mm: tuple[float, float] = (0.0, 0.0)  # (bottom, top) superior coordinate of the CT
+    notes: list[str] = field(default_factory=list)
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    def by_name(self, name: str) -> Optional[Vertebra]:
+        return next((v for v in self.vertebrae if v.name == name), None)
+
+    def to_dict(self) -> dict:
+        return {"anchor": self.anchor, "anchors": dict(self.anchors), "lumbar_count": self.lumbar_count,
+                "sacrum_top_mm": None if self.sacrum_top_mm is None else round(self.sacrum_top_mm, 2),
+                "fov_mm": [round(v, 2) for v in self.fov_mm], "notes": list(self.notes),
+                "named": [v.name for v in self.vertebrae if v.name],
+                "timings_s": {k: round(v, 3) for k, v in self.timings_s.items()},
+                "vertebrae": [v.to_dict() for v in self.vertebrae]}
+
+
+def sacrum_top(bone: np.ndarray, track, spacing_zyx) -> Optional[float]:
+    """Working slice where the sacrum begins, or None: the top of the lowest run (>= SPINE_SACRUM_MIN_MM,
+    in the CT's lower half) of slices where thick bone runs left-right through the vertebral body's
+    centre wider than a lumbar body - the sacral alae. Ribs are thin and vanish in the opening; rib
+    heads and transverse processes lie behind the body's centre."""
+    sz, sy, sx = spacing_zyx
+    r = defaults.RIB_SPINE_OPEN_MM / 2.0
+    ry, rx = max(1, int(round(r / sy))), max(1, int(round(r / sx)))
+    yy, xx = np.ogrid[-ry:ry + 1, -rx:rx + 1]
+    disk = (yy / ry) ** 2 + (xx / rx) ** 2 <= 1.0
+    nz = bone.shape[0]
+    band = max(1, int(round(defaults.SPINE_SACRUM_BAND_MM / sy)))
+    wide = np.zeros(nz, bool)
+    for z in range(nz // 2 + 1):
+        if not bone[z].any():
+            continue
+        cy = int(np.clip(round(track.y[z]), 0, bone.shape[1] - 1))
+        thick = ndimage.binary_opening(ndimage.binary_fill_holes(bone[z]), disk)[max(0, cy - band):cy + band + 1]
+        labels, _ = ndimage.label(thick.any(axis=0))  # left-right runs of bone at the body's level
+        lab = labels[int(np.clip(round(track.x[z]), 0, bone.shape[2] - 1))]
+        wide[z] = bool(lab) and (labels == lab).sum() * sx > defaults.SPINE_SACRUM_WIDTH_MM
+    need = max(1, int(np.ceil(defaults.SPINE_SACRUM_MIN_MM / sz)))
+    z = 0
+    while z < nz:
+        if wide[z]:
+            top = z
+            while top + 1 < nz and wide[top + 1]:
+                top += 1
+            if top - z + 1 >= need:
+                return float(top)
+            z = top + 1
+        else:
+            z += 1
+    return None
+
+
+def _body_for(z_mm: float, vertebrae: list[Vertebra]) -> Optional[int]:
+    """Index of the body that carries a rib head at height z: the body spanning it (a head at the disc
+    above counts for the body below, as ribs 2-9 articulate across it)."""
+    z = z_mm - defaults.SPINE_RIB_HEAD_MARGIN_MM
+    for i, v in enumerate(vertebrae):
+        if v.z_bottom_mm < z <= v.z_top_mm:
+            return i
+    return None
+
+
+def rib_votes(ribs, vertebrae: list[Vertebra]) -> tuple[Optional[int], str, list[str], list[tuple]]:
+    """Index of T12 among `vertebrae` voted by every numbered rib (rib k's head is at Tk, so T12 lies
+    12 - k bodies below), the anchor's name, and notes. A 'rib' whose head lies far from the column
+    (an iliac crest taken for rib 12) does not vote; the most voted index wins when it has a majority
+    or twice the runner-up's votes (ties: the side with more numbered ribs)."""
+    votes = []
+    for r in getattr(ribs, "ribs", []):
+        if not r.number or not len(r.centreline_lps) or not vertebrae:
+            continue
+        head = r.centreline_lps[0]
+        near = min(vertebrae, key=lambda v: abs(v.centre_lps[2] - head[2]))
+        if np.hypot(head[0] - near.centre_lps[0], head[1] - near.centre_lps[1]) > defaults.SPINE_RIB_HEAD_MAX_MM:
+            continue
+        b = _body_for(float(head[2]), vertebrae)
+        if b is not None:
+            votes.append((b - (12 - r.number), r.side, r.number))
+    if not votes:
+        return None, "none", [], votes
+    per_side = {side: sum(v[1] == side for v in votes) for side in ("L", "R")}
+    tally = sorted({t for t, _, _ in votes}, key=lambda t: (sum(v[0] == t for v in votes),
+                   max(per_side[v[1]] for v in votes if v[0] == t)), reverse=True)
+    count = lambda t: sum(v[0] == t for v in votes)  # noqa: E731
+    best = tally[0]
+    second = count(tally[1]) if len(tally) > 1 else 0
+    numbers = sorted({n for t, _, n in votes if t == best})
+    label = "rib 12" if 12 in numbers else "rib 1" if 1 in numbers else f"ribs {numbers[0]}-{numbers[-1]}"
+    notes = []
+    if count(best) < len(votes):
+        notes.append(f"{count(best)} of {len(votes)} numbered ribs agree on T12 ({label})")
+    if count(best) <= defaults.SPINE_RIB_MAJORITY * len(votes) and count(best) < 2 * second:
+        notes.append("the ribs do not agree on the count: not used")
+        return None, "none", notes, votes
+    return best, label, notes, votes
+
+
+def unname_contradicted(vertebrae: list[Vertebra], votes: list[tuple], t12: int) -> list[str]:
+    """Leave unnamed the bodies above the highest rib agreeing with the count, or above the second rib
+    whose head contradicts it (a disc missed or doubled there shifts every name beyond it), rather
+    than give them wrong names."""
+    wrong = sorted(t + (12 - n) for t, _, n in votes if t != t12)
+    above = [b for b in wrong if b > t12]
+    # above the highest agreeing rib's vertebra no rib checks the count (the neck): no names there
+    cut = max(t + 12 - n for t, _, n in votes if t == t12) + 1
+    if len(above) >= 2:
+        cut = min(cut, above[1])
+    if cut >= len(vertebrae):
+        return []
+    names = [v.name for v in vertebrae[cut:] if v.name]
+    for v in vertebrae[cut:]:
+        v.name = None
+    if not names:
+        return []
+    why = "ribs' heads contradict the count" if len(above) >= 2 and cut == above[1] else "no rib checks the count"
+    return [f"{why} from {names[0]} up: those bodies unnamed"]
+
+
+def unname_across_joints(vertebrae: list[Vertebra], joints: list[bool], anchor: int) -> list[str]:
+    """Leave unnamed the bodies beyond a joint between two chains of discs, seen from the anchor: the
+    regular spacing that makes the count sure is broken there."""
+    notes = []
+    for i, joint in enumerate(joints):
+        if not joint or i == anchor:
+            continue
+        beyond = vertebrae[i:] if i > anchor else vertebrae[:i + 1]
+        names = [v.name for v in beyond if v.name]
+        for v in beyond:
+            v.name = None
+        if names:
+            notes.append(f"the disc spacing breaks at {names[0] if i > anchor else names[-1]}: "
+                         f"{', '.join(names)} left unnamed")
+    return notes
+
+
+def name_vertebrae(vertebrae: list[Vertebra], t12: Optional[int], l5: Optional[int], rib_label: str = "rib 12"
+                   ) -> tuple[str, dict, Optional[int], list[str]]:
+    """Name bodies (bottom to top) from the ribs' T12 (`t12`, may lie outside the list) or else the
+    sacrum's L5; the other is a check. Returns (anchor used, anchors found, lumbar count, notes)."""
+    anchors = {k: v for k, v in ((rib_label, t12), ("sacrum", l5)) if v is not None}
+    notes, lumbar = [], None
+    if t12 is not None and l5 is not None:
+        lumbar = t12 - l5
+        if not 4 <= lumbar <= 6:
+            notes.append(f"{lumbar} bodies between the ribs' T12 and the sacrum (4-6 possible): "
+                         "neither anchor is used")
+            anchors.clear()
+            lumbar, l5, t12 = None, None, None
+        elif lumbar != 5:
+            notes.append(f"transitional anatomy: {lumbar} lumbar vertebrae between the 12th rib's vertebra and "
+                         f"the sacrum; named counting down from T12 (the lowest lumbar is L{lumbar})")
+    if t12 is not None:
+        anchor, ref, ref_name = rib_label, t12, "T12"
+    elif l5 is not None:
+        anchor, ref, ref_name = "sacrum", l5, "L5"
+    else:
+        return "none", anchors, lumbar, notes + ["no anchor in view (ribs, sacrum): bodies left unnamed"]
+    top = SEQUENCE.index(ref_name)
+    last = SEQUENCE.index(f"L{lumbar}") if lumbar and lumbar > 5 else SEQUENCE.index("L5")
+    for i, v in enumerate(vertebrae):
+        k = top - (i - ref)
+        v.name = SEQUENCE[k] if 0 <= k <= last and (l5 is None or i >= l5) else None
+    return anchor, anchors, lumbar, notes
+
+
+def vertebral_levels(image: sitk.Image, ribs=None) -> SpineLevels:
+    """Vertebral bodies of a CT (HU), named by counting; `ribs` a RibLabels (from segment_ribs) or None
+    (then only the sacrum can anchor the count)."""
+    t0 = time.perf_counter()
+    marks = column_landmarks(image)
+    canon, grid, bone = marks.canon, marks.grid, marks.bone
+    sp = grid.spacing_zyx
+    track = body_centres(bone, marks.track, sp)
+    discs, chains = find_discs(disc_profile(centre_profile(grid.hu, track, sp), sp[0]), sp[0])
+    sacrum = sacrum_top(bone, track, sp)
+    found = bodies_between(discs, grid.hu.shape[0], sp[0], chains)
+    if sacrum is not None:  # sacral segments are no vertebral bodies
+        found = [b for b in found if b.centre > sacrum]
+
+    def to_lps(z: float) -> tuple[float, float, float]:
+        zi = int(np.clip(round(z), 0, len(track.y) - 1))
+        idx = np.array([[z, track.y[zi], track.x[zi]]]) * np.array(grid.factors) + (np.array(grid.factors) - 1) / 2.0
+        ijk = canon.index_to_input(idx)[0]
+        return tuple(float(v) for v in image.TransformContinuousIndexToPhysicalPoint(tuple(float(v) for v in ijk)))
+
+    vertebrae = [Vertebra(None, to_lps(b.centre), to_lps(b.top)[2], to_lps(b.bottom)[2], b.complete) for b in found]
+    joints = [b.joint for b in found]
+    heights = [b.top - b.bottom for b in found]
+    for i, b in enumerate(found):  # a body much taller/shorter than its neighbours holds two/half a body
+        near = [heights[k] for k in (i - 1, i + 1) if 0 <= k < len(found) and found[k].complete]
+        ratio = heights[i] / np.median(near) if near else 1.0
+        if b.complete and not 1 / defaults.SPINE_ODD_BODY <= ratio <= defaults.SPINE_ODD_BODY:
+            joints[i] = True
+    z_edges = (to_lps(-0.5)[2], to_lps(grid.hu.shape[0] - 0.5)[2])
+    timings = {"bodies": time.perf_counter() - t0}
+    t12, rib_label, rib_notes, votes = rib_votes(ribs, vertebrae) if ribs is not None else (None, "none", [], [])
+    l5 = 0 if sacrum is not None and vertebrae and vertebrae[0].complete else None
+    anchor, anchors, lumbar, notes = name_vertebrae(vertebrae, t12, l5, rib_label)
+    notes = rib_notes + notes
+    if anchor == rib_label and t12 is not None:
+        notes += unname_contradicted(vertebrae, votes, t12)
+    if anchor != "none":
+        notes += unname_across_joints(vertebrae, joints, t12 if anchor == rib_label else l5)
+    timings["naming"] = time.perf_counter() - t0 - timings["bodies"]
+    return SpineLevels(vertebrae=vertebrae, anchor=anchor, anchors=anchors, lumbar_count=lumbar,
+                       sacrum_top_mm=None if sacrum is None else to_lps(sacrum)[2],
+                       fov_mm=(min(z_edges), max(z_edges)), notes=notes, timings_s=timings)

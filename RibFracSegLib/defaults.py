@@ -265,6 +265,7 @@ SPINE_SACRUM_BAND_MM = 4.0  # ... measured within this of the body's antero-post
 SPINE_RIB_HEAD_MARGIN_MM = 8.0  # a rib head is looked up this far lower: ribs 2-9 meet Tk across the disc above it
 SPINE_RIB_HEAD_MAX_MM = 45.0  # a rib head lies within this (axial plane) of its vertebral body centre
 SPINE_RIB_MAJORITY = 0.5  # the ribs' count is used when more than this share of numbered ribs (or twice the runner-up) agree
+SPINE_RIB_SIDE_MIN = 3  # a side with this many voting ribs must agree with the other side on T12
 L3_AGREE_FRACTION = 0.5  # count and network agree within this share of L3's height (body + disc)
 SPINE_DISC_FLOOR = -0.3  # a disc candidate adds its strength (share of the 90th percentile) less this
 SPINE_EDGE_MM = 5.0  # disc candidates this close to the CT's first/last slice are edge effects

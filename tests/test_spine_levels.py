@@ -79,6 +79,11 @@ def test_rib_votes_majority_far_heads_and_disagreement():
     assert any("4 of 5" in n for n in notes)
     split = SimpleNamespace(ribs=[rib("L", 12, 250.0), rib("R", 12, 190.0)])
     assert rib_votes(split, bodies)[0] is None
+    # each side self-consistent but one body apart (a side misnumbered): no count from the ribs
+    sides = SimpleNamespace(ribs=[rib("L", n, 250.0 + 30 * (12 - n)) for n in (12, 11, 10, 9)]
+                            + [rib("R", n, 220.0 + 30 * (12 - n)) for n in (12, 11, 10)])
+    t12, _, notes, _ = rib_votes(sides, fake_bodies(16))
+    assert t12 is None and any("left and right" in n for n in notes)
 
 
 def network(z: float, in_view: bool = True, conf: float = 0.8) -> L3Result:
@@ -143,3 +148,20 @@ def test_phantom_vertebrae_named_as_truth_or_unnamed(seed, fov, orientation, sli
     assert right >= len(case.vertebrae) - 3, levels.to_dict()["named"]
     l3 = levels.by_name("L3")
     assert l3 is not None and abs(l3.centre_lps[2] - case.l3.center_lps[2]) <= 5.0
+
+
+def test_l3_refuses_an_mr_volume(tmp_path, capsys):
+    """An MR (no air below -500, intensities 0-2000) gets a clear error from `ribfracseg l3`, no L3
+    (the reader's Hounsfield check, RibFracSegLib.ct_checks, refuses it before any network runs)."""
+    import SimpleITK as sitk
+
+    from RibFracSegLib.cli import main
+
+    rng = np.random.default_rng(0)
+    mr = sitk.GetImageFromArray(rng.integers(0, 2000, (40, 64, 64)).astype(np.uint16))
+    mr.SetSpacing((1.0, 1.0, 2.0))
+    sitk.WriteImage(mr, str(tmp_path / "t1.nii.gz"))
+    assert main(["l3", str(tmp_path / "t1.nii.gz"), "--out", str(tmp_path / "out"), "--no-png"]) == 1
+    err = capsys.readouterr()
+    assert "not a CT in Hounsfield units" in err.out + err.err
+    assert not (tmp_path / "out" / "t1.l3.json").exists()

@@ -127,7 +127,8 @@ def rib_votes(ribs, vertebrae: list[Vertebra]) -> tuple[Optional[int], str, list
     """Index of T12 among `vertebrae` voted by every numbered rib (rib k's head is at Tk, so T12 lies
     12 - k bodies below), the anchor's name, and notes. A 'rib' whose head lies far from the column
     (an iliac crest taken for rib 12) does not vote; the most voted index wins when it has a majority
-    or twice the runner-up's votes (ties: the side with more numbered ribs)."""
+    or twice the runner-up's votes (ties: the side with more numbered ribs), unless the left ribs and
+    the right ribs each mostly vote for a different index (one side is misnumbered, maybe both)."""
     votes = []
     for r in getattr(ribs, "ribs", []):
         if not r.number or not len(r.centreline_lps) or not vertebrae:
@@ -152,6 +153,11 @@ def rib_votes(ribs, vertebrae: list[Vertebra]) -> tuple[Optional[int], str, list
     notes = []
     if count(best) < len(votes):
         notes.append(f"{count(best)} of {len(votes)} numbered ribs agree on T12 ({label})")
+    modes = {side: max({t for t, sd, _ in votes if sd == side}, key=lambda t: sum(v[:2] == (t, side) for v in votes))
+             for side in ("L", "R") if per_side[side] >= defaults.SPINE_RIB_SIDE_MIN}
+    if len(set(modes.values())) > 1:
+        notes.append(f"left and right ribs place T12 {abs(modes['L'] - modes['R'])} bodies apart: not used")
+        return None, "none", notes, votes
     if count(best) <= defaults.SPINE_RIB_MAJORITY * len(votes) and count(best) < 2 * second:
         notes.append("the ribs do not agree on the count: not used")
         return None, "none", notes, votes

@@ -136,11 +136,13 @@ def check_l3(image: sitk.Image, network: L3Result, levels) -> L3Check:
 def locate_l3_checked(image: sitk.Image, checkpoint=None, ribs=None, use_ribs: bool = True) -> L3Check:
     """L3 by count and network. The count needs the ribs (segment_ribs, several seconds) unless the
     sacrum is in view; `use_ribs=False` is the light path (sacrum only)."""
+    from RibFracSegLib.ribs.anatomy import column_landmarks
     from RibFracSegLib.spine import vertebral_levels
 
     network = locate_l3(image, checkpoint)
+    marks = column_landmarks(image)  # one working grid and spine track for the ribs and the count
     if ribs is None and use_ribs:
         from RibFracSegLib.ribs import segment_ribs
 
-        ribs = segment_ribs(image)
-    return check_l3(image, network, vertebral_levels(image, ribs))
+        ribs = segment_ribs(image, landmarks=marks)
+    return check_l3(image, network, vertebral_levels(image, ribs, landmarks=marks))

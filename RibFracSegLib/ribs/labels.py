@@ -14,7 +14,6 @@ import numpy as np
 import SimpleITK as sitk
 
 from .. import defaults
-from ..geometry import lps_to_ras
 
 
 def rib_label_value(side: str, number: Optional[int]) -> int:

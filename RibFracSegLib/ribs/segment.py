@@ -9,6 +9,7 @@ labels on the input grid (bone at full resolution inside each rib's region).
 from __future__ import annotations
 
 import time
+from typing import Optional
 
 import numpy as np
 import SimpleITK as sitk
@@ -16,27 +17,27 @@ from scipy import ndimage
 
 from .. import defaults
 from ..preprocess import canonical_volume
-from .anatomy import column_landmarks, lung_extent, lung_mask
+from .anatomy import ColumnLandmarks, column_landmarks, lung_extent, lung_mask
 from .centrelines import centreline_from_mask
 from .cage import bridge_breaks, cage_bone, partition, rib_seeds
 from .labels import Rib, RibLabels, rib_label_value
 from .numbering import RibRegion, number_ribs
 
 
-def segment_ribs(image: sitk.Image) -> RibLabels:
-    """Segment and number the ribs of a CT (HU); unnumbered ribs keep their side."""
+def segment_ribs(image: sitk.Image, landmarks: Optional[ColumnLandmarks] = None) -> RibLabels:
+    """Segment and number the ribs of a CT (HU); unnumbered ribs keep their side. `landmarks`: the
+    CT's `column_landmarks`, when the caller has them already (the vertebral count uses them too)."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    canon = canonical_volume(image)
-    sz, sy, sx = canon.spacing_zyx
+    sz, sy, sx = canonical_volume(image).spacing_zyx
     if max(sy, sx) > defaults.RIB_MAX_PIXEL_MM or sz > defaults.RIB_MAX_SLICE_MM:
         empty = sitk.Image(image.GetSize(), sitk.sitkUInt8)
         empty.CopyInformation(image)
         return RibLabels(labels=empty, ribs=[], numbering="none", notes=[
             f"voxels of {sx:.1f} x {sy:.1f} x {sz:.1f} mm are too coarse to find ribs (needs at most "
             f"{defaults.RIB_MAX_PIXEL_MM} mm in-plane and {defaults.RIB_MAX_SLICE_MM} mm slices)"])
-    marks = column_landmarks(image)
-    grid, body, bone, track = marks.grid, marks.body, marks.bone, marks.track
+    marks = landmarks if landmarks is not None else column_landmarks(image)
+    canon, grid, body, bone, track = marks.canon, marks.grid, marks.body, marks.bone, marks.track
     sp = grid.spacing_zyx
     lungs = lung_mask(grid.hu, body, sp)
     timings["landmarks"] = time.perf_counter() - t0

@@ -232,11 +232,11 @@ def name_vertebrae(vertebrae: list[Vertebra], t12: Optional[int], l5: Optional[i
     return anchor, anchors, lumbar, notes
 
 
-def vertebral_levels(image: sitk.Image, ribs=None) -> SpineLevels:
+def vertebral_levels(image: sitk.Image, ribs=None, landmarks=None) -> SpineLevels:
     """Vertebral bodies of a CT (HU), named by counting; `ribs` a RibLabels (from segment_ribs) or None
-    (then only the sacrum can anchor the count)."""
+    (then only the sacrum can anchor the count); `landmarks` the CT's column_landmarks if at hand."""
     t0 = time.perf_counter()
-    marks = column_landmarks(image)
+    marks = landmarks if landmarks is not None else column_landmarks(image)
     canon, grid, bone = marks.canon, marks.grid, marks.bone
     sp = grid.spacing_zyx
     track = body_centres(bone, marks.track, sp)

@@ -30,6 +30,10 @@ class Detection:
     rib: str = "none"  # "L6", "R11", "unnumbered L", or "none" when no rib is near (see RibFracSegLib.ribs)
     rib_arc_mm: Optional[float] = None  # distance along the rib's centreline from its head
     rib_region: str = ""  # "posterior" / "lateral" / "anterior": thirds of the rib's length
+    # With the candidate classifier (RibFracSegLib.candidates): `confidence` is its fracture
+    # probability, `label_code` its type (-1 when it abstains), and these keep the details.
+    code_probabilities: tuple[float, ...] = ()  # P(code 1..4 | fracture): displaced, non-displaced, buckle, segmental
+    network_confidence: Optional[float] = None  # the segmentation network's mean probability
 
     def to_dict(self) -> dict:
         return asdict(self)

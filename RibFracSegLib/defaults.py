@@ -269,3 +269,11 @@ SPINE_RIB_SIDE_MIN = 3  # a side with this many voting ribs must agree with the 
 L3_AGREE_FRACTION = 0.5  # count and network agree within this share of L3's height (body + disc)
 SPINE_DISC_FLOOR = -0.3  # a disc candidate adds its strength (share of the 90th percentile) less this
 SPINE_EDGE_MM = 5.0  # disc candidates this close to the CT's first/last slice are edge effects
+
+# --- Candidate classifier (second stage: fracture or not, and which type; RibFracSegLib.candidates) ---
+CANDIDATE_CROP_VOXELS = 32  # the classifier sees a cube of this many voxels ...
+CANDIDATE_CROP_MM = 1.25  # ... of this size (40 mm: a segmental fracture's two breaks and their rib)
+CANDIDATE_STORE_VOXELS = 40  # training crops are stored larger and cut at random offsets (+-5 mm)
+CANDIDATE_CLASSES = 5  # 0 not a fracture, 1..4 the RibFrac codes
+CANDIDATE_MIN_TYPE_PROBABILITY = 0.4  # below this the classifier abstains on the type (code -1)
+CANDIDATE_BATCH = 64  # crops per forward at inference

@@ -29,6 +29,7 @@ from .postprocess import Component, PostprocessParams, find_fractures
 from .preprocess import CanonicalVolume, block_any, bone_cells, canonical_volume, normalise
 from .progress import Cancel, Progress
 from .ribs import RibLabels, segment_ribs
+from .candidates.classifier import classify, keep_detections, load_classifier
 from .ribs.assign import locate_on_rib, near_ribs
 from .sliding_window import Box, PatchGrid, SlabAggregator, importance_map, keep_mask
 
@@ -216,14 +217,16 @@ def segment_ct(image: sitk.Image, checkpoint: str | Path | Checkpoint, *, device
                progress: Optional[Progress] = None, cancel: Optional[Cancel] = None,
                precision: str = "auto", skip_empty: bool = True, blend: str = "gaussian",
                postprocess: Optional[PostprocessParams] = None, ribs: Optional[RibLabels] = None,
-               find_ribs: bool = True, on_rib: Optional[bool] = None) -> FractureResult:
+               find_ribs: bool = True, on_rib: Optional[bool] = None, classify_candidates: bool = True
+               ) -> FractureResult:
     """Detect rib fractures in a CT (HU, any orientation); results live on the input grid.
 
     threshold overrides the probability threshold of the checkpoint (or of `postprocess`, which
     replaces every other post-processing parameter). progress(done, total) counts computed patches; cancel() is checked
     before each batch and makes this raise `Cancelled`. The ribs (given, or found when `find_ribs`)
     name each detection's rib and, when the on-rib filter is on (`on_rib` overrides the checkpoint),
-    drop detections off the ribs.
+    drop detections off the ribs. A checkpoint with a candidate classifier re-scores and types each
+    detection and drops those under its operating point (`classify_candidates=False`: the first stage alone).
     """
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -274,6 +277,13 @@ def segment_ct(image: sitk.Image, checkpoint: str | Path | Checkpoint, *, device
     del near
     voxel_mm3 = float(np.prod(image.GetSpacing()))
     detections = [_detection(c, volume, image, voxel_mm3, ribs) for c in components]
+    timings["postprocess"] = time.perf_counter() - t
+    if classify_candidates and ckpt.candidate_classifier:
+        t = time.perf_counter()
+        detections = keep_detections(classify(image, detections, load_classifier(ckpt.candidate_classifier, dev),
+                                              dev), labels)
+        timings["classifier"] = time.perf_counter() - t
+    t = time.perf_counter()
     instances = sitk.GetImageFromArray(labels)
     instances.CopyInformation(image)
     del labels
@@ -281,7 +291,7 @@ def segment_ct(image: sitk.Image, checkpoint: str | Path | Checkpoint, *, device
     if return_probability:
         prob_image = sitk.GetImageFromArray(probability_input)
         prob_image.CopyInformation(image)
-    timings["postprocess"] = time.perf_counter() - t
+    timings["postprocess"] += time.perf_counter() - t
     timings["total"] = time.perf_counter() - start
     return FractureResult(detections=detections, instances=instances, probability=prob_image, timings_s=timings,
                           patches_total=stats.patches_total, patches_skipped=stats.patches_skipped,

@@ -1,0 +1,140 @@
+"""The candidate classifier's corpus: phantoms, real fracture-free CTs and real CTs with simulated
+fractures, each run through the segmentation network once and harvested (`harvest.Harvest`).
+
+Split by patient, as the model card states: LIDC-IDRI-0001 trains, CRLM-CT-1004 validates (it
+picks the operating point), LIDC-IDRI-0314 is never seen before the test. Phantom sets come from
+their own data-set seeds (training 301-305, validation 303, never the held-out 2024/2025).
+
+    python -m RibFracSegLib.candidates.corpus --out .cache/stage2 [--only train|val|test]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..io import read_ct, write_image
+from ..phantom.generate import KIND_NAMES
+from .harvest import Harvest, match_candidates, truth_centres
+
+KIND_IDS = {name: kind for kind, name in KIND_NAMES.items()}
+ROOT = Path(__file__).resolve().parents[2]
+REAL = ROOT.parent / "shared" / "data" / "real"
+
+# (data-set seed, cases, overrides) per split; slices 1.25-2.5 mm keep the network runs short
+PHANTOM_SETS = {
+    "train": [(301, 4, {"fov": "thorax", "n_fractures": 8, "slice_mm": 1.25}),
+              (302, 3, {"fov": "thorax", "n_fractures": 8, "slice_mm": 2.0}),
+              (304, 3, {"fov": "thorax_abdomen", "n_fractures": 8, "slice_mm": 2.5}),
+              (305, 2, {"fov": "thorax", "n_fractures": 8, "slice_mm": 1.0})],
+    "val": [(303, 3, {"fov": "thorax", "n_fractures": 8, "slice_mm": 1.5})],
+}
+
+
+def _lidc0001() -> tuple[Path, Path]:
+    import sys
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from real_data import lidc_path
+    return lidc_path("cxr.nii.gz"), lidc_path("mask.nii.gz")
+
+
+def real_sets() -> dict[str, list[tuple[str, Path, Optional[Path], int, int, bool]]]:
+    """(case, CT, rib source or None for 'auto', simulated cases, fractures each, run the network on them)."""
+    ct0001, mask0001 = _lidc0001()
+    return {"train": [("LIDC-IDRI-0001", ct0001, mask0001, 4, 10, False)],
+            "val": [("CRLM-CT-1004", REAL / "CRLM-CT-1004.nii.gz", None, 2, 4, True)],
+            "test": [("LIDC-IDRI-0314", REAL / "LIDC-IDRI-0314.nii.gz", None, 3, 10, True)]}
+
+
+class Harvester:
+    def __init__(self, out: Path, checkpoint) -> None:
+        from ..checkpoint import load_checkpoint
+        self.out, self.ckpt = out, load_checkpoint(checkpoint)
+
+    def __call__(self, split: str, case: str, image_path: Path, source: str, truth: Optional[sitk.Image] = None,
+                 kinds: Optional[dict[int, int]] = None, run_network: bool = True) -> Harvest:
+        from ..inference import segment_ct
+        target = self.out / split / f"{case}.json"
+        if target.is_file():
+            return Harvest.from_dict(json.loads(target.read_text()))
+        image = read_ct(image_path)
+        kinds = kinds or {}
+        t = time.perf_counter()
+        candidates = []
+        if run_network:
+            result = segment_ct(image, self.ckpt, find_ribs=False, on_rib=False)
+            candidates = match_candidates(result.instances, truth, result.detections, kinds)
+        harvest = Harvest(case, str(image_path), source, candidates,
+                          truth_centres(truth, kinds) if truth is not None else [], time.perf_counter() - t)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(harvest.to_dict()))
+        n_true = sum(c.truth > 0 for c in candidates)
+        print(f"{split} {case}: {len(candidates)} candidates ({n_true} true), {len(harvest.truths)} fractures, "
+              f"{harvest.seconds:.0f} s", flush=True)
+        return harvest
+
+
+def phantom_split(harvest: Harvester, split: str) -> None:
+    from ..phantom.dataset import write_dataset
+    for seed, n, overrides in PHANTOM_SETS.get(split, []):
+        folder = harvest.out / "images" / f"phantoms-{seed}"
+        kinds_file = folder / "kinds.json"
+        if not kinds_file.is_file():
+            kinds: dict[str, dict[int, int]] = {}
+            write_dataset(folder, n, seed, split=split, first_id=seed * 100,
+                          on_case=lambda pid, c: kinds.update({pid: {f.label_id: KIND_IDS[f.kind] for f in c.fractures}}),
+                          overrides=overrides)
+            kinds_file.write_text(json.dumps(kinds))
+        kinds_all = json.loads(kinds_file.read_text())
+        for pid, kinds in kinds_all.items():
+            harvest(split, pid, folder / f"{pid}-image.nii.gz", "phantom",
+                    sitk.ReadImage(str(folder / f"{pid}-label.nii.gz")), {int(k): v for k, v in kinds.items()})
+
+
+def real_split(harvest: Harvester, split: str, seed: int = 11) -> None:
+    from ..simulate.dataset import load_ribs
+    from ..simulate.case import simulate_case
+    for case, ct, ribs, n_cases, n_fractures, run_simulated in real_sets().get(split, []):
+        harvest(split, case, ct, "real")
+        folder = harvest.out / "images" / case
+        image, rib_labels = None, None
+        for i in range(n_cases):
+            name = f"{case}-sim{i}"
+            path, label_path = folder / f"{name}-image.nii.gz", folder / f"{name}-label.nii.gz"
+            if not (harvest.out / split / f"{name}.json").is_file():
+                if image is None:
+                    image = read_ct(ct)
+                    rib_labels = load_ribs(image, str(ribs) if ribs else "auto")
+                sim = simulate_case(image, rib_labels, n_fractures, np.random.default_rng([seed, i]))
+                write_image(sim.image, path)
+                write_image(sim.fracture_labels, label_path)
+                (folder / f"{name}-kinds.json").write_text(json.dumps({b.spec.label_id: b.spec.kind for b in sim.fractures}))
+            kinds = {int(k): v for k, v in json.loads((folder / f"{name}-kinds.json").read_text()).items()}
+            harvest(split, name, path, "real+simulated", sitk.ReadImage(str(label_path)), kinds,
+                    run_network=run_simulated)
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    import torch
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(ROOT / ".cache" / "stage2"))
+    parser.add_argument("--checkpoint", default=None, help="segmentation checkpoint (default: the shipped one)")
+    parser.add_argument("--only", nargs="*", default=["train", "val", "test"])
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    from ..shipped import shipped_model
+    harvest = Harvester(Path(args.out), args.checkpoint or shipped_model("fracture"))
+    for split in args.only:
+        phantom_split(harvest, split)
+        real_split(harvest, split)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""`ribfracseg train-candidates`: train the second stage (fracture or not, and its type) on a harvested
+corpus and write a fracture checkpoint that carries it, with its operating point from validation.
+
+The corpus (`python -m RibFracSegLib.candidates.corpus --out DIR`) holds DIR/train/*.json and
+DIR/val/*.json: each case's detections by the segmentation network, marked true or false, and its
+true fractures with their types.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--corpus", required=True, help="harvested corpus folder (train/ and val/ inside)")
+    parser.add_argument("--out", required=True, help="checkpoint to write (the base checkpoint + the classifier)")
+    parser.add_argument("--checkpoint", default=None, help="base fracture checkpoint (default: the shipped one)")
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--width", type=int, default=12)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--tolerance", type=float, default=0.02,
+                        help="validation recall the operating point may give up (default 0.02)")
+
+
+def validation_scans(harvest_dir: Path, model, voxels: int, spacing_mm: float) -> list:
+    """(fracture probability, truth id, number of fractures) per validation scan the network ran on."""
+    import numpy as np
+
+    from ..candidates.crops import extract_crops
+    from ..candidates.harvest import Harvest
+    from ..candidates.training import predict
+    from ..io import read_ct
+
+    scans = []
+    for path in sorted(harvest_dir.glob("*.json")):
+        h = Harvest.from_dict(json.loads(path.read_text()))
+        if not h.candidates and h.truths:
+            continue  # the network was not run on this case
+        crops = extract_crops(read_ct(h.image), [c.center_lps for c in h.candidates], voxels, spacing_mm)
+        prob = 1 - predict(model, crops, voxels)[:, 0]
+        scans.append((prob, np.array([c.truth for c in h.candidates], int), len(h.truths)))
+    return scans
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from .. import defaults
+    from ..candidates.dataset import CropSet, build_crops
+    from ..candidates.operating import choose_floor, curve
+    from ..candidates.training import ARCH, TrainConfig, train
+    from ..checkpoint import load_checkpoint, save_checkpoint
+    from ..shipped import shipped_model
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    corpus = Path(args.corpus)
+    for split in ("train", "val"):
+        if not any((corpus / split).glob("*.json")):
+            raise SystemExit(f"{corpus / split} holds no harvested cases; build the corpus first: "
+                             f"python -m RibFracSegLib.candidates.corpus --out {corpus}")
+    sets = {}
+    for split in ("train", "val"):
+        cache = corpus / f"crops-{split}.npz"
+        if not cache.is_file():
+            build_crops(corpus / split, seed={"train": 0, "val": 1}[split]).save(cache)
+        sets[split] = CropSet.load(cache)
+        counts = np.bincount(sets[split].labels, minlength=defaults.CANDIDATE_CLASSES)
+        print(f"{split}: {len(counts)} classes, crops per class {counts.tolist()}, "
+              f"{int(sets[split].real.sum())} from real CTs", flush=True)
+    config = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, width=args.width, seed=args.seed)
+    model, hparams = train(sets["train"], config, log=lambda m: print(m, flush=True), val=sets["val"])
+    points = curve(validation_scans(corpus / "val", model, config.voxels, defaults.CANDIDATE_CROP_MM))
+    chosen = choose_floor(points, args.tolerance)
+    for p in points[::5]:
+        print(f"  floor {p.floor:.2f}: validation recall {p.recall:.3f}, {p.fp_per_scan:.2f} FP/scan")
+    print(f"operating point: floor {chosen.floor:.2f} (validation recall {chosen.recall:.3f}, "
+          f"{chosen.fp_per_scan:.2f} FP/scan)")
+    base = load_checkpoint(args.checkpoint or shipped_model("fracture"))
+    base.candidate_classifier = {
+        "arch": ARCH, "hparams": hparams,
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "crop_voxels": config.voxels, "crop_mm": defaults.CANDIDATE_CROP_MM,
+        "min_probability": chosen.floor, "min_type_probability": defaults.CANDIDATE_MIN_TYPE_PROBABILITY,
+        "provenance": {"corpus": corpus.name, "steps": args.steps, "batch": args.batch, "lr": args.lr,
+                       "seed": args.seed, "validation_recall": chosen.recall,
+                       "validation_fp_per_scan": chosen.fp_per_scan,
+                       "train_cases": sorted(set(sets["train"].cases.tolist())),
+                       "val_cases": sorted(set(sets["val"].cases.tolist()))}}
+    print(save_checkpoint(args.out, base))
+    return 0

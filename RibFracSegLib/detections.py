@@ -8,9 +8,11 @@ on the input grid, RAS mm (Slicer), LPS mm (ITK/DICOM).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import SimpleITK as sitk
+
+from . import defaults
 
 if TYPE_CHECKING:
     from .ribs.labels import RibLabels
@@ -35,8 +37,58 @@ class Detection:
     code_probabilities: tuple[float, ...] = ()  # P(code 1..4 | fracture): displaced, non-displaced, buckle, segmental
     network_confidence: Optional[float] = None  # the segmentation network's mean probability
 
+    def __post_init__(self) -> None:
+        # plain Python numbers, so the JSON summary and the Slicer exchange take them (numpy's do not)
+        probabilities = tuple(float(p) for p in self.code_probabilities)
+        if probabilities and len(probabilities) != len(TYPE_CODES):
+            raise ValueError(f"Detection {self.id}: code_probabilities has {len(probabilities)} values; "
+                             f"give one per RibFrac code {TYPE_CODES} or none (no classifier)")
+        object.__setattr__(self, "code_probabilities", probabilities)
+        object.__setattr__(self, "label_code", int(self.label_code))
+        if self.network_confidence is not None:
+            object.__setattr__(self, "network_confidence", float(self.network_confidence))
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+# --- The fracture type in words: every front-end (CLI tables, Slicer names, points, tables and
+# terminology, the unfolded picture) says it through these, from a Detection's fields or their JSON.
+TYPE_CODES = tuple(code for code in defaults.FRACTURE_CODES if code > 0)  # (1, 2, 3, 4): code_probabilities' order
+
+
+def fracture_type(code: int) -> str:
+    """'displaced' / 'non-displaced' / 'buckle' / 'segmental'; 'type undefined' when no type was given
+    (-1: no classifier ran, or it abstained)."""
+    code = int(code)
+    return defaults.FRACTURE_CODES[code] if code in TYPE_CODES else f"type {defaults.FRACTURE_CODES[-1]}"
+
+
+def known_type(code: int) -> str:
+    """The type's name, '' when there is none: names and labels then say nothing about the type."""
+    return fracture_type(code) if int(code) in TYPE_CODES else ""
+
+
+def type_probability(code: int, probabilities: Sequence[float] = ()) -> Optional[float]:
+    """The classifier's P(this type | fracture); None without a classifier or a type."""
+    code = int(code)
+    return float(probabilities[code - 1]) if code in TYPE_CODES and len(probabilities) == len(TYPE_CODES) else None
+
+
+def type_text(code: int, probabilities: Sequence[float] = ()) -> str:
+    """'displaced 0.82' (with the classifier's probability), 'displaced', or 'type undefined'."""
+    p = type_probability(code, probabilities)
+    return fracture_type(code) if p is None else f"{fracture_type(code)} {p:.2f}"
+
+
+def type_letter(code: int) -> str:
+    """One letter for tight spaces (the unfolded picture's marks): D / N / B / S, '' when no type."""
+    return fracture_type(code)[0].upper() if int(code) in TYPE_CODES else ""
+
+
+def type_legend() -> str:
+    """'D displaced, N non-displaced, B buckle, S segmental': the key to `type_letter`."""
+    return ", ".join(f"{type_letter(c)} {fracture_type(c)}" for c in TYPE_CODES)
 
 
 @dataclass

@@ -30,7 +30,6 @@ def run(args: argparse.Namespace) -> int:
     from RibFracSegLib.phantom import generate_phantom
     from RibFracSegLib.phantom.dataset import sample_params, write_case
     from RibFracSegLib.progress import tqdm_progress
-    from RibFracSegLib.ribs.assign import rib_phrase
     from RibFracSegLib.shipped import shipped_model
 
     checkpoint = Path(args.checkpoint or shipped_model("fracture"))
@@ -63,25 +62,40 @@ def run(args: argparse.Namespace) -> int:
     for row in match.rows:
         if row.max_iou > 0.2 and row.hit_label not in hits:
             hits[row.hit_label] = row
-    print(f"\n{'truth':>5} {'type':>14} {'rib':>4}  {'found by':>8} {'IoU':>5} {'conf':>5} {'offset mm':>9}  found on")
+    print(f"\n{'truth':>5} {'type':>14} {'rib':>4}  {'found by':>8} {'IoU':>5} {'conf':>5} {'offset mm':>9}  "
+          f"{'typed as':<18}  found on")
     for f in case.fractures:
         row = hits.get(f.label_id)
         if row is None:
             print(f"{f.label_id:>5} {f.kind:>14} {f.rib:>4}  {'missed':>8}")
             continue
         d = by_id[row.pred_label]
-        off = float(np.linalg.norm(np.subtract(d.center_ras, f.center_ras)))
-        print(f"{f.label_id:>5} {f.kind:>14} {f.rib:>4}  {d.id:>8} {row.max_iou:5.2f} {d.confidence:5.2f} {off:9.1f}"
-              f"  {rib_phrase(d.rib, d.rib_region)}")
+        print(found_line(f, d, row.max_iou, float(np.linalg.norm(np.subtract(d.center_ras, f.center_ras)))))
     false = [r for r in match.rows if r.max_iou <= 0.2]
     for r in false:
-        d = by_id[r.pred_label]
-        print(f"false positive {d.id}: confidence {d.confidence:.2f}, {d.volume_mm3:.0f} mm³ at RAS "
-              f"({', '.join(f'{v:.0f}' for v in d.center_ras)}), {rib_phrase(d.rib, d.rib_region)}")
+        print(false_positive_line(by_id[r.pred_label]))
     print(f"\nfound {len(hits)} of {len(case.fractures)} fractures with {len(false)} false positives "
           f"(the checkpoint's own thresholds; see its model card for operating points)")
     _demo_l3(case, out)
     return 0
+
+
+def found_line(f, d, iou: float, offset_mm: float) -> str:
+    """A truth fracture's row: its type and rib, the detection that found it and the type it was given."""
+    from RibFracSegLib.detections import type_text
+    from RibFracSegLib.ribs.assign import rib_phrase
+
+    return (f"{f.label_id:>5} {f.kind:>14} {f.rib:>4}  {d.id:>8} {iou:5.2f} {d.confidence:5.2f} {offset_mm:9.1f}"
+            f"  {type_text(d.label_code, d.code_probabilities):<18}  {rib_phrase(d.rib, d.rib_region)}")
+
+
+def false_positive_line(d) -> str:
+    from RibFracSegLib.detections import type_text
+    from RibFracSegLib.ribs.assign import rib_phrase
+
+    return (f"false positive {d.id}: confidence {d.confidence:.2f}, {type_text(d.label_code, d.code_probabilities)}, "
+            f"{d.volume_mm3:.0f} mm³ at RAS ({', '.join(f'{v:.0f}' for v in d.center_ras)}), "
+            f"{rib_phrase(d.rib, d.rib_region)}")
 
 
 def _demo_l3(case, out: Path) -> None:

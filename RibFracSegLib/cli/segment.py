@@ -74,6 +74,16 @@ def run(args: argparse.Namespace) -> int:
     return run_in_output_folder(args.out, "ribfracseg segment", lambda out: _run(args, options, cases, out))
 
 
+def detection_line(d: dict) -> str:
+    """One row of the printed table from a summary's detection: id, confidence, type, rib, RAS."""
+    from RibFracSegLib.detections import type_text
+    from RibFracSegLib.ribs.assign import rib_phrase
+
+    ras = ", ".join(f"{v:.1f}" for v in d["center_ras"])
+    kind = type_text(d.get("label_code", -1), d.get("code_probabilities") or ())
+    return f"  {d['id']:>3}  {d['confidence']:.2f}  {kind:<18}  {rib_phrase(d['rib'], d['rib_region']):<28}  RAS ({ras}) mm"
+
+
 def _run(args: argparse.Namespace, options, cases: list, out: Path) -> int:
     """All cases through the cohort runner; a bad case is reported, an unwritable folder stops all."""
     from tqdm import tqdm
@@ -82,7 +92,6 @@ def _run(args: argparse.Namespace, options, cases: list, out: Path) -> int:
     from RibFracSegLib.io import OutputError
     from RibFracSegLib.pipeline import FAILED, SKIPPED
     from RibFracSegLib.progress import tqdm_progress
-    from RibFracSegLib.ribs.assign import rib_phrase
 
     bar = tqdm(total=len(cases), desc="cases", unit="CT")
 
@@ -100,8 +109,7 @@ def _run(args: argparse.Namespace, options, cases: list, out: Path) -> int:
             tqdm.write(f"{report.case}: {report.n_fractures} fractures, {summary['patches_skipped']}/"
                        f"{summary['patches_total']} patches skipped, {summary['device']}; {stages}")
             for d in summary["detections"]:
-                ras = ", ".join(f"{v:.1f}" for v in d["center_ras"])
-                tqdm.write(f"  {d['id']:>3}  {d['confidence']:.2f}  {rib_phrase(d['rib'], d['rib_region']):<28}  RAS ({ras}) mm")
+                tqdm.write(detection_line(d))
 
     parallel = args.workers > 0 or args.scheduler
     try:

@@ -4,6 +4,7 @@ says, the frontal view's boxes over the fractures, and each detection's `unfolde
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,9 +16,10 @@ from RibFracSegLib.export import case_summary
 from RibFracSegLib.phantom import PhantomParams, detections_from_phantom, generate_phantom, rib_labels_from_phantom
 from RibFracSegLib.ribs import RibLabels
 from RibFracSegLib.ribs.picture import PIXEL_MM
-from RibFracSegLib.ribs.qc import HEADER_PX, MARK, MISSING, cage_picture, write_unfolded_qc
+from RibFracSegLib.ribs.qc import (HEADER_PX, LEGEND_PX, LEGEND_TEXT, MARK, MISSING, cage_picture, unfolded_picture,
+                                   write_unfolded_qc)
 from RibFracSegLib.ribs.unfold import unfold_ribs
-from RibFracSegLib.ribs.unfold_marks import add_unfolded_to_summary
+from RibFracSegLib.ribs.unfold_marks import add_unfolded_to_summary, map_detections
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +42,8 @@ def test_unfolded_and_qc_pngs_show_the_marks_and_missing_rows(case, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["case-3-qc.png", "case-3-unfolded.png"]  # no temp left
     flat = np.asarray(Image.open(files.unfolded_png).convert("RGB"))
     unfolded = unfold_ribs(c.image, kept)
-    assert flat.shape[:2] == (unfolded.image.shape[0] + HEADER_PX, unfolded.image.shape[1])
+    typed = any(d.label_code > 0 for d in dets)  # the phantom's truth codes: the type letters' key below
+    assert typed and flat.shape[:2] == (unfolded.image.shape[0] + HEADER_PX + LEGEND_PX, unfolded.image.shape[1])
     marked = [m for m in files.marks.values() if m is not None]
     assert "L4" not in {d.rib for d in dets} and len(marked) == len(dets) == 5  # every fracture is on a rib
     for mark in marked:
@@ -78,8 +81,6 @@ def test_summary_carries_each_fractures_unfolded_coordinates(case):
     far = dets[0].__class__(**{**dets[0].to_dict(), "id": 77, "rib": "none",
                                "center_lps": (0.0, 0.0, 5000.0), "center_ras": (0.0, 0.0, 5000.0)})
     result = FractureResult(detections=dets + [far], instances=c.fracture_labels)
-    from RibFracSegLib.ribs.unfold_marks import map_detections
-
     summary = add_unfolded_to_summary(case_summary(result, "case-3"), map_detections(unfolded, dets + [far], c.image))
     parsed = json.loads(json.dumps(summary))
     by_id = {d["id"]: d for d in parsed["detections"]}
@@ -92,3 +93,30 @@ def test_summary_carries_each_fractures_unfolded_coordinates(case):
         assert r0 <= field["row"] <= r1 and c0 <= field["col"] <= c1
         back = unfolded.pixel_to_lps(field["row"], field["col"])
         assert np.linalg.norm(np.subtract(back, det.center_lps)) < 2.0 + abs(field["depth_mm"])
+
+
+def test_typed_marks_show_their_letter_and_the_picture_its_key(case):
+    c, ribs, dets = case
+    unfolded = unfold_ribs(c.image, ribs)
+    codes = {d.id: code for d, code in zip(dets, (1, 2, 3, 4, -1))}
+    typed = [replace(d, label_code=codes[d.id]) for d in dets]
+    untyped = [replace(d, label_code=-1) for d in dets]
+    marks = map_detections(unfolded, typed, c.image)
+    assert {i: m.text for i, m in marks.items()} == {d.id: f"{d.id} {'DNBS'[codes[d.id] - 1]}" if codes[d.id] > 0
+                                                    else str(d.id) for d in dets}
+    assert all("label_code" not in m.to_dict() for m in marks.values())  # the summary's detection has it
+    plain = np.asarray(unfolded_picture(unfolded, map_detections(unfolded, untyped, c.image)))
+    picture = np.asarray(unfolded_picture(unfolded, marks))
+    body = unfolded.image.shape[0] + HEADER_PX
+    assert plain.shape[0] == body and picture.shape[0] == body + LEGEND_PX  # untyped marks: the picture as before
+    legend = picture[body:]
+    assert np.all(legend == LEGEND_TEXT, axis=-1).sum() > 200  # the key is written there
+    # the only other change is the letter written beside each typed box's number, above its top-left corner
+    changed = np.any(picture[:body] != plain, axis=-1)
+    near_labels = np.zeros_like(changed)
+    for det_id, mark in marks.items():
+        r0, c0, _, _ = mark.box
+        if codes[det_id] > 0:
+            near_labels[max(0, r0 + HEADER_PX - 22):r0 + HEADER_PX, c0:c0 + 40] = True
+            assert changed[max(0, r0 + HEADER_PX - 22):r0 + HEADER_PX, c0:c0 + 40].sum() > 10, det_id
+    assert not (changed & ~near_labels).any()

@@ -1,7 +1,8 @@
 """QC pictures of the rib step: `<name>-unfolded.png` and `<name>-qc.png` (unfolded + rib-cage views).
 
 The unfolded picture shows every rib straightened (bone window), rib names at the spine, missing
-ribs as labelled empty rows, and each fracture as a numbered box. The QC picture puts it beside the
+ribs as labelled empty rows, and each fracture as a numbered box (with its type's letter, D/N/B/S,
+and a key below, when a classifier typed it). The QC picture puts it beside the
 rib step's own frontal and posterior views of the cage (`picture.rib_cage_views`: each rib coloured
 and numbered) carrying the same numbered boxes, so a reader checks at one glance that the ribs were
 found and numbered right and where each fracture sits. Written atomically (Pillow).
@@ -19,18 +20,20 @@ import SimpleITK as sitk
 from PIL import Image, ImageDraw, ImageFont
 
 from .. import defaults
-from ..detections import Detection
+from ..detections import Detection, type_legend, type_letter
 from ..io import atomic_path
 from ..preprocess import CanonicalVolume, canonical_volume
 from .labels import RibLabels
 from .picture import PIXEL_MM, rib_cage_views
 from .unfold import UnfoldedRibs, unfold_ribs
-from .unfold_marks import UnfoldedMark, index_to_lps_matrix, map_detections
+from .unfold_marks import UnfoldedMark, index_to_lps_matrix, map_detections, mark_text
 
 EMPTY = (18, 18, 26)  # no rib sampled here
 MISSING = (70, 28, 28)  # the row of a rib that was not found
 MARK = (255, 220, 0)  # fracture boxes and their numbers
 HEADER_PX = 22
+LEGEND_PX = 20  # a line under the unfolded picture with the type letters' key, when any mark has a type
+LEGEND_TEXT = (200, 200, 200)
 
 
 @dataclass(frozen=True)
@@ -50,10 +53,10 @@ def _grey(values: np.ndarray, window: tuple[float, float]) -> np.ndarray:
     return np.repeat(g[..., None], 3, axis=2)
 
 
-def _box(draw: ImageDraw.ImageDraw, box: Sequence[float], number: int, font, width: int = 2) -> None:
+def _box(draw: ImageDraw.ImageDraw, box: Sequence[float], text: str, font, width: int = 2) -> None:
+    """A box with its label ('3', or '3 D' with the type's letter) above its top-left corner."""
     r0, c0, r1, c1 = box
     draw.rectangle([c0, r0, c1, r1], outline=MARK, width=width)
-    text = str(number)
     x, y = c0, max(0, r0 - font.size - 4)
     tb = draw.textbbox((x, y), text, font=font)
     draw.rectangle([tb[0] - 1, tb[1] - 1, tb[2] + 1, tb[3] + 1], fill=(0, 0, 0))
@@ -62,7 +65,8 @@ def _box(draw: ImageDraw.ImageDraw, box: Sequence[float], number: int, font, wid
 
 def unfolded_picture(unfolded: UnfoldedRibs, marks: dict, title: str = "",
                      window: tuple[float, float] = defaults.UNFOLD_WINDOW_HU) -> Image.Image:
-    """The unfolded ribs as an RGB picture: a header line, rib names at the spine, fracture boxes."""
+    """The unfolded ribs as an RGB picture: a header line, rib names at the spine, fracture boxes
+    (number and type letter), and the letters' key in a line below when any fracture has a type."""
     rgb = _grey(unfolded.image, window)
     rgb[np.isnan(unfolded.image)] = EMPTY
     for slot in unfolded.slots:
@@ -72,7 +76,8 @@ def unfolded_picture(unfolded: UnfoldedRibs, marks: dict, title: str = "",
             cols = slice(0, head + 1) if slot.side == "R" else slice(head, rgb.shape[1])
             rgb[top:top + unfolded.strip_px, cols] = MISSING
     body = Image.fromarray(rgb)
-    picture = Image.new("RGB", (body.width, body.height + HEADER_PX), (0, 0, 0))
+    typed = any(m is not None and type_letter(m.label_code) for m in marks.values())
+    picture = Image.new("RGB", (body.width, body.height + HEADER_PX + (LEGEND_PX if typed else 0)), (0, 0, 0))
     picture.paste(body, (0, HEADER_PX))
     draw = ImageDraw.Draw(picture)
     font, small = _font(16), _font(13)
@@ -98,7 +103,9 @@ def unfolded_picture(unfolded: UnfoldedRibs, marks: dict, title: str = "",
     for det_id, mark in sorted(marks.items()):
         if mark is not None:
             r0, c0, r1, c1 = mark.box
-            _box(draw, (r0 + HEADER_PX, c0, r1 + HEADER_PX, c1), det_id, small)
+            _box(draw, (r0 + HEADER_PX, c0, r1 + HEADER_PX, c1), mark.text, small)
+    if typed:
+        draw.text((4, HEADER_PX + body.height + 3), f"fracture type: {type_legend()}", fill=LEGEND_TEXT, font=small)
     return picture
 
 
@@ -140,7 +147,8 @@ def cage_picture(ct: sitk.Image, rib_labels: RibLabels, detections: Sequence[Det
         for panel, (cx, cy) in enumerate(panels_xy(det.center_lps)):
             xy = np.array([panels_xy(c)[panel] for c in corners])
             _box(draw, (min(xy[:, 1].min(), cy - half), min(xy[:, 0].min(), cx - half),
-                        max(xy[:, 1].max(), cy + half), max(xy[:, 0].max(), cx + half)), det.id, small)
+                        max(xy[:, 1].max(), cy + half), max(xy[:, 0].max(), cx + half)),
+                 mark_text(det.id, det.label_code), small)
     return views
 
 

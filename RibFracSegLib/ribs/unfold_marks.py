@@ -1,4 +1,5 @@
-"""Fractures on the unfolded picture: their rib, arc length, offset and a numbered box.
+"""Fractures on the unfolded picture: their rib, arc length, offset and a numbered box (with the
+type's letter when a classifier typed the fracture).
 
 A detection that already names its rib (filled by the rib step) is placed on that rib; otherwise on
 the nearest centreline. One farther than `defaults.RIB_ASSIGN_MAX_MM` from its rib's centreline is
@@ -16,8 +17,13 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .. import defaults
-from ..detections import Detection
+from ..detections import Detection, type_letter
 from .unfold import UnfoldedRibs
+
+
+def mark_text(det_id: int, label_code: int = -1) -> str:
+    """What the pictures write at a fracture's box: '3', or '3 D' for a displaced one (`type_legend`)."""
+    return " ".join(filter(None, (str(det_id), type_letter(label_code))))
 
 
 @dataclass(frozen=True)
@@ -32,9 +38,15 @@ class UnfoldedMark:
     col: float
     box: tuple[int, int, int, int]  # (row0, col0, row1, col1), inclusive pixels
     pixel_mm: float
+    label_code: int = -1  # the detection's RibFrac type, drawn as a letter beside the number (-1: none)
+
+    @property
+    def text(self) -> str:
+        return mark_text(self.id, self.label_code)
 
     def to_dict(self) -> dict:
         d = asdict(self)
+        del d["label_code"]  # the summary's detection has it already
         for key in ("arc_mm", "across_mm", "depth_mm", "distance_mm", "row", "col"):
             d[key] = round(d[key], 2)
         d["box"] = list(self.box)
@@ -82,7 +94,7 @@ def map_detection(unfolded: UnfoldedRibs, det: Detection, index_to_lps: Optional
     centre = unfolded.centre_row(strip.slot)
     box = (int(np.floor(centre - v1 / px)), int(np.floor(cols[0])), int(np.ceil(centre - v0 / px)), int(np.ceil(cols[1])))
     return UnfoldedMark(det.id, pos.rib, pos.arc_mm, pos.across_mm, pos.depth_mm, pos.distance_mm,
-                        pos.row, pos.col, box, px)
+                        pos.row, pos.col, box, px, det.label_code)
 
 
 def map_detections(unfolded: UnfoldedRibs, detections: Sequence[Detection], ct=None,

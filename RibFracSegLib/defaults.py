@@ -145,6 +145,16 @@ FRACTURE_SLICER_LABEL = "rib fracture"  # the type's 3dSlicerLabel in our contex
 REGION_CONTEXT = "Anatomic codes - DICOM master list"
 FRACTURE_REGION_CODE = ("SCT", "113197003", "Rib")
 SIDE_CODES = {"L": ("SCT", "7771000", "Left"), "R": ("SCT", "24028007", "Right")}
+# The fracture's RibFrac type as the type modifier of "Fracture of rib" (only when a classifier gave one).
+# SNOMED CT concepts for these four morphologies could not be confirmed from the sources at hand, so
+# they are local codes of our own scheme "RibFracSeg" (value: "RibFrac-<label code>"); swap in the SCT
+# codes once confirmed (the context file and these stay equal: tests/test_slicer_fracture_types.py).
+FRACTURE_TYPE_MODIFIER_CODES = {
+    1: ("RibFracSeg", "RibFrac-1", "Displaced fracture"),
+    2: ("RibFracSeg", "RibFrac-2", "Non-displaced fracture"),
+    3: ("RibFracSeg", "RibFrac-3", "Buckle fracture"),
+    4: ("RibFracSeg", "RibFrac-4", "Segmental fracture"),
+}
 # Rib segments (Slicer's "Ribs" option): numbered rib types with a Left/Right type modifier, in our context too
 RIB_CATEGORY_CODE = ("SCT", "123037004", "Anatomical Structure")
 RIB_TYPE_CODES = {number: ("SCT", code, f"{ordinal} rib") for number, code, ordinal in (

@@ -70,7 +70,9 @@ def test_nodes_match_detections_and_sit_under_the_study(scene_and_volume):
     assert check_nodes(result, volume) == []
     seg = result.nodes.segmentation
     assert seg.GetSegmentation().GetNumberOfSegments() == 3
-    assert [seg.GetSegmentation().GetNthSegment(i).GetName() for i in range(3)] == ["Fracture 1", "Fracture 2", "Fracture 3"]
+    # codes 0 (no type), 1 and 2; on no rib
+    assert [seg.GetSegmentation().GetNthSegment(i).GetName() for i in range(3)] == [
+        "Fracture 1", "Fracture 2 - displaced", "Fracture 3 - non-displaced"]
     colors = {seg.GetSegmentation().GetNthSegment(i).GetColor() for i in range(3)}
     assert len(colors) == 3  # distinct colours
     # the single-voxel blob is exactly where the detection says, in RAS

@@ -64,7 +64,8 @@ def test_picture_volume_and_points_match_the_library(phantom, scene_with_views):
     assert len(marked) == len(dets) == nodes.points.GetNumberOfControlPoints()
     for index, (det_id, mark) in enumerate(marked):
         det = next(d for d in dets if d.id == det_id)
-        assert nodes.points.GetNthControlPointLabel(index) == f"F{det_id} {det.rib}"
+        kind = f" {defaults.FRACTURE_CODES[det.label_code]}" if det.label_code > 0 else ""  # the phantom's truth type
+        assert nodes.points.GetNthControlPointLabel(index) == f"F{det_id} {det.rib}{kind}"
         # the point sits on the picture's plane at the mark's pixel
         assert positions[index][1] == pytest.approx(defaults.UNFOLD_SLICER_PLANE_A_MM)
         assert unfolded_mod.picture_pixel(unfolded, positions[index]) == pytest.approx((mark.row, mark.col), abs=1e-6)

@@ -16,8 +16,8 @@ import slicer
 import vtk
 from vtk.util import numpy_support
 
-from RibFracSegLib import defaults
-from RibFracSegLib.detections import Detection, FractureResult
+from RibFracSegLib.detections import (Detection, FractureResult, fracture_type, known_type, type_probability,
+                                      type_text)
 from RibFracSegLib.geometry import ijk_to_ras_matrix
 
 from .compute import RunOutput
@@ -49,18 +49,17 @@ def segment_color(index: int) -> tuple[float, float, float]:
 
 
 def fracture_label(d: Detection) -> str:
-    return f"F{d.id} {d.confidence:.2f}"
-
-
-def code_name(code: int) -> str:
-    return defaults.FRACTURE_CODES.get(int(code), defaults.FRACTURE_CODES[-1])
+    """'F3 0.82 displaced' ('F3 0.82' without a type)."""
+    return " ".join(filter(None, (f"F{d.id} {d.confidence:.2f}", known_type(d.label_code))))
 
 
 def fracture_segment_name(d: Detection) -> str:
-    """'Fracture 3 - right rib 6, lateral'; 'Fracture 3' when the fracture is on no rib found."""
+    """'Fracture 3 - right rib 6, lateral, displaced'; the rib is left out when the fracture is on no rib
+    found, the type when it has none ('Fracture 3' with neither)."""
     from RibFracSegLib.ribs.assign import rib_phrase
 
-    return f"Fracture {d.id}" if d.rib == "none" else f"Fracture {d.id} - {rib_phrase(d.rib, d.rib_region)}"
+    parts = [p for p in ("" if d.rib == "none" else rib_phrase(d.rib, d.rib_region), known_type(d.label_code)) if p]
+    return f"Fracture {d.id} - {', '.join(parts)}" if parts else f"Fracture {d.id}"
 
 
 def new_segmentation_node(scene, volume, name: str):
@@ -101,9 +100,10 @@ def add_fracture_segmentation(scene, volume, result: FractureResult, name: str):
         if box is None:
             raise ValueError(f"Detection {d.id} has no voxels in the instance image.")
         segment = add_label_segment(seg_node, labels, box, d.id, image_to_world, fracture_segment_name(d),
-                                    segment_color(index), fracture_terminology(rib_side(d.rib)))
+                                    segment_color(index), fracture_terminology(rib_side(d.rib), d.label_code))
         for key, value in (("id", d.id), ("confidence", f"{d.confidence:.4f}"),
-                           ("volume_mm3", f"{d.volume_mm3:.2f}"), ("code", d.label_code), ("rib", d.rib)):
+                           ("volume_mm3", f"{d.volume_mm3:.2f}"), ("code", d.label_code),
+                           ("type", fracture_type(d.label_code)), ("rib", d.rib)):
             segment.SetTag(TAG_PREFIX + key, str(value))
     seg_node.CreateClosedSurfaceRepresentation()  # shown in 3D
     return seg_node
@@ -115,7 +115,8 @@ def add_fracture_points(scene, detections: list[Detection], name: str):
     for d in detections:
         index = points.AddControlPoint(vtk.vtkVector3d(*d.center_ras), fracture_label(d))
         points.SetNthControlPointDescription(
-            index, f"Fracture {d.id}: confidence {d.confidence:.3f}, {d.volume_mm3:.0f} mm3, {code_name(d.label_code)}")
+            index, f"Fracture {d.id}: confidence {d.confidence:.3f}, {d.volume_mm3:.0f} mm3, "
+                   f"{type_text(d.label_code, d.code_probabilities)}")
         points.SetNthControlPointLocked(index, True)
     return points
 
@@ -132,6 +133,7 @@ def _column(table, array, name: str, unit: str = "", description: str = "") -> N
 def add_detections_table(scene, detections: list[Detection], name: str):
     table = scene.AddNewNodeByClass("vtkMRMLTableNode", name)
     ids, conf, vol, code = vtk.vtkIntArray(), vtk.vtkDoubleArray(), vtk.vtkDoubleArray(), vtk.vtkIntArray()
+    kind, kind_p = vtk.vtkStringArray(), vtk.vtkDoubleArray()
     rib, arc, region = vtk.vtkStringArray(), vtk.vtkDoubleArray(), vtk.vtkStringArray()
     centre = vtk.vtkDoubleArray()
     centre.SetNumberOfComponents(3)
@@ -141,14 +143,20 @@ def add_detections_table(scene, detections: list[Detection], name: str):
         vol.InsertNextValue(d.volume_mm3)
         centre.InsertNextTuple3(*d.center_ras)
         code.InsertNextValue(int(d.label_code))
+        kind.InsertNextValue(fracture_type(d.label_code))
+        p = type_probability(d.label_code, d.code_probabilities)
+        kind_p.InsertNextValue(float("nan") if p is None else p)
         rib.InsertNextValue(d.rib)
         arc.InsertNextValue(float("nan") if d.rib_arc_mm is None else float(d.rib_arc_mm))
         region.InsertNextValue(d.rib_region)
     _column(table, ids, "id", description="fracture id (segment 'Fracture N ...')")
-    _column(table, conf, "confidence", description="mean probability over the fracture")
+    _column(table, conf, "confidence", description="fracture confidence: the type classifier's when it ran, "
+                                                     "else the network's mean probability over the fracture")
     _column(table, vol, "volume_mm3", unit="mm3")
     _column(table, centre, "center_ras", unit="mm", description="centroid, RAS")
     _column(table, code, "code", description="RibFrac label code (-1 undefined)")
+    _column(table, kind, "type", description="fracture type: displaced / non-displaced / buckle / segmental")
+    _column(table, kind_p, "type_probability", description="the classifier's probability of that type (NaN: none)")
     _column(table, rib, "rib", description="L1-L12 / R1-R12, 'unnumbered L/R', or 'none' (on no rib found)")
     _column(table, arc, "rib_arc_mm", unit="mm", description="distance along the rib from its head (NaN: no rib)")
     _column(table, region, "rib_region", description="posterior / lateral / anterior third of the rib")

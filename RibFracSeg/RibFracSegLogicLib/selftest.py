@@ -19,6 +19,7 @@ import SimpleITK as sitk
 import slicer
 import vtk
 
+from RibFracSegLib.detections import fracture_type, type_probability
 from RibFracSegLib.errors import Cancelled
 from RibFracSegLib.geometry import ras_to_index
 
@@ -154,16 +155,20 @@ def check_table(table, detections) -> list[str]:
     vtk_table = table.GetTable()
     if vtk_table.GetNumberOfRows() != len(detections):
         return [f"table has {vtk_table.GetNumberOfRows()} rows for {len(detections)} detections"]
-    columns = {name: vtk_table.GetColumnByName(name) for name in ("id", "confidence", "volume_mm3", "center_ras", "code")}
+    columns = {name: vtk_table.GetColumnByName(name)
+               for name in ("id", "confidence", "volume_mm3", "center_ras", "code", "type", "type_probability")}
     missing = [name for name, column in columns.items() if column is None]
     if missing:
         return [f"table lacks columns {missing}"]
     for row, d in enumerate(detections):
         got = (columns["id"].GetValue(row), columns["confidence"].GetValue(row), columns["volume_mm3"].GetValue(row),
-               columns["center_ras"].GetTuple3(row), columns["code"].GetValue(row))
+               columns["center_ras"].GetTuple3(row), columns["code"].GetValue(row), columns["type"].GetValue(row),
+               columns["type_probability"].GetValue(row))
         want = (d.confidence, d.volume_mm3, *d.center_ras)
-        ok = (got[0] == d.id and got[4] == d.label_code
-              and np.allclose((got[1], got[2], *got[3]), want, rtol=TABLE_RTOL, atol=1e-9))
+        p = type_probability(d.label_code, d.code_probabilities)
+        ok = (got[0] == d.id and got[4] == d.label_code and got[5] == fracture_type(d.label_code)
+              and np.allclose((got[1], got[2], *got[3]), want, rtol=TABLE_RTOL, atol=1e-9)
+              and (np.isnan(got[6]) if p is None else np.isclose(got[6], p, rtol=TABLE_RTOL)))
         if not ok:
             problems.append(f"table row {row} {got} does not match detection {d.id}")
     return problems

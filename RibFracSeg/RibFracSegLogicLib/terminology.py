@@ -66,10 +66,11 @@ def _entry(category, type_, type_modifier=None, region=None, region_modifier=Non
     return entry
 
 
-def fracture_entry(side: str = ""):
-    """A rib fracture, with the rib's side (region modifier) when it is known."""
-    return _entry(defaults.FRACTURE_CATEGORY_CODE, defaults.FRACTURE_TYPE_CODE, region=defaults.FRACTURE_REGION_CODE,
-                  region_modifier=defaults.SIDE_CODES.get(side))
+def fracture_entry(side: str = "", code: int = -1):
+    """A rib fracture, with its RibFrac type (type modifier) and the rib's side (region modifier) when known."""
+    return _entry(defaults.FRACTURE_CATEGORY_CODE, defaults.FRACTURE_TYPE_CODE,
+                  type_modifier=defaults.FRACTURE_TYPE_MODIFIER_CODES.get(int(code)),
+                  region=defaults.FRACTURE_REGION_CODE, region_modifier=defaults.SIDE_CODES.get(side))
 
 
 def rib_entry(side: str, number: int | None):
@@ -82,5 +83,5 @@ def serialise(entry) -> str:
     return slicer.vtkSlicerTerminologiesModuleLogic.SerializeTerminologyEntry(entry)
 
 
-def fracture_terminology(side: str = "") -> str:
-    return serialise(fracture_entry(side))
+def fracture_terminology(side: str = "", code: int = -1) -> str:
+    return serialise(fracture_entry(side, code))

@@ -18,7 +18,7 @@ import slicer
 import vtk
 
 from RibFracSegLib import defaults
-from RibFracSegLib.detections import Detection
+from RibFracSegLib.detections import Detection, known_type
 from RibFracSegLib.ribs.labels import RibLabels
 from RibFracSegLib.ribs.unfold import UnfoldedRibs, unfold_ribs
 from RibFracSegLib.ribs.unfold_marks import UnfoldedMark, map_detections
@@ -68,7 +68,8 @@ def ct_ras_from_picture(unfolded: UnfoldedRibs, ras: Sequence[float]) -> Optiona
 def add_unfolded_nodes(scene, unfolded: UnfoldedRibs, marks: dict, detections: Sequence[Detection],
                        name: str, ct_volume=None) -> UnfoldedNodes:
     """A scalar volume of the picture (bone window; no-rib pixels at `defaults.OUTSIDE_FOV_HU`) and
-    a locked point per fracture on a rib, labelled 'F<id> <rib>'; all added, or none."""
+    a locked point per fracture on a rib, labelled 'F<id> <rib>' (and its type when it has one:
+    'F3 R6 displaced'); all added, or none."""
     before = node_ids(scene)
     scene.StartState(scene.BatchProcessState)
     try:
@@ -89,7 +90,7 @@ def add_unfolded_nodes(scene, unfolded: UnfoldedRibs, marks: dict, detections: S
             if mark is None:
                 continue
             index = points.AddControlPoint(vtk.vtkVector3d(*picture_ras(unfolded, mark.row, mark.col)),
-                                           f"F{det_id} {mark.rib}")
+                                           " ".join(filter(None, (f"F{det_id} {mark.rib}", known_type(mark.label_code)))))
             ct = by_id[det_id].center_ras if det_id in by_id else unfolded.pixel_to_ras(mark.row, mark.col)
             points.SetNthControlPointDescription(
                 index, f"Fracture {det_id} on {mark.rib}, {mark.arc_mm:.0f} mm from the head; "

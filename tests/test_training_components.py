@@ -4,11 +4,14 @@ import numpy as np
 import pytest
 import torch
 
+from RibFracSegLib.networks import build_network
 from RibFracSegLib.training.augment import AugmentConfig, augment_batch
 from RibFracSegLib.postprocess import spine_column
-from RibFracSegLib.training.dataset import TrainingVolume
-from RibFracSegLib.training.losses import (LossConfig, deep_supervision_loss, dice_bce_loss, segmentation_loss,
-                                           soft_dice_loss, tversky_loss)
+from RibFracSegLib.training.dataset import TrainingVolume, class_map, target_patch
+from RibFracSegLib.training.losses import (UNKNOWN_TYPE, LossConfig, deep_supervision_loss, dice_bce_loss,
+                                           downsample_target, multiclass_loss, segmentation_loss, soft_dice_loss,
+                                           tversky_loss)
+from RibFracSegLib.training.trainer import TrainConfig, _forward
 from RibFracSegLib.training.sampler import SamplerConfig, crop, mirror_point, sample_centres
 
 torch.set_num_threads(1)
@@ -122,3 +125,154 @@ def test_losses_by_hand():
     vae = torch.tensor(2.0)
     assert segmentation_loss(perfect, target, LossConfig(vae_weight=0.1), vae).item() == pytest.approx(
         dice_bce_loss(perfect, target).item() + 0.2, abs=1e-6)
+
+
+# --- multi-class ("types": background + RibFrac codes 1..4) -------------------------------------------
+
+U = UNKNOWN_TYPE
+
+
+def one_hot_logits(classes: torch.Tensor, n: int = 5, scale: float = 30.0) -> torch.Tensor:
+    """(B, 1, ...) class map -> (B, n, ...) logits that put all the probability on that class."""
+    return torch.nn.functional.one_hot(classes[:, 0].long(), n).movedim(-1, 1).float() * scale
+
+
+def typed_target() -> torch.Tensor:
+    target = torch.zeros(1, 1, 4, 4, 4, dtype=torch.long)
+    target[..., 0, :, :] = 1  # displaced
+    target[..., 1, :2, :] = 3  # buckle
+    return target
+
+
+def test_class_map_from_instances_and_codes():
+    labels = np.array([[0, 1, 2], [3, 4, 0]], np.uint16)
+    # 1 non-displaced, 2 undefined (-1), 3 not in the csv, 4 an unexpected code: 3 and 4 are of unknown type.
+    assert class_map(labels, {1: 2, 2: -1, 4: 0}).tolist() == [[0, 2, U], [U, U, 0]]
+    vol = make_volume(2)
+    vol.codes = {1: 4, 2: -1}
+    assert target_patch(vol.labels, vol, "types").dtype == np.int64
+    assert set(np.unique(target_patch(vol.labels, vol, "types"))) == {0, 4, U}
+    binary = target_patch(vol.labels, vol)
+    assert binary.dtype == np.float32 and np.array_equal(binary, (vol.labels > 0).astype(np.float32))
+
+
+def test_multiclass_loss_by_hand():
+    target = typed_target()
+    perfect = one_hot_logits(target)
+    assert multiclass_loss(perfect, target).item() < 1e-4
+    # Uniform logits: CE = log 5 exactly.
+    ce_only = LossConfig(dice_weight=0.0, bce_weight=1.0)
+    assert multiclass_loss(torch.zeros(1, 5, 4, 4, 4), target, ce_only).item() == pytest.approx(np.log(5), abs=1e-6)
+    # The right type costs less than a wrong type at the same fracture-vs-background certainty.
+    wrong = target.clone()
+    wrong[target == 1] = 2
+    assert multiclass_loss(one_hot_logits(wrong), target) > multiclass_loss(perfect, target) + 1.0
+    # 16 of 64 voxels at -log softmax = 30: CE = 16 * 30 / 64.
+    assert multiclass_loss(one_hot_logits(wrong), target, ce_only).item() == pytest.approx(7.5, abs=1e-4)
+    # Recall weighting on the fracture-vs-background Dice: missing all fractures costs more than flagging all.
+    dice_only = LossConfig(dice_weight=1.0, bce_weight=0.0, fn_weight=0.8, type_dice_weight=0.0)
+    all_background = one_hot_logits(torch.zeros_like(target))
+    all_fracture = one_hot_logits(torch.ones_like(target))
+    assert multiclass_loss(all_background, target, dice_only) > multiclass_loss(all_fracture, target, dice_only)
+    # 24 fracture voxels missed: 1 - 1 / (0.8 * 24 + 1).
+    assert multiclass_loss(all_background, target, dice_only).item() == pytest.approx(1 - 1 / 20.2, abs=1e-4)
+
+
+def test_unknown_type_counts_as_fracture_but_its_type_is_free():
+    target = typed_target()
+    target[..., 2, 0, 0] = U  # one fracture voxel whose code is -1
+    ce_only = LossConfig(dice_weight=0.0, bce_weight=1.0)
+    base = one_hot_logits(target.clamp(max=4))  # right everywhere else; 'segmental' at the unknown voxel
+    as_displaced = base.clone()
+    as_displaced[0, :, 2, 0, 0] = torch.tensor([0.0, 30.0, 0.0, 0.0, 0.0])
+    as_background = base.clone()
+    as_background[0, :, 2, 0, 0] = torch.tensor([30.0, 0.0, 0.0, 0.0, 0.0])
+    # Which type the network gives an unknown-type voxel changes neither the CE nor the whole loss ...
+    for config in (ce_only, LossConfig()):
+        assert multiclass_loss(base, target, config).item() == pytest.approx(
+            multiclass_loss(as_displaced, target, config).item(), abs=1e-6)
+    # ... but calling it background costs -log P(fracture) = -log(4 / (e^30 + 4)), averaged over the 64 voxels.
+    assert multiclass_loss(as_background, target, ce_only).item() == pytest.approx((30 - np.log(4)) / 64, abs=1e-5)
+    # Uniform logits at the voxel: its CE is -log(4/5), not -log(1/5).
+    uniform = base.clone()
+    uniform[0, :, 2, 0, 0] = 0.0
+    assert multiclass_loss(uniform, target, ce_only).item() == pytest.approx(np.log(5 / 4) / 64, abs=1e-5)
+
+
+def test_class_map_downsampling_keeps_thin_fractures_and_known_types():
+    target = torch.zeros(1, 1, 4, 4, 4, dtype=torch.long)
+    target[0, 0, 0, 0, 0] = 3  # one buckle voxel in block (0, 0, 0)
+    target[0, 0, 3, 3, 3] = U  # one unknown-type voxel in block (1, 1, 1)
+    target[0, 0, 0, 3, 3], target[0, 0, 1, 2, 2] = U, 2  # unknown and non-displaced in block (0, 1, 1)
+    half = downsample_target(target, (2, 2, 2))
+    assert half.dtype == torch.long
+    expected = torch.zeros(2, 2, 2, dtype=torch.long)
+    expected[0, 0, 0], expected[1, 1, 1], expected[0, 1, 1] = 3, U, 2
+    assert torch.equal(half[0, 0], expected)
+    # Deep supervision over multi-class heads: the weighted mean of the heads' losses on pooled targets.
+    heads = [one_hot_logits(typed_target()), torch.zeros(1, 5, 2, 2, 2)]
+    ds = deep_supervision_loss(heads, typed_target())
+    pooled = downsample_target(typed_target(), (2, 2, 2))
+    expected_loss = (multiclass_loss(heads[0], typed_target()) + 0.5 * multiclass_loss(heads[1], pooled)) / 1.5
+    assert ds.item() == pytest.approx(expected_loss.item(), abs=1e-6)
+
+
+def test_class_maps_are_resampled_by_nearest_neighbour():
+    gen = torch.Generator().manual_seed(2)
+    lab = torch.zeros(2, 1, 24, 24, 24, dtype=torch.long)
+    lab[:, :, 8:16, 6:18, 10:14] = 2
+    lab[:, :, 8:16, 6:18, 14:18] = 4
+    lab[:, :, 4:6, 4:6, 4:6] = U
+    img = (lab > 0).float() * 2 - 1
+    still = AugmentConfig(flip_lr=0.0, max_rotation_deg=0, scale=(1.0, 1.0), max_offset=0, gain=0, shift=0, noise_std=0)
+    _, same = augment_batch(img, lab, still, gen)
+    assert same.dtype == torch.long and torch.equal(same, lab)
+    flip = AugmentConfig(flip_lr=1.0, max_rotation_deg=0, scale=(1.0, 1.0), max_offset=0, gain=0, shift=0, noise_std=0)
+    assert torch.equal(augment_batch(img, lab, flip, gen)[1], lab.flip(-1))
+    cfg = AugmentConfig(max_rotation_deg=15, scale=(0.8, 1.25), max_offset=0.1, gain=0, shift=0, noise_std=0)
+    a, b = augment_batch(img, lab, cfg, gen)
+    assert set(b.unique().tolist()) <= {0, 2, 4, U}  # no interpolated codes (bilinear would make 1, 3, ...)
+    assert not torch.equal(b, lab) and ((a > 0) == (b > 0)).float().mean() > 0.99
+
+
+@pytest.mark.parametrize("arch, hparams", [
+    ("fracnet_unet", {"first_out_channels": 4}),
+    ("res_unet_ds", {"base_channels": 2, "depth": 4, "num_heads": 3}),
+    ("segresnet_vae", {"init_filters": 4, "blocks_down": [1, 1, 1, 1], "use_vae": True, "vae_latent": 8,
+                       "input_size": [32, 32, 32]}),
+])
+def test_every_architecture_trains_with_five_classes(arch, hparams):
+    config = TrainConfig(arch=arch, hparams=hparams, classes="types")
+    assert config.hparams["num_classes"] == 5
+    torch.manual_seed(0)
+    model = build_network(arch, **config.hparams).train()
+    target = torch.zeros(2, 1, 32, 32, 32, dtype=torch.long)
+    for code, z in ((1, 4), (2, 10), (3, 16), (4, 22), (U, 28)):
+        target[:, :, z:z + 2, 8:24, 12:14] = code  # thin plates: they must survive the heads' pooling
+    x = (target > 0).float() * 2 - 1 + 0.1 * torch.randn(2, 1, 32, 32, 32)
+    output, vae_term = _forward(model, x)
+    if arch == "res_unet_ds":
+        assert [o.shape[1:] for o in output] == [(5, 32, 32, 32), (5, 16, 16, 16), (5, 8, 8, 8)]
+    else:
+        assert output.shape == (2, 5, 32, 32, 32)
+    assert (vae_term is not None) == (arch == "segresnet_vae")
+    loss = segmentation_loss(output, target, config.loss, vae_term)
+    assert torch.isfinite(loss) and loss.item() > 0.1
+    loss.backward()
+    grads = {name: p.grad for name, p in model.named_parameters() if p.requires_grad}
+    assert all(g is not None and torch.isfinite(g).all() for g in grads.values())
+    heads = [g for name, g in grads.items() if name.startswith(("final.", "heads.", "head.")) and g.dim() > 1]
+    assert heads and all(g.abs().sum() > 0 for g in heads)
+    if arch == "segresnet_vae":
+        assert grads["vae_mu.weight"].abs().sum() > 0
+
+
+def test_class_mode_sets_and_checks_num_classes():
+    assert "num_classes" not in TrainConfig().hparams  # the binary default is untouched
+    assert TrainConfig(classes="types").hparams == {"first_out_channels": 8, "num_classes": 5}
+    with pytest.raises(ValueError, match="num_classes 5"):
+        TrainConfig(classes="types", hparams={"num_classes": 3})
+    with pytest.raises(ValueError, match="num_classes 1"):
+        TrainConfig(hparams={"num_classes": 5})
+    with pytest.raises(ValueError, match="class mode"):
+        TrainConfig(classes="kinds")

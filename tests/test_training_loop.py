@@ -100,3 +100,31 @@ def test_cli_trains_the_vae_branch_at_a_patch_size_other_than_64(data_dir, tmp_p
     assert torch.isfinite(vae_loss)
     with pytest.raises(ValueError, match=r"built for \(48, 48, 48\) patches"):
         model.forward_train(torch.zeros(1, 1, 64, 64, 64))
+
+
+def test_cli_trains_fracture_types_and_segment_ct_reads_the_checkpoint(data_dir, tmp_path):
+    from RibFracSegLib.inference import segment_ct
+    from RibFracSegLib.training.dataset import info_codes
+
+    codes = info_codes(data_dir)["RibFrac1"]
+    assert len(codes) == 6 and any(c in (1, 2, 3, 4) for c in codes.values())  # the phantom's csv gives types
+    out = tmp_path / "types"
+    code = cli_main(["train", "--data", str(data_dir), "--out", str(out), "--classes", "types", "--epochs", "1",
+                     "--steps-per-epoch", "2", "--patch-size", "16", "--cases-per-step", "1",
+                     "--hparams", '{"first_out_channels": 4}', "--val", str(data_dir), "--val-cases", "1",
+                     "--threads", "1"])
+    assert code == 0
+    ckpt = load_checkpoint(out / "best.pt")
+    assert ckpt.hparams == {"first_out_channels": 4, "num_classes": 5}
+    assert ckpt.provenance["classes"]["channels"] == ["background", "displaced", "non-displaced", "buckle",
+                                                      "segmental"]
+    assert ckpt.provenance["train_config"]["classes"] == "types"
+    assert 0.0 <= ckpt.provenance["val_froc"] <= 1.0  # validation ran segment_case on the 5-channel network
+    assert build_model(ckpt).final.out_channels == 5
+    image = sitk.ReadImage(str(data_dir / "RibFrac1-image.nii.gz"))
+    result = segment_ct(image, ckpt, device="cpu", find_ribs=False, return_probability=True)
+    prob = sitk.GetArrayFromImage(result.probability)
+    assert prob.shape == sitk.GetArrayFromImage(image).shape and 0.0 <= prob.min() and prob.max() <= 1.0
+    # A num_classes that contradicts --classes is refused before any data is read.
+    assert cli_main(["train", "--data", str(data_dir), "--out", str(tmp_path / "bad"), "--classes", "types",
+                     "--hparams", '{"num_classes": 2}']) == 2

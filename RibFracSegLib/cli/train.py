@@ -28,6 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=2e-3, help="(max) learning rate")
     parser.add_argument("--schedule", choices=("onecycle", "step", "constant"), default="onecycle")
     parser.add_argument("--fn-weight", type=float, default=0.5, help="recall weight of the Dice term (0.5 = Dice)")
+    parser.add_argument("--classes", choices=("fracture", "types"), default="fracture",
+                        help="fracture: one channel, fracture or not (default); types: background + the RibFrac "
+                             "codes 1-4 (displaced, non-displaced, buckle, segmental) read from the info csv, "
+                             "num_classes 5 (the shipped design types each detection with the candidate "
+                             "classifier of train-candidates instead)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
@@ -40,15 +45,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tensorboard", action="store_true", help="write TensorBoard scalars and slices to OUT/tb")
 
 
-def _network_hparams(arch: str, text: str | None, size: tuple[int, int, int]) -> dict:
+def _network_hparams(arch: str, text: str | None, size: tuple[int, int, int], classes: str = "fracture") -> dict:
     """--hparams as a dict, checked by building the network once (before any data is read).
 
     A network that sizes layers from its input (the VAE branch of segresnet_vae) gets the training
-    patch size as `input_size` unless --hparams gives one.
+    patch size as `input_size` unless --hparams gives one; --classes types gives num_classes 5.
     """
     import inspect
 
     from ..networks import build_network
+    from ..training.dataset import class_hparams
 
     try:
         hparams = json.loads(text) if text else ({"first_out_channels": 8} if arch == "fracnet_unet" else {})
@@ -57,6 +63,7 @@ def _network_hparams(arch: str, text: str | None, size: tuple[int, int, int]) ->
                          "'{\"first_out_channels\": 8}'.") from None
     if not isinstance(hparams, dict):
         raise ValueError(f"--hparams must be a JSON object of hyper-parameters, not {type(hparams).__name__}.")
+    hparams = class_hparams(hparams, classes)
     try:
         model = build_network(arch, **hparams)
         if "input_size" in inspect.signature(type(model).__init__).parameters and "input_size" not in hparams:
@@ -76,13 +83,13 @@ def _config(args: argparse.Namespace):
     from ..training.trainer import TrainConfig
 
     size = (args.patch_size,) * 3
-    hparams = _network_hparams(args.arch, args.hparams, size)
+    hparams = _network_hparams(args.arch, args.hparams, size, args.classes)
     return TrainConfig(arch=args.arch, hparams=hparams, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
                        cases_per_step=args.cases_per_step, optimizer=args.optimizer, lr=args.lr,
                        schedule=args.schedule, seed=args.seed, device=args.device, val_every=args.val_every,
                        sampler=SamplerConfig(patch_size=size, patches_per_case=args.patches_per_case,
                                              positive_fraction=args.positive_fraction),
-                       loss=LossConfig(fn_weight=args.fn_weight))
+                       loss=LossConfig(fn_weight=args.fn_weight), classes=args.classes)
 
 
 def _resume_path(resume: str) -> Path:
@@ -96,8 +103,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..cases import labelled_cases
+    from ..detections import TYPE_CODES
     from ..io import InputError
-    from ..training.dataset import load_volume
+    from ..training.dataset import info_codes, load_volume
     from ..training.trainer import train
     from ..training.validation import load_validation_cases
 
@@ -110,13 +118,16 @@ def run(args: argparse.Namespace) -> int:
         for folder in args.data:
             try:
                 found = labelled_cases(folder)
+                codes = info_codes(folder) if args.classes == "types" else {}
             except InputError:
                 if not args.rescan:  # with --rescan a folder may still be being written
                     raise
-                found = []
+                found, codes = [], {}
             for files in found:
                 if files.public_id not in loaded:
                     loaded[files.public_id] = load_volume(files, args.cache)
+                if args.classes == "types":  # re-read each time: with --rescan the csv may grow
+                    loaded[files.public_id].codes = codes.get(files.public_id, {})
         if not loaded:
             raise InputError(f"no training cases in {args.data}")
         return list(loaded.values())
@@ -124,6 +135,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = _config(args)
         initial = volumes()
+        if args.classes == "types":
+            typed = sum(c in TYPE_CODES for v in initial for c in v.codes.values())
+            if not typed and not args.rescan:
+                raise InputError(f"--classes types: no fracture in {' '.join(args.data)} has a type (label_code "
+                                 "1-4) in an info csv (public_id,label_id,label_code); nothing to learn types from.")
         val_cases = load_validation_cases(args.val, args.val_cases) if args.val else []
         resume = _resume_path(args.resume) if args.resume else None
         if resume is not None and not resume.is_file():

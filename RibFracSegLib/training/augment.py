@@ -54,14 +54,23 @@ def random_affine(batch: int, config: AugmentConfig, generator: torch.Generator,
 
 def augment_batch(images: torch.Tensor, labels: torch.Tensor, config: AugmentConfig,
                   generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """images (B, 1, D, H, W) in [-1, 1]; labels (B, 1, D, H, W) in {0, 1}; both warped by one grid."""
+    """images (B, 1, D, H, W) in [-1, 1]; labels (B, 1, D, H, W); both warped by one grid.
+
+    Float labels are a {0, 1} mask (bilinear, then > 0.5: smooth edges); integer labels are a class
+    map, resampled by nearest neighbour (classes have no in-between) and returned in their dtype.
+    Outside the patch both read as 0 (background).
+    """
     batch = images.shape[0]
     theta = random_affine(batch, config, generator, images.device).to(images.dtype)
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     # Shift so that zero padding outside the patch reads as air (-1), then shift back.
     warped = F.grid_sample(images + 1.0, grid, mode="bilinear", padding_mode="zeros", align_corners=False) - 1.0
-    warped_labels = (F.grid_sample(labels.to(images.dtype), grid, mode="bilinear", padding_mode="zeros",
-                                   align_corners=False) > 0.5).to(images.dtype)
+    if labels.dtype.is_floating_point:
+        warped_labels = (F.grid_sample(labels.to(images.dtype), grid, mode="bilinear", padding_mode="zeros",
+                                       align_corners=False) > 0.5).to(images.dtype)
+    else:
+        warped_labels = F.grid_sample(labels.float(), grid.float(), mode="nearest", padding_mode="zeros",
+                                      align_corners=False).round().to(labels.dtype)
     gain = 1.0 + (torch.rand(batch, 1, 1, 1, 1, generator=generator) * 2 - 1).to(images.device) * config.gain
     shift = (torch.rand(batch, 1, 1, 1, 1, generator=generator) * 2 - 1).to(images.device) * config.shift
     noise_scale = torch.rand(batch, 1, 1, 1, 1, generator=generator).to(images.device) * config.noise_std

@@ -4,12 +4,16 @@ Each case is turned once into a `TrainingVolume` in the inference engine's canon
 order — HU as int16, instance labels, fracture centroids, the spine column and a sample of bone
 voxels found from the image — so training patches look exactly like the patches `segment_ct` sees.
 With a cache folder the arrays are stored as .npy and memory-mapped, so epochs never re-decode NIfTI.
+
+What a voxel's target is depends on the class mode: "fracture" (one channel, fracture or not) or
+"types" (background + the RibFrac codes 1..4, each instance's code from the folder's info csv).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -19,12 +23,16 @@ from scipy import ndimage
 
 from .. import defaults
 from ..cases import LabelledCase, labelled_cases
+from ..detections import TYPE_CODES
+from ..evaluation.reading import GT_COLUMNS, read_info_csvs
 from ..io import InputError, read_ct
 from ..postprocess import spine_column
 from ..preprocess import canonical_volume
+from .losses import UNKNOWN_TYPE
 
 CACHE_VERSION = 2  # 2: spine column from postprocess.spine_mask (one spine finder)
 BONE_SAMPLE = 20000  # bone voxels kept per case for random bone negatives
+CLASS_MODES = ("fracture", "types")
 
 
 @dataclass
@@ -37,6 +45,59 @@ class TrainingVolume:
     spine_yx: tuple[float, float]  # axial position of the spinal column (the body's midline)
     spine_z: tuple[int, int]  # slice range where the column holds bone
     bone: np.ndarray  # (m, 3) int32 sample of bone voxels
+    codes: dict = field(default_factory=dict)  # {instance id: RibFrac label_code} from the info csv
+
+
+def num_classes(mode: str) -> int:
+    """Output channels of a network trained in this class mode: 1 (sigmoid) or background + types."""
+    if mode not in CLASS_MODES:
+        raise ValueError(f"class mode must be one of {', '.join(CLASS_MODES)}, got {mode!r}")
+    return 1 if mode == "fracture" else 1 + len(TYPE_CODES)
+
+
+def class_hparams(hparams: dict, mode: str) -> dict:
+    """Network hyper-parameters with the num_classes the class mode trains: filled in when absent
+    (one channel needs nothing); a different num_classes given raises."""
+    n = num_classes(mode)
+    if hparams.get("num_classes", 1) == n:
+        return hparams
+    if "num_classes" in hparams:
+        raise ValueError(f"classes {mode!r} trains num_classes {n}; the hyper-parameters give "
+                         f"num_classes {hparams['num_classes']}")
+    return {**hparams, "num_classes": n}
+
+
+def class_meaning(mode: str) -> dict:
+    """What each output channel means, for a checkpoint's provenance."""
+    if num_classes(mode) == 1:
+        return {"mode": mode, "channels": ["fracture (sigmoid)"]}
+    return {"mode": mode, "channels": ["background"] + [defaults.FRACTURE_CODES[c] for c in TYPE_CODES],
+            "softmax": True, "channel_is_ribfrac_code": True,
+            "unknown_type": "code -1 or no csv row: a fracture in the fracture-vs-background terms, no type"}
+
+
+def info_codes(data_dir: str | Path) -> dict[str, dict[int, int]]:
+    """{public_id: {instance id: label_code}} from a RibFrac folder's info csv(s); a blank code reads -1."""
+    rows = read_info_csvs(Path(data_dir), GT_COLUMNS)
+    return {pid: {int(i): int(c) if math.isfinite(c) else -1 for i, c in r if i > 0} for pid, r in rows.items()}
+
+
+def class_map(labels: np.ndarray, codes: dict) -> np.ndarray:
+    """Instance labels -> int64 classes: 0 background, the instance's RibFrac code 1..4, or UNKNOWN_TYPE
+    for an instance whose code is -1 (undefined), anything else, or missing from `codes`."""
+    lut = np.full(int(labels.max(initial=0)) + 1, UNKNOWN_TYPE, np.int64)
+    lut[0] = 0
+    for instance, code in codes.items():
+        if 0 < instance < len(lut) and code in TYPE_CODES:
+            lut[instance] = code
+    return lut[labels]
+
+
+def target_patch(labels: np.ndarray, volume: TrainingVolume, mode: str = "fracture") -> np.ndarray:
+    """A patch's training target: float32 {0, 1} mask ("fracture") or an int64 class map ("types")."""
+    if num_classes(mode) == 1:
+        return (labels > 0).astype(np.float32)
+    return class_map(labels, volume.codes)
 
 
 def build_volume(files: LabelledCase, seed: int = 0) -> TrainingVolume:
@@ -82,8 +143,16 @@ def _load(folder: Path) -> Optional[TrainingVolume]:
                           small["centroids"], tuple(meta["spine_yx"]), tuple(meta["spine_z"]), small["bone"])
 
 
-def load_volume(files: LabelledCase, cache_dir: Optional[str | Path] = None) -> TrainingVolume:
-    """A case's TrainingVolume, memory-mapped from `cache_dir` when given (built there on first use)."""
+def load_volume(files: LabelledCase, cache_dir: Optional[str | Path] = None,
+                codes: Optional[dict] = None) -> TrainingVolume:
+    """A case's TrainingVolume, memory-mapped from `cache_dir` when given (built there on first use);
+    `codes` ({instance id: label_code}, see `info_codes`) are attached as they are (not cached)."""
+    volume = _load_arrays(files, cache_dir)
+    volume.codes = dict(codes or {})
+    return volume
+
+
+def _load_arrays(files: LabelledCase, cache_dir: Optional[str | Path]) -> TrainingVolume:
     if cache_dir is None:
         return build_volume(files)
     folder = Path(cache_dir) / files.public_id
@@ -99,5 +168,8 @@ def load_volume(files: LabelledCase, cache_dir: Optional[str | Path] = None) -> 
 
 
 def load_dataset(data_dir: str | Path, cache_dir: Optional[str | Path] = None,
-                 ids: Optional[list[str]] = None) -> list[TrainingVolume]:
-    return [load_volume(f, cache_dir) for f in labelled_cases(data_dir) if ids is None or f.public_id in ids]
+                 ids: Optional[list[str]] = None, mode: str = "fracture") -> list[TrainingVolume]:
+    """The folder's cases; in "types" mode with each instance's code from its info csv."""
+    codes = info_codes(data_dir) if num_classes(mode) > 1 else {}
+    return [load_volume(f, cache_dir, codes.get(f.public_id)) for f in labelled_cases(data_dir)
+            if ids is None or f.public_id in ids]

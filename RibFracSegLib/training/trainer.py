@@ -20,11 +20,12 @@ import torch
 
 from .. import defaults
 from ..checkpoint import Checkpoint, save_checkpoint
+from ..inference import _probabilities
 from ..io import atomic_path
 from ..networks import build_network
 from ..preprocess import normalise
 from .augment import AugmentConfig, augment_batch
-from .dataset import TrainingVolume
+from .dataset import TrainingVolume, class_hparams, class_meaning, num_classes, target_patch
 from .losses import LossConfig, segmentation_loss
 from .sampler import SamplerConfig, crop, sample_centres
 from .validation import ValidationCase, validate
@@ -47,6 +48,10 @@ class TrainConfig:
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    classes: str = "fracture"  # "fracture" (one sigmoid channel) | "types" (background + RibFrac codes 1..4)
+
+    def __post_init__(self) -> None:
+        self.hparams = class_hparams(self.hparams, self.classes)  # the network's num_classes follows `classes`
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self)))  # plain types only (checkpoint-safe)
@@ -63,7 +68,8 @@ class TrainConfig:
 
 def make_batch(volumes: Sequence[TrainingVolume], config: TrainConfig, rng: np.random.Generator,
                hu_window=defaults.HU_WINDOW) -> tuple[np.ndarray, np.ndarray]:
-    """(images, targets) float32 (B, 1, D, H, W): `cases_per_step` random cases, sampler centres each."""
+    """(images, targets) (B, 1, D, H, W): `cases_per_step` random cases, sampler centres each; images
+    float32, targets float32 masks or int64 class maps (`dataset.target_patch`, by `config.classes`)."""
     images, targets = [], []
     for idx in rng.choice(len(volumes), min(config.cases_per_step, len(volumes)), replace=False):
         vol = volumes[idx]
@@ -71,7 +77,7 @@ def make_batch(volumes: Sequence[TrainingVolume], config: TrainConfig, rng: np.r
             hu = crop(vol.hu, centre, config.sampler.patch_size, defaults.AIR_HU)
             lab = crop(vol.labels, centre, config.sampler.patch_size, 0)
             images.append(normalise(hu, hu_window))
-            targets.append((lab > 0).astype(np.float32))
+            targets.append(target_patch(lab, vol, config.classes))
     return np.stack(images)[:, None], np.stack(targets)[:, None]
 
 
@@ -136,6 +142,8 @@ def train(config: TrainConfig, volumes: Sequence[TrainingVolume], out_dir: str |
         state = json.loads(saved["state"])
         log(f"resumed from {resume} at epoch {state['epoch']} (best FROC {state['best_froc']:.4f})")
     base_prov = dict(provenance or {}) | {"train_config": config.to_dict()}
+    if num_classes(config.classes) > 1:
+        base_prov["classes"] = class_meaning(config.classes)
     last_loss = float("nan")
     for epoch in range(state["epoch"] + 1, config.epochs + 1):
         if refresh is not None:
@@ -205,5 +213,5 @@ def _log_images(writer, model, x: torch.Tensor, y: torch.Tensor, epoch: int) -> 
     model.train()
     mid = x.shape[2] // 2
     writer.add_image("patch/input", (x[0, :, mid] + 1) / 2, epoch)
-    writer.add_image("patch/label", y[0, :, mid], epoch)
-    writer.add_image("patch/prediction", torch.sigmoid(logits[0, :, mid]), epoch)
+    writer.add_image("patch/label", (y[0, :, mid] > 0).float(), epoch)
+    writer.add_image("patch/prediction", _probabilities(logits[:1, :, mid])[:1], epoch)

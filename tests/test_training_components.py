@@ -276,3 +276,17 @@ def test_class_mode_sets_and_checks_num_classes():
         TrainConfig(hparams={"num_classes": 5})
     with pytest.raises(ValueError, match="class mode"):
         TrainConfig(classes="kinds")
+
+
+def test_fine_tuning_starts_from_a_checkpoint_of_the_same_network():
+    from RibFracSegLib.checkpoint import CheckpointError, load_checkpoint
+    from RibFracSegLib.cli.train import _init_weights
+    from RibFracSegLib.shipped import shipped_model
+    from RibFracSegLib.training.trainer import TrainConfig
+
+    shipped = shipped_model("fracture")
+    state = _init_weights(str(shipped), TrainConfig(arch="fracnet_unet", hparams={"first_out_channels": 8}))
+    expected = load_checkpoint(shipped).state_dict
+    assert set(state) == set(expected) and torch.equal(state["first.0.weight"], expected["first.0.weight"])
+    with pytest.raises(CheckpointError, match="--init .* holds fracnet_unet"):
+        _init_weights(str(shipped), TrainConfig(arch="fracnet_unet", hparams={"first_out_channels": 16}))

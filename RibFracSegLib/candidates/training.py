@@ -101,7 +101,7 @@ def train(data: CropSet, config: TrainConfig, log: Callable[[str], None] = print
         loss.backward()
         opt.step()
         sched.step()
-        running.append(float(loss))
+        running.append(float(loss.detach()))
         if step % 100 == 0 or step == config.steps:
             msg = f"step {step}/{config.steps} loss {np.mean(running):.3f} ({time.perf_counter() - t0:.0f} s)"
             if val is not None:

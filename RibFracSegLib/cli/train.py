@@ -42,6 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", help="folder for memory-mapped pre-processed volumes (.npy)")
     parser.add_argument("--rescan", action="store_true", help="pick up new cases in --data before every epoch")
     parser.add_argument("--resume", help="train_state.pt, or the --out folder of an interrupted run")
+    parser.add_argument("--init", help="fine-tune: start from this checkpoint's weights (its arch and hparams "
+                                       "must match --arch/--hparams); the optimiser starts afresh")
     parser.add_argument("--tensorboard", action="store_true", help="write TensorBoard scalars and slices to OUT/tb")
 
 
@@ -99,11 +101,24 @@ def _resume_path(resume: str) -> Path:
     return path
 
 
+def _init_weights(path: str, config) -> dict:
+    """The weights of the checkpoint to fine-tune from, refused when its network differs from the run's."""
+    from ..checkpoint import CheckpointError, load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    mine = {k: v for k, v in config.hparams.items()}
+    if ckpt.arch != config.arch or {k: ckpt.hparams.get(k, v) for k, v in mine.items()} != mine:
+        raise CheckpointError(f"--init {Path(path).name} holds {ckpt.arch} {ckpt.hparams}; this run trains "
+                              f"{config.arch} {config.hparams}. Give the same --arch and --hparams.")
+    return ckpt.state_dict
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..cases import labelled_cases
     from ..detections import TYPE_CODES
+    from ..checkpoint import CheckpointError
     from ..io import InputError
     from ..training.dataset import info_codes, load_volume
     from ..training.trainer import train
@@ -144,7 +159,8 @@ def run(args: argparse.Namespace) -> int:
         resume = _resume_path(args.resume) if args.resume else None
         if resume is not None and not resume.is_file():
             raise InputError(f"nothing to resume: {resume} not found")
-    except (InputError, ValueError) as err:
+        init = _init_weights(args.init, config) if args.init else None
+    except (InputError, ValueError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     out.mkdir(parents=True, exist_ok=True)
@@ -164,9 +180,10 @@ def run(args: argparse.Namespace) -> int:
             log("warning: tensorboard is not installed (pip install tensorboard); continuing without it")
     log(f"training {config.arch} {config.hparams} on {len(initial)} cases, validating on "
         f"{[c.public_id for c in val_cases]}; config {json.dumps(config.to_dict())}")
-    provenance = {"data": [str(Path(d).resolve()) for d in args.data], "command": "ribfracseg train " +
+    provenance = {"data": [str(Path(d).resolve()) for d in args.data], **({"init": Path(args.init).name} if init else {}),
+                  "command": "ribfracseg train " +
                   " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "ribfracseg train"}
-    result = train(config, initial, out, val_cases=val_cases, resume=resume, log=log, writer=writer,
+    result = train(config, initial, out, val_cases=val_cases, resume=resume, init=init, log=log, writer=writer,
                    provenance=provenance, refresh=volumes if args.rescan else None)
     log(f"done: {json.dumps(result)}; checkpoints in {out}")
     if writer is not None:

@@ -111,11 +111,12 @@ def to_checkpoint(model: torch.nn.Module, config: TrainConfig, provenance: dict)
 
 def train(config: TrainConfig, volumes: Sequence[TrainingVolume], out_dir: str | Path, *,
           val_cases: Sequence[ValidationCase] = (), resume: Optional[str | Path] = None,
+          init: Optional[dict] = None,
           log: Callable[[str], None] = print, writer=None, provenance: Optional[dict] = None,
           refresh: Optional[Callable[[], Sequence[TrainingVolume]]] = None) -> dict:
     """Train, checkpointing every epoch; returns {'best_froc', 'best_epoch', 'epoch', 'last_loss'}.
 
-    `refresh`, when given, is called before each epoch and returns the current training volumes
+    `init` (a state_dict) starts from trained weights. `refresh`, when given, is called before each epoch and returns the current training volumes
     (so cases still being generated join the run as they appear).
     """
     out = Path(out_dir)
@@ -126,6 +127,8 @@ def train(config: TrainConfig, volumes: Sequence[TrainingVolume], out_dir: str |
     model = build_network(config.arch, **config.hparams).to(device)
     if device.type == "cpu":  # 3-D convolutions run about twice as fast channels-last on CPU
         model = model.to(memory_format=torch.channels_last_3d)
+    if init is not None:  # fine-tuning: the weights of an earlier checkpoint, a fresh optimiser
+        model.load_state_dict(init)
     opt = make_optimizer(model, config)
     sched = _scheduler(opt, config)
     rng = np.random.default_rng(config.seed)

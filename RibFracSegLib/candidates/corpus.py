@@ -5,7 +5,8 @@ Split by patient, as the model card states: LIDC-IDRI-0001 trains, CRLM-CT-1004 
 picks the operating point), LIDC-IDRI-0314 is never seen before the test. Phantom sets come from
 their own data-set seeds (training 301-305, validation 303, never the held-out 2024/2025).
 
-    python -m RibFracSegLib.candidates.corpus --out .cache/stage2 [--only train|val|test]
+    python -m RibFracSegLib.candidates.corpus --out .cache/stage2 [--only train|val]
+        [--checkpoint NET.pt --suffix -net]
 """
 
 from __future__ import annotations
@@ -47,9 +48,8 @@ def _lidc0001() -> tuple[Path, Path]:
 def real_sets() -> dict[str, list[tuple[str, Path, Optional[Path], int, int, bool]]]:
     """(case, CT, rib source or None for 'auto', simulated cases, fractures each, run the network on them)."""
     ct0001, mask0001 = _lidc0001()
-    return {"train": [("LIDC-IDRI-0001", ct0001, mask0001, 4, 10, False)],
-            "val": [("CRLM-CT-1004", REAL / "CRLM-CT-1004.nii.gz", None, 2, 4, True)],
-            "test": [("LIDC-IDRI-0314", REAL / "LIDC-IDRI-0314.nii.gz", None, 3, 10, True)]}
+    return {"train": [("LIDC-IDRI-0001", ct0001, mask0001, 8, 10, False)],
+            "val": [("CRLM-CT-1004", REAL / "CRLM-CT-1004.nii.gz", None, 2, 4, True)]}  # LIDC-IDRI-0314: the benchmark's
 
 
 class Harvester:
@@ -58,7 +58,7 @@ class Harvester:
         self.out, self.ckpt = out, load_checkpoint(checkpoint)
 
     def __call__(self, split: str, case: str, image_path: Path, source: str, truth: Optional[sitk.Image] = None,
-                 kinds: Optional[dict[int, int]] = None, run_network: bool = True) -> Harvest:
+                 kinds: Optional[dict[int, int]] = None, run_network: bool = True, ribs: str = "") -> Harvest:
         from ..inference import segment_ct
         target = self.out / split / f"{case}.json"
         if target.is_file():
@@ -71,7 +71,7 @@ class Harvester:
             result = segment_ct(image, self.ckpt, find_ribs=False, on_rib=False)
             candidates = match_candidates(result.instances, truth, result.detections, kinds)
         harvest = Harvest(case, str(image_path), source, candidates,
-                          truth_centres(truth, kinds) if truth is not None else [], time.perf_counter() - t)
+                          truth_centres(truth, kinds) if truth is not None else [], time.perf_counter() - t, ribs)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(harvest.to_dict()))
         n_true = sum(c.truth > 0 for c in candidates)
@@ -80,7 +80,7 @@ class Harvester:
         return harvest
 
 
-def phantom_split(harvest: Harvester, split: str) -> None:
+def phantom_split(harvest: Harvester, split: str, suffix: str = "") -> None:
     from ..phantom.dataset import write_dataset
     for seed, n, overrides in PHANTOM_SETS.get(split, []):
         folder = harvest.out / "images" / f"phantoms-{seed}"
@@ -93,31 +93,35 @@ def phantom_split(harvest: Harvester, split: str) -> None:
             kinds_file.write_text(json.dumps(kinds))
         kinds_all = json.loads(kinds_file.read_text())
         for pid, kinds in kinds_all.items():
-            harvest(split, pid, folder / f"{pid}-image.nii.gz", "phantom",
+            harvest(split, pid + suffix, folder / f"{pid}-image.nii.gz", "phantom",
                     sitk.ReadImage(str(folder / f"{pid}-label.nii.gz")), {int(k): v for k, v in kinds.items()})
 
 
-def real_split(harvest: Harvester, split: str, seed: int = 11) -> None:
+def real_split(harvest: Harvester, split: str, seed: int = 11, suffix: str = "") -> None:
+    """The real CTs of a split as they are, and with simulated fractures. With a `suffix` (a second
+    network's harvest of the same cases) the simulated cases the network is not run on are skipped:
+    their truth-only harvests do not depend on the network."""
     from ..simulate.dataset import load_ribs
     from ..simulate.case import simulate_case
     for case, ct, ribs, n_cases, n_fractures, run_simulated in real_sets().get(split, []):
-        harvest(split, case, ct, "real")
+        rib_source = str(ribs) if ribs else "auto"
+        harvest(split, case + suffix, ct, "real", ribs=rib_source)
         folder = harvest.out / "images" / case
         image, rib_labels = None, None
-        for i in range(n_cases):
+        for i in range(n_cases if run_simulated or not suffix else 0):
             name = f"{case}-sim{i}"
             path, label_path = folder / f"{name}-image.nii.gz", folder / f"{name}-label.nii.gz"
             if not (harvest.out / split / f"{name}.json").is_file():
                 if image is None:
                     image = read_ct(ct)
-                    rib_labels = load_ribs(image, str(ribs) if ribs else "auto")
+                    rib_labels = load_ribs(image, rib_source)
                 sim = simulate_case(image, rib_labels, n_fractures, np.random.default_rng([seed, i]))
                 write_image(sim.image, path)
                 write_image(sim.fracture_labels, label_path)
                 (folder / f"{name}-kinds.json").write_text(json.dumps({b.spec.label_id: b.spec.kind for b in sim.fractures}))
             kinds = {int(k): v for k, v in json.loads((folder / f"{name}-kinds.json").read_text()).items()}
-            harvest(split, name, path, "real+simulated", sitk.ReadImage(str(label_path)), kinds,
-                    run_network=run_simulated)
+            harvest(split, name + suffix, path, "real+simulated", sitk.ReadImage(str(label_path)), kinds,
+                    run_network=run_simulated, ribs=rib_source)
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -125,15 +129,17 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / ".cache" / "stage2"))
     parser.add_argument("--checkpoint", default=None, help="segmentation checkpoint (default: the shipped one)")
-    parser.add_argument("--only", nargs="*", default=["train", "val", "test"])
+    parser.add_argument("--only", nargs="*", default=["train", "val"])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--suffix", default="", help="appended to case names: a second network's harvest of the "
+                                                     "same cases beside the first one's (e.g. -ft1)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     from ..shipped import shipped_model
     harvest = Harvester(Path(args.out), args.checkpoint or shipped_model("fracture"))
     for split in args.only:
-        phantom_split(harvest, split)
-        real_split(harvest, split)
+        phantom_split(harvest, split, args.suffix)
+        real_split(harvest, split, suffix=args.suffix)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ JITTER_MM = 3.0  # true fractures are also cut this far off their centre (twice,
 RANDOM_BONE_HU = 250.0  # random negatives are drawn on voxels above this
 RANDOM_CLEAR_MM = 20.0  # ... at least this far from every true fracture
 RANDOM_PER_CASE = {"phantom": 40, "real": 200, "real+simulated": 40}
+RIB_POINTS_PER_CASE = {"phantom": 0, "real": 300, "real+simulated": 60}  # intact-rib points, when ribs are known
 
 
 @dataclass
@@ -60,6 +61,22 @@ def random_bone_points(image: sitk.Image, n: int, avoid_lps: Sequence[Sequence[f
     return list(points[:n])
 
 
+def intact_rib_points(image: sitk.Image, ribs: str, n: int, avoid_lps: Sequence[Sequence[float]],
+                      rng: np.random.Generator) -> list[np.ndarray]:
+    """`n` points on rib centrelines, none within RANDOM_CLEAR_MM of a fracture: what the first stage
+    mistakes for fractures on real CTs, and what a fracture must be told from."""
+    from ..simulate.dataset import load_ribs
+
+    lines = [r.centreline_lps for r in load_ribs(image, ribs).ribs if len(r.centreline_lps)]
+    if not lines or n <= 0:
+        return []
+    points = np.concatenate(lines)
+    if len(avoid_lps):
+        d = np.linalg.norm(points[:, None, :] - np.asarray(avoid_lps, float)[None], axis=2).min(axis=1)
+        points = points[d >= RANDOM_CLEAR_MM]
+    return list(points[rng.choice(len(points), size=min(n, len(points)), replace=False)]) if len(points) else []
+
+
 def case_crops(harvest: Harvest, rng: np.random.Generator, voxels: int = defaults.CANDIDATE_STORE_VOXELS) -> CropSet:
     image = read_ct(harvest.image)
     centres, labels, kinds = [], [], []
@@ -73,6 +90,10 @@ def case_crops(harvest: Harvest, rng: np.random.Generator, voxels: int = default
             centres.append(centre + offset), labels.append(t["kind"]), kinds.append("truth")
     for p in random_bone_points(image, RANDOM_PER_CASE[harvest.source], [t["center_lps"] for t in harvest.truths], rng):
         centres.append(p), labels.append(0), kinds.append("random")
+    if harvest.ribs:
+        for p in intact_rib_points(image, harvest.ribs, RIB_POINTS_PER_CASE[harvest.source],
+                                   [t["center_lps"] for t in harvest.truths], rng):
+            centres.append(p), labels.append(0), kinds.append("rib")
     crops = np.clip(np.rint(extract_crops(image, centres, voxels)), -32768, 32767).astype(np.int16)
     n = len(centres)
     return CropSet(crops, np.array(labels, np.int64), np.full(n, harvest.source != "phantom"),

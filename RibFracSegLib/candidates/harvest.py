@@ -39,6 +39,7 @@ class Harvest:
     candidates: list[Candidate] = field(default_factory=list)
     truths: list[dict] = field(default_factory=list)  # {"id", "kind", "center_lps"}
     seconds: float = 0.0
+    ribs: str = ""  # rib source for intact-rib negatives: a label map, "auto", or "" (none drawn)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -157,6 +157,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=str(shipped_model("fracture")))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sets", nargs="*", default=["phantoms", "real", "simulated"])
+    parser.add_argument("--plot", help="write the held-out phantoms' FROC curve (with the classifier) here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     ckpt = load_checkpoint(args.checkpoint)
@@ -177,6 +178,9 @@ def main() -> None:
         summary[name] = (rows, reports)
         for stage, report in reports.items():
             print(f"\n{name}, {stage} ({report.n_scans} scans, {report.n_gt} fractures):\n{report.summary()}")
+        if name == "phantoms" and args.plot:
+            from RibFracSegLib.evaluation.plot import save_froc_png
+            print(save_froc_png(reports["stage2"], args.plot, title=f"FROC, {reports['stage2'].n_scans} held-out phantoms"))
     if "real" in args.sets:
         real = [("LIDC-IDRI-0314", REAL / "LIDC-IDRI-0314.nii.gz"), ("LIDC-IDRI-0001", lidc_path("cxr.nii.gz")),
                 ("CRLM-CT-1004", REAL / "CRLM-CT-1004.nii.gz")]

@@ -37,7 +37,7 @@ def curve(scans: list[tuple[np.ndarray, np.ndarray, int]]) -> list[CurvePoint]:
     return out
 
 
-def choose_floor(points: list[CurvePoint], tolerance: float = 0.02) -> CurvePoint:
+def choose_floor(points: list[CurvePoint], tolerance: float = 0.05) -> CurvePoint:
     """The highest floor whose recall stays within `tolerance` of the recall at floor 0."""
     best = points[0].recall
     ok = [p for p in points if p.recall >= best - tolerance - 1e-9]

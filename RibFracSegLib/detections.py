@@ -51,6 +51,16 @@ class Detection:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "Detection":
+        """The inverse of `to_dict` after a JSON round trip (lists back to tuples; unknown keys, from
+        a newer writer, ignored)."""
+        return cls(**{k: _tuples(v) for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+def _tuples(value):
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
 
 # --- The fracture type in words: every front-end (CLI tables, Slicer names, points, tables and
 # terminology, the unfolded picture) says it through these, from a Detection's fields or their JSON.

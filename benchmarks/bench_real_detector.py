@@ -96,9 +96,7 @@ def stage1(ckpt, key: str, case: str, image: sitk.Image, find_ribs: bool):
     folder = CACHE / "stage1" / key / case
     if (folder / "detections.json").is_file():
         stored = json.loads((folder / "detections.json").read_text())
-        dets = [Detection(**{**d, "centroid_ijk": tuple(d["centroid_ijk"]), "center_ras": tuple(d["center_ras"]),
-                             "center_lps": tuple(d["center_lps"]), "code_probabilities": tuple(d["code_probabilities"]),
-                             "bbox_ijk": tuple(tuple(b) for b in d["bbox_ijk"])}) for d in stored["detections"]]
+        dets = [Detection.from_dict(d) for d in stored["detections"]]
         return dets, sitk.ReadImage(str(folder / "instances.nii.gz")), stored["timings_s"]
     result = segment_ct(image, ckpt, classify_candidates=False, find_ribs=find_ribs, on_rib=False)
     folder.mkdir(parents=True, exist_ok=True)

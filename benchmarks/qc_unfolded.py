@@ -30,10 +30,8 @@ from RibFracSegLib.ribs.unfold import unfold_ribs
 
 
 def read_detections(path: Path, min_confidence: float) -> list[Detection]:
-    tuples = lambda v: tuple(tuples(x) for x in v) if isinstance(v, list) else v  # noqa: E731
     data = json.loads(path.read_text())["detections"]
-    return [Detection(**{k: tuples(v) for k, v in d.items() if k in Detection.__dataclass_fields__})
-            for d in data if d["confidence"] >= min_confidence]
+    return [Detection.from_dict(d) for d in data if d["confidence"] >= min_confidence]
 
 
 def main() -> None:

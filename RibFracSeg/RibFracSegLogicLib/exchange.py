@@ -29,14 +29,6 @@ BODY_ARRAYS = ("mask", "hu")  # BodyComposition's array fields, saved as .npy
 RIBS_IMAGE, RIBS_CENTRELINES = "ribs.nrrd", "ribs.centrelines.npz"
 
 
-def _tuplify(value: Any) -> Any:
-    return tuple(_tuplify(v) for v in value) if isinstance(value, list) else value
-
-
-def detection_from_dict(data: dict) -> Detection:
-    return Detection(**{k: _tuplify(v) for k, v in data.items()})
-
-
 def _l3_to_json(l3: Any) -> dict | None:
     return None if l3 is None else l3.to_dict()
 
@@ -142,7 +134,7 @@ def read_output(folder: Path) -> RunOutput:
                          "the worker and the module come from different versions; restart Slicer.")
     probability = sitk.ReadImage(str(folder / "probability.nrrd")) if summary["has_probability"] else None
     fractures = FractureResult(
-        detections=[detection_from_dict(d) for d in summary["detections"]],
+        detections=[Detection.from_dict(d) for d in summary["detections"]],
         instances=sitk.ReadImage(str(folder / "instances.nrrd")),
         probability=probability,
         ribs=_ribs_from_json(summary["ribs"], folder),

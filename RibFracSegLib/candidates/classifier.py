@@ -15,7 +15,7 @@ import SimpleITK as sitk
 import torch
 
 from .. import defaults
-from ..detections import Detection
+from ..detections import TYPE_CODES, Detection
 from ..networks import build_network
 from .crops import extract_crops
 from .training import predict
@@ -47,7 +47,7 @@ def load_classifier(section: dict, device: torch.device | str = "cpu") -> Option
 def type_code(code_probabilities: Sequence[float], min_type_probability: float) -> int:
     """RibFrac code 1..4 of the most probable type, or -1 when no type is probable enough."""
     best = int(np.argmax(code_probabilities))
-    return best + 1 if code_probabilities[best] >= min_type_probability else -1
+    return TYPE_CODES[best] if code_probabilities[best] >= min_type_probability else -1
 
 
 def classify(image: sitk.Image, detections: Sequence[Detection], spec: ClassifierSpec,

@@ -47,6 +47,7 @@ class Checkpoint:
     thresholds: dict = field(default_factory=default_thresholds)
     provenance: dict = field(default_factory=dict)
     candidate_classifier: dict = field(default_factory=dict)  # second stage (RibFracSegLib.candidates); empty: none
+    inference: dict = field(default_factory=dict)  # how to run it, e.g. the calibrated precision (RibFracSegLib.precision)
 
     @classmethod
     def from_model(cls, arch: str, model: nn.Module, hparams: Optional[dict] = None, **fields: Any) -> "Checkpoint":
@@ -122,7 +123,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         if missing:
             raise CheckpointError(f"{path} lacks the fields {sorted(missing)} every checkpoint must have.")
         fields = {k: data[k] for k in ("arch", "hparams", "state_dict", "preprocessing", "thresholds", "provenance",
-                                                    "candidate_classifier")
+                                                    "candidate_classifier", "inference")
                   if k in data}
         return Checkpoint(patch_size=tuple(int(s) for s in data.get("patch_size", defaults.PATCH_SIZE)), **fields)
     state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in data.items()}

@@ -97,8 +97,9 @@ RIB_ASSIGN_MAX_MM = 15.0  # a detection farther than this from every rib centrel
 # step follows only part-way), while it halves false positives on real CTs (benchmarks/bench_on_rib.py)
 ON_RIB_FILTER = False  # post-processing drops detections farther than ON_RIB_MARGIN_MM from every rib
 ON_RIB_MARGIN_MM = 5.0
-SKIP_BY_RIBS = False  # compute only patches near ribs (off until shown to keep every fracture; see issue 12)
+SKIP_BY_RIBS = True  # compute only patches near ribs when the rib set is complete (RibLabels.complete), else bone
 RIB_SKIP_MARGIN_MM = 10.0  # patches farther than this from every rib are not computed (when ribs were found)
+RIB_SKIP_MIN_PAIRS = 6  # ... and at least this many left/right pairs, numbered alike on both sides
 ON_RIB_MIN_RIBS = 10  # the on-rib rule applies only when at least this many ribs were found
 RIB_BRIDGE_MM = 6.0  # a loose rib-like piece this close to a rib's end is its part beyond a break
 RIB_BRIDGE_MIN_MM3 = 200.0  # ... if at least this big
@@ -170,7 +171,9 @@ BLEND_WEIGHT_FLOOR = 1e-3  # smallest blending weight at a patch's corners (MONA
 BODY_HU = -500.0  # "inside the body" for skipping patches (lungs are enclosed by tissue above this)
 SKIP_CELL_VOXELS = 4  # block size of the bone/body grid that decides which patches to skip
 CPU_BATCH_SIZE = 2  # 64^3 patches per forward on CPU: larger batches run slower per patch here
-BF16_PROB_TOLERANCE = 1e-3  # bf16 is used on CPU only if it keeps probabilities this close to fp32
+BF16_PROB_TOLERANCE = 1e-3  # uncalibrated checkpoints: bf16 on CPU only if probabilities stay this close to fp32
+PRECISION_MIN_IOU = 0.9  # a calibrated faster precision must give each fp32 fracture back with this IoU ...
+PRECISION_CONFIDENCE_TOLERANCE = 0.02  # ... and its confidence within this (and the same number of fractures)
 
 # --- Post-processing (FracNet's, in millimetres) ----------------------------------------------------
 SPINE_MEDIAN_MM = 7.0  # FracNet's 10-pixel median filter at ~0.7 mm

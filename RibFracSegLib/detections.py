@@ -113,4 +113,4 @@ class FractureResult:
     patches_skipped: int = 0
     device: str = "cpu"
     ribs: Optional["RibLabels"] = None  # the ribs the detections were placed on (None: not looked for)
-    skip_rule: str = "none"  # which patches were skipped: "ribs" (far from every rib), "bone" (no bone), "none"
+    skip_rule: str = "none"  # which patches were skipped: "ribs" (far from every rib), "bone (why not ribs)", "none"

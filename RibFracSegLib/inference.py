@@ -25,6 +25,7 @@ from .detections import Detection, FractureResult
 from .errors import Cancelled
 from .geometry import lps_to_ras
 from .networks.fusion import fold_batchnorm, keep_full_resolution_fp32
+from .precision import stored_precision
 from .postprocess import Component, PostprocessParams, find_fractures
 from .preprocess import CanonicalVolume, block_any, bone_cells, canonical_volume, normalise
 from .progress import Cancel, Progress
@@ -77,7 +78,9 @@ class _Runner:
     "bf16"/"fp16" autocast the whole network (bf16 on CPU, fp16 on CUDA); "mixed" keeps the layers
     the network declares full-resolution in fp32. "auto" on CUDA is fp16; on CPU it compares bf16,
     then mixed, with fp32 on the first batch and keeps the fastest one whose probabilities stay
-    within `defaults.BF16_PROB_TOLERANCE` (the first batch itself is returned in fp32).
+    within `defaults.BF16_PROB_TOLERANCE` (the first batch itself is returned in fp32); a checkpoint
+    calibrated by `RibFracSegLib.precision` never gets here with "auto". Out of GPU memory, batches
+    are halved down to one patch before the work moves to the CPU in fp32.
     """
 
     def __init__(self, model: nn.Module, device: torch.device, precision: str) -> None:
@@ -90,6 +93,7 @@ class _Runner:
         self.device, self.precision = device, precision
         self.models = {"full": model, "mixed": keep_full_resolution_fp32(model)}
         self.errors: dict[str, float] = {}
+        self.max_batch = 1 << 30  # lowered when a batch runs out of GPU memory
 
     def _forward(self, x: torch.Tensor, precision: str) -> torch.Tensor:
         model = self.models["mixed" if precision == "mixed" else "full"]
@@ -108,6 +112,8 @@ class _Runner:
         return reference
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
+        if len(batch) > self.max_batch:  # an earlier batch ran out of GPU memory: go on in smaller ones
+            return np.concatenate([self(batch[i:i + self.max_batch]) for i in range(0, len(batch), self.max_batch)])
         x = torch.from_numpy(batch).unsqueeze(1)
         if self.device.type == "cuda":
             x = x.pin_memory()  # lets the copy below overlap with the previous batch's kernels
@@ -119,8 +125,15 @@ class _Runner:
         while True:
             try:
                 return self._forward(x, self.precision).cpu().numpy()
-            except torch.cuda.OutOfMemoryError:  # only on CUDA: continue on the CPU in fp32
-                torch.cuda.empty_cache()
+            except torch.cuda.OutOfMemoryError:  # smaller batches first; at one patch, the CPU in fp32
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                if len(batch) > 1:
+                    self.max_batch = len(batch) // 2
+                    del x
+                    return self(batch)
+                if self.device.type == "cpu":
+                    raise
                 self.device, self.precision = torch.device("cpu"), "fp32"
                 self.models = {k: m.to(self.device) for k, m in self.models.items()}
                 x = x.cpu()
@@ -167,6 +180,20 @@ def predict_probability(array: np.ndarray, model: nn.Module, *, patch_size: Sequ
     stats = WindowStats(len(grid), len(grid) - len(boxes), runner.precision.replace("calibrate", "fp32"),
                         str(runner.device))
     return aggregator.finish(), stats
+
+
+def fracture_cells(volume: CanonicalVolume, ribs: Optional[RibLabels], bone_hu: float) -> tuple[np.ndarray, str]:
+    """Blocks (`preprocess.bone_cells` grid) where a rib fracture may be, and the rule that chose them:
+    "ribs" (bone within RIB_SKIP_MARGIN_MM of a rib) when the rib set is complete, else "bone (why)"
+    (bone inside the body). Patches touching none of these blocks are not computed."""
+    cells = bone_cells(volume.array, bone_hu)
+    if not defaults.SKIP_BY_RIBS:
+        return cells, "bone (skipping by ribs is off)"
+    if ribs is None or not ribs.ribs:
+        return cells, "bone (no ribs found)"
+    if not ribs.complete():
+        return cells, f"bone (rib set incomplete: {' '.join(sorted(r.name for r in ribs.ribs if r.number))} found)"
+    return cells & block_any(near_ribs(ribs, volume, defaults.RIB_SKIP_MARGIN_MM)), "ribs"
 
 
 def _detection(component: Component, volume: CanonicalVolume, image: sitk.Image, voxel_mm3: float,
@@ -236,6 +263,8 @@ def segment_ct(image: sitk.Image, checkpoint: str | Path | Checkpoint, *, device
         raise ValueError(f"segment_ct needs a 3-D single-channel CT, got {image.GetDimension()}-D with "
                          f"{image.GetNumberOfComponentsPerPixel()} components")
     dev = resolve_device(device)
+    if precision == "auto":  # a checkpoint calibrated on this kind of device says which precision keeps its fractures
+        precision = stored_precision(ckpt, dev.type) or "auto"
     model = fold_batchnorm(build_model(ckpt, dev))
     if dev.type == "cpu":
         model = model.to(memory_format=torch.channels_last_3d)
@@ -250,12 +279,7 @@ def segment_ct(image: sitk.Image, checkpoint: str | Path | Checkpoint, *, device
     timings["ribs"] = time.perf_counter() - t
     # rib rules need most of the cage: with few ribs found (partial view, poor image) they are skipped
     trusted = ribs is not None and len(ribs.ribs) >= defaults.ON_RIB_MIN_RIBS
-    cells, skip_rule = None, "none"
-    if skip_empty:
-        cells, skip_rule = bone_cells(volume.array, params.bone_hu), "bone"
-        if trusted and defaults.SKIP_BY_RIBS:  # only patches near a rib can hold a rib fracture
-            cells &= block_any(near_ribs(ribs, volume, defaults.RIB_SKIP_MARGIN_MM))
-            skip_rule = "ribs"
+    cells, skip_rule = fracture_cells(volume, ribs, params.bone_hu) if skip_empty else (None, "none")
 
     t = time.perf_counter()
     input_shape = sitk.GetArrayViewFromImage(image).shape

@@ -13,7 +13,11 @@ from RibFracSegLib.inference import Cancelled, segment_ct
 from RibFracSegLib.postprocess import PostprocessParams
 from RibFracSegLib.sliding_window import SlabAggregator, importance_map
 
-from inference_helpers import PatchMean, checkpoint, oblique_image
+from torch import nn
+
+from RibFracSegLib.networks import register_network
+
+from inference_helpers import PatchMean, Pointwise, checkpoint, oblique_image
 
 torch.set_num_threads(1)
 NO_POST = PostprocessParams(remove_spine=False, remove_small=False)
@@ -152,3 +156,32 @@ def test_auto_precision_stays_within_stated_tolerance_of_fp32():
     assert np.abs(auto - fp32).max() <= 2 * defaults.BF16_PROB_TOLERANCE
     bf16, _ = predict_probability(hu, model, precision="bf16", **run)
     assert 0 < np.abs(bf16 - fp32).max() < 0.05  # bf16 really ran, and is close but not exact
+
+
+@register_network("test_oom_above_one")
+class _OutOfMemoryAboveOnePatch(nn.Module):
+    """Pointwise logit, but raises CUDA's out-of-memory error for batches of more than one patch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gain = nn.Parameter(torch.tensor(3.0))
+        self.sizes: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.sizes.append(int(x.shape[0]))
+        if x.shape[0] > 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (test)")
+        return self.gain * x
+
+
+def test_out_of_memory_halves_the_batch_and_keeps_the_result():
+    from RibFracSegLib.inference import predict_probability
+    hu = _body_with_bone()
+    model = _OutOfMemoryAboveOnePatch()
+    run = dict(patch_size=(16, 16, 16), hu_window=(-200.0, 1000.0), precision="fp32")
+    prob, stats = predict_probability(hu, model, batch_size=4, **run)
+    assert model.sizes[:3] == [4, 2, 1]  # 4 fails, 2 fails, then one patch at a time
+    assert set(model.sizes[3:]) == {1}  # later batches start at the size that worked
+    assert stats.device == "cpu" and stats.precision == "fp32"
+    expected, _ = predict_probability(hu, Pointwise(gain=3.0, bias=0.0), batch_size=1, **run)
+    np.testing.assert_allclose(prob, expected, atol=1e-6)

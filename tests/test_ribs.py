@@ -123,20 +123,24 @@ def test_no_ribs_in_an_air_volume():
     assert sitk.GetArrayViewFromImage(ribs.labels).max() == 0
 
 
-@pytest.mark.parametrize("order", [(0, 1, 2), (2, 0, 1)])
-def test_skipping_by_ribs_keeps_every_true_fracture(chest, order):
-    """Patches far from every rib are not computed; every voxel of every true fracture still is."""
+@pytest.mark.parametrize("storage", ["LPS", "PIR", "ASL", "RAI", "permuted"])
+def test_skipping_by_ribs_keeps_every_true_fracture(chest, storage):
+    """The pipeline's own rule: with a complete rib set, patches far from every rib are not computed;
+    every voxel of every true fracture still is, whatever the storage order."""
     from RibFracSegLib import defaults
-    from RibFracSegLib.preprocess import block_any, bone_cells
+    from RibFracSegLib.inference import fracture_cells
     from RibFracSegLib.sliding_window import PatchGrid, keep_mask
 
     case, ribs = chest
-    image = sitk.PermuteAxes(case.image, order)
-    labels = sitk.PermuteAxes(case.fracture_labels, order)
-    if order != (0, 1, 2):
+    if storage == "permuted":
+        image, labels = (sitk.PermuteAxes(im, (2, 0, 1)) for im in (case.image, case.fracture_labels))
+    else:
+        image, labels = (sitk.DICOMOrient(im, storage) for im in (case.image, case.fracture_labels))
+    if storage != "LPS":
         ribs = segment_ribs(image)
     volume = canonical_volume(image)
-    cells = bone_cells(volume.array, defaults.BONE_HU) & block_any(near_ribs(ribs, volume, defaults.RIB_SKIP_MARGIN_MM))
+    cells, rule = fracture_cells(volume, ribs, defaults.BONE_HU)
+    assert rule == "ribs", rule  # the phantom's rib set is complete, so the rib rule is what is tested
     grid = PatchGrid.build(volume.array.shape, defaults.PATCH_SIZE, defaults.OVERLAP)
     computed = np.zeros(volume.array.shape, bool)
     kept = keep_mask(grid, cells)
@@ -145,7 +149,26 @@ def test_skipping_by_ribs_keeps_every_true_fracture(chest, order):
             computed[box] = True
     fractures = volume.to_canonical(sitk.GetArrayViewFromImage(labels))
     assert computed[fractures > 0].all()
-    assert sum(kept) < len(kept)  # and some patches were skipped
+    bone = fracture_cells(volume, None, defaults.BONE_HU)[0]
+    assert not (cells & ~bone).any() and cells.sum() < 0.8 * bone.sum()  # bone far from the ribs is left out
+    assert sum(kept) <= sum(keep_mask(grid, bone)) < len(kept)
+
+
+def test_an_incomplete_rib_set_falls_back_to_the_bone_rule(chest):
+    """A rib the step missed must not go unexamined: drop one rib and the rule is bone, saying why."""
+    from dataclasses import replace
+
+    from RibFracSegLib import defaults
+    from RibFracSegLib.inference import fracture_cells
+
+    case, ribs = chest
+    volume = canonical_volume(case.image)
+    assert ribs.complete()
+    partial = replace(ribs, ribs=[r for r in ribs.ribs if r.name != "R9"])
+    assert not partial.complete()
+    cells, rule = fracture_cells(volume, partial, defaults.BONE_HU)
+    assert rule.startswith("bone (rib set incomplete") and "R9" not in rule and "L9" in rule
+    assert np.array_equal(cells, fracture_cells(volume, None, defaults.BONE_HU)[0])
 
 
 def test_too_coarse_a_ct_gets_no_ribs_rather_than_wrong_ones():

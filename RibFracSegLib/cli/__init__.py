@@ -21,6 +21,7 @@ COMMANDS = {
     "simulate-fractures": ("RibFracSegLib.cli.simulate", "build rib fractures into real CTs (RibFrac layout) for training"),
     "l3": ("RibFracSegLib.cli.l3", "locate the L3 slice and measure body composition"),
     "train-candidates": ("RibFracSegLib.cli.train_candidates", "train the second stage (fracture or not, and its type) into a fracture checkpoint"),
+    "calibrate-precision": ("RibFracSegLib.cli.calibrate", "choose the fastest precision that keeps a fracture checkpoint's fractures, store it in the checkpoint"),
     "train-l3": ("RibFracSegLib.cli.train_l3", "train the L3 locator"),
 }
 

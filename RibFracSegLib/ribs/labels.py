@@ -94,6 +94,15 @@ class RibLabels:
     def by_name(self, name: str) -> Optional[Rib]:
         return next((r for r in self.ribs if r.name == name), None)
 
+    def complete(self) -> bool:
+        """No rib in view was missed, as far as the ribs can tell: every rib numbered, both sides the
+        same unbroken run of numbers, at least `RIB_SKIP_MIN_PAIRS` pairs. Only then may work be
+        skipped far from the ribs (a missed rib would otherwise go unexamined)."""
+        numbers = {side: sorted(r.number for r in self.ribs if r.side == side and r.number) for side in "LR"}
+        run = numbers["L"]
+        return (all(r.number for r in self.ribs) and run == numbers["R"] and len(run) >= defaults.RIB_SKIP_MIN_PAIRS
+                and run == list(range(run[0], run[0] + len(run))))
+
     def to_dict(self) -> dict:
         return {"numbering": self.numbering, "notes": list(self.notes),
                 "ribs_found": {"L": sum(r.side == "L" for r in self.ribs), "R": sum(r.side == "R" for r in self.ribs)},

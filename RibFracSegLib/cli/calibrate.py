@@ -1,0 +1,48 @@
+"""`ribfracseg calibrate-precision`: decide which precision a fracture checkpoint may run in, and store it.
+
+Segments each CT in fp32 and in the faster precisions (bf16 then mixed on CPU, fp16 on CUDA) and
+keeps the fastest one that gives the same fractures on every CT (RibFracSegLib.precision). Use
+held-out phantoms and real CTs with simulated fractures, not the test set's own scans.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from RibFracSegLib import defaults
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="CT", help="CT files, folders of CTs or .txt lists to compare on")
+    parser.add_argument("--checkpoint", default=None, help="fracture checkpoint (default: the shipped one)")
+    parser.add_argument("--out", required=True, help="checkpoint to write: the same weights with the verdict stored")
+    parser.add_argument("--device", default="cpu", choices=[d for d in defaults.DEVICES if d != "auto"])
+    parser.add_argument("--candidates", nargs="+", default=None, choices=[p for p in defaults.PRECISIONS
+                                                                         if p not in ("auto", "fp32")],
+                        help="precisions to try, fastest first (default: bf16 mixed on CPU, fp16 on CUDA)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..cases import check_unique_ids, case_id, expand_inputs
+    from ..checkpoint import load_checkpoint, save_checkpoint
+    from ..precision import calibrate_precision, store_calibration
+    from ..shipped import shipped_model
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    paths = expand_inputs(args.inputs)
+    check_unique_ids(paths)
+    checkpoint = load_checkpoint(args.checkpoint or shipped_model("fracture"))
+    print(f"calibrating {checkpoint.arch} on {len(paths)} CTs ({args.device})")
+    calibration = calibrate_precision(checkpoint, [(case_id(p), p) for p in paths], device=args.device,
+                                      candidates=args.candidates)
+    save_checkpoint(args.out, store_calibration(checkpoint, calibration))
+    summary = calibration.to_dict()
+    print(json.dumps({k: v for k, v in summary.items() if k != "cases"}))
+    print(f"{calibration.device}: auto precision -> {calibration.chosen}; written {Path(args.out)}")
+    return 0

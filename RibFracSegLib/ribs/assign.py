@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import numpy as np
-from scipy import ndimage
 
 from .. import defaults
+from ..geometry import distance_mm
 from ..preprocess import CanonicalVolume
 from .labels import Rib, RibLabels
 
@@ -35,7 +35,7 @@ def near_ribs(ribs: RibLabels, volume: CanonicalVolume, margin_mm: float) -> Opt
     blocks = rib.reshape(padded[0] // factors[0], factors[0], padded[1] // factors[1], factors[1],
                          padded[2] // factors[2], factors[2]).any(axis=(1, 3, 5))
     spacing = tuple(s * f for s, f in zip(volume.spacing_zyx, factors))
-    near = ndimage.distance_transform_edt(~blocks, sampling=spacing) <= margin_mm + max(spacing)
+    near = distance_mm(~blocks, spacing) <= margin_mm + max(spacing)
     for axis, f in enumerate(factors):
         near = np.repeat(near, f, axis=axis)
     return near[: labels.shape[0], : labels.shape[1], : labels.shape[2]]

@@ -20,6 +20,7 @@ from scipy import ndimage
 from skimage.segmentation import watershed
 
 from .. import defaults
+from ..geometry import distance_mm
 from typing import Optional
 
 from .anatomy import LungExtent, SpineTrack
@@ -36,10 +37,10 @@ def _offsets(track: SpineTrack, shape: tuple[int, int, int], spacing_zyx) -> tup
 def _thick(bone: np.ndarray, spacing_zyx) -> np.ndarray:
     """Opening by a ball of RIB_MAX_THICKNESS_MM (two distance transforms), grown by a rim."""
     r = defaults.RIB_MAX_THICKNESS_MM / 2.0
-    core = ndimage.distance_transform_edt(bone, sampling=spacing_zyx) > r
+    core = distance_mm(bone, spacing_zyx) > r
     if not core.any():
         return np.zeros_like(bone)
-    return ndimage.distance_transform_edt(~core, sampling=spacing_zyx) <= r + defaults.RIB_THICK_RIM_MM
+    return distance_mm(~core, spacing_zyx) <= r + defaults.RIB_THICK_RIM_MM
 
 
 def thick_structures(bone: np.ndarray, spacing_zyx: tuple[float, float, float], flat_from: int) -> np.ndarray:
@@ -160,7 +161,7 @@ def partition(cage: np.ndarray, markers: np.ndarray, spacing_zyx) -> np.ndarray:
     if markers.max() == 0:
         return np.zeros(cage.shape, np.int32)
     box = ndimage.find_objects(cage.astype(np.uint8))[0]
-    depth = ndimage.distance_transform_edt(cage[box], sampling=spacing_zyx).astype(np.float32)
+    depth = distance_mm(cage[box], spacing_zyx)
     out = np.zeros(cage.shape, np.int32)
     out[box] = watershed(-depth, markers[box], mask=cage[box], connectivity=3)
     return out

@@ -16,6 +16,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from .. import defaults
+from ..geometry import distance_mm
 from ..preprocess import canonical_volume
 from .anatomy import ColumnLandmarks, column_landmarks, lung_extent, lung_mask
 from .centrelines import centreline_from_mask
@@ -42,7 +43,7 @@ def segment_ribs(image: sitk.Image, landmarks: Optional[ColumnLandmarks] = None)
     lungs = lung_mask(grid.hu, body, sp)
     timings["landmarks"] = time.perf_counter() - t0
     extent = lung_extent(lungs, sp)
-    lung_distance = ndimage.distance_transform_edt(~lungs, sampling=sp) if lungs.any() else None
+    lung_distance = distance_mm(~lungs, sp) if lungs.any() else None
     cage = cage_bone(bone, body, lung_distance, extent, track, sp)
     markers, seeds = rib_seeds(cage, track, sp)
     regions_img = partition(cage, markers, sp)
@@ -85,7 +86,7 @@ def _near_skin(regions: list[RibRegion], regions_img: np.ndarray, body: np.ndarr
     this patient's own ribs (fat thickness varies), but never stricter than RIB_SKIN_DEPTH_MM."""
     if not regions:
         return regions
-    depth = ndimage.distance_transform_edt(body, sampling=sp)
+    depth = distance_mm(body, sp)
     shallow = {r.label: float(np.percentile(depth[regions_img == r.label], 10)) for r in regions}
     limit = max(defaults.RIB_SKIN_DEPTH_MM, float(np.median(list(shallow.values()))) + defaults.RIB_SKIN_DEPTH_SLACK_MM)
     kept = [r for r in regions if shallow[r.label] <= limit]

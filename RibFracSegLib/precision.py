@@ -93,6 +93,8 @@ def calibrate_precision(checkpoint: Checkpoint, cases: Sequence[tuple[str, sitk.
     standing = list(candidates or (["fp16"] if dev.type == "cuda" else ["bf16", "mixed"]))
     compared: dict[str, list[Sameness]] = {c: [] for c in standing}
     for name, source in cases:
+        if not standing:
+            break  # every candidate has already changed some CT's fractures
         image = source if isinstance(source, sitk.Image) else read_ct(source)
         reference = segment_ct(image, checkpoint, device=str(dev), precision="fp32", return_probability=True)
         log(f"  {name}: fp32 {len(reference.detections)} detections, network {reference.timings_s['network']:.1f} s")
@@ -122,6 +124,10 @@ def store_calibration(checkpoint: Checkpoint, calibration: PrecisionCalibration)
 
 
 def stored_precision(checkpoint: Checkpoint, device_type: str) -> Optional[str]:
-    """The calibrated precision for this device type, or None when the checkpoint was never calibrated."""
-    value = checkpoint.inference.get("precision", {}).get(device_type)
-    return value if value in defaults.PRECISIONS and value != "auto" else None
+    """The calibrated precision for this device type; fp32 on a device never calibrated when reduced
+    precision changed this checkpoint's fractures on another; None when it was never calibrated."""
+    verdicts = checkpoint.inference.get("precision", {})
+    value = verdicts.get(device_type)
+    if value in defaults.PRECISIONS and value != "auto":
+        return value
+    return "fp32" if "fp32" in verdicts.values() else None

@@ -98,6 +98,8 @@ def test_calibration_refuses_a_precision_that_changes_the_fractures(tmp_path):
     bf16 = [c for c in calibration.cases if c.precision == "bf16"][0]
     assert bf16.count_other == bf16.count_fp32 == 3 and bf16.max_confidence_diff > 0.3 and not bf16.same
     loaded = load_checkpoint(save_checkpoint(tmp_path / "c.pt", store_calibration(ckpt, calibration)))
+    assert stored_precision(loaded, "cpu") == "fp32"
+    assert stored_precision(loaded, "cuda") == "fp32"  # never calibrated there: no fp16 for a sensitive model
     result = segment_ct(_ct(), loaded, find_ribs=False)
     assert result.device == "cpu (fp32)"
     assert min(d.confidence for d in result.detections) > 0.99  # the fp32 answer, not the autocast one

@@ -28,8 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overlap", type=float, default=None, help=f"patch overlap (default {defaults.OVERLAP})")
     parser.add_argument("--threshold", type=float, default=None, help="probability threshold (default: checkpoint's)")
     parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--precision", default="auto", choices=defaults.PRECISIONS)
-    parser.add_argument("--no-skip", action="store_true", help="run every patch, even those without bone")
+    parser.add_argument("--precision", default="auto", choices=defaults.PRECISIONS,
+                        help="auto: the precision the checkpoint was calibrated for (ribfracseg calibrate-precision)")
+    parser.add_argument("--no-skip", action="store_true", help="compute every patch, even those far from the ribs or without bone")
     parser.add_argument("--probability", action="store_true", help="also write probabilities/<id>.nii.gz")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (per worker)")
     parser.add_argument("--force", action="store_true", help="redo cases that already have a summary")

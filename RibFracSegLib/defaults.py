@@ -260,10 +260,14 @@ UNFOLD_SLICER_LAYOUT_ID = 5016  # our layout (picture on top, CT axial/sagittal/
 SPINE_CENTRE_SEARCH_MM = 30.0  # the body's centre is the deepest bone within this of the spine track
 SPINE_PROFILE_RADIUS_MM = 8.0  # the profile is the mean HU within this of the vertebral body's centre
 SPINE_PROFILE_HU = (-100.0, 1000.0)  # HU clipped to this before averaging (air, metal)
-SPINE_MARROW_WINDOW_MM = 30.0  # running median over this = the local marrow level (bodies are most of the column)
+SPINE_MARROW_WINDOW_MM = 30.0  # running median over this = the marrow level, to tell the discs' side (bodies are most of the column)
+SPINE_PROFILE_CLIP_HU = 150.0  # the profile is clipped to the marrow level +- this (a dense endplate slice)
+SPINE_DISC_BAND_MM = 15.0  # top-hat length: a disc (with its endplates) is a narrower band, a body (>= 14 mm) is not
+SPINE_CANAL_HU = 40.0  # the spinal canal (fluid) is below this once smoothed, a fatty vertebral body's marrow above
+SPINE_CANAL_SMOOTH_MM = 1.5  # Gaussian sigma (in-plane) before the canal test
 SPINE_DISC_SMOOTH_MM = 4.0  # Gaussian sigma of the disc-ness profile: merges a disc with its two endplates
 SPINE_MINOR_SIDE = 0.5  # weight of departures on the side opposite to the discs' (see spine.bodies.disc_profile)
-SPINE_MIN_BODY_MM = 16.0  # discs closer than this belong to one body (C7/T1: ~14 mm body + 5 mm disc)
+SPINE_MIN_BODY_MM = 13.0  # discs closer than this belong to one body (upper thoracic on a real CT: 15-17 mm body + disc)
 SPINE_MAX_BODY_MM = 50.0  # ... and farther apart than this hide a missed disc (L5 body + disc ~ 45 mm)
 SPINE_CANDIDATE_PROMINENCE = 0.05  # disc candidates stand out by this share of the profile's 90th percentile
 SPINE_REGULARITY = 3.0  # penalty per squared log-ratio of neighbouring bodies' heights
@@ -272,13 +276,16 @@ SPINE_ODD_BODY = 1.4  # a body taller (or shorter) than this times its neighbour
 SPINE_SACRUM_WIDTH_MM = 75.0  # bone at the body's antero-posterior level wider than this is the sacrum
 SPINE_SACRUM_MIN_MM = 12.0  # ... over at least this height below the lowest disc
 SPINE_SACRUM_BAND_MM = 4.0  # ... measured within this of the body's antero-posterior centre
-SPINE_RIB_HEAD_MARGIN_MM = 8.0  # a rib head is looked up this far lower: ribs 2-9 meet Tk across the disc above it
+SPINE_RIB_HEAD_ON_BODY = 0.75  # ribs 1, 10-12 meet Tk on its upper half (LIDC-IDRI-0001: 0.45-0.8; ribs 2-9: at its top disc)
+SPINE_RIB_AGREE_BODIES = 0.5  # a rib head within this many bodies of where the count puts it agrees with the count
+SPINE_RIB_DRIFT_BODIES = 0.75  # the ribs at and above a level off the count by this (median): a disc missed or doubled there
+SPINE_RIB_SIDES_APART = 0.75  # left and right ribs' median T12 this many bodies apart: a side is misnumbered
 SPINE_RIB_HEAD_MAX_MM = 45.0  # a rib head lies within this (axial plane) of its vertebral body centre
-SPINE_RIB_MAJORITY = 0.5  # the ribs' count is used when more than this share of numbered ribs (or twice the runner-up) agree
+SPINE_RIB_MAJORITY = 0.5  # the ribs' count is used when more than this share of numbered ribs agree with it
 SPINE_RIB_SIDE_MIN = 3  # a side with this many voting ribs must agree with the other side on T12
 L3_AGREE_FRACTION = 0.5  # count and network agree within this share of L3's height (body + disc)
 SPINE_DISC_FLOOR = -0.3  # a disc candidate adds its strength (share of the 90th percentile) less this
-SPINE_EDGE_MM = 5.0  # disc candidates this close to the CT's first/last slice are edge effects
+SPINE_EDGE_MM = 8.0  # disc candidates this close to the CT's first/last slice are edge effects (smoothing, top-hat)
 
 # --- Candidate classifier (second stage: fracture or not, and which type; RibFracSegLib.candidates) ---
 CANDIDATE_CROP_VOXELS = 32  # the classifier sees a cube of this many voxels ...

@@ -165,3 +165,42 @@ def test_l3_refuses_an_mr_volume(tmp_path, capsys):
     err = capsys.readouterr()
     assert "not a CT in Hounsfield units" in err.out + err.err
     assert not (tmp_path / "out" / "t1.l3.json").exists()
+
+
+def test_short_upper_thoracic_bodies_found_between_bright_bands():
+    """Bodies of 15-17 mm with their disc (upper thoracic, 2.5 mm slices), bright endplate bands on a
+    marrow level that rises up the column: a 30 mm running median sits between marrow and bands there."""
+    dz, rng = 2.5, np.random.default_rng(5)
+    pitches = [28, 27, 26, 24, 22, 21, 20, 19, 18, 17, 16, 15, 15]
+    disc_z = np.cumsum(pitches).astype(float)
+    zs = np.arange(0, disc_z[-1] + 20, dz)
+    marrow = 110 + 100 * zs / zs[-1]
+    near = np.min(np.abs(zs[:, None] - disc_z[None]), axis=1) < 3.5
+    profile = np.where(near, marrow + 110, marrow) + rng.normal(0, 8, zs.size)
+    found, _ = find_discs(disc_profile(profile, dz), dz)
+    assert len(found) == len(disc_z)
+    assert np.max(np.abs(found * dz - disc_z)) <= 3.0
+
+
+def test_body_centre_is_the_vertebral_body_not_the_canal_or_the_aorta():
+    """One axial slice, 1.5 mm pixels: a small vertebral body (20 mm, fatty marrow at 120 HU inside a
+    cortex ring) with its arch around a fluid-filled canal behind it, and a contrast-filled aorta
+    (250 HU, 24 mm: thicker than the body) in front and to the left, as on LIDC-IDRI-0001's mid
+    thorax; the spine track starts at the body's back. The centre must land in the body's marrow."""
+    from RibFracSegLib.ribs.anatomy import SpineTrack, body_mask, bone_mask
+    from RibFracSegLib.spine.bodies import body_centres
+
+    sp = (2.5, 1.5, 1.5)
+    yy, xx = np.mgrid[:120, :120] * 1.5
+    hu = np.full((3, 120, 120), 40.0)
+    r_body = np.hypot(yy - 80, xx - 90)
+    r_canal = np.hypot(yy - 98, xx - 90)
+    hu[:, r_body <= 10] = 120.0
+    hu[:, r_canal <= 7] = 10.0  # cerebrospinal fluid
+    hu[:, ((r_body > 8) & (r_body <= 10)) | ((r_canal > 7) & (r_canal <= 11) & (yy > 88))] = 600.0
+    hu[:, np.hypot(yy - 68, xx - 113) <= 12] = 250.0  # aorta
+    hu[:, (yy < 10) | (yy > 170) | (xx < 10) | (xx > 170)] = -1000.0
+    bone = bone_mask(hu, body_mask(hu), sp)
+    track = SpineTrack(x=np.full(3, 60.0), y=np.full(3, 62.0), seen=np.ones(3, bool))  # y 93 mm: the body's back
+    centres = body_centres(bone, hu, track, sp)
+    assert np.allclose(centres.y * 1.5, 80.0, atol=3.0) and np.allclose(centres.x * 1.5, 90.0, atol=3.0)

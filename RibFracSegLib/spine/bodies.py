@@ -3,8 +3,8 @@ departures from the marrow level, bodies between consecutive discs.
 
 Why either direction: with thin slices a disc is darker than marrow, but at 2.5-5 mm the disc is
 averaged with its two cortical endplates and the level reads brighter than the (often fatty)
-marrow of an older patient's body. The marrow itself fills most of the column's length, so a
-running median follows it, and the discs are where the profile leaves it furthest.
+marrow of an older patient's body. Either way a disc is a band shorter than any body, which top-hats
+along the column pick out (disc_profile).
 """
 
 from __future__ import annotations
@@ -38,24 +38,43 @@ class VertebralBody:
         return not (self.cut_below or self.cut_above)
 
 
-def body_centres(bone: np.ndarray, track: SpineTrack, spacing_zyx) -> SpineTrack:
-    """The spine track moved to each slice's deepest bone near it: the body is the thickest bone there.
+def _spine_piece(bone_slice: np.ndarray, cy: int, cx: int) -> np.ndarray:
+    """The piece of (hole-filled) bone at (cy, cx), or the nearest piece: the vertebra, not the
+    contrast-filled aorta beside it, which is as bright and, where the marrow is fatty, thicker."""
+    labels, n = ndimage.label(ndimage.binary_fill_holes(bone_slice))
+    if n == 0:
+        return labels > 0
+    label = labels[cy, cx]
+    if label == 0:
+        _, (iy, ix) = ndimage.distance_transform_edt(labels == 0, return_indices=True)
+        label = labels[iy[cy, cx], ix[cy, cx]]
+    return labels == label
+
+
+def body_centres(bone: np.ndarray, hu: np.ndarray, track: SpineTrack, spacing_zyx) -> SpineTrack:
+    """The spine track moved to each slice's vertebral body centre: the deepest point of the vertebra's
+    bone once the spinal canal is taken out.
 
     `spine_track` gives the centre of mass of the vertebra's bone, which in the lumbar spine (thick
     arches, holes filled) falls in the spinal canal; the profile must sample marrow, not the canal.
+    The bone mask fills the canal with the marrow (both are holes in the cortex), so the canal is told
+    by its fluid: smoothed HU below SPINE_CANAL_HU, which fatty marrow's trabeculae stay above.
     """
     nz = bone.shape[0]
     sy, sx = spacing_zyx[1], spacing_zyx[2]
     r = defaults.SPINE_CENTRE_SEARCH_MM
     ry, rx = int(np.ceil(r / sy)), int(np.ceil(r / sx))
+    sigma = (defaults.SPINE_CANAL_SMOOTH_MM / sy, defaults.SPINE_CANAL_SMOOTH_MM / sx)
     ys, xs, seen = track.y.copy(), track.x.copy(), np.zeros(nz, bool)
     for z in range(nz):
         cy, cx = int(round(track.y[z])), int(round(track.x[z]))
         y0, x0 = max(0, cy - ry), max(0, cx - rx)
-        crop = ndimage.binary_fill_holes(bone[z, y0:cy + ry + 1, x0:cx + rx + 1])
-        if crop.sum() * sy * sx < defaults.RIB_SPINE_MIN_AREA_MM2:
+        box = (z, slice(y0, cy + ry + 1), slice(x0, cx + rx + 1))
+        piece = _spine_piece(bone[box], cy - y0, cx - x0)
+        if piece.sum() * sy * sx < defaults.RIB_SPINE_MIN_AREA_MM2:
             continue
-        depth = ndimage.distance_transform_edt(crop, sampling=(sy, sx))
+        piece &= ndimage.gaussian_filter(hu[box], sigma) > defaults.SPINE_CANAL_HU
+        depth = ndimage.distance_transform_edt(piece, sampling=(sy, sx))
         j, i = np.unravel_index(int(np.argmax(depth)), depth.shape)
         ys[z], xs[z], seen[z] = y0 + j, x0 + i, True
     if seen.sum() >= 3:
@@ -84,18 +103,27 @@ def centre_profile(hu: np.ndarray, track: SpineTrack, spacing_zyx) -> np.ndarray
 
 
 def disc_profile(profile: np.ndarray, dz_mm: float) -> np.ndarray:
-    """How far each slice departs from the local marrow level, smoothed along z, the disc side first.
+    """How far each slice stands out of the marrow level around it, smoothed along z, the disc side first.
 
-    The disc side is the one with the larger departures: marrow fills most of the column, so the
-    running median sits at the marrow level and only the short disc levels leave it far - downwards
-    for dark discs, upwards for bright endplate bands. The other side counts at SPINE_MINOR_SIDE:
-    a dark disc without bright endplates in a CT of bright ones still shows.
+    The disc side is the one with the larger departures from a running median over
+    SPINE_MARROW_WINDOW_MM: marrow fills most of the column, so the median sits near the marrow
+    level and only the short disc levels leave it far - downwards for dark discs, upwards for bright
+    endplate bands. The departures themselves are top-hats (the smoothed profile minus its grey
+    opening / closing over SPINE_DISC_BAND_MM): a disc with its endplates is a narrower band, a body
+    is wider, and unlike the median the top-hat still finds the marrow level between the short upper
+    thoracic bodies (~17 mm with their disc). The other side counts at SPINE_MINOR_SIDE: a dark disc
+    without bright endplates in a CT of bright ones still shows.
     """
-    k = max(3, int(round(defaults.SPINE_MARROW_WINDOW_MM / dz_mm)) | 1)
-    marrow = ndimage.median_filter(profile, size=k, mode="nearest")
+    window = max(3, int(round(defaults.SPINE_MARROW_WINDOW_MM / dz_mm)) | 1)
+    marrow = ndimage.median_filter(profile, size=window, mode="nearest")
+    # a thin dense endplate must not outweigh the dark disc beside it once smoothed
+    clipped = np.clip(profile, marrow - defaults.SPINE_PROFILE_CLIP_HU, marrow + defaults.SPINE_PROFILE_CLIP_HU)
     sigma = max(defaults.SPINE_DISC_SMOOTH_MM, 0.5 * dz_mm) / dz_mm
-    dev = ndimage.gaussian_filter1d(profile - marrow, sigma, mode="nearest")
-    up, down = np.clip(dev, 0, None), np.clip(-dev, 0, None)
+    smooth = ndimage.gaussian_filter1d(clipped, sigma, mode="nearest")  # first: a top-hat of noise is all positive
+    dev = smooth - ndimage.median_filter(smooth, size=window, mode="nearest")
+    k = max(2, int(round(defaults.SPINE_DISC_BAND_MM / dz_mm)))
+    up = smooth - ndimage.grey_opening(smooth, size=k, mode="nearest")
+    down = ndimage.grey_closing(smooth, size=k, mode="nearest") - smooth
     if np.percentile(dev, 95) < -np.percentile(dev, 5):
         up, down = down, up
     return up + defaults.SPINE_MINOR_SIDE * down

@@ -113,22 +113,31 @@ def sacrum_top(bone: np.ndarray, track, spacing_zyx) -> Optional[float]:
     return None
 
 
-def _body_for(z_mm: float, vertebrae: list[Vertebra]) -> Optional[int]:
-    """Index of the body that carries a rib head at height z: the body spanning it (a head at the disc
-    above counts for the body below, as ribs 2-9 articulate across it)."""
-    z = z_mm - defaults.SPINE_RIB_HEAD_MARGIN_MM
+def _body_position(z_mm: float, vertebrae: list[Vertebra]) -> Optional[float]:
+    """Height z as a continuous body index: i + the fraction of body i below z (0 its bottom disc, 1 its
+    top disc); None outside the bodies found."""
     for i, v in enumerate(vertebrae):
-        if v.z_bottom_mm < z <= v.z_top_mm:
-            return i
+        if v.z_bottom_mm < z_mm <= v.z_top_mm:
+            return i + (z_mm - v.z_bottom_mm) / max(v.z_top_mm - v.z_bottom_mm, 1e-6)
     return None
 
 
+def _head_fraction(number: int) -> float:
+    """Where rib `number`'s head meets its vertebra Tk, as a fraction of Tk's height: ribs 2-9 across the
+    disc above it (the top), ribs 1, 10, 11 and 12 on the body itself (../shared/reference/ribs.md)."""
+    return defaults.SPINE_RIB_HEAD_ON_BODY if number in (1, 10, 11, 12) else 1.0
+
+
 def rib_votes(ribs, vertebrae: list[Vertebra]) -> tuple[Optional[int], str, list[str], list[tuple]]:
-    """Index of T12 among `vertebrae` voted by every numbered rib (rib k's head is at Tk, so T12 lies
-    12 - k bodies below), the anchor's name, and notes. A 'rib' whose head lies far from the column
-    (an iliac crest taken for rib 12) does not vote; the most voted index wins when it has a majority
-    or twice the runner-up's votes (ties: the side with more numbered ribs), unless the left ribs and
-    the right ribs each mostly vote for a different index (one side is misnumbered, maybe both)."""
+    """Index of T12 among `vertebrae` from every numbered rib's head, the anchor's name, notes and the
+    votes `(t12 estimate, side, number)`.
+
+    Each head, as a continuous body index less where rib k's head sits on Tk (`_head_fraction`) and
+    less 12 - k, estimates T12's index; a head's height is only known to a fraction of a body (where a
+    centreline starts), so T12 is the median of the estimates, rounded. A 'rib' whose head lies far
+    from the column (an iliac crest taken for rib 12) does not vote. No count when most ribs lie more
+    than SPINE_RIB_AGREE_BODIES from it, or when the left and the right ribs' medians are a body
+    apart (one side misnumbered, maybe both)."""
     votes = []
     for r in getattr(ribs, "ribs", []):
         if not r.number or not len(r.centreline_lps) or not vertebrae:
@@ -137,43 +146,39 @@ def rib_votes(ribs, vertebrae: list[Vertebra]) -> tuple[Optional[int], str, list
         near = min(vertebrae, key=lambda v: abs(v.centre_lps[2] - head[2]))
         if np.hypot(head[0] - near.centre_lps[0], head[1] - near.centre_lps[1]) > defaults.SPINE_RIB_HEAD_MAX_MM:
             continue
-        b = _body_for(float(head[2]), vertebrae)
+        b = _body_position(float(head[2]), vertebrae)
         if b is not None:
-            votes.append((b - (12 - r.number), r.side, r.number))
+            votes.append((b - _head_fraction(r.number) - (12 - r.number), r.side, r.number))
     if not votes:
         return None, "none", [], votes
-    per_side = {side: sum(v[1] == side for v in votes) for side in ("L", "R")}
-    tally = sorted({t for t, _, _ in votes}, key=lambda t: (sum(v[0] == t for v in votes),
-                   max(per_side[v[1]] for v in votes if v[0] == t)), reverse=True)
-    count = lambda t: sum(v[0] == t for v in votes)  # noqa: E731
-    best = tally[0]
-    second = count(tally[1]) if len(tally) > 1 else 0
-    numbers = sorted({n for t, _, n in votes if t == best})
+    estimates = np.array([v[0] for v in votes])
+    best = int(np.round(np.median(estimates)))
+    agree = int(np.sum(np.abs(estimates - best) <= defaults.SPINE_RIB_AGREE_BODIES))
+    numbers = sorted({n for _, _, n in votes})
     label = "rib 12" if 12 in numbers else "rib 1" if 1 in numbers else f"ribs {numbers[0]}-{numbers[-1]}"
-    notes = []
-    if count(best) < len(votes):
-        notes.append(f"{count(best)} of {len(votes)} numbered ribs agree on T12 ({label})")
-    modes = {side: max({t for t, sd, _ in votes if sd == side}, key=lambda t: sum(v[:2] == (t, side) for v in votes))
-             for side in ("L", "R") if per_side[side] >= defaults.SPINE_RIB_SIDE_MIN}
-    if len(set(modes.values())) > 1:
-        notes.append(f"left and right ribs place T12 {abs(modes['L'] - modes['R'])} bodies apart: not used")
+    notes = [] if agree == len(votes) else [f"{agree} of {len(votes)} numbered ribs agree on T12 ({label})"]
+    sides = {side: float(np.median([t for t, sd, _ in votes if sd == side])) for side in ("L", "R")
+             if sum(sd == side for _, sd, _ in votes) >= defaults.SPINE_RIB_SIDE_MIN}
+    if len(sides) == 2 and abs(sides["L"] - sides["R"]) > defaults.SPINE_RIB_SIDES_APART:
+        notes.append(f"left and right ribs place T12 {abs(sides['L'] - sides['R']):.1f} bodies apart: not used")
         return None, "none", notes, votes
-    if count(best) <= defaults.SPINE_RIB_MAJORITY * len(votes) and count(best) < 2 * second:
+    if agree <= defaults.SPINE_RIB_MAJORITY * len(votes):
         notes.append("the ribs do not agree on the count: not used")
         return None, "none", notes, votes
-    return best, label, notes, votes
+    return best, label, notes, [(t - best, side, n) for t, side, n in votes]
 
 
 def unname_contradicted(vertebrae: list[Vertebra], votes: list[tuple], t12: int) -> list[str]:
-    """Leave unnamed the bodies above the highest rib agreeing with the count, or above the second rib
-    whose head contradicts it (a disc missed or doubled there shifts every name beyond it), rather
-    than give them wrong names."""
-    wrong = sorted(t + (12 - n) for t, _, n in votes if t != t12)
-    above = [b for b in wrong if b > t12]
-    # above the highest agreeing rib's vertebra no rib checks the count (the neck): no names there
-    cut = max(t + 12 - n for t, _, n in votes if t == t12) + 1
-    if len(above) >= 2:
-        cut = min(cut, above[1])
+    """Leave unnamed the bodies above the highest rib head, and from the level up where the ribs at and
+    above it lie, by their median, more than SPINE_RIB_DRIFT_BODIES off the count (a disc missed or
+    doubled there shifts every name beyond it), rather than give them wrong names. `votes` hold each
+    rib's offset from the count (rib_votes)."""
+    cut = t12 + 12 - min(n for _, _, n in votes) + 1  # no rib checks the count above the top rib's body
+    for k in range(12, 0, -1):
+        above = [off for off, _, n in votes if n <= k]
+        if above and abs(float(np.median(above))) > defaults.SPINE_RIB_DRIFT_BODIES:
+            cut = min(cut, t12 + 12 - k)
+            break
     if cut >= len(vertebrae):
         return []
     names = [v.name for v in vertebrae[cut:] if v.name]
@@ -181,7 +186,8 @@ def unname_contradicted(vertebrae: list[Vertebra], votes: list[tuple], t12: int)
         v.name = None
     if not names:
         return []
-    why = "ribs' heads contradict the count" if len(above) >= 2 and cut == above[1] else "no rib checks the count"
+    why = "no rib checks the count" if cut == t12 + 12 - min(n for _, _, n in votes) + 1 else \
+        "ribs' heads drift off the count"
     return [f"{why} from {names[0]} up: those bodies unnamed"]
 
 
@@ -239,7 +245,7 @@ def vertebral_levels(image: sitk.Image, ribs=None, landmarks=None) -> SpineLevel
     marks = landmarks if landmarks is not None else column_landmarks(image)
     canon, grid, bone = marks.canon, marks.grid, marks.bone
     sp = grid.spacing_zyx
-    track = body_centres(bone, marks.track, sp)
+    track = body_centres(bone, grid.hu, marks.track, sp)
     discs, chains = find_discs(disc_profile(centre_profile(grid.hu, track, sp), sp[0]), sp[0])
     sacrum = sacrum_top(bone, track, sp)
     found = bodies_between(discs, grid.hu.shape[0], sp[0], chains)

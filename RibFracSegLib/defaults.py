@@ -260,12 +260,10 @@ UNFOLD_SLICER_LAYOUT_ID = 5016  # our layout (picture on top, CT axial/sagittal/
 SPINE_CENTRE_SEARCH_MM = 30.0  # the body's centre is the deepest bone within this of the spine track
 SPINE_PROFILE_RADIUS_MM = 8.0  # the profile is the mean HU within this of the vertebral body's centre
 SPINE_PROFILE_HU = (-100.0, 1000.0)  # HU clipped to this before averaging (air, metal)
-SPINE_MARROW_WINDOW_MM = 30.0  # running median over this = the marrow level, to tell the discs' side (bodies are most of the column)
-SPINE_PROFILE_CLIP_HU = 150.0  # the profile is clipped to the marrow level +- this (a dense endplate slice)
-SPINE_DISC_BAND_MM = 15.0  # top-hat length: a disc (with its endplates) is a narrower band, a body (>= 14 mm) is not
+SPINE_MARROW_WINDOW_MM = 25.0  # running median over this = the local marrow level (bodies are most of the column; 30 mm merged LIDC-IDRI-0001 T1-T3)
 SPINE_CANAL_HU = 40.0  # the spinal canal (fluid) is below this once smoothed, a fatty vertebral body's marrow above
 SPINE_CANAL_SMOOTH_MM = 1.5  # Gaussian sigma (in-plane) before the canal test
-SPINE_DISC_SMOOTH_MM = 4.0  # Gaussian sigma of the disc-ness profile: merges a disc with its two endplates
+SPINE_DISC_SMOOTH_MM = 3.0  # Gaussian sigma of the disc-ness profile: merges a disc with its two endplates
 SPINE_MINOR_SIDE = 0.5  # weight of departures on the side opposite to the discs' (see spine.bodies.disc_profile)
 SPINE_MIN_BODY_MM = 13.0  # discs closer than this belong to one body (upper thoracic on a real CT: 15-17 mm body + disc)
 SPINE_MAX_BODY_MM = 50.0  # ... and farther apart than this hide a missed disc (L5 body + disc ~ 45 mm)
@@ -285,6 +283,7 @@ SPINE_RIB_MAJORITY = 0.5  # the ribs' count is used when more than this share of
 SPINE_RIB_SIDE_MIN = 3  # a side with this many voting ribs must agree with the other side on T12
 L3_AGREE_FRACTION = 0.5  # count and network agree within this share of L3's height (body + disc)
 SPINE_DISC_FLOOR = -0.3  # a disc candidate adds its strength (share of the 90th percentile) less this
+SPINE_LONE_DISC = 0.5  # a disc with no partner in reach stands at least this share of the profile's 90th percentile
 SPINE_EDGE_MM = 8.0  # disc candidates this close to the CT's first/last slice are edge effects (smoothing, top-hat)
 
 # --- Candidate classifier (second stage: fracture or not, and which type; RibFracSegLib.candidates) ---

@@ -3,8 +3,8 @@ departures from the marrow level, bodies between consecutive discs.
 
 Why either direction: with thin slices a disc is darker than marrow, but at 2.5-5 mm the disc is
 averaged with its two cortical endplates and the level reads brighter than the (often fatty)
-marrow of an older patient's body. Either way a disc is a band shorter than any body, which top-hats
-along the column pick out (disc_profile).
+marrow of an older patient's body. The marrow itself fills most of the column's length, so a
+running median follows it, and the discs are where the profile leaves it furthest.
 """
 
 from __future__ import annotations
@@ -103,27 +103,18 @@ def centre_profile(hu: np.ndarray, track: SpineTrack, spacing_zyx) -> np.ndarray
 
 
 def disc_profile(profile: np.ndarray, dz_mm: float) -> np.ndarray:
-    """How far each slice stands out of the marrow level around it, smoothed along z, the disc side first.
+    """How far each slice departs from the local marrow level, smoothed along z, the disc side first.
 
-    The disc side is the one with the larger departures from a running median over
-    SPINE_MARROW_WINDOW_MM: marrow fills most of the column, so the median sits near the marrow
-    level and only the short disc levels leave it far - downwards for dark discs, upwards for bright
-    endplate bands. The departures themselves are top-hats (the smoothed profile minus its grey
-    opening / closing over SPINE_DISC_BAND_MM): a disc with its endplates is a narrower band, a body
-    is wider, and unlike the median the top-hat still finds the marrow level between the short upper
-    thoracic bodies (~17 mm with their disc). The other side counts at SPINE_MINOR_SIDE: a dark disc
-    without bright endplates in a CT of bright ones still shows.
+    The disc side is the one with the larger departures: marrow fills most of the column, so the
+    running median sits at the marrow level and only the short disc levels leave it far - downwards
+    for dark discs, upwards for bright endplate bands. The other side counts at SPINE_MINOR_SIDE:
+    a dark disc without bright endplates in a CT of bright ones still shows.
     """
-    window = max(3, int(round(defaults.SPINE_MARROW_WINDOW_MM / dz_mm)) | 1)
-    marrow = ndimage.median_filter(profile, size=window, mode="nearest")
-    # a thin dense endplate must not outweigh the dark disc beside it once smoothed
-    clipped = np.clip(profile, marrow - defaults.SPINE_PROFILE_CLIP_HU, marrow + defaults.SPINE_PROFILE_CLIP_HU)
+    k = max(3, int(round(defaults.SPINE_MARROW_WINDOW_MM / dz_mm)) | 1)
+    marrow = ndimage.median_filter(profile, size=k, mode="nearest")
     sigma = max(defaults.SPINE_DISC_SMOOTH_MM, 0.5 * dz_mm) / dz_mm
-    smooth = ndimage.gaussian_filter1d(clipped, sigma, mode="nearest")  # first: a top-hat of noise is all positive
-    dev = smooth - ndimage.median_filter(smooth, size=window, mode="nearest")
-    k = max(2, int(round(defaults.SPINE_DISC_BAND_MM / dz_mm)))
-    up = smooth - ndimage.grey_opening(smooth, size=k, mode="nearest")
-    down = ndimage.grey_closing(smooth, size=k, mode="nearest") - smooth
+    dev = ndimage.gaussian_filter1d(profile - marrow, sigma, mode="nearest")
+    up, down = np.clip(dev, 0, None), np.clip(-dev, 0, None)
     if np.percentile(dev, 95) < -np.percentile(dev, 5):
         up, down = down, up
     return up + defaults.SPINE_MINOR_SIDE * down
@@ -166,8 +157,9 @@ def _chain(discness: np.ndarray, dz_mm: float, scale: float, edges: tuple[bool, 
                 v = best[i, j] - lam * ratio ** 2 + strength[k]
                 if v > best[j, k]:
                     best[j, k], prev[j, k] = v, i
-    if not np.isfinite(best).any():
-        return [int(cand[np.argmax(strength)])]
+    if not np.isfinite(best).any():  # a lone disc: only a clear one (noise makes weak maxima near the ends)
+        i = int(np.argmax(discness[cand]))
+        return [int(cand[i])] if discness[cand[i]] >= defaults.SPINE_LONE_DISC * scale else []
     j, k = np.unravel_index(int(np.argmax(best)), best.shape)
     chain = [k, j]
     while prev[chain[-1], chain[-2]] >= 0:

@@ -133,16 +133,29 @@ def check_l3(image: sitk.Image, network: L3Result, levels) -> L3Check:
                    notes)
 
 
-def locate_l3_checked(image: sitk.Image, checkpoint=None, ribs=None, use_ribs: bool = True) -> L3Check:
-    """L3 by count and network. The count needs the ribs (segment_ribs, several seconds) unless the
-    sacrum is in view; `use_ribs=False` is the light path (sacrum only)."""
+def locate_l3_checked(image: sitk.Image, checkpoint=None, ribs=None, count: str = "ribs") -> L3Check:
+    """L3 by count and network. `count`: "ribs" names the bodies from the rib heads and the sacrum,
+    "sacrum" from the sacrum alone, "none" leaves the network alone. The heads come from `ribs` (a
+    RibLabels, when the ribs are segmented anyway), else from `ribs.heads.rib_heads` (a box along the
+    spine, a fraction of the rib step's time), and when neither they nor the sacrum give a count, from
+    the full rib step."""
+    from RibFracSegLib.ribs import segment_ribs
     from RibFracSegLib.ribs.anatomy import column_landmarks
+    from RibFracSegLib.ribs.heads import rib_heads
     from RibFracSegLib.spine import vertebral_levels
 
+    if count not in ("ribs", "sacrum", "none"):
+        raise ValueError(f"count must be 'ribs', 'sacrum' or 'none', got {count!r}")
     network = locate_l3(image, checkpoint)
+    if count == "none":
+        return check_l3(image, network, None)
     marks = column_landmarks(image)  # one working grid and spine track for the ribs and the count
-    if ribs is None and use_ribs:
-        from RibFracSegLib.ribs import segment_ribs
-
-        ribs = segment_ribs(image, landmarks=marks)
-    return check_l3(image, network, vertebral_levels(image, ribs, landmarks=marks))
+    if count == "sacrum":
+        return check_l3(image, network, vertebral_levels(image, None, landmarks=marks))
+    levels = vertebral_levels(image, ribs if ribs is not None else rib_heads(image, landmarks=marks), landmarks=marks)
+    if ribs is None and levels.anchor == "none":
+        full = vertebral_levels(image, segment_ribs(image, landmarks=marks), landmarks=marks)
+        if full.anchor.startswith("rib"):
+            full.notes.insert(0, "the rib heads near the spine gave no count: counted from the segmented ribs")
+            levels = full
+    return check_l3(image, network, levels)

@@ -20,6 +20,7 @@ from scipy import ndimage
 from .. import defaults
 from ..geometry import lps_to_ras
 from ..ribs.anatomy import column_landmarks
+from ..ribs.heads import RibHeads
 from .bodies import bodies_between, body_centres, centre_profile, disc_profile, find_discs
 
 # The column top to bottom; L6 only exists when a transitional count needs it.
@@ -57,7 +58,7 @@ class SpineLevels:
     """Vertebral bodies bottom to top, how they were named, and what the anchors said."""
 
     vertebrae: list[Vertebra]
-    anchor: str  # "rib 12", "rib 1", "sacrum" or "none"
+    anchor: str  # "rib 12" (or "ribs 7-11" when rib 12 is not among the counting ribs), "sacrum" or "none"
     anchors: dict[str, int] = field(default_factory=dict)  # anchor -> index of its body in `vertebrae`
     lumbar_count: Optional[int] = None  # bodies between T12 and the sacrum, when both are in view
     sacrum_top_mm: Optional[float] = None
@@ -89,12 +90,15 @@ def sacrum_top(bone: np.ndarray, track, spacing_zyx) -> Optional[float]:
     disk = (yy / ry) ** 2 + (xx / rx) ** 2 <= 1.0
     nz = bone.shape[0]
     band = max(1, int(round(defaults.SPINE_SACRUM_BAND_MM / sy)))
+    rows = int(np.ceil(defaults.SPINE_SACRUM_CROP_MM / sy))
     wide = np.zeros(nz, bool)
     for z in range(nz // 2 + 1):
         if not bone[z].any():
             continue
         cy = int(np.clip(round(track.y[z]), 0, bone.shape[1] - 1))
-        thick = ndimage.binary_opening(ndimage.binary_fill_holes(bone[z]), disk)[max(0, cy - band):cy + band + 1]
+        y0 = max(0, cy - rows)  # rows enough to hold the body's marrow (filled) and the opening
+        thick = ndimage.binary_opening(ndimage.binary_fill_holes(bone[z, y0:cy + rows + 1]), disk)
+        thick = thick[max(0, cy - y0 - band):cy - y0 + band + 1]
         labels, _ = ndimage.label(thick.any(axis=0))  # left-right runs of bone at the body's level
         lab = labels[int(np.clip(round(track.x[z]), 0, bone.shape[2] - 1))]
         wide[z] = bool(lab) and (labels == lab).sum() * sx > defaults.SPINE_SACRUM_WIDTH_MM
@@ -128,56 +132,66 @@ def _head_fraction(number: int) -> float:
     return defaults.SPINE_RIB_HEAD_ON_BODY if number in (1, 10, 11, 12) else 1.0
 
 
-def rib_votes(ribs, vertebrae: list[Vertebra]) -> tuple[Optional[int], str, list[str], list[tuple]]:
+def rib_votes(ribs: RibHeads, vertebrae: list[Vertebra]) -> tuple[Optional[int], str, list[str], list[tuple]]:
     """Index of T12 among `vertebrae` from every numbered rib's head, the anchor's name, notes and the
     votes `(t12 estimate, side, number)`.
 
     Each head, as a continuous body index less where rib k's head sits on Tk (`_head_fraction`) and
     less 12 - k, estimates T12's index; a head's height is only known to a fraction of a body (where a
-    centreline starts), so T12 is the median of the estimates, rounded. A 'rib' whose head lies far
-    from the column (an iliac crest taken for rib 12) does not vote. No count when most ribs lie more
-    than SPINE_RIB_AGREE_BODIES from it, or when the left and the right ribs' medians are a body
-    apart (one side misnumbered, maybe both)."""
+    centreline starts), so T12 is the median of the estimates of the lowest SPINE_RIB_COUNT_LEVELS
+    rib levels, rounded (a disc missed higher up shifts the ribs above it, not the count at T12). A
+    'rib' whose head lies far from the column (an iliac crest taken for rib 12) does not vote; fewer
+    than SPINE_RIB_MIN_VOTES heads (a lone rib numbered from the bottom of a cut cage) give no count.
+    No count when most of the counting ribs lie more than SPINE_RIB_AGREE_BODIES from it, or when the
+    left and the right ribs' medians are a body apart (one side misnumbered, maybe both)."""
     votes = []
-    for r in getattr(ribs, "ribs", []):
-        if not r.number or not len(r.centreline_lps) or not vertebrae:
+    for r in ribs.heads:
+        if not r.number or not vertebrae:
             continue
-        head = r.centreline_lps[0]
+        head = r.head_lps
         near = min(vertebrae, key=lambda v: abs(v.centre_lps[2] - head[2]))
         if np.hypot(head[0] - near.centre_lps[0], head[1] - near.centre_lps[1]) > defaults.SPINE_RIB_HEAD_MAX_MM:
             continue
         b = _body_position(float(head[2]), vertebrae)
         if b is not None:
             votes.append((b - _head_fraction(r.number) - (12 - r.number), r.side, r.number))
-    if not votes:
-        return None, "none", [], votes
-    estimates = np.array([v[0] for v in votes])
+    if len(votes) < defaults.SPINE_RIB_MIN_VOTES:
+        return None, "none", [f"{len(votes)} numbered rib head(s) beside the bodies found: too few to count from"
+                              ] if votes else [], votes
+    lowest = max(n for _, _, n in votes)  # the ribs nearest the lumbar spine count: a disc missed higher up
+    counting = [v for v in votes if v[2] > lowest - defaults.SPINE_RIB_COUNT_LEVELS]  # shifts only the ribs above
+    estimates = np.array([v[0] for v in counting])
     best = int(np.round(np.median(estimates)))
     agree = int(np.sum(np.abs(estimates - best) <= defaults.SPINE_RIB_AGREE_BODIES))
-    numbers = sorted({n for _, _, n in votes})
-    label = "rib 12" if 12 in numbers else "rib 1" if 1 in numbers else f"ribs {numbers[0]}-{numbers[-1]}"
-    notes = [] if agree == len(votes) else [f"{agree} of {len(votes)} numbered ribs agree on T12 ({label})"]
-    sides = {side: float(np.median([t for t, sd, _ in votes if sd == side])) for side in ("L", "R")
-             if sum(sd == side for _, sd, _ in votes) >= defaults.SPINE_RIB_SIDE_MIN}
+    numbers = sorted({n for _, _, n in counting})
+    label = "rib 12" if 12 in numbers else f"ribs {numbers[0]}-{numbers[-1]}"
+    notes = [] if agree == len(counting) else [f"{agree} of {len(counting)} lowest numbered ribs agree on T12 ({label})"]
+    sides = {side: float(np.median([t for t, sd, _ in counting if sd == side])) for side in ("L", "R")
+             if sum(sd == side for _, sd, _ in counting) >= defaults.SPINE_RIB_SIDE_MIN}
     if len(sides) == 2 and abs(sides["L"] - sides["R"]) > defaults.SPINE_RIB_SIDES_APART:
         notes.append(f"left and right ribs place T12 {abs(sides['L'] - sides['R']):.1f} bodies apart: not used")
         return None, "none", notes, votes
-    if agree <= defaults.SPINE_RIB_MAJORITY * len(votes):
+    if agree <= defaults.SPINE_RIB_MAJORITY * len(counting):
         notes.append("the ribs do not agree on the count: not used")
         return None, "none", notes, votes
     return best, label, notes, [(t - best, side, n) for t, side, n in votes]
 
 
 def unname_contradicted(vertebrae: list[Vertebra], votes: list[tuple], t12: int) -> list[str]:
-    """Leave unnamed the bodies above the highest rib head, and from the level up where the ribs at and
-    above it lie, by their median, more than SPINE_RIB_DRIFT_BODIES off the count (a disc missed or
-    doubled there shifts every name beyond it), rather than give them wrong names. `votes` hold each
-    rib's offset from the count (rib_votes)."""
-    cut = t12 + 12 - min(n for _, _, n in votes) + 1  # no rib checks the count above the top rib's body
-    for k in range(12, 0, -1):
-        above = [off for off, _, n in votes if n <= k]
-        if above and abs(float(np.median(above))) > defaults.SPINE_RIB_DRIFT_BODIES:
-            cut = min(cut, t12 + 12 - k)
+    """Leave unnamed the bodies above the highest rib head, and those from where the ribs drift off the
+    count going up: the lowest rib level whose heads, and the next level's above, lie (median of the
+    two sides) more than SPINE_RIB_DRIFT_BODIES off it - a disc missed or doubled there shifts every
+    name beyond it; from the body its heads land in, up, nothing is named rather than named wrong.
+    `votes` hold each rib's offset from the count (rib_votes)."""
+    top = t12 + 12 - min(n for _, _, n in votes) + 1  # no rib checks the count above the top rib's body
+    off = {k: float(np.median([o for o, _, n in votes if n == k])) for k in {n for _, _, n in votes}}
+    levels = sorted(off, reverse=True)  # lowest rib first
+    cut = top
+    for i, k in enumerate(levels):
+        above = levels[i + 1] if i + 1 < len(levels) else None
+        if abs(off[k]) > defaults.SPINE_RIB_DRIFT_BODIES and (above is None or
+                                                             abs(off[above]) > defaults.SPINE_RIB_DRIFT_BODIES):
+            cut = min(cut, t12 + 12 - k - 1)
             break
     if cut >= len(vertebrae):
         return []
@@ -186,8 +200,7 @@ def unname_contradicted(vertebrae: list[Vertebra], votes: list[tuple], t12: int)
         v.name = None
     if not names:
         return []
-    why = "no rib checks the count" if cut == t12 + 12 - min(n for _, _, n in votes) + 1 else \
-        "ribs' heads drift off the count"
+    why = "no rib checks the count" if cut == top else "ribs' heads drift off the count"
     return [f"{why} from {names[0]} up: those bodies unnamed"]
 
 
@@ -239,8 +252,9 @@ def name_vertebrae(vertebrae: list[Vertebra], t12: Optional[int], l5: Optional[i
 
 
 def vertebral_levels(image: sitk.Image, ribs=None, landmarks=None) -> SpineLevels:
-    """Vertebral bodies of a CT (HU), named by counting; `ribs` a RibLabels (from segment_ribs) or None
-    (then only the sacrum can anchor the count); `landmarks` the CT's column_landmarks if at hand."""
+    """Vertebral bodies of a CT (HU), named by counting; `ribs` a RibHeads (ribs.heads.rib_heads), a
+    RibLabels (segment_ribs, when the ribs are segmented anyway) or None (then only the sacrum can
+    anchor the count); `landmarks` the CT's column_landmarks if at hand."""
     t0 = time.perf_counter()
     marks = landmarks if landmarks is not None else column_landmarks(image)
     canon, grid, bone = marks.canon, marks.grid, marks.bone
@@ -268,6 +282,8 @@ def vertebral_levels(image: sitk.Image, ribs=None, landmarks=None) -> SpineLevel
             joints[i] = True
     z_edges = (to_lps(-0.5)[2], to_lps(grid.hu.shape[0] - 0.5)[2])
     timings = {"bodies": time.perf_counter() - t0}
+    if ribs is not None and not isinstance(ribs, RibHeads):
+        ribs = RibHeads.from_ribs(ribs)
     t12, rib_label, rib_notes, votes = rib_votes(ribs, vertebrae) if ribs is not None else (None, "none", [], [])
     l5 = 0 if sacrum is not None and vertebrae and vertebrae[0].complete else None
     anchor, anchors, lumbar, notes = name_vertebrae(vertebrae, t12, l5, rib_label)

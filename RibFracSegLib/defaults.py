@@ -285,11 +285,13 @@ SPINE_SACRUM_BAND_MM = 4.0  # ... measured within this of the body's antero-post
 SPINE_RIB_HEAD_ON_BODY = 0.75  # ribs 1, 10-12 meet Tk on its upper half (LIDC-IDRI-0001: 0.45-0.8; ribs 2-9: at its top disc)
 SPINE_RIB_AGREE_BODIES = 0.5  # a rib head within this many bodies of where the count puts it agrees with the count
 SPINE_RIB_DRIFT_BODIES = 0.75  # the ribs at and above a level off the count by this (median): a disc missed or doubled there
+SPINE_RIB_BELOW_BODIES = 1.5  # a counting rib head this many bodies below its body contradicts the count (LIDC-0001: <= 1.0)
 SPINE_RIB_SIDES_APART = 0.75  # left and right ribs' median T12 this many bodies apart: a side is misnumbered
 SPINE_RIB_HEAD_MAX_MM = 45.0  # a rib head lies within this (axial plane) of its vertebral body centre
 SPINE_RIB_MAJORITY = 0.5  # the ribs' count is used when more than this share of numbered ribs agree with it
 SPINE_RIB_COUNT_LEVELS = 5  # T12 from the heads of the lowest this many rib levels (the rest check the bodies above)
-SPINE_RIB_MIN_VOTES = 3  # the ribs name the column only when at least this many numbered heads vote
+SPINE_FEW_HEADS = 10  # fewer numbered rib heads from the box than this and no count: l3 retries on segment_ribs
+SPINE_RIB_MIN_VOTES = 2  # the ribs name the column only when at least this many numbered heads vote (one lone head: no)
 SPINE_RIB_SIDE_MIN = 3  # a side with this many voting ribs must agree with the other side on T12
 L3_AGREE_FRACTION = 0.5  # count and network agree within this share of L3's height (body + disc)
 SPINE_DISC_FLOOR = -0.3  # a disc candidate adds its strength (share of the 90th percentile) less this

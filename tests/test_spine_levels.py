@@ -106,11 +106,12 @@ def network(z: float, in_view: bool = True, conf: float = 0.8) -> L3Result:
                     center_lps=(0, 0, z), row_mm=0.0)
 
 
-def named_levels(names_bottom_up: list[str], height: float = 30.0) -> SpineLevels:
+def named_levels(names_bottom_up: list[str], height: float = 30.0, numbering: str = "rib 1", sides: int = 2
+                 ) -> SpineLevels:
     bodies = fake_bodies(len(names_bottom_up), height)
     for v, n in zip(bodies, names_bottom_up):
         v.name = n
-    return SpineLevels(bodies, anchor="rib 12")
+    return SpineLevels(bodies, anchor="rib 12", count_sides=sides, rib_numbering=numbering)
 
 
 class _Image:  # the only geometry check_l3 needs: a 1-mm axial stack with z = index
@@ -142,6 +143,16 @@ def test_l3_check_agree_disagree_and_fallbacks():
     unnamed = SpineLevels(fake_bodies(4), anchor="none")
     alone = check_l3(_Image(), network(50.0), unnamed)
     assert alone.in_view and alone.source == "network" and alone.review
+    # ribs counted from the bottom of a cut cage, or on one side only: on disagreement the network's L3 stands
+    for weak_count in (named_levels(["L4", "L3", "L2", "L1", "T12"], numbering="rib 12"),
+                       named_levels(["L4", "L3", "L2", "L1", "T12"], sides=1)):
+        flagged = check_l3(_Image(), network(80.0), weak_count)
+        assert flagged.source == "network" and flagged.z_mm == pytest.approx(80.0) and flagged.review
+        assert flagged.count_z_mm == pytest.approx(45.0) and "counted from the bottom" in flagged.review_reason
+        assert check_l3(_Image(), network(50.0), weak_count).source == "count+network"  # agreeing: as before
+    one_side_chest = named_levels(["L1", "T12", "T11"], sides=1)
+    beyond = check_l3(_Image(), network(10.0), one_side_chest)
+    assert beyond.in_view and beyond.source == "network" and beyond.review and "outside the CT" in beyond.review_reason
 
 
 @pytest.mark.parametrize("seed,fov,orientation,slice_mm", [
@@ -196,7 +207,7 @@ def test_l3_refuses_an_mr_volume(tmp_path, capsys):
 
 def test_short_upper_thoracic_bodies_found_between_bright_bands():
     """Bodies of 15-17 mm with their disc (upper thoracic, 2.5 mm slices), bright endplate bands on a
-    marrow level that rises up the column: a 30 mm running median sits between marrow and bands there."""
+    marrow level that rises up the column (LIDC-IDRI-0001's T1-T3, merged by a 30 mm running median)."""
     dz, rng = 2.5, np.random.default_rng(5)
     pitches = [28, 27, 26, 24, 22, 21, 20, 19, 18, 17, 16, 15, 15]
     disc_z = np.cumsum(pitches).astype(float)

@@ -61,6 +61,8 @@ class SpineLevels:
     anchor: str  # "rib 12" (or "ribs 7-11" when rib 12 is not among the counting ribs), "sacrum" or "none"
     anchors: dict[str, int] = field(default_factory=dict)  # anchor -> index of its body in `vertebrae`
     lumbar_count: Optional[int] = None  # bodies between T12 and the sacrum, when both are in view
+    count_sides: int = 0  # sides (left, right) whose ribs set the count; 0 when the sacrum or nothing did
+    rib_numbering: str = "none"  # how the ribs were numbered: from rib 1 (top of the cage) and/or rib 12
     sacrum_top_mm: Optional[float] = None
     fov_mm: tuple[float, float] = (0.0, 0.0)  # (bottom, top) superior coordinate of the CT
     notes: list[str] = field(default_factory=list)
@@ -71,6 +73,7 @@ class SpineLevels:
 
     def to_dict(self) -> dict:
         return {"anchor": self.anchor, "anchors": dict(self.anchors), "lumbar_count": self.lumbar_count,
+                "count_sides": self.count_sides, "rib_numbering": self.rib_numbering,
                 "sacrum_top_mm": None if self.sacrum_top_mm is None else round(self.sacrum_top_mm, 2),
                 "fov_mm": [round(v, 2) for v in self.fov_mm], "notes": list(self.notes),
                 "named": [v.name for v in self.vertebrae if v.name],
@@ -142,8 +145,10 @@ def rib_votes(ribs: RibHeads, vertebrae: list[Vertebra]) -> tuple[Optional[int],
     rib levels, rounded (a disc missed higher up shifts the ribs above it, not the count at T12). A
     'rib' whose head lies far from the column (an iliac crest taken for rib 12) does not vote; fewer
     than SPINE_RIB_MIN_VOTES heads (a lone rib numbered from the bottom of a cut cage) give no count.
-    No count when most of the counting ribs lie more than SPINE_RIB_AGREE_BODIES from it, or when the
-    left and the right ribs' medians are a body apart (one side misnumbered, maybe both)."""
+    No count when most of the counting ribs lie more than SPINE_RIB_AGREE_BODIES from it, when the
+    left and the right ribs' medians are a body apart (one side misnumbered, maybe both), or when a
+    counting rib's head lies more than SPINE_RIB_BELOW_BODIES below its body (its number is wrong, and
+    the rib numbers above it may be too)."""
     votes = []
     for r in ribs.heads:
         if not r.number or not vertebrae:
@@ -173,6 +178,11 @@ def rib_votes(ribs: RibHeads, vertebrae: list[Vertebra]) -> tuple[Optional[int],
         return None, "none", notes, votes
     if agree <= defaults.SPINE_RIB_MAJORITY * len(counting):
         notes.append("the ribs do not agree on the count: not used")
+        return None, "none", notes, votes
+    off = min(counting, key=lambda v: v[0])
+    if best - off[0] > defaults.SPINE_RIB_BELOW_BODIES:  # a rib head far below its body: a rib missed or extra
+        notes.append(f"rib {off[1]}{off[2]}'s head lies {best - off[0]:.1f} bodies below where the count puts it: "
+                     "not used")
         return None, "none", notes, votes
     return best, label, notes, [(t - best, side, n) for t, side, n in votes]
 
@@ -293,6 +303,9 @@ def vertebral_levels(image: sitk.Image, ribs=None, landmarks=None) -> SpineLevel
     if anchor != "none":
         notes += unname_across_joints(vertebrae, joints, t12 if anchor == rib_label else l5)
     timings["naming"] = time.perf_counter() - t0 - timings["bodies"]
-    return SpineLevels(vertebrae=vertebrae, anchor=anchor, anchors=anchors, lumbar_count=lumbar,
+    lowest = max((n for _, _, n in votes), default=12)
+    sides = {side for _, side, n in votes if n > lowest - defaults.SPINE_RIB_COUNT_LEVELS} if anchor == rib_label else set()
+    return SpineLevels(vertebrae=vertebrae, anchor=anchor, anchors=anchors, lumbar_count=lumbar, count_sides=len(sides),
+                       rib_numbering=ribs.numbering if ribs is not None else "none",
                        sacrum_top_mm=None if sacrum is None else to_lps(sacrum)[2],
                        fov_mm=(min(z_edges), max(z_edges)), notes=notes, timings_s=timings)

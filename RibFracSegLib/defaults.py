@@ -285,7 +285,7 @@ SPINE_SACRUM_BAND_MM = 4.0  # ... measured within this of the body's antero-post
 SPINE_RIB_HEAD_ON_BODY = 0.75  # ribs 1, 10-12 meet Tk on its upper half (LIDC-IDRI-0001: 0.45-0.8; ribs 2-9: at its top disc)
 SPINE_RIB_AGREE_BODIES = 0.5  # a rib head within this many bodies of where the count puts it agrees with the count
 SPINE_RIB_DRIFT_BODIES = 0.75  # the ribs at and above a level off the count by this (median): a disc missed or doubled there
-SPINE_RIB_BELOW_BODIES = 1.5  # a counting rib head this many bodies below its body contradicts the count (LIDC-0001: <= 1.0)
+SPINE_RIB_BELOW_BODIES = 1.5  # a lowest-level rib head this many bodies below T12 voids the count (LIDC-0001: <= 0.5)
 SPINE_RIB_SIDES_APART = 0.75  # left and right ribs' median T12 this many bodies apart: a side is misnumbered
 SPINE_RIB_HEAD_MAX_MM = 45.0  # a rib head lies within this (axial plane) of its vertebral body centre
 SPINE_RIB_MAJORITY = 0.5  # the ribs' count is used when more than this share of numbered ribs agree with it

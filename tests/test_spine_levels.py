@@ -78,6 +78,11 @@ def test_rib_votes_majority_far_heads_and_disagreement():
     assert any("4 of 5" in n for n in notes)
     split = RibHeads([rib("L", 12, 250.0), rib("R", 12, 190.0)])
     assert rib_votes(split, bodies)[0] is None
+    # a rib 12 two bodies below where the others put T12: a rib was missed above it, the numbers are off
+    below = RibHeads([rib("L", 12, 250.0), rib("R", 12, 252.0), rib("L", 11, 280.0), rib("R", 11, 282.0),
+                      rib("R", 12, 190.0)])
+    t12, _, notes, _ = rib_votes(below, bodies)
+    assert t12 is None and any("bodies below where the count puts it" in n for n in notes)
     # each side self-consistent but one body apart (a side misnumbered): no count from the ribs
     sides = RibHeads([rib("L", n, 250.0 + 30 * (12 - n)) for n in (12, 11, 10, 9)]
                      + [rib("R", n, 220.0 + 30 * (12 - n)) for n in (12, 11, 10)])

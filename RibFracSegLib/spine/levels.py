@@ -147,8 +147,8 @@ def rib_votes(ribs: RibHeads, vertebrae: list[Vertebra]) -> tuple[Optional[int],
     than SPINE_RIB_MIN_VOTES heads (a lone rib numbered from the bottom of a cut cage) give no count.
     No count when most of the counting ribs lie more than SPINE_RIB_AGREE_BODIES from it, when the
     left and the right ribs' medians are a body apart (one side misnumbered, maybe both), or when a
-    counting rib's head lies more than SPINE_RIB_BELOW_BODIES below its body (its number is wrong, and
-    the rib numbers above it may be too)."""
+    head of the lowest rib level lies more than SPINE_RIB_BELOW_BODIES below the count's T12 (a rib was
+    missed above it, so the numbers above are off)."""
     votes = []
     for r in ribs.heads:
         if not r.number or not vertebrae:
@@ -179,8 +179,8 @@ def rib_votes(ribs: RibHeads, vertebrae: list[Vertebra]) -> tuple[Optional[int],
     if agree <= defaults.SPINE_RIB_MAJORITY * len(counting):
         notes.append("the ribs do not agree on the count: not used")
         return None, "none", notes, votes
-    off = min(counting, key=lambda v: v[0])
-    if best - off[0] > defaults.SPINE_RIB_BELOW_BODIES:  # a rib head far below its body: a rib missed or extra
+    off = min((v for v in counting if v[2] == lowest), key=lambda v: v[0])
+    if best - off[0] > defaults.SPINE_RIB_BELOW_BODIES:  # the lowest rib far below T12: a rib missed above it
         notes.append(f"rib {off[1]}{off[2]}'s head lies {best - off[0]:.1f} bodies below where the count puts it: "
                      "not used")
         return None, "none", notes, votes

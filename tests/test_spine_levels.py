@@ -62,6 +62,11 @@ def test_sacrum_alone_and_conflicts():
     bodies = fake_bodies(6)
     anchor, _, _, notes = name_vertebrae(bodies, t12=2, l5=0)  # 2 lumbar: impossible
     assert anchor == "none" and all(v.name is None for v in bodies) and notes
+    # the same conflict with ribs counted from the bottom of a cut cage: the sacrum names the column
+    bodies = fake_bodies(9)
+    anchor, _, _, notes = name_vertebrae(bodies, t12=7, l5=0, ribs_weak=True)  # 7 lumbar: the ribs are wrong
+    assert anchor == "sacrum" and [v.name for v in bodies][:6] == ["L5", "L4", "L3", "L2", "L1", "T12"]
+    assert any("named from the sacrum" in n for n in notes)
 
 
 def rib(side, number, z, x=25.0):
@@ -153,8 +158,12 @@ def test_l3_check_agree_disagree_and_fallbacks():
                        named_levels(["L4", "L3", "L2", "L1", "T12"], sides=1)):
         flagged = check_l3(_Image(), network(80.0), weak_count)
         assert flagged.source == "network" and flagged.z_mm == pytest.approx(80.0) and flagged.review
-        assert flagged.count_z_mm == pytest.approx(45.0) and "counted from the bottom" in flagged.review_reason
+        assert flagged.count_z_mm == pytest.approx(45.0) and "weak count" in flagged.review_reason
         assert check_l3(_Image(), network(50.0), weak_count).source == "count+network"  # agreeing: as before
+    overruled = named_levels(["L4", "L3", "L2", "L1", "T12"])
+    overruled.anchor, overruled.overruled = "sacrum", True  # the sacrum named it against the ribs' count
+    assert check_l3(_Image(), network(80.0), overruled).source == "network"
+    assert check_l3(_Image(), network(80.0), named_levels(["L4", "L3", "L2", "L1", "T12"])).source == "count"
     one_side_chest = named_levels(["L1", "T12", "T11"], sides=1)
     beyond = check_l3(_Image(), network(10.0), one_side_chest)
     assert beyond.in_view and beyond.source == "network" and beyond.review and "outside the CT" in beyond.review_reason

@@ -141,11 +141,11 @@ def check_l3(image: sitk.Image, network: L3Result, levels) -> L3Check:
     notes = list(levels.notes) if levels is not None else []
     half = defaults.L3_AGREE_FRACTION * height
     net_z = network.z_mm if network.in_view else None
-    # ribs numbered from the bottom of a cut cage (ambiguous: ../shared/reference/ribs.md) or of one side
-    # only are the count's weak case: when it and the network disagree, the network's answer stands
-    # (flagged); the sacrum, or both sides' ribs counted from rib 1, outweigh the network
-    weak = (anchor.startswith("rib") and net_z is not None
-            and ("rib 1" not in levels.rib_numbering.split(" and ") or levels.count_sides < 2))
+    # ribs numbered from the bottom of a cut cage (ambiguous: ../shared/reference/ribs.md), of one side
+    # only, or overruled by the sacrum are the count's weak case (SpineLevels.weak): when it and the
+    # network disagree, the network's answer stands (flagged); the sacrum, or both sides' ribs counted
+    # from rib 1, outweigh the network
+    weak = net_z is not None and levels is not None and levels.weak
     if l3 is not None:
         diff = None if net_z is None else l3.centre_lps[2] - net_z
         if net_z is None:
@@ -160,14 +160,14 @@ def check_l3(image: sitk.Image, network: L3Result, levels) -> L3Check:
             review, reason = True, "; ".join(s for s in (reason, f"{lumbar} lumbar vertebrae (transitional)") if s)
         agree = net_z is not None and abs(diff) <= half
         if weak and not agree:
-            reason += "; the ribs were counted from the bottom or on one side only: the network's L3"
+            reason += "; a weak count (ribs counted from the bottom, on one side, or against the sacrum): the network's L3"
         point = network.center_lps if agree or weak else l3.centre_lps  # the network's row is finer when right
         source = "count+network" if agree else "network" if weak else "count"
         return L3Check(True, source, point[2], point, _slice_index(image, point),
                        review, reason, anchor, lumbar, l3.centre_lps[2], net_z, diff, network, levels, notes)
     if outside and weak:
-        reason = (f"count ({anchor}, ribs counted from the bottom or on one side) shows L3 outside the CT but the "
-                  f"network places it at z {net_z:.0f} mm: the network's L3")
+        reason = (f"a weak count ({anchor}) shows L3 outside the CT but the network places it at z {net_z:.0f} mm: "
+                  "the network's L3")
         return L3Check(True, "network", network.z_mm, network.center_lps, network.slice_index, True, reason,
                        anchor, lumbar, None, net_z, None, network, levels, notes)
     if outside:

@@ -63,10 +63,17 @@ class SpineLevels:
     lumbar_count: Optional[int] = None  # bodies between T12 and the sacrum, when both are in view
     count_sides: int = 0  # sides (left, right) whose ribs set the count; 0 when the sacrum or nothing did
     rib_numbering: str = "none"  # how the ribs were numbered: from rib 1 (top of the cage) and/or rib 12
+    overruled: bool = False  # the ribs' count conflicted with the sacrum, which named the column
     sacrum_top_mm: Optional[float] = None
     fov_mm: tuple[float, float] = (0.0, 0.0)  # (bottom, top) superior coordinate of the CT
     notes: list[str] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def weak(self) -> bool:
+        """The count is the weak kind: the ribs named the column weakly (`weak_ribs`), or the sacrum did
+        after overruling the ribs (one of the two anchors was wrong, and so maybe it)."""
+        return (self.anchor.startswith("rib") and weak_ribs(self.rib_numbering, self.count_sides)) or self.overruled
 
     def by_name(self, name: str) -> Optional[Vertebra]:
         return next((v for v in self.vertebrae if v.name == name), None)
@@ -79,6 +86,12 @@ class SpineLevels:
                 "named": [v.name for v in self.vertebrae if v.name],
                 "timings_s": {k: round(v, 3) for k, v in self.timings_s.items()},
                 "vertebrae": [v.to_dict() for v in self.vertebrae]}
+
+
+def weak_ribs(numbering: str, sides: int) -> bool:
+    """A rib count is weak when the ribs were numbered from the bottom of a cut cage (ambiguous: 11 or 13
+    pairs, a hypoplastic 12th; ../shared/reference/ribs.md) or only one side's ribs set it."""
+    return "rib 1" not in numbering.split(" and ") or sides < 2
 
 
 def sacrum_top(bone: np.ndarray, track, spacing_zyx) -> Optional[float]:
@@ -231,15 +244,22 @@ def unname_across_joints(vertebrae: list[Vertebra], joints: list[bool], anchor: 
     return notes
 
 
-def name_vertebrae(vertebrae: list[Vertebra], t12: Optional[int], l5: Optional[int], rib_label: str = "rib 12"
-                   ) -> tuple[str, dict, Optional[int], list[str]]:
+def name_vertebrae(vertebrae: list[Vertebra], t12: Optional[int], l5: Optional[int], rib_label: str = "rib 12",
+                   ribs_weak: bool = False) -> tuple[str, dict, Optional[int], list[str]]:
     """Name bodies (bottom to top) from the ribs' T12 (`t12`, may lie outside the list) or else the
-    sacrum's L5; the other is a check. Returns (anchor used, anchors found, lumbar count, notes)."""
+    sacrum's L5; the other is a check. When they conflict, a weak rib count (`ribs_weak`: counted from
+    the bottom of a cut cage, or on one side) gives way to the sacrum; otherwise neither is used.
+    Returns (anchor used, anchors found, lumbar count, notes)."""
     anchors = {k: v for k, v in ((rib_label, t12), ("sacrum", l5)) if v is not None}
     notes, lumbar = [], None
     if t12 is not None and l5 is not None:
         lumbar = t12 - l5
-        if not 4 <= lumbar <= 6:
+        if not 4 <= lumbar <= 6 and ribs_weak:
+            notes.append(f"{lumbar} bodies between the ribs' T12 and the sacrum (4-6 possible); the ribs were "
+                         "counted from the bottom or on one side: named from the sacrum")
+            anchors.pop(rib_label)
+            lumbar, t12 = None, None
+        elif not 4 <= lumbar <= 6:
             notes.append(f"{lumbar} bodies between the ribs' T12 and the sacrum (4-6 possible): "
                          "neither anchor is used")
             anchors.clear()
@@ -296,16 +316,18 @@ def vertebral_levels(image: sitk.Image, ribs=None, landmarks=None) -> SpineLevel
         ribs = RibHeads.from_ribs(ribs)
     t12, rib_label, rib_notes, votes = rib_votes(ribs, vertebrae) if ribs is not None else (None, "none", [], [])
     l5 = 0 if sacrum is not None and vertebrae and vertebrae[0].complete else None
-    anchor, anchors, lumbar, notes = name_vertebrae(vertebrae, t12, l5, rib_label)
+    lowest = max((n for _, _, n in votes), default=12)
+    sides = {side for _, side, n in votes if n > lowest - defaults.SPINE_RIB_COUNT_LEVELS} if t12 is not None else set()
+    numbering = ribs.numbering if ribs is not None else "none"
+    anchor, anchors, lumbar, notes = name_vertebrae(vertebrae, t12, l5, rib_label, weak_ribs(numbering, len(sides)))
     notes = rib_notes + notes
     if anchor == rib_label and t12 is not None:
         notes += unname_contradicted(vertebrae, votes, t12)
     if anchor != "none":
         notes += unname_across_joints(vertebrae, joints, t12 if anchor == rib_label else l5)
     timings["naming"] = time.perf_counter() - t0 - timings["bodies"]
-    lowest = max((n for _, _, n in votes), default=12)
-    sides = {side for _, side, n in votes if n > lowest - defaults.SPINE_RIB_COUNT_LEVELS} if anchor == rib_label else set()
-    return SpineLevels(vertebrae=vertebrae, anchor=anchor, anchors=anchors, lumbar_count=lumbar, count_sides=len(sides),
-                       rib_numbering=ribs.numbering if ribs is not None else "none",
+    return SpineLevels(vertebrae=vertebrae, anchor=anchor, anchors=anchors, lumbar_count=lumbar,
+                       count_sides=len(sides) if anchor == rib_label else 0, rib_numbering=numbering,
+                       overruled=t12 is not None and anchor == "sacrum",
                        sacrum_top_mm=None if sacrum is None else to_lps(sacrum)[2],
                        fov_mm=(min(z_edges), max(z_edges)), notes=notes, timings_s=timings)

@@ -264,6 +264,7 @@ UNFOLD_SLICER_VIEW = "RibUnfolded"  # layout name of the slice view that shows t
 UNFOLD_SLICER_LAYOUT_ID = 5016  # our layout (picture on top, CT axial/sagittal/coronal below); Slicer's own ids are < 500
 
 # --- Vertebral bodies along the spine track, named by counting from landmarks (spine/) ---------
+SPINE_WORK_SLICE_MM = 2.5  # the count's working slices are no finer than this (LIDC-IDRI-0001's 2.5 mm resolve its T1-T3 discs)
 SPINE_CENTRE_SEARCH_MM = 30.0  # the body's centre is the deepest bone within this of the spine track
 SPINE_PROFILE_RADIUS_MM = 8.0  # the profile is the mean HU within this of the vertebral body's centre
 SPINE_PROFILE_HU = (-100.0, 1000.0)  # HU clipped to this before averaging (air, metal)

@@ -198,14 +198,15 @@ def locate_l3_checked(image: sitk.Image, checkpoint=None, ribs=None, count: str 
     network = locate_l3(image, checkpoint)
     if count == "none":
         return check_l3(image, network, None)
-    marks = column_landmarks(image)  # one working grid and spine track for the ribs and the count
+    # one working grid and spine track for the rib heads and the count, slices no finer than the count needs
+    marks = column_landmarks(image, slice_mm=defaults.SPINE_WORK_SLICE_MM)
     if count == "sacrum":
         return check_l3(image, network, vertebral_levels(image, None, landmarks=marks))
     heads = ribs if ribs is not None else rib_heads(image, landmarks=marks)
     levels = vertebral_levels(image, heads, landmarks=marks)
     few = ribs is None and sum(h.number is not None for h in heads.heads) < defaults.SPINE_FEW_HEADS
     if few and levels.anchor == "none":  # a cut cage the box saw little of: the segmented ribs may say more
-        full = vertebral_levels(image, segment_ribs(image, landmarks=marks), landmarks=marks)
+        full = vertebral_levels(image, segment_ribs(image), landmarks=marks)  # the rib step on its own grid
         if full.anchor.startswith("rib"):
             full.notes.insert(0, "the rib heads near the spine gave no count: counted from the segmented ribs")
             levels = full

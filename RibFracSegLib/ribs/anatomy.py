@@ -35,10 +35,13 @@ class WorkingGrid:
         return out[: shape[0], : shape[1], : shape[2]]
 
 
-def working_grid(canonical_hu: np.ndarray, spacing_zyx: tuple[float, float, float]) -> WorkingGrid:
-    """Average blocks of voxels so each working voxel is about RIB_WORK_MM (never finer than the input)."""
-    factors = tuple(max(1, min(n, int(round(defaults.RIB_WORK_MM / s))))  # never more than the axis holds
-                    for n, s in zip(canonical_hu.shape, spacing_zyx))
+def working_grid(canonical_hu: np.ndarray, spacing_zyx: tuple[float, float, float], slice_mm: float = 0.0
+                 ) -> WorkingGrid:
+    """Average blocks of voxels so each working voxel is about RIB_WORK_MM (never finer than the input),
+    and each working slice about `slice_mm` when that is coarser (the vertebral count's grid)."""
+    work = (max(defaults.RIB_WORK_MM, slice_mm), defaults.RIB_WORK_MM, defaults.RIB_WORK_MM)
+    factors = tuple(max(1, min(n, int(round(w / s))))  # never more than the axis holds
+                    for n, s, w in zip(canonical_hu.shape, spacing_zyx, work))
     shape = [max(1, n // f) for n, f in zip(canonical_hu.shape, factors)]
     crop = canonical_hu[: shape[0] * factors[0], : shape[1] * factors[1], : shape[2] * factors[2]]
     hu = np.maximum(crop, np.float32(defaults.AIR_HU), dtype=np.float32)
@@ -184,10 +187,11 @@ class ColumnLandmarks:
     track: SpineTrack
 
 
-def column_landmarks(image) -> ColumnLandmarks:
-    """Canonical view -> working grid -> body, bone and spine track of a CT (sitk.Image, HU)."""
+def column_landmarks(image, slice_mm: float = 0.0) -> ColumnLandmarks:
+    """Canonical view -> working grid -> body, bone and spine track of a CT (sitk.Image, HU); `slice_mm`
+    coarsens the working slices to about that (the count alone needs no finer: SPINE_WORK_SLICE_MM)."""
     canon = canonical_volume(image)
-    grid = working_grid(np.asarray(canon.array), canon.spacing_zyx)
+    grid = working_grid(np.asarray(canon.array), canon.spacing_zyx, slice_mm)
     body = body_mask(grid.hu)
     bone = bone_mask(grid.hu, body, grid.spacing_zyx)
     return ColumnLandmarks(canon, grid, body, bone, spine_track(bone, body, grid.spacing_zyx))

@@ -104,6 +104,7 @@ if GUI_AVAILABLE:
         threshold: Annotated[float, WithinRange(0.0, 0.99)] = defaults.PROB_THRESHOLD
         computeL3: bool = False
         heightM: Annotated[float, WithinRange(0.0, defaults.HEIGHT_RANGE_M[1])] = 0.0  # 0 = unknown (no SMI)
+        l3Checkpoint: str = ""  # "" = the shipped L3 model, resolved at run time
         showRibs: bool = False  # add a '<CT> ribs' segmentation (hidden in 3D)
         showUnfolded: bool = False  # add the rib-unfolded picture and show it in its own view
         outputSegmentation: slicer.vtkMRMLSegmentationNode
@@ -169,12 +170,16 @@ class RibFracSegWidget(*_WIDGET_BASES):
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = RibFracSegLogic()
         loadTerminology()  # again here (no-op when loaded): a module added after start-up missed the signal
-        # The checkpoint is a string ("" = shipped model); parameterNodeWrapper only binds a path line edit
-        # to a pathlib.Path (where "" becomes "."), so this one field is bound here by hand.
-        self.ui.checkpointPathLineEdit.settingKey = "RibFracSeg/RecentCheckpoints"  # remembers recent files
-        for lineEdit in slicer.util.findChildren(self.ui.checkpointPathLineEdit, className="QLineEdit")[:1]:
-            lineEdit.placeholderText = _("shipped model (ribfrac_default.pt)")
-        self.ui.checkpointPathLineEdit.connect("currentPathChanged(QString)", self.onCheckpointEdited)
+        # The checkpoints are strings ("" = shipped model); parameterNodeWrapper only binds a path line edit
+        # to a pathlib.Path (where "" becomes "."), so these fields are bound here by hand.
+        self._pathFields = {"checkpoint": self.ui.checkpointPathLineEdit, "l3Checkpoint": self.ui.l3CheckpointPathLineEdit}
+        for field, placeholder in (("checkpoint", _("shipped model (ribfrac_default.pt)")),
+                                   ("l3Checkpoint", _("shipped L3 model"))):
+            pathEdit = self._pathFields[field]
+            pathEdit.settingKey = f"RibFracSeg/Recent{field[0].upper()}{field[1:]}s"  # remembers recent files
+            for lineEdit in slicer.util.findChildren(pathEdit, className="QLineEdit")[:1]:
+                lineEdit.placeholderText = placeholder
+            pathEdit.connect("currentPathChanged(QString)", lambda path, f=field: self.onPathEdited(f, path))
         # The Show 3D button always acts on the segmentation the selector shows, whoever changed it.
         self.ui.outputSegmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onOutputSegmentationChanged)
         # The fracture table in the panel (it follows the table selector, in the .ui): a row click jumps the views.
@@ -288,16 +293,17 @@ class RibFracSegWidget(*_WIDGET_BASES):
             return
         jump_from_unfolded_click(slicer.mrmlScene, self._unfolded, self._unfoldedView, *position)
 
-    def onCheckpointEdited(self, path: str) -> None:
-        if self._parameterNode and self._parameterNode.checkpoint != path.strip():
-            self._parameterNode.checkpoint = path.strip()
+    def onPathEdited(self, field: str, path: str) -> None:
+        if self._parameterNode and getattr(self._parameterNode, field) != path.strip():
+            setattr(self._parameterNode, field, path.strip())
 
     def _updateGUI(self, caller=None, event=None) -> None:
         p = self._parameterNode
-        if p and self.ui.checkpointPathLineEdit.currentPath != p.checkpoint:
-            wasBlocked = self.ui.checkpointPathLineEdit.blockSignals(True)
-            self.ui.checkpointPathLineEdit.currentPath = p.checkpoint
-            self.ui.checkpointPathLineEdit.blockSignals(wasBlocked)
+        for field, pathEdit in self._pathFields.items():
+            if p and pathEdit.currentPath != getattr(p, field):
+                wasBlocked = pathEdit.blockSignals(True)
+                pathEdit.currentPath = getattr(p, field)
+                pathEdit.blockSignals(wasBlocked)
         running = self._run is not None
         self.ui.segmentButton.text = _("Cancel") if running else _("Segment")
         self.ui.segmentButton.enabled = running or bool(p and p.inputVolume)
@@ -306,6 +312,7 @@ class RibFracSegWidget(*_WIDGET_BASES):
         self.ui.overlapSliderWidget.enabled = bool(p) and not p.useCheckpointSettings
         self.ui.thresholdSliderWidget.enabled = bool(p) and not p.useCheckpointSettings
         self.ui.heightSpinBox.enabled = bool(p) and p.computeL3
+        self.ui.l3CheckpointPathLineEdit.enabled = bool(p) and p.computeL3
 
     def onSegmentButton(self) -> None:
         clickedAt = time.perf_counter()  # the reported time is wall time from this click
@@ -370,7 +377,8 @@ class RibFracSegWidget(*_WIDGET_BASES):
             return
         for name, node in outcome.outputs.items():  # None clears a selector (no stale L3 table)
             setattr(self._parameterNode, name, node)
-        self.ui.checkpointPathLineEdit.addCurrentPathToHistory()
+        for pathEdit in self._pathFields.values():
+            pathEdit.addCurrentPathToHistory()
         l3 = outcome.result.output.l3
         if l3 is not None and l3.in_view:  # the CT views only: an unfolded view keeps its picture
             jump_ct_views(slicer.mrmlScene, l3.center_ras, exclude=self._unfoldedView)

@@ -57,6 +57,7 @@ RIB_LUNG_HU = -400.0  # air in the lungs is below this
 RIB_LUNG_MIN_ML = 50.0  # smaller air pockets are not lung
 RIB_SPINE_OPEN_MM = 12.0  # opening diameter that removes ribs (thinner) but keeps vertebral bodies
 RIB_SPINE_WINDOW_MM = 40.0  # a slice's vertebral body is searched this far left/right of the body's centre
+RIB_SPINE_BLOB_MM = 40.0  # ... and its bone after the opening reaches at most this beyond its centre (crop of the search)
 RIB_SPINE_MIN_AREA_MM2 = 150.0  # a vertebral body's bone after the opening covers at least this
 RIB_SPINE_SMOOTH_MM = 15.0  # the spine track is a running median over this many mm
 RIB_BONE_HU = 150.0  # rib bone (cortex and marrow) on the working grid is above this
@@ -106,6 +107,12 @@ RIB_BRIDGE_MIN_MM3 = 200.0  # ... if at least this big
 RIB_SKIN_DEPTH_MM = 40.0  # a rib's shallowest tenth lies within this of the skin (or of its ribs' median + slack)
 RIB_SKIN_DEPTH_SLACK_MM = 20.0
 RIB_MIN_REACH_MM = 60.0  # a rib reaches at least this far left/right of the spine (lumbar transverse processes don't)
+RIB_HEAD_BOX_MM = 70.0  # rib_heads works within this left/right of the spine (> RIB_MIN_REACH_MM: the reach test holds)
+RIB_HEAD_BOX_Y_MM = (60.0, 75.0)  # ... and this far in front of / behind the vertebral body (the posterior arcs)
+RIB_HEAD_BLOCK_MM = 40.0  # ... moved with the spine in steps of this many mm of the column
+RIB_HEAD_MIN_SPAN_MM = 10.0  # in the box a rib's posterior part spans this in z at least (the whole rib: RIB_MIN_HEIGHT_SPAN_MM)
+RIB_HEAD_LENGTH_MM = 10.0  # a rib's head and neck: its part within this of its most medial point
+RIB_HEAD_MAX_FRONT_MM = 20.0  # a rib head is never further than this in front of the spine track (LIDC-IDRI-0001: 12 mm)
 
 # --- RibFrac label codes -----------------------------------------------------------------------
 FRACTURE_CODES = {1: "displaced", 2: "non-displaced", 3: "buckle", 4: "segmental", -1: "undefined"}
@@ -260,13 +267,16 @@ UNFOLD_SLICER_VIEW = "RibUnfolded"  # layout name of the slice view that shows t
 UNFOLD_SLICER_LAYOUT_ID = 5016  # our layout (picture on top, CT axial/sagittal/coronal below); Slicer's own ids are < 500
 
 # --- Vertebral bodies along the spine track, named by counting from landmarks (spine/) ---------
+SPINE_WORK_SLICE_MM = 2.5  # the count's working slices are no finer than this (LIDC-IDRI-0001's 2.5 mm resolve its T1-T3 discs)
 SPINE_CENTRE_SEARCH_MM = 30.0  # the body's centre is the deepest bone within this of the spine track
 SPINE_PROFILE_RADIUS_MM = 8.0  # the profile is the mean HU within this of the vertebral body's centre
 SPINE_PROFILE_HU = (-100.0, 1000.0)  # HU clipped to this before averaging (air, metal)
-SPINE_MARROW_WINDOW_MM = 30.0  # running median over this = the local marrow level (bodies are most of the column)
-SPINE_DISC_SMOOTH_MM = 4.0  # Gaussian sigma of the disc-ness profile: merges a disc with its two endplates
+SPINE_MARROW_WINDOW_MM = 25.0  # running median over this = the local marrow level (bodies are most of the column; 30 mm merged LIDC-IDRI-0001 T1-T3)
+SPINE_CANAL_HU = 40.0  # the spinal canal (fluid) is below this once smoothed, a fatty vertebral body's marrow above
+SPINE_CANAL_SMOOTH_MM = 1.5  # Gaussian sigma (in-plane) before the canal test
+SPINE_DISC_SMOOTH_MM = 3.0  # Gaussian sigma of the disc-ness profile: merges a disc with its two endplates
 SPINE_MINOR_SIDE = 0.5  # weight of departures on the side opposite to the discs' (see spine.bodies.disc_profile)
-SPINE_MIN_BODY_MM = 16.0  # discs closer than this belong to one body (C7/T1: ~14 mm body + 5 mm disc)
+SPINE_MIN_BODY_MM = 13.0  # discs closer than this belong to one body (upper thoracic on a real CT: 15-17 mm body + disc)
 SPINE_MAX_BODY_MM = 50.0  # ... and farther apart than this hide a missed disc (L5 body + disc ~ 45 mm)
 SPINE_CANDIDATE_PROMINENCE = 0.05  # disc candidates stand out by this share of the profile's 90th percentile
 SPINE_REGULARITY = 3.0  # penalty per squared log-ratio of neighbouring bodies' heights
@@ -274,14 +284,23 @@ SPINE_MAX_HEIGHT_RATIO = 1.4  # neighbouring bodies (with their discs) never dif
 SPINE_ODD_BODY = 1.4  # a body taller (or shorter) than this times its neighbours' median stops the count
 SPINE_SACRUM_WIDTH_MM = 75.0  # bone at the body's antero-posterior level wider than this is the sacrum
 SPINE_SACRUM_MIN_MM = 12.0  # ... over at least this height below the lowest disc
+SPINE_SACRUM_CROP_MM = 40.0  # ... on rows this far in front of / behind it (the marrow filled, the opening)
 SPINE_SACRUM_BAND_MM = 4.0  # ... measured within this of the body's antero-posterior centre
-SPINE_RIB_HEAD_MARGIN_MM = 8.0  # a rib head is looked up this far lower: ribs 2-9 meet Tk across the disc above it
+SPINE_RIB_HEAD_ON_BODY = 0.75  # ribs 1, 10-12 meet Tk on its upper half (LIDC-IDRI-0001: 0.45-0.8; ribs 2-9: at its top disc)
+SPINE_RIB_AGREE_BODIES = 0.5  # a rib head within this many bodies of where the count puts it agrees with the count
+SPINE_RIB_DRIFT_BODIES = 0.75  # the ribs at and above a level off the count by this (median): a disc missed or doubled there
+SPINE_RIB_BELOW_BODIES = 1.5  # a lowest-level rib head this many bodies below T12 voids the count (LIDC-0001: <= 0.5)
+SPINE_RIB_SIDES_APART = 0.75  # left and right ribs' median T12 this many bodies apart: a side is misnumbered
 SPINE_RIB_HEAD_MAX_MM = 45.0  # a rib head lies within this (axial plane) of its vertebral body centre
-SPINE_RIB_MAJORITY = 0.5  # the ribs' count is used when more than this share of numbered ribs (or twice the runner-up) agree
+SPINE_RIB_MAJORITY = 0.5  # the ribs' count is used when more than this share of numbered ribs agree with it
+SPINE_RIB_COUNT_LEVELS = 5  # T12 from the heads of the lowest this many rib levels (the rest check the bodies above)
+SPINE_FEW_HEADS = 10  # fewer numbered rib heads from the box than this and no count: l3 retries on segment_ribs
+SPINE_RIB_MIN_VOTES = 2  # the ribs name the column only when at least this many numbered heads vote (one lone head: no)
 SPINE_RIB_SIDE_MIN = 3  # a side with this many voting ribs must agree with the other side on T12
 L3_AGREE_FRACTION = 0.5  # count and network agree within this share of L3's height (body + disc)
 SPINE_DISC_FLOOR = -0.3  # a disc candidate adds its strength (share of the 90th percentile) less this
-SPINE_EDGE_MM = 5.0  # disc candidates this close to the CT's first/last slice are edge effects
+SPINE_LONE_DISC = 0.5  # a disc with no partner in reach stands at least this share of the profile's 90th percentile
+SPINE_EDGE_MM = 8.0  # disc candidates this close to the CT's first/last slice are edge effects (smoothing, top-hat)
 
 # --- Candidate classifier (second stage: fracture or not, and which type; RibFracSegLib.candidates) ---
 CANDIDATE_CROP_VOXELS = 32  # the classifier sees a cube of this many voxels ...

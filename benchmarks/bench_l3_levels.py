@@ -1,4 +1,5 @@
-"""Vertebral count + L3 check (spine.vertebral_levels, l3.check) on phantoms and the real CTs.
+"""Vertebral count + L3 check (l3.check.locate_l3_checked: rib heads, vertebral count, MIP network) on
+phantoms and the real CTs, with every figure issue 11's "Done means" asks for.
 
     python benchmarks/bench_l3_levels.py [--n 8] [--size 320] [--seed 91000] [--out bench-out/levels] [--no-real]
 
@@ -10,8 +11,9 @@ Real: LIDC-IDRI-0001 named vs its TotalSegmentator vertebra labels (benchmarks/r
 label's body = its anterior 40 % by antero-posterior position, whose mean height must fall inside
 the body we name),
 CRLM-CT-1004 (upper abdomen, 5 mm) L3 with a picture, LIDC-IDRI-0314 (chest) 'not in view'.
-Times: the rib step, the count and the network per CT, printed with the machine's load (`uptime`):
-run on an idle machine for figures to quote.
+MR: a synthetic MR volume must be refused by the reader with a clear error.
+Times: seconds per CT of `locate_l3_checked` (the image in memory; the read is printed apart), the
+way `ribfracseg l3` runs it, printed with the machine's load (`uptime`): run alone for figures to quote.
 """
 
 from __future__ import annotations
@@ -26,12 +28,9 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from RibFracSegLib.l3 import locate_l3
-from RibFracSegLib.l3.check import check_l3
+from RibFracSegLib.l3.check import locate_l3_checked
 from RibFracSegLib.phantom import generate_phantom
 from RibFracSegLib.phantom.dataset import sample_params
-from RibFracSegLib.ribs import segment_ribs
-from RibFracSegLib.spine import vertebral_levels
 from RibFracSegLib.spine.picture import save_spine_png
 
 REAL = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "real"
@@ -40,16 +39,15 @@ SLICES = (2.5, 5.0, 1.25, 3.0)
 TS_NAMES = {29: "L3", 30: "L2", 31: "L1", **{32 + i: f"T{12 - i}" for i in range(12)}, 44: "C7", 45: "C6", 46: "C5"}
 
 
+SECONDS: list[float] = []  # per CT, every CT of the run
+
+
 def run_ct(image: sitk.Image) -> tuple:
-    """(L3Check, seconds: ribs, count, network)."""
+    """(L3Check, seconds of locate_l3_checked)."""
     t0 = time.perf_counter()
-    ribs = segment_ribs(image)
-    t1 = time.perf_counter()
-    levels = vertebral_levels(image, ribs)
-    t2 = time.perf_counter()
-    network = locate_l3(image)
-    t3 = time.perf_counter()
-    return check_l3(image, network, levels), (t1 - t0, t2 - t1, t3 - t2)
+    check = locate_l3_checked(image)
+    SECONDS.append(time.perf_counter() - t0)
+    return check, SECONDS[-1]
 
 
 def containing(levels, z: float):
@@ -58,14 +56,13 @@ def containing(levels, z: float):
 
 def phantoms(args) -> None:
     print(f"{'case':<24}{'grid':>22}{'orient':>8}{'anchor':>10}{'right':>6}{'wrong':>6}{'unnamed':>8}"
-          f"{'L3 err mm':>10}{'source':>15}{'review':>7}{'ribs s':>7}{'count s':>8}{'net s':>6}")
-    errors, thorax_ok, thorax_n, totals, times = [], 0, 0, np.zeros(3, int), []
+          f"{'L3 err mm':>10}{'source':>15}{'review':>7}{'s/CT':>6}")
+    errors, thorax_ok, thorax_n, totals = [], 0, 0, np.zeros(3, int)
     for i in range(args.n):
         fov = FOVS[i % 3]
         params = sample_params(args.seed + i, size=args.size, fov=fov, n_fractures=0, slice_mm=SLICES[i % 4])
         case = generate_phantom(params)
         check, secs = run_ct(case.image)
-        times.append(secs)
         right = wrong = unnamed = 0
         for truth in case.vertebrae:
             found = containing(check.levels, truth.center_lps[2])
@@ -84,15 +81,12 @@ def phantoms(args) -> None:
             err = f"{e:.1f}"
         grid = "x".join(f"{v:.2f}" for v in params.spacing)
         print(f"{f'{args.seed + i}-{fov}':<24}{grid:>22}{params.orientation:>8}{check.count_anchor:>10}{right:>6}"
-              f"{wrong:>6}{unnamed:>8}{err:>10}{check.source:>15}{str(check.review):>7}"
-              f"{secs[0]:>7.1f}{secs[1]:>8.1f}{secs[2]:>6.1f}")
-    t = np.array(times)
+              f"{wrong:>6}{unnamed:>8}{err:>10}{check.source:>15}{str(check.review):>7}{secs:>6.1f}")
     print(f"\nphantoms: vertebrae named right {totals[0]}, wrong {totals[1]}, unnamed {totals[2]}")
     if errors:
         print(f"phantoms with L3: median L3 error {np.median(errors):.2f} mm, max {np.max(errors):.2f} mm "
               f"(n={len(errors)}; inf = reported not in view)")
     print(f"thorax-only phantoms 'not in view': {thorax_ok} of {thorax_n}")
-    print(f"per CT: ribs {t[:, 0].mean():.1f} s, count {t[:, 1].mean():.1f} s, network {t[:, 2].mean():.1f} s")
 
 
 def lidc_0001(out: Path) -> None:
@@ -100,7 +94,9 @@ def lidc_0001(out: Path) -> None:
 
     from RibFracSegLib.io import read_ct
 
+    t0 = time.perf_counter()
     image = read_ct(lidc_path("cxr.nii.gz"))
+    read_s = time.perf_counter() - t0
     check, secs = run_ct(image)
     mask = sitk.ReadImage(str(lidc_path("mask.nii.gz")))
     arr = sitk.GetArrayViewFromImage(mask)
@@ -119,7 +115,9 @@ def lidc_0001(out: Path) -> None:
     right = sum(n == f for n, _, f in rows)
     print(f"\nLIDC-IDRI-0001 (2.5 mm): count from {check.count_anchor}; TotalSegmentator vertebrae named right "
           f"{right} of {len(rows)}: " + ", ".join(f"{n}->{f or '?'}" for n, _, f in rows))
-    print(f"  L3: {_l3_line(check)}; ribs {secs[0]:.1f} s, count {secs[1]:.1f} s, network {secs[2]:.1f} s")
+    print(f"  L3: {_l3_line(check)}; {secs:.2f} s (read {read_s:.2f} s)")
+    if check.notes:
+        print(f"  notes: {'; '.join(check.notes)}")
     _picture(image, check, out / "LIDC-IDRI-0001.spine.png")
 
 
@@ -140,13 +138,31 @@ def _picture(image, check, path: Path) -> None:
 def real_file(name: str, out: Path) -> None:
     from RibFracSegLib.io import read_ct
 
+    t0 = time.perf_counter()
     image = read_ct(REAL / f"{name}.nii.gz")
+    read_s = time.perf_counter() - t0
     check, secs = run_ct(image)
     named = [v.name or "?" for v in check.levels.vertebrae]
     print(f"\n{name}: bodies bottom->top {', '.join(named)} (count from {check.count_anchor})"
           + (f"; notes: {'; '.join(check.notes)}" if check.notes else ""))
-    print(f"  L3: {_l3_line(check)}; ribs {secs[0]:.1f} s, count {secs[1]:.1f} s, network {secs[2]:.1f} s")
+    print(f"  L3: {_l3_line(check)}; {secs:.2f} s (read {read_s:.2f} s)")
     _picture(image, check, out / f"{name}.spine.png")
+
+
+def mr_refused(out: Path) -> None:
+    """A T1-like MR volume (no air below -500, intensities 0-2000): the reader must refuse it."""
+    from RibFracSegLib.errors import InputError
+    from RibFracSegLib.io import read_ct
+
+    mr = sitk.GetImageFromArray(np.random.default_rng(0).integers(0, 2000, (40, 64, 64)).astype(np.uint16))
+    mr.SetSpacing((1.0, 1.0, 2.0))
+    out.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(mr, str(out / "mr-t1.nii.gz"))
+    try:
+        read_ct(out / "mr-t1.nii.gz")
+        print("\nMR volume: NOT refused")
+    except InputError as err:
+        print(f"\nMR volume: refused: {err}")
 
 
 def main() -> None:
@@ -160,6 +176,9 @@ def main() -> None:
     parser.add_argument("--real-only", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    from RibFracSegLib.l3.locator import load_locator
+
+    load_locator(None)  # the shipped model loaded once, as `ribfracseg l3` does, before any CT is timed
     print(f"load: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()} "
           f"({os.cpu_count()} CPUs, {args.threads} threads)")
     if not args.real_only:
@@ -168,6 +187,9 @@ def main() -> None:
         lidc_0001(args.out)
         real_file("CRLM-CT-1004", args.out)
         real_file("LIDC-IDRI-0314", args.out)
+    mr_refused(args.out)
+    t = np.array(SECONDS)
+    print(f"\ntime per CT (locate_l3_checked, {len(t)} CTs): median {np.median(t):.2f} s, max {t.max():.2f} s")
 
 
 if __name__ == "__main__":

@@ -83,3 +83,32 @@ def test_gap_in_wall_is_sealed(slice_and_truth):
 def test_bad_height_is_refused(slice_and_truth):
     with pytest.raises(ValueError, match="metres"):
         slice_composition(slice_and_truth[0], (PX, PX), height_m=172)
+
+
+@pytest.mark.parametrize("orientation", ["LPS", "RAS", "LPI"])
+def test_tissue_labels_lie_on_the_l3_slice_of_the_ct_grid(orientation):
+    """The tissue mask as a label image on the CT's own grid, whatever its storage order: every tissue
+    voxel on the one slice through L3 (its physical height is L3's), as many voxels per tissue as the
+    mask holds, and the CT's HU under them are the tissue's (muscle in the muscle range)."""
+    import SimpleITK as sitk
+
+    from RibFracSegLib import defaults
+    from RibFracSegLib.l3.body_composition import body_composition, tissue_labels
+    from RibFracSegLib.phantom import PhantomParams, generate_phantom
+
+    case = generate_phantom(PhantomParams(shape=(120, 120, 170), spacing=(2.8, 2.8, 2.5), fov="thorax_abdomen",
+                                          n_fractures=0, orientation=orientation, seed=424243))
+    from types import SimpleNamespace
+
+    l3 = SimpleNamespace(center_lps=case.l3.center_lps, slice_index=0)  # the true L3 stands for a found one
+    body = body_composition(case.image, l3)
+    labels = tissue_labels(case.image, l3, body)
+    assert labels.GetSize() == case.image.GetSize() and labels.GetDirection() == case.image.GetDirection()
+    arr = sitk.GetArrayViewFromImage(labels)
+    for value in (MUSCLE, SAT, VAT, IMAT):
+        assert int((arr == value).sum()) == int((body.mask == value).sum())
+    idx = np.argwhere(arr > 0)
+    heights = {round(labels.TransformIndexToPhysicalPoint([int(v) for v in k[::-1]])[2], 3) for k in idx[::50]}
+    assert len(heights) == 1 and abs(heights.pop() - l3.center_lps[2]) <= 1.25  # half a slice
+    hu = sitk.GetArrayViewFromImage(case.image)[arr == MUSCLE]
+    assert hu.size and np.all((hu >= defaults.MUSCLE_HU[0]) & (hu <= defaults.MUSCLE_HU[1]))

@@ -89,6 +89,32 @@ def _l3_output(fracture_result) -> RunOutput:
     return RunOutput(fractures=fracture_result, l3=l3, body=body, timings_s={"l3": 0.1})
 
 
+def test_exchange_round_trip_keeps_the_l3_check_and_the_tissue_labels(fractures, tmp_path):
+    """A checked L3 (count + network, the review and its reason) and the tissue label image cross the
+    worker's boundary whole; the table then says where L3 came from and why to look."""
+    from RibFracSegLib.l3.check import L3Check
+
+    output = _l3_output(fractures)
+    check = L3Check(in_view=True, source="count", z_mm=-145.25, center_lps=(-1.5, 20.0, -145.25), slice_index=11,
+                    review=True, review_reason="count (rib 12) and network disagree by 20 mm", count_anchor="rib 12",
+                    lumbar_count=None, count_z_mm=-145.25, network_z_mm=-125.25, difference_mm=-20.0,
+                    network=output.l3, notes=["7 of 8 lowest numbered ribs agree on T12 (rib 12)"])
+    tissues = sitk.Image(5, 4, 3, sitk.sitkUInt8)
+    tissues.SetSpacing((0.8, 0.8, 2.5))
+    tissues[2, 1, 1] = 1
+    tissues[3, 2, 1] = 2
+    output.l3, output.tissues = check, tissues
+    exchange.write_output(tmp_path, output)
+    back = exchange.read_output(tmp_path)
+    assert back.l3 == check and isinstance(back.l3, L3Check) and back.l3.network == output.l3.network
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(back.tissues), sitk.GetArrayFromImage(tissues))
+    assert back.tissues.GetSpacing() == tissues.GetSpacing()
+    rows = {m: (v, u, n) for m, v, u, n in body_composition_rows(back.l3, back.body, 1.75)}
+    assert rows["l3_source"][2] == "count" and rows["l3_review"][:1] == (1.0,)
+    assert rows["l3_review"][2] == "count (rib 12) and network disagree by 20 mm"
+    assert rows["l3_difference_mm"][0] == -20.0 and rows["l3_count_z_mm"][2] == "count from rib 12"
+
+
 def test_exchange_round_trip_keeps_l3_and_body_composition(fractures, tmp_path):
     output = _l3_output(fractures)
     exchange.write_output(tmp_path, output)
@@ -116,7 +142,7 @@ def test_l3_out_of_view_gives_a_table_and_no_point():
     l3 = L3Result(in_view=False, confidence=0.02, slice_index=-1, z_mm=float("nan"), center_ras=(0, 0, 0),
                   center_lps=(0, 0, 0), row_mm=float("nan"))
     rows = body_composition_rows(l3, None, None)
-    assert rows == [("l3_in_view", 0.0, ""), ("l3_confidence", 0.02, "")]
+    assert rows == [("l3_in_view", 0.0, "", ""), ("l3_confidence", 0.02, "", "")]
     holder = make_scene()
     point, table = add_l3_nodes(holder.scene, l3, None, None, "ct")
     assert point is None and table.GetNumberOfRows() == 2
@@ -125,7 +151,8 @@ def test_l3_out_of_view_gives_a_table_and_no_point():
 def test_l3_through_the_logic_equals_the_library(tmp_path):
     """Wiring only (an untrained locator): the nodes say what locate_l3/body_composition return."""
     from RibFracSegLib.checkpoint import Checkpoint, save_checkpoint
-    from RibFracSegLib.l3 import body_composition, locate_l3
+    from RibFracSegLib.l3 import body_composition
+    from RibFracSegLib.l3.check import locate_l3_checked
     from RibFracSegLib.networks import build_network
     from RibFracSegLib.phantom import PhantomParams, generate_phantom
 
@@ -142,7 +169,8 @@ def test_l3_through_the_logic_equals_the_library(tmp_path):
         logic.process(volume, checkpoint=fracture_ckpt, l3=True, l3_checkpoint=tmp_path / "none.pt")
     result = logic.process(volume, checkpoint=fracture_ckpt, device="cpu", l3=True, height_m=1.7,
                            l3_checkpoint=str(l3_ckpt))
-    expected = locate_l3(marked.image, checkpoint=str(l3_ckpt))
+    # L3 as the library checks it: the vertebral count (named from the fracture run's ribs) and the network
+    expected = locate_l3_checked(marked.image, checkpoint=str(l3_ckpt), ribs=result.output.fractures.ribs)
     assert result.output.l3 == expected
     table = result.nodes.l3_table
     rows = {table.GetCellText(r, 0): float(table.GetCellText(r, 1)) for r in range(table.GetNumberOfRows())}

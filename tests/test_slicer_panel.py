@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import slicer.util
 import torch
 
 from slicer_cases import probe_case
@@ -17,6 +18,19 @@ from RibFracSegLogicLib.panel import PanelInputs, PanelRun, checkpoint_for_run, 
 from RibFracSegLogicLib.runner import DONE  # noqa: E402
 
 torch.set_num_threads(2)
+
+
+def test_the_l3_model_field_empty_means_the_shipped_l3_model(tmp_path):
+    logic = RibFracSegLogicBase(make_scene().scene)
+    assert PanelInputs().l3_checkpoint == ""
+    assert run_options(logic, PanelInputs(compute_l3=True)).l3_checkpoint is None  # the shipped one, at run time
+    assert checkpoint_for_run(str(shipped_model("l3")), "l3") is None
+    own = tmp_path / "my-l3.pt"
+    own.write_bytes(shipped_model("l3").read_bytes())
+    assert run_options(logic, PanelInputs(compute_l3=True, l3_checkpoint=str(own))).l3_checkpoint == str(own)
+    assert run_options(logic, PanelInputs(compute_l3=False, l3_checkpoint=str(own))).l3_checkpoint is None
+    with pytest.raises(ValueError, match="L3 checkpoint not found: .*gone.pt"):
+        run_options(logic, PanelInputs(compute_l3=True, l3_checkpoint=str(tmp_path / "gone.pt")))
 
 
 def test_an_empty_checkpoint_field_means_the_shipped_model_of_this_installation(tmp_path):
@@ -62,7 +76,9 @@ def _table_rows(table) -> dict[str, float]:
 
 
 def test_background_run_with_l3_adds_the_l3_point_and_the_body_composition_table(abdomen_case):
-    from RibFracSegLib.l3 import body_composition, locate_l3
+    from RibFracSegLib.l3 import body_composition
+    from RibFracSegLib.l3.body_composition import TISSUE_TITLES
+    from RibFracSegLib.l3.check import locate_l3_checked
 
     case, marked, holder, volume, checkpoint = abdomen_case
     logic = RibFracSegLogicBase(holder.scene)
@@ -78,11 +94,27 @@ def test_background_run_with_l3_adds_the_l3_point_and_the_body_composition_table
     truth_ras = np.multiply(case.l3.center_lps, (-1, -1, 1))
     assert nodes.l3_point.GetNumberOfControlPoints() == 1 and nodes.l3_point.GetNthControlPointLabel(0) == "L3"
     assert np.linalg.norm(np.subtract(nodes.l3_point.GetNthControlPointPositionVector(0), truth_ras)) < 6.0
-    # ... and the background run measured what the library measures in this process
-    expected_l3 = locate_l3(marked.image)
+    # ... and the background run measured what the library measures in this process (L3 checked: the
+    # vertebral count named from the run's ribs, and the network)
+    expected_l3 = locate_l3_checked(marked.image, ribs=outcome.result.output.fractures.ribs)
     expected = body_composition(marked.image, expected_l3, height_m=1.75)
     rows = _table_rows(nodes.l3_table)
     assert rows["l3_in_view"] == 1.0 and rows["l3_slice_index"] == expected_l3.slice_index
+    assert rows["l3_review"] == float(expected_l3.review) and rows["l3_count_z_mm"] == pytest.approx(
+        expected_l3.count_z_mm, abs=0.01)
+    notes = {nodes.l3_table.GetCellText(r, 0): nodes.l3_table.GetCellText(r, 3)
+             for r in range(nodes.l3_table.GetNumberOfRows())}
+    assert notes["l3_source"] == expected_l3.source and notes["l3_count_z_mm"] == f"count from {expected_l3.count_anchor}"
+    # the tissue masks on the L3 slice, one segment per tissue, as many voxels as the mask holds
+    segmentation = nodes.tissues.GetSegmentation()
+    assert outcome.outputs.get("outputSegmentation") is nodes.segmentation  # the fractures stay the shown one
+    for value, title in TISSUE_TITLES.items():
+        segment_id = segmentation.GetSegmentIdBySegmentName(title)
+        count = int((expected.mask == value).sum())
+        assert bool(segment_id) == (count > 0), title
+        if count:
+            array = slicer.util.arrayFromSegmentInternalBinaryLabelmap(nodes.tissues, segment_id)
+            assert int(np.count_nonzero(array)) == count, title
     for measure in ("muscle_cm2", "sat_cm2", "vat_cm2"):
         assert rows[measure] == pytest.approx(getattr(expected, measure), rel=1e-5), measure
     assert rows["smi"] == pytest.approx(expected.muscle_cm2 / 1.75 ** 2, rel=1e-5) and rows["height_m"] == 1.75

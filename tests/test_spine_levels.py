@@ -4,8 +4,6 @@ storage orders and slice thicknesses, and L3 from count + network with the revie
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 
@@ -14,9 +12,10 @@ from RibFracSegLib.l3.locator import L3Result
 from RibFracSegLib.phantom.dataset import sample_params
 from RibFracSegLib.phantom.generate import generate_phantom
 from RibFracSegLib.ribs import segment_ribs
+from RibFracSegLib.ribs.heads import RibHead, RibHeads, rib_heads
 from RibFracSegLib.spine import SpineLevels, Vertebra, vertebral_levels
 from RibFracSegLib.spine.bodies import disc_profile, find_discs
-from RibFracSegLib.spine.levels import name_vertebrae, rib_votes
+from RibFracSegLib.spine.levels import name_vertebrae, rib_votes, unname_contradicted
 
 
 def column(dz: float, bright_discs: bool, rng) -> tuple[np.ndarray, np.ndarray]:
@@ -63,27 +62,53 @@ def test_sacrum_alone_and_conflicts():
     bodies = fake_bodies(6)
     anchor, _, _, notes = name_vertebrae(bodies, t12=2, l5=0)  # 2 lumbar: impossible
     assert anchor == "none" and all(v.name is None for v in bodies) and notes
+    # the same conflict with ribs counted from the bottom of a cut cage: the sacrum names the column
+    bodies = fake_bodies(9)
+    anchor, _, _, notes = name_vertebrae(bodies, t12=7, l5=0, ribs_weak=True)  # 7 lumbar: the ribs are wrong
+    assert anchor == "sacrum" and [v.name for v in bodies][:6] == ["L5", "L4", "L3", "L2", "L1", "T12"]
+    assert any("named from the sacrum" in n for n in notes)
 
 
 def rib(side, number, z, x=25.0):
-    return SimpleNamespace(side=side, number=number, centreline_lps=np.array([[x if side == "L" else -x, 5.0, z]]))
+    return RibHead(side, number, np.array([x if side == "L" else -x, 5.0, z]))
 
 
 def test_rib_votes_majority_far_heads_and_disagreement():
     bodies = fake_bodies(12)  # body i spans 30i..30i+30 mm
-    ribs = SimpleNamespace(ribs=[rib("L", 12, 250.0), rib("R", 12, 252.0), rib("L", 11, 280.0),
-                                 rib("R", 10, 310.0), rib("L", 9, 200.0),  # a misnumbered one
-                                 rib("R", 12, 100.0, x=90.0)])  # far from the column: an iliac crest
+    ribs = RibHeads([rib("L", 12, 250.0), rib("R", 12, 252.0), rib("L", 11, 280.0),
+                     rib("R", 10, 310.0), rib("L", 9, 200.0),  # a misnumbered one
+                     rib("R", 12, 100.0, x=90.0)])  # far from the column: an iliac crest
     t12, label, notes, _ = rib_votes(ribs, bodies)
-    assert (t12, label) == (8, "rib 12")  # 250 mm - margin lies in body 8
+    assert (t12, label) == (8, "rib 12")  # rib 12's head at 250 mm: in body 8 (240-270 mm)
     assert any("4 of 5" in n for n in notes)
-    split = SimpleNamespace(ribs=[rib("L", 12, 250.0), rib("R", 12, 190.0)])
+    split = RibHeads([rib("L", 12, 250.0), rib("R", 12, 190.0)])
     assert rib_votes(split, bodies)[0] is None
+    # a rib 12 two bodies below where the others put T12: a rib was missed above it, the numbers are off
+    below = RibHeads([rib("L", 12, 250.0), rib("R", 12, 252.0), rib("L", 11, 280.0), rib("R", 11, 282.0),
+                      rib("R", 12, 190.0)])
+    t12, _, notes, _ = rib_votes(below, bodies)
+    assert t12 is None and any("bodies below where the count puts it" in n for n in notes)
     # each side self-consistent but one body apart (a side misnumbered): no count from the ribs
-    sides = SimpleNamespace(ribs=[rib("L", n, 250.0 + 30 * (12 - n)) for n in (12, 11, 10, 9)]
-                            + [rib("R", n, 220.0 + 30 * (12 - n)) for n in (12, 11, 10)])
+    sides = RibHeads([rib("L", n, 250.0 + 30 * (12 - n)) for n in (12, 11, 10, 9)]
+                     + [rib("R", n, 220.0 + 30 * (12 - n)) for n in (12, 11, 10)])
     t12, _, notes, _ = rib_votes(sides, fake_bodies(16))
     assert t12 is None and any("left and right" in n for n in notes)
+
+
+def test_a_disc_missed_high_up_leaves_t12_and_unnames_above_it():
+    """Bodies every 30 mm, but the one holding T5 and T6 found as one (a missed disc): ribs 1-5 sit a
+    body lower than their numbers say. The ribs nearest T12 set the count; the bodies from where the
+    ribs above drift off it are left unnamed, none named wrong."""
+    bodies = fake_bodies(16)  # T12 = body 3 (90-120 mm); the truth: Tk = body 15 - k
+    heads = [rib(side, n, (15 - n) * 30.0 + 29.0) for side in "LR" for n in range(6, 13)]  # ribs 6-12: Tk's top
+    heads += [rib(side, n, (14 - n) * 30.0 + 29.0) for side in "LR" for n in range(1, 6)]  # one body too low
+    t12, _, _, votes = rib_votes(RibHeads(heads), bodies)
+    assert t12 == 3
+    anchor, *_ = name_vertebrae(bodies, t12, None)
+    notes = unname_contradicted(bodies, votes, t12)
+    names = [v.name for v in bodies]
+    assert names[3] == "T12" and names[:3] == ["L3", "L2", "L1"] and names[8] == "T7"
+    assert names[9:] == [None] * 7 and notes  # from the body rib 5's head lands in (named T6), up
 
 
 def network(z: float, in_view: bool = True, conf: float = 0.8) -> L3Result:
@@ -91,11 +116,12 @@ def network(z: float, in_view: bool = True, conf: float = 0.8) -> L3Result:
                     center_lps=(0, 0, z), row_mm=0.0)
 
 
-def named_levels(names_bottom_up: list[str], height: float = 30.0) -> SpineLevels:
+def named_levels(names_bottom_up: list[str], height: float = 30.0, numbering: str = "rib 1", sides: int = 2
+                 ) -> SpineLevels:
     bodies = fake_bodies(len(names_bottom_up), height)
     for v, n in zip(bodies, names_bottom_up):
         v.name = n
-    return SpineLevels(bodies, anchor="rib 12")
+    return SpineLevels(bodies, anchor="rib 12", count_sides=sides, rib_numbering=numbering)
 
 
 class _Image:  # the only geometry check_l3 needs: a 1-mm axial stack with z = index
@@ -127,16 +153,42 @@ def test_l3_check_agree_disagree_and_fallbacks():
     unnamed = SpineLevels(fake_bodies(4), anchor="none")
     alone = check_l3(_Image(), network(50.0), unnamed)
     assert alone.in_view and alone.source == "network" and alone.review
+    # ribs counted from the bottom of a cut cage, or on one side only: on disagreement the network's L3 stands
+    for weak_count in (named_levels(["L4", "L3", "L2", "L1", "T12"], numbering="rib 12"),
+                       named_levels(["L4", "L3", "L2", "L1", "T12"], sides=1)):
+        flagged = check_l3(_Image(), network(80.0), weak_count)
+        assert flagged.source == "network" and flagged.z_mm == pytest.approx(80.0) and flagged.review
+        assert flagged.count_z_mm == pytest.approx(45.0) and "weak count" in flagged.review_reason
+        assert check_l3(_Image(), network(50.0), weak_count).source == "count+network"  # agreeing: as before
+    overruled = named_levels(["L4", "L3", "L2", "L1", "T12"])
+    overruled.anchor, overruled.overruled = "sacrum", True  # the sacrum named it against the ribs' count
+    assert check_l3(_Image(), network(80.0), overruled).source == "network"
+    assert check_l3(_Image(), network(80.0), named_levels(["L4", "L3", "L2", "L1", "T12"])).source == "count"
+    one_side_chest = named_levels(["L1", "T12", "T11"], sides=1)
+    beyond = check_l3(_Image(), network(10.0), one_side_chest)
+    assert beyond.in_view and beyond.source == "network" and beyond.review and "outside the CT" in beyond.review_reason
 
 
 @pytest.mark.parametrize("seed,fov,orientation,slice_mm", [
     (31, "thorax_abdomen", "RAS", 2.5),
-    (34, "abdomen_pelvis", "LPI", 5.0),
+    (34, "abdomen_pelvis", "LPI", 5.0),  # a cut cage: the ribs found are too few to count from
 ])
 def test_phantom_vertebrae_named_as_truth_or_unnamed(seed, fov, orientation, slice_mm):
     case = generate_phantom(sample_params(seed, size=256, fov=fov, orientation=orientation, n_fractures=0,
                                           slice_mm=slice_mm))
-    levels = vertebral_levels(case.image, segment_ribs(case.image))
+    ribs = segment_ribs(case.image)
+    heads = rib_heads(case.image)
+    assert_levels_named(case, vertebral_levels(case.image, heads), slice_mm)  # the light path l3 takes
+    # the heads found in the box are the rib step's: same ribs, same numbers, heads within a few mm
+    if fov == "thorax_abdomen":
+        full = {(h.side, h.number): h.head_lps for h in RibHeads.from_ribs(ribs).heads if h.number}
+        light = {(h.side, h.number): h.head_lps for h in heads.heads if h.number}
+        assert len(full) >= 18 and len(set(full) & set(light)) >= 0.8 * len(full)
+        assert all(abs(light[k][2] - full[k][2]) <= 10.0 for k in set(full) & set(light))
+    assert_levels_named(case, vertebral_levels(case.image, ribs), slice_mm)
+
+
+def assert_levels_named(case, levels, slice_mm) -> None:
     right = 0
     for truth in case.vertebrae:
         found = next((v for v in levels.vertebrae if v.z_bottom_mm < truth.center_lps[2] <= v.z_top_mm), None)
@@ -165,3 +217,42 @@ def test_l3_refuses_an_mr_volume(tmp_path, capsys):
     err = capsys.readouterr()
     assert "not a CT in Hounsfield units" in err.out + err.err
     assert not (tmp_path / "out" / "t1.l3.json").exists()
+
+
+def test_short_upper_thoracic_bodies_found_between_bright_bands():
+    """Bodies of 15-17 mm with their disc (upper thoracic, 2.5 mm slices), bright endplate bands on a
+    marrow level that rises up the column (LIDC-IDRI-0001's T1-T3, merged by a 30 mm running median)."""
+    dz, rng = 2.5, np.random.default_rng(5)
+    pitches = [28, 27, 26, 24, 22, 21, 20, 19, 18, 17, 16, 15, 15]
+    disc_z = np.cumsum(pitches).astype(float)
+    zs = np.arange(0, disc_z[-1] + 20, dz)
+    marrow = 110 + 100 * zs / zs[-1]
+    near = np.min(np.abs(zs[:, None] - disc_z[None]), axis=1) < 3.5
+    profile = np.where(near, marrow + 110, marrow) + rng.normal(0, 8, zs.size)
+    found, _ = find_discs(disc_profile(profile, dz), dz)
+    assert len(found) == len(disc_z)
+    assert np.max(np.abs(found * dz - disc_z)) <= 3.0
+
+
+def test_body_centre_is_the_vertebral_body_not_the_canal_or_the_aorta():
+    """One axial slice, 1.5 mm pixels: a small vertebral body (20 mm, fatty marrow at 120 HU inside a
+    cortex ring) with its arch around a fluid-filled canal behind it, and a contrast-filled aorta
+    (250 HU, 24 mm: thicker than the body) in front and to the left, as on LIDC-IDRI-0001's mid
+    thorax; the spine track starts at the body's back. The centre must land in the body's marrow."""
+    from RibFracSegLib.ribs.anatomy import SpineTrack, body_mask, bone_mask
+    from RibFracSegLib.spine.bodies import body_centres
+
+    sp = (2.5, 1.5, 1.5)
+    yy, xx = np.mgrid[:120, :120] * 1.5
+    hu = np.full((3, 120, 120), 40.0)
+    r_body = np.hypot(yy - 80, xx - 90)
+    r_canal = np.hypot(yy - 98, xx - 90)
+    hu[:, r_body <= 10] = 120.0
+    hu[:, r_canal <= 7] = 10.0  # cerebrospinal fluid
+    hu[:, ((r_body > 8) & (r_body <= 10)) | ((r_canal > 7) & (r_canal <= 11) & (yy > 88))] = 600.0
+    hu[:, np.hypot(yy - 68, xx - 113) <= 12] = 250.0  # aorta
+    hu[:, (yy < 10) | (yy > 170) | (xx < 10) | (xx > 170)] = -1000.0
+    bone = bone_mask(hu, body_mask(hu), sp)
+    track = SpineTrack(x=np.full(3, 60.0), y=np.full(3, 62.0), seen=np.ones(3, bool))  # y 93 mm: the body's back
+    centres = body_centres(bone, hu, track, sp)
+    assert np.allclose(centres.y * 1.5, 80.0, atol=3.0) and np.allclose(centres.x * 1.5, 90.0, atol=3.0)

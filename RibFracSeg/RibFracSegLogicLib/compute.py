@@ -67,8 +67,9 @@ class RunOutput:
     """Everything one run produced, before any node exists."""
 
     fractures: FractureResult
-    l3: Any = None  # RibFracSegLib.l3.L3Result when L3 was asked for
+    l3: Any = None  # RibFracSegLib.l3.check.L3Check (count + network) when L3 was asked for
     body: Any = None  # RibFracSegLib.l3.BodyComposition when L3 was in view
+    tissues: Any = None  # its tissue mask as a label image on the CT's grid (body_composition.tissue_labels)
     timings_s: dict[str, float] = field(default_factory=dict)
 
 
@@ -90,21 +91,27 @@ def compute(image: sitk.Image, options: RunOptions, progress: Optional[Progress]
     if options.l3:
         if cancel is not None and cancel():
             raise Cancelled()
-        output.l3, output.body = _l3_and_body(image, options, timings)
+        output.l3, output.body, output.tissues = _l3_and_body(image, options, timings, ribs=fractures.ribs)
     return output
 
 
-def _l3_and_body(image: sitk.Image, options: RunOptions, timings: dict[str, float]) -> tuple:
-    from RibFracSegLib.l3 import body_composition, locate_l3
+def _l3_and_body(image: sitk.Image, options: RunOptions, timings: dict[str, float], ribs=None) -> tuple:
+    """L3 from the vertebral count (the fracture run's ribs name it) checked against the MIP network, and
+    body composition with its tissue label image when L3 is in view."""
+    from RibFracSegLib.l3 import body_composition
+    from RibFracSegLib.l3.body_composition import tissue_labels
+    from RibFracSegLib.l3.check import locate_l3_checked
 
     start = time.perf_counter()
-    l3 = locate_l3(image, checkpoint=options.l3_checkpoint)
+    l3 = locate_l3_checked(image, checkpoint=options.l3_checkpoint, ribs=ribs)
     timings["l3"] = time.perf_counter() - start
-    logger.info("RibFracSeg: L3 localisation %.2f s (in view: %s)", timings["l3"], l3.in_view)
+    logger.info("RibFracSeg: L3 localisation %.2f s (in view: %s, from %s%s)", timings["l3"], l3.in_view, l3.source,
+                f"; review: {l3.review_reason}" if l3.review else "")
     if not l3.in_view:
-        return l3, None
+        return l3, None, None
     start = time.perf_counter()
     body = body_composition(image, l3, height_m=options.height_m)
+    tissues = tissue_labels(image, l3, body)
     timings["body_composition"] = time.perf_counter() - start
     logger.info("RibFracSeg: body composition %.2f s", timings["body_composition"])
-    return l3, body
+    return l3, body, tissues

@@ -24,9 +24,10 @@ from .compute import RunOptions, RunOutput
 INPUT_NAME = "input.nrrd"
 OPTIONS_NAME = "options.json"
 RESULT_NAME = "result.json"  # written last: its presence means the result is complete
-RESULT_FORMAT = 2  # 2: explicit to_dict/from_dict per result type (1 named classes to import: never again)
+RESULT_FORMAT = 3  # 3: L3 as a checked L3Check and the tissue label image; 2: explicit to_dict/from_dict per type
 BODY_ARRAYS = ("mask", "hu")  # BodyComposition's array fields, saved as .npy
 RIBS_IMAGE, RIBS_CENTRELINES = "ribs.nrrd", "ribs.centrelines.npz"
+TISSUES_IMAGE = "tissues.nrrd"  # the L3 slice's tissue labels on the CT's grid
 
 
 def _l3_to_json(l3: Any) -> dict | None:
@@ -34,12 +35,14 @@ def _l3_to_json(l3: Any) -> dict | None:
 
 
 def _l3_from_json(data: dict | None) -> Any:
-    """An L3Result; imported here, by a fixed name, so reading needs neither torch nor the network."""
+    """An L3Check (count + network) or a bare L3Result; imported here, by fixed names, so reading needs
+    neither torch nor the network."""
     if data is None:
         return None
+    from RibFracSegLib.l3.check import L3Check
     from RibFracSegLib.l3.locator import L3Result
 
-    return L3Result.from_dict(data)
+    return L3Check.from_dict(data) if "check" in data else L3Result.from_dict(data)
 
 
 def _body_to_json(body: Any, folder: Path) -> dict | None:
@@ -122,8 +125,11 @@ def write_output(folder: Path, output: RunOutput) -> None:
         "format": RESULT_FORMAT,
         "l3": _l3_to_json(output.l3),
         "body": _body_to_json(output.body, folder),
+        "has_tissues": output.tissues is not None,
         "timings_s": output.timings_s,
     }
+    if output.tissues is not None:
+        write_image(output.tissues, folder / TISSUES_IMAGE)
     write_text(json.dumps(summary), folder / RESULT_NAME)
 
 
@@ -140,5 +146,6 @@ def read_output(folder: Path) -> RunOutput:
         ribs=_ribs_from_json(summary["ribs"], folder),
         **summary["fracture_meta"],
     )
+    tissues = sitk.ReadImage(str(folder / TISSUES_IMAGE)) if summary["has_tissues"] else None
     return RunOutput(fractures=fractures, l3=_l3_from_json(summary["l3"]),
-                     body=_body_from_json(summary["body"], folder), timings_s=summary["timings_s"])
+                     body=_body_from_json(summary["body"], folder), tissues=tissues, timings_s=summary["timings_s"])

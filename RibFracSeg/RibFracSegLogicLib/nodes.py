@@ -37,10 +37,11 @@ class RunNodes:
     l3_point: Any = None
     l3_table: Any = None
     ribs: Any = None  # '<CT> ribs' segmentation, when asked for
+    tissues: Any = None  # '<CT> L3 tissues' segmentation, when L3 was in view
 
     def all(self) -> list:
-        return [n for n in (self.segmentation, self.points, self.table, self.l3_point, self.l3_table, self.ribs)
-                if n is not None]
+        return [n for n in (self.segmentation, self.points, self.table, self.l3_point, self.l3_table, self.ribs,
+                            self.tissues) if n is not None]
 
 
 def segment_color(index: int) -> tuple[float, float, float]:
@@ -163,19 +164,29 @@ def add_detections_table(scene, detections: list[Detection], name: str):
     return table
 
 
-def body_composition_rows(l3: Any, body: Any, height_m: Optional[float]) -> list[tuple[str, float, str]]:
-    """(measure, value, unit) rows for the L3 table; NaN marks what could not be measured."""
-    rows = [("l3_in_view", float(bool(l3.in_view)), ""), ("l3_confidence", float(l3.confidence), "")]
+def body_composition_rows(l3: Any, body: Any, height_m: Optional[float]) -> list[tuple[str, float, str, str]]:
+    """(measure, value, unit, note) rows for the L3 table; NaN marks what could not be measured. With a
+    checked L3 (count + network) the check's fields follow: where L3 came from, whether to review it
+    and why, and both sources' heights."""
+    nan = float("nan")
+    rows = [("l3_in_view", float(bool(l3.in_view)), "", ""), ("l3_confidence", float(l3.confidence), "", "")]
     if l3.in_view:
-        rows += [("l3_slice_index", float(l3.slice_index), "voxel"), ("l3_z_mm", float(l3.z_mm), "mm")]
+        rows += [("l3_slice_index", float(l3.slice_index), "voxel", ""), ("l3_z_mm", float(l3.z_mm), "mm", "")]
+    if hasattr(l3, "review"):  # an L3Check
+        f = lambda v: nan if v is None else float(v)  # noqa: E731
+        rows += [("l3_source", nan, "", l3.source), ("l3_review", float(l3.review), "", l3.review_reason),
+                 ("l3_count_z_mm", f(l3.count_z_mm), "mm", f"count from {l3.count_anchor}"),
+                 ("l3_network_z_mm", f(l3.network_z_mm), "mm", f"network confidence {l3.network.confidence:.2f}"),
+                 ("l3_difference_mm", f(l3.difference_mm), "mm", "count - network"),
+                 ("lumbar_count", f(l3.lumbar_count), "", "transitional" if l3.lumbar_count not in (None, 5) else "")]
     if body is not None:
         for measure in ("muscle_cm2", "sat_cm2", "vat_cm2", "imat_cm2"):
             value = getattr(body, measure, None)
-            rows.append((measure, float("nan") if value is None else float(value), "cm2"))
+            rows.append((measure, nan if value is None else float(value), "cm2", ""))
         smi = getattr(body, "smi", None)
-        rows.append(("smi", float("nan") if smi is None else float(smi), "cm2/m2"))
+        rows.append(("smi", nan if smi is None else float(smi), "cm2/m2", ""))
     if height_m is not None:
-        rows.append(("height_m", float(height_m), "m"))
+        rows.append(("height_m", float(height_m), "m", ""))
     return rows
 
 
@@ -188,15 +199,38 @@ def add_l3_nodes(scene, l3: Any, body: Any, height_m: Optional[float], name: str
         point.SetNthControlPointDescription(index, f"L3, confidence {l3.confidence:.2f}")
         point.SetNthControlPointLocked(index, True)
     table = scene.AddNewNodeByClass("vtkMRMLTableNode", f"{name} body composition")
-    measure, value, unit = vtk.vtkStringArray(), vtk.vtkDoubleArray(), vtk.vtkStringArray()
-    for m, v, u in body_composition_rows(l3, body, height_m):
+    measure, value, unit, note = vtk.vtkStringArray(), vtk.vtkDoubleArray(), vtk.vtkStringArray(), vtk.vtkStringArray()
+    for m, v, u, n in body_composition_rows(l3, body, height_m):
         measure.InsertNextValue(m)
         value.InsertNextValue(v)
         unit.InsertNextValue(u)
+        note.InsertNextValue(n)
     _column(table, measure, "measure")
     _column(table, value, "value")
     _column(table, unit, "unit")
+    _column(table, note, "note", description="the L3 check's source, review reason and anchors")
     return point, table
+
+
+def add_tissue_segmentation(scene, volume, tissues: sitk.Image, name: str):
+    """The L3 slice's tissue mask (body_composition.tissue_labels, on the CT's grid) as one segment per
+    tissue, in the overlay picture's colours, so a reader can check the areas on the slice itself."""
+    from scipy import ndimage
+
+    from RibFracSegLib.l3.body_composition import TISSUE_COLOURS, TISSUE_NAMES, TISSUE_TITLES
+
+    seg_node = new_segmentation_node(scene, volume, name)
+    labels = sitk.GetArrayViewFromImage(tissues)
+    image_to_world = slicer.util.vtkMatrixFromArray(ijk_to_ras_matrix(tissues))
+    boxes = ndimage.find_objects(labels)
+    for value, title in TISSUE_TITLES.items():
+        box = boxes[value - 1] if value - 1 < len(boxes) else None
+        if box is None:  # no such tissue on the slice
+            continue
+        segment = add_label_segment(seg_node, labels, box, value, image_to_world, title,
+                                    tuple(c / 255.0 for c in TISSUE_COLOURS[value]), "")
+        segment.SetTag(TAG_PREFIX + "tissue", TISSUE_NAMES[value])
+    return seg_node
 
 
 def place_with_input(scene, volume, nodes: list) -> None:
@@ -230,6 +264,8 @@ def add_run_nodes(scene, volume, output: RunOutput, height_m: Optional[float] = 
         if output.l3 is not None:
             nodes.l3_point, nodes.l3_table = add_l3_nodes(scene, output.l3, output.body, height_m,
                                                           volume.GetName())
+        if output.tissues is not None:
+            nodes.tissues = add_tissue_segmentation(scene, volume, output.tissues, f"{volume.GetName()} L3 tissues")
         if ribs and output.fractures.ribs is not None:
             from .rib_nodes import add_rib_segmentation
 

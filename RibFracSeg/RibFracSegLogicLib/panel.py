@@ -39,6 +39,7 @@ class PanelInputs:
     threshold: float = defaults.PROB_THRESHOLD
     compute_l3: bool = False
     height_m: float = 0.0  # 0 = unknown (no skeletal muscle index)
+    l3_checkpoint: str = ""  # "" = the shipped L3 model, resolved at run time
     ribs: bool = False  # add the '<CT> ribs' segmentation
     unfolded: bool = False  # add the rib-unfolded picture with its fracture points, shown in its own view
 
@@ -46,11 +47,12 @@ class PanelInputs:
     def from_parameter_node(cls, p) -> "PanelInputs":
         return cls(checkpoint=str(p.checkpoint or ""), device=p.device, use_checkpoint_settings=p.useCheckpointSettings,
                    overlap=p.overlap, threshold=p.threshold, compute_l3=p.computeL3, height_m=p.heightM,
-                   ribs=p.showRibs, unfolded=p.showUnfolded)
+                   l3_checkpoint=str(p.l3Checkpoint or ""), ribs=p.showRibs, unfolded=p.showUnfolded)
 
 
-def checkpoint_for_run(stored: str) -> Optional[str]:
-    """The checkpoint field -> the file to run, None meaning the shipped model of this installation.
+def checkpoint_for_run(stored: str, kind: str = "fracture") -> Optional[str]:
+    """A checkpoint field -> the file to run, None meaning the shipped model of this installation
+    (`kind`: "fracture" or "l3", the Model and the L3 model fields).
 
     Empty means the shipped model. So does a path to a shipped model that no longer exists — what scenes
     saved by older versions hold (the absolute path of the extension folder of that version or machine).
@@ -59,7 +61,7 @@ def checkpoint_for_run(stored: str) -> Optional[str]:
     if not text or text == ".":
         return None
     path = Path(text)
-    shipped = shipped_model("fracture")
+    shipped = shipped_model(kind)
     if path == shipped:
         return None
     # another installation's shipped model: RibFracSegLib/models/ (or Resources/Models/ before 0.2)
@@ -76,6 +78,7 @@ def run_options(logic, inputs: PanelInputs) -> RunOptions:
                          overlap=inputs.overlap if own else None, threshold=inputs.threshold if own else None,
                          l3=inputs.compute_l3,
                          height_m=inputs.height_m if inputs.compute_l3 and inputs.height_m > 0 else None,
+                         l3_checkpoint=checkpoint_for_run(inputs.l3_checkpoint, "l3") if inputs.compute_l3 else None,
                          ribs=inputs.ribs)
 
 

@@ -34,8 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", type=Path, default=None, help="L3 checkpoint (default: the shipped one)")
     parser.add_argument("--no-png", action="store_true", help="skip the PNG pictures")
     parser.add_argument("--count", choices=("ribs", "sacrum", "none"), default="ribs",
-                        help="vertebral count checking the network: from the ribs and sacrum (default; the rib "
-                             "step takes several seconds), the sacrum only (fast; needs the sacrum in view), or none")
+                        help="vertebral count checking the network: from the rib heads and the sacrum (default), "
+                             "the sacrum only (needs the sacrum in view), or none")
 
 
 def read_heights(path: Path | None) -> dict[str, float]:
@@ -68,25 +68,15 @@ def process(path: Path, out: Path, height: float | None, checkpoint, png: bool, 
     """One CT -> files written and the CSV row."""
     from RibFracSegLib.cases import case_id
     from RibFracSegLib.io import read_ct_and_warnings, write_text
-    from RibFracSegLib.l3 import body_composition, locate_l3, save_mip_png, save_overlay_png
-    from RibFracSegLib.l3.check import check_l3
+    from RibFracSegLib.l3 import body_composition, save_mip_png, save_overlay_png
+    from RibFracSegLib.l3.check import locate_l3_checked
 
     name = case_id(path)
     image, warnings = read_ct_and_warnings(path)
     for line in warnings:
         print(f"warning: {name}: {line}")
-    network = locate_l3(image, checkpoint)
-    levels = None
-    if count != "none":
-        from RibFracSegLib.spine import vertebral_levels
-
-        ribs = None
-        if count == "ribs":
-            from RibFracSegLib.ribs import segment_ribs
-
-            ribs = segment_ribs(image)
-        levels = vertebral_levels(image, ribs)
-    l3 = check_l3(image, network, levels)
+    l3 = locate_l3_checked(image, checkpoint, count=count)
+    network, levels = l3.network, l3.levels
     result = {"name": name, "input": str(path), "l3": l3.as_dict(), "body_composition": None, "warnings": warnings}
     row = {"name": name, "in_view": l3.in_view, "confidence": round(l3.confidence, 4),
            "slice_index": l3.slice_index, "z_mm": round(l3.z_mm, 2), "height_m": height, **l3.row(),

@@ -30,6 +30,8 @@ from RibFracSegLib.preprocess import canonical_image
 # Per-pixel tissue labels of BodyComposition.mask.
 NONE, MUSCLE, SAT, VAT, IMAT = 0, 1, 2, 3, 4
 TISSUE_NAMES = {MUSCLE: "muscle", SAT: "sat", VAT: "vat", IMAT: "imat"}
+TISSUE_TITLES = {MUSCLE: "Skeletal muscle", SAT: "Subcutaneous fat", VAT: "Visceral fat", IMAT: "Intermuscular fat"}
+TISSUE_COLOURS = {MUSCLE: (220, 40, 40), SAT: (250, 210, 40), VAT: (40, 200, 90), IMAT: (60, 140, 255)}  # RGB 0-255
 
 
 @dataclass(frozen=True)
@@ -160,8 +162,9 @@ def _central_bone(bone: np.ndarray) -> np.ndarray | None:
     return labels == 1 + int(np.argmax(sizes))
 
 
-def body_composition(image: sitk.Image, l3, height_m: float | None = None) -> BodyComposition:
-    """Muscle/SAT/VAT/IMAT areas on the L3 slice found by `locate_l3` (`l3`: an L3Result)."""
+def l3_slice(image: sitk.Image, l3) -> tuple[sitk.Image, int]:
+    """The CT in canonical (LPS) order and the index k of the L3 slice in it: the network's row when
+    `l3` carries its projections (an L3Result), else the slice through `l3.center_lps` (an L3Check)."""
     from RibFracSegLib.l3.decoding import row_to_k
 
     proj = getattr(l3, "projections", None)
@@ -169,11 +172,27 @@ def body_composition(image: sitk.Image, l3, height_m: float | None = None) -> Bo
     if proj is not None:
         k = int(round(row_to_k(proj, l3.row_mm / proj.spacing_mm)))
     else:
-        index = canonical.TransformPhysicalPointToContinuousIndex(l3.center_lps)
-        k = int(round(index[2]))
-    k = int(np.clip(k, 0, canonical.GetSize()[2] - 1))
+        k = int(round(canonical.TransformPhysicalPointToContinuousIndex(l3.center_lps)[2]))
+    return canonical, int(np.clip(k, 0, canonical.GetSize()[2] - 1))
+
+
+def body_composition(image: sitk.Image, l3, height_m: float | None = None) -> BodyComposition:
+    """Muscle/SAT/VAT/IMAT areas on the L3 slice (`l3`: an L3Result or an L3Check)."""
+    canonical, k = l3_slice(image, l3)
     hu = sitk.GetArrayViewFromImage(canonical)[k].astype(np.float32)
     return slice_composition(hu, canonical.GetSpacing()[:2], l3.slice_index, height_m)
+
+
+def tissue_labels(image: sitk.Image, l3, body: BodyComposition) -> sitk.Image:
+    """`body.mask` (MUSCLE/SAT/VAT/IMAT) as a UInt8 label image on the CT's own grid, 0 off the L3
+    slice: what a reader checks the areas against (the Slicer segmentation). The canonical view is a
+    re-ordering, not a resampling, so the nearest-neighbour resampling back is exact."""
+    canonical, k = l3_slice(image, l3)
+    slab = sitk.GetImageFromArray(np.asarray(body.mask, np.uint8)[None])
+    slab.SetSpacing(canonical.GetSpacing())
+    slab.SetDirection(canonical.GetDirection())
+    slab.SetOrigin(canonical.TransformIndexToPhysicalPoint((0, 0, k)))
+    return sitk.Resample(slab, image, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
 
 
 def slice_composition(hu: np.ndarray, spacing_xy: tuple[float, float], slice_index: int = 0,

@@ -40,7 +40,7 @@ class L3Check:
     network_z_mm: Optional[float]
     difference_mm: Optional[float]
     network: L3Result = field(repr=False)
-    levels: object = field(default=None, repr=False)  # spine.SpineLevels
+    levels: object = field(default=None, repr=False, compare=False)  # spine.SpineLevels (not sent to Slicer)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -65,6 +65,35 @@ class L3Check:
                 "count_z_mm": r(self.count_z_mm), "network_z_mm": r(self.network_z_mm),
                 "difference_mm": r(self.difference_mm)}
 
+    def to_dict(self) -> dict:
+        """Every field but `levels` (its summary, `levels.to_dict()`, rides along as plain data),
+        unrounded, as JSON types: what crosses the Slicer worker's process boundary."""
+        f = lambda v: None if v is None else float(v)  # noqa: E731
+        return {"check": 1, "in_view": bool(self.in_view), "source": self.source, "z_mm": float(self.z_mm),
+                "center_lps": [float(v) for v in self.center_lps], "slice_index": int(self.slice_index),
+                "review": bool(self.review), "review_reason": self.review_reason, "count_anchor": self.count_anchor,
+                "lumbar_count": None if self.lumbar_count is None else int(self.lumbar_count),
+                "count_z_mm": f(self.count_z_mm), "network_z_mm": f(self.network_z_mm),
+                "difference_mm": f(self.difference_mm), "network": self.network.to_dict(),
+                "notes": [str(n) for n in self.notes]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "L3Check":
+        """The inverse of `to_dict` (levels None); unknown or missing keys raise a ValueError."""
+        names = {"check", "in_view", "source", "z_mm", "center_lps", "slice_index", "review", "review_reason",
+                 "count_anchor", "lumbar_count", "count_z_mm", "network_z_mm", "difference_mm", "network", "notes"}
+        if set(data) != names:
+            raise ValueError(f"Not an L3Check: keys {sorted(set(data) ^ names)} differ from {sorted(names)}.")
+        f = lambda v: None if v is None else float(v)  # noqa: E731
+        return cls(in_view=bool(data["in_view"]), source=str(data["source"]), z_mm=float(data["z_mm"]),
+                   center_lps=tuple(float(v) for v in data["center_lps"]), slice_index=int(data["slice_index"]),
+                   review=bool(data["review"]), review_reason=str(data["review_reason"]),
+                   count_anchor=str(data["count_anchor"]),
+                   lumbar_count=None if data["lumbar_count"] is None else int(data["lumbar_count"]),
+                   count_z_mm=f(data["count_z_mm"]), network_z_mm=f(data["network_z_mm"]),
+                   difference_mm=f(data["difference_mm"]), network=L3Result.from_dict(data["network"]),
+                   notes=[str(n) for n in data["notes"]])
+
     def as_dict(self) -> dict:
         return {"in_view": self.in_view, "z_mm": round(self.z_mm, 2), "slice_index": self.slice_index,
                 "center_lps": [round(v, 2) for v in self.center_lps],
@@ -79,7 +108,10 @@ def _slice_index(image: sitk.Image, lps) -> int:
 
 
 def _count_says(levels) -> tuple[Optional[object], Optional[bool], float]:
-    """(L3 vertebra or None, whether the count shows L3 outside the CT (None: cannot tell), L3 height)."""
+    """(L3 vertebra or None, whether the count shows L3 outside the CT (None: cannot tell), L3 height).
+
+    Outside only when the named bodies run to the CT's edge on L3's side: the bodies below T12 (or
+    above L4) may be unnamed for another reason (a break in the disc spacing) while L3 is in view."""
     l3 = levels.by_name("L3") if levels is not None else None
     named = [v for v in levels.vertebrae if v.name] if levels is not None else []
     heights = [v.height_mm for v in levels.vertebrae if v.complete] if levels is not None else []
@@ -88,11 +120,15 @@ def _count_says(levels) -> tuple[Optional[object], Optional[bool], float]:
         return l3, False, height
     if not named:
         return None, None, height
-    order = {n: i for i, n in enumerate(["T12", "L1", "L2", "L3", "L4", "L5", "L6"])}
-    lumbar = [v for v in named if v.name in order]
-    if not lumbar and any(v.name.startswith(("T", "C")) for v in named):
-        return None, True, height  # only thoracic/cervical named: L3 below the CT
-    if lumbar and (all(order[v.name] < order["L3"] for v in lumbar) or all(order[v.name] > order["L3"] for v in lumbar)):
+    from RibFracSegLib.spine.levels import SEQUENCE  # here: reading an L3Check back needs no spine code
+
+    order = {n: i for i, n in enumerate(SEQUENCE)}
+    below = all(order[v.name] < order["L3"] for v in named)  # every named body above L3: L3 lies below them
+    above = all(order[v.name] > order["L3"] for v in named)
+    bodies = levels.vertebrae  # bottom to top
+    if below and bodies[0].name is not None and bodies[0].z_bottom_mm - levels.fov_mm[0] < height:
+        return None, True, height  # the lowest body found is named, at the CT's bottom: L3 below the CT
+    if above and bodies[-1].name is not None and levels.fov_mm[1] - bodies[-1].z_top_mm < height:
         return None, True, height
     return None, None, height
 
@@ -105,6 +141,11 @@ def check_l3(image: sitk.Image, network: L3Result, levels) -> L3Check:
     notes = list(levels.notes) if levels is not None else []
     half = defaults.L3_AGREE_FRACTION * height
     net_z = network.z_mm if network.in_view else None
+    # ribs numbered from the bottom of a cut cage (ambiguous: ../shared/reference/ribs.md), of one side
+    # only, or overruled by the sacrum are the count's weak case (SpineLevels.weak): when it and the
+    # network disagree, the network's answer stands (flagged); the sacrum, or both sides' ribs counted
+    # from rib 1, outweigh the network
+    weak = net_z is not None and levels is not None and levels.weak
     if l3 is not None:
         diff = None if net_z is None else l3.centre_lps[2] - net_z
         if net_z is None:
@@ -118,9 +159,17 @@ def check_l3(image: sitk.Image, network: L3Result, levels) -> L3Check:
         if lumbar is not None and lumbar != 5:
             review, reason = True, "; ".join(s for s in (reason, f"{lumbar} lumbar vertebrae (transitional)") if s)
         agree = net_z is not None and abs(diff) <= half
-        point = network.center_lps if agree else l3.centre_lps  # the network's row is finer when it is right
-        return L3Check(True, "count+network" if agree else "count", point[2], point, _slice_index(image, point),
+        if weak and not agree:
+            reason += "; a weak count (ribs counted from the bottom, on one side, or against the sacrum): the network's L3"
+        point = network.center_lps if agree or weak else l3.centre_lps  # the network's row is finer when right
+        source = "count+network" if agree else "network" if weak else "count"
+        return L3Check(True, source, point[2], point, _slice_index(image, point),
                        review, reason, anchor, lumbar, l3.centre_lps[2], net_z, diff, network, levels, notes)
+    if outside and weak:
+        reason = (f"a weak count ({anchor}) shows L3 outside the CT but the network places it at z {net_z:.0f} mm: "
+                  "the network's L3")
+        return L3Check(True, "network", network.z_mm, network.center_lps, network.slice_index, True, reason,
+                       anchor, lumbar, None, net_z, None, network, levels, notes)
     if outside:
         review = net_z is not None
         reason = (f"count ({anchor}) shows L3 outside the CT but the network places it at z {net_z:.0f} mm"
@@ -133,16 +182,32 @@ def check_l3(image: sitk.Image, network: L3Result, levels) -> L3Check:
                    notes)
 
 
-def locate_l3_checked(image: sitk.Image, checkpoint=None, ribs=None, use_ribs: bool = True) -> L3Check:
-    """L3 by count and network. The count needs the ribs (segment_ribs, several seconds) unless the
-    sacrum is in view; `use_ribs=False` is the light path (sacrum only)."""
+def locate_l3_checked(image: sitk.Image, checkpoint=None, ribs=None, count: str = "ribs") -> L3Check:
+    """L3 by count and network. `count`: "ribs" names the bodies from the rib heads and the sacrum,
+    "sacrum" from the sacrum alone, "none" leaves the network alone. The heads come from `ribs` (a
+    RibLabels, when the ribs are segmented anyway), else from `ribs.heads.rib_heads` (a box along the
+    spine, a fraction of the rib step's time), and when neither they, being few, nor the sacrum give a
+    count, from the full rib step."""
+    from RibFracSegLib.ribs import segment_ribs
     from RibFracSegLib.ribs.anatomy import column_landmarks
+    from RibFracSegLib.ribs.heads import rib_heads
     from RibFracSegLib.spine import vertebral_levels
 
+    if count not in ("ribs", "sacrum", "none"):
+        raise ValueError(f"count must be 'ribs', 'sacrum' or 'none', got {count!r}")
     network = locate_l3(image, checkpoint)
-    marks = column_landmarks(image)  # one working grid and spine track for the ribs and the count
-    if ribs is None and use_ribs:
-        from RibFracSegLib.ribs import segment_ribs
-
-        ribs = segment_ribs(image, landmarks=marks)
-    return check_l3(image, network, vertebral_levels(image, ribs, landmarks=marks))
+    if count == "none":
+        return check_l3(image, network, None)
+    # one working grid and spine track for the rib heads and the count, slices no finer than the count needs
+    marks = column_landmarks(image, slice_mm=defaults.SPINE_WORK_SLICE_MM)
+    if count == "sacrum":
+        return check_l3(image, network, vertebral_levels(image, None, landmarks=marks))
+    heads = ribs if ribs is not None else rib_heads(image, landmarks=marks)
+    levels = vertebral_levels(image, heads, landmarks=marks)
+    few = ribs is None and sum(h.number is not None for h in heads.heads) < defaults.SPINE_FEW_HEADS
+    if few and levels.anchor == "none":  # a cut cage the box saw little of: the segmented ribs may say more
+        full = vertebral_levels(image, segment_ribs(image), landmarks=marks)  # the rib step on its own grid
+        if full.anchor.startswith("rib"):
+            full.notes.insert(0, "the rib heads near the spine gave no count: counted from the segmented ribs")
+            levels = full
+    return check_l3(image, network, levels)

@@ -13,9 +13,7 @@ from PIL import Image
 
 from RibFracSegLib import defaults
 from RibFracSegLib.io import atomic_path
-from RibFracSegLib.l3.body_composition import IMAT, MUSCLE, SAT, VAT
-
-TISSUE_COLOURS = {MUSCLE: (220, 40, 40), SAT: (250, 210, 40), VAT: (40, 200, 90), IMAT: (60, 140, 255)}
+from RibFracSegLib.l3.body_composition import TISSUE_COLOURS
 
 
 def _grey(values: np.ndarray, lo: float, hi: float) -> np.ndarray:

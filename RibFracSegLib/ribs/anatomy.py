@@ -35,15 +35,24 @@ class WorkingGrid:
         return out[: shape[0], : shape[1], : shape[2]]
 
 
-def working_grid(canonical_hu: np.ndarray, spacing_zyx: tuple[float, float, float]) -> WorkingGrid:
-    """Average blocks of voxels so each working voxel is about RIB_WORK_MM (never finer than the input)."""
-    factors = tuple(max(1, min(n, int(round(defaults.RIB_WORK_MM / s))))  # never more than the axis holds
-                    for n, s in zip(canonical_hu.shape, spacing_zyx))
+def working_grid(canonical_hu: np.ndarray, spacing_zyx: tuple[float, float, float], slice_mm: float = 0.0
+                 ) -> WorkingGrid:
+    """Average blocks of voxels so each working voxel is about RIB_WORK_MM (never finer than the input),
+    and each working slice about `slice_mm` when that is coarser (the vertebral count's grid)."""
+    work = (max(defaults.RIB_WORK_MM, slice_mm), defaults.RIB_WORK_MM, defaults.RIB_WORK_MM)
+    factors = tuple(max(1, min(n, int(round(w / s))))  # never more than the axis holds
+                    for n, s, w in zip(canonical_hu.shape, spacing_zyx, work))
     shape = [max(1, n // f) for n, f in zip(canonical_hu.shape, factors)]
     crop = canonical_hu[: shape[0] * factors[0], : shape[1] * factors[1], : shape[2] * factors[2]]
-    hu = np.clip(crop, defaults.AIR_HU, None).astype(np.float32)
-    if any(f > 1 for f in factors):
-        hu = hu.reshape(shape[0], factors[0], shape[1], factors[1], shape[2], factors[2]).mean(axis=(1, 3, 5))
+    hu = np.maximum(crop, np.float32(defaults.AIR_HU), dtype=np.float32)
+    for axis, f in enumerate(factors):  # block sums one axis at a time: strided adds, no 6-D reduction
+        if f > 1:
+            parts = [hu[(slice(None),) * axis + (slice(k, None, f),)] for k in range(f)]
+            total = parts[0].copy()
+            for part in parts[1:]:
+                total += part
+            hu = total
+    hu = hu / np.float32(np.prod(factors)) if np.prod(factors) > 1 else hu
     spacing = tuple(float(s * f) for s, f in zip(spacing_zyx, factors))
     return WorkingGrid(hu=hu, spacing_zyx=spacing, factors=factors)
 
@@ -139,18 +148,20 @@ def spine_track(bone: np.ndarray, body: np.ndarray, spacing_zyx: tuple[float, fl
     xs, ys, seen = np.zeros(nz), np.zeros(nz), np.zeros(nz, bool)
     min_voxels = defaults.RIB_SPINE_MIN_AREA_MM2 / (sy * sx)
     half_width = defaults.RIB_SPINE_WINDOW_MM / sx
+    reach = int(np.ceil(half_width + defaults.RIB_SPINE_BLOB_MM / sx))  # the columns a candidate's blob can touch
     for z in range(nz):
         if not body[z].any() or not bone[z].any():
             continue
         body_x = ndimage.center_of_mass(body[z])[1]
-        core = ndimage.binary_opening(bone[z], disk)
+        x0 = max(0, int(body_x) - reach)
+        core = ndimage.binary_opening(bone[z, :, x0:int(body_x) + reach + 1], disk)
         labels, n = ndimage.label(core)
         if n == 0:
             continue
         sizes = np.bincount(labels.ravel())
         centres = ndimage.center_of_mass(core, labels, np.arange(1, n + 1))
-        options = [(cy, cx) for (cy, cx), size in zip(centres, sizes[1:])
-                   if size >= min_voxels and abs(cx - body_x) < half_width]
+        options = [(cy, cx + x0) for (cy, cx), size in zip(centres, sizes[1:])
+                   if size >= min_voxels and abs(cx + x0 - body_x) < half_width]
         if options:
             ys[z], xs[z] = max(options)
             seen[z] = True
@@ -176,10 +187,11 @@ class ColumnLandmarks:
     track: SpineTrack
 
 
-def column_landmarks(image) -> ColumnLandmarks:
-    """Canonical view -> working grid -> body, bone and spine track of a CT (sitk.Image, HU)."""
+def column_landmarks(image, slice_mm: float = 0.0) -> ColumnLandmarks:
+    """Canonical view -> working grid -> body, bone and spine track of a CT (sitk.Image, HU); `slice_mm`
+    coarsens the working slices to about that (the count alone needs no finer: SPINE_WORK_SLICE_MM)."""
     canon = canonical_volume(image)
-    grid = working_grid(np.asarray(canon.array), canon.spacing_zyx)
+    grid = working_grid(np.asarray(canon.array), canon.spacing_zyx, slice_mm)
     body = body_mask(grid.hu)
     bone = bone_mask(grid.hu, body, grid.spacing_zyx)
     return ColumnLandmarks(canon, grid, body, bone, spine_track(bone, body, grid.spacing_zyx))

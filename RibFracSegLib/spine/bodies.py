@@ -38,24 +38,43 @@ class VertebralBody:
         return not (self.cut_below or self.cut_above)
 
 
-def body_centres(bone: np.ndarray, track: SpineTrack, spacing_zyx) -> SpineTrack:
-    """The spine track moved to each slice's deepest bone near it: the body is the thickest bone there.
+def _spine_piece(bone_slice: np.ndarray, cy: int, cx: int) -> np.ndarray:
+    """The piece of (hole-filled) bone at (cy, cx), or the nearest piece: the vertebra, not the
+    contrast-filled aorta beside it, which is as bright and, where the marrow is fatty, thicker."""
+    labels, n = ndimage.label(ndimage.binary_fill_holes(bone_slice))
+    if n == 0:
+        return labels > 0
+    label = labels[cy, cx]
+    if label == 0:
+        _, (iy, ix) = ndimage.distance_transform_edt(labels == 0, return_indices=True)
+        label = labels[iy[cy, cx], ix[cy, cx]]
+    return labels == label
+
+
+def body_centres(bone: np.ndarray, hu: np.ndarray, track: SpineTrack, spacing_zyx) -> SpineTrack:
+    """The spine track moved to each slice's vertebral body centre: the deepest point of the vertebra's
+    bone once the spinal canal is taken out.
 
     `spine_track` gives the centre of mass of the vertebra's bone, which in the lumbar spine (thick
     arches, holes filled) falls in the spinal canal; the profile must sample marrow, not the canal.
+    The bone mask fills the canal with the marrow (both are holes in the cortex), so the canal is told
+    by its fluid: smoothed HU below SPINE_CANAL_HU, which fatty marrow's trabeculae stay above.
     """
     nz = bone.shape[0]
     sy, sx = spacing_zyx[1], spacing_zyx[2]
     r = defaults.SPINE_CENTRE_SEARCH_MM
     ry, rx = int(np.ceil(r / sy)), int(np.ceil(r / sx))
+    sigma = (defaults.SPINE_CANAL_SMOOTH_MM / sy, defaults.SPINE_CANAL_SMOOTH_MM / sx)
     ys, xs, seen = track.y.copy(), track.x.copy(), np.zeros(nz, bool)
     for z in range(nz):
         cy, cx = int(round(track.y[z])), int(round(track.x[z]))
         y0, x0 = max(0, cy - ry), max(0, cx - rx)
-        crop = ndimage.binary_fill_holes(bone[z, y0:cy + ry + 1, x0:cx + rx + 1])
-        if crop.sum() * sy * sx < defaults.RIB_SPINE_MIN_AREA_MM2:
+        box = (z, slice(y0, cy + ry + 1), slice(x0, cx + rx + 1))
+        piece = _spine_piece(bone[box], cy - y0, cx - x0)
+        if piece.sum() * sy * sx < defaults.RIB_SPINE_MIN_AREA_MM2:
             continue
-        depth = ndimage.distance_transform_edt(crop, sampling=(sy, sx))
+        piece &= ndimage.gaussian_filter(hu[box], sigma) > defaults.SPINE_CANAL_HU
+        depth = ndimage.distance_transform_edt(piece, sampling=(sy, sx))
         j, i = np.unravel_index(int(np.argmax(depth)), depth.shape)
         ys[z], xs[z], seen[z] = y0 + j, x0 + i, True
     if seen.sum() >= 3:
@@ -138,8 +157,9 @@ def _chain(discness: np.ndarray, dz_mm: float, scale: float, edges: tuple[bool, 
                 v = best[i, j] - lam * ratio ** 2 + strength[k]
                 if v > best[j, k]:
                     best[j, k], prev[j, k] = v, i
-    if not np.isfinite(best).any():
-        return [int(cand[np.argmax(strength)])]
+    if not np.isfinite(best).any():  # a lone disc: only a clear one (noise makes weak maxima near the ends)
+        i = int(np.argmax(discness[cand]))
+        return [int(cand[i])] if discness[cand[i]] >= defaults.SPINE_LONE_DISC * scale else []
     j, k = np.unravel_index(int(np.argmax(best)), best.shape)
     chain = [k, j]
     while prev[chain[-1], chain[-2]] >= 0:

@@ -20,6 +20,7 @@ from scipy import ndimage
 from .. import defaults
 from ..geometry import lps_to_ras
 from ..ribs.anatomy import column_landmarks
+from ..ribs.heads import RibHeads
 from .bodies import bodies_between, body_centres, centre_profile, disc_profile, find_discs
 
 # The column top to bottom; L6 only exists when a transitional count needs it.
@@ -57,24 +58,40 @@ class SpineLevels:
     """Vertebral bodies bottom to top, how they were named, and what the anchors said."""
 
     vertebrae: list[Vertebra]
-    anchor: str  # "rib 12", "rib 1", "sacrum" or "none"
+    anchor: str  # "rib 12" (or "ribs 7-11" when rib 12 is not among the counting ribs), "sacrum" or "none"
     anchors: dict[str, int] = field(default_factory=dict)  # anchor -> index of its body in `vertebrae`
     lumbar_count: Optional[int] = None  # bodies between T12 and the sacrum, when both are in view
+    count_sides: int = 0  # sides (left, right) whose ribs set the count; 0 when the sacrum or nothing did
+    rib_numbering: str = "none"  # how the ribs were numbered: from rib 1 (top of the cage) and/or rib 12
+    overruled: bool = False  # the ribs' count conflicted with the sacrum, which named the column
     sacrum_top_mm: Optional[float] = None
     fov_mm: tuple[float, float] = (0.0, 0.0)  # (bottom, top) superior coordinate of the CT
     notes: list[str] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def weak(self) -> bool:
+        """The count is the weak kind: the ribs named the column weakly (`weak_ribs`), or the sacrum did
+        after overruling the ribs (one of the two anchors was wrong, and so maybe it)."""
+        return (self.anchor.startswith("rib") and weak_ribs(self.rib_numbering, self.count_sides)) or self.overruled
 
     def by_name(self, name: str) -> Optional[Vertebra]:
         return next((v for v in self.vertebrae if v.name == name), None)
 
     def to_dict(self) -> dict:
         return {"anchor": self.anchor, "anchors": dict(self.anchors), "lumbar_count": self.lumbar_count,
+                "count_sides": self.count_sides, "rib_numbering": self.rib_numbering,
                 "sacrum_top_mm": None if self.sacrum_top_mm is None else round(self.sacrum_top_mm, 2),
                 "fov_mm": [round(v, 2) for v in self.fov_mm], "notes": list(self.notes),
                 "named": [v.name for v in self.vertebrae if v.name],
                 "timings_s": {k: round(v, 3) for k, v in self.timings_s.items()},
                 "vertebrae": [v.to_dict() for v in self.vertebrae]}
+
+
+def weak_ribs(numbering: str, sides: int) -> bool:
+    """A rib count is weak when the ribs were numbered from the bottom of a cut cage (ambiguous: 11 or 13
+    pairs, a hypoplastic 12th; ../shared/reference/ribs.md) or only one side's ribs set it."""
+    return "rib 1" not in numbering.split(" and ") or sides < 2
 
 
 def sacrum_top(bone: np.ndarray, track, spacing_zyx) -> Optional[float]:
@@ -89,12 +106,15 @@ def sacrum_top(bone: np.ndarray, track, spacing_zyx) -> Optional[float]:
     disk = (yy / ry) ** 2 + (xx / rx) ** 2 <= 1.0
     nz = bone.shape[0]
     band = max(1, int(round(defaults.SPINE_SACRUM_BAND_MM / sy)))
+    rows = int(np.ceil(defaults.SPINE_SACRUM_CROP_MM / sy))
     wide = np.zeros(nz, bool)
     for z in range(nz // 2 + 1):
         if not bone[z].any():
             continue
         cy = int(np.clip(round(track.y[z]), 0, bone.shape[1] - 1))
-        thick = ndimage.binary_opening(ndimage.binary_fill_holes(bone[z]), disk)[max(0, cy - band):cy + band + 1]
+        y0 = max(0, cy - rows)  # rows enough to hold the body's marrow (filled) and the opening
+        thick = ndimage.binary_opening(ndimage.binary_fill_holes(bone[z, y0:cy + rows + 1]), disk)
+        thick = thick[max(0, cy - y0 - band):cy - y0 + band + 1]
         labels, _ = ndimage.label(thick.any(axis=0))  # left-right runs of bone at the body's level
         lab = labels[int(np.clip(round(track.x[z]), 0, bone.shape[2] - 1))]
         wide[z] = bool(lab) and (labels == lab).sum() * sx > defaults.SPINE_SACRUM_WIDTH_MM
@@ -113,67 +133,89 @@ def sacrum_top(bone: np.ndarray, track, spacing_zyx) -> Optional[float]:
     return None
 
 
-def _body_for(z_mm: float, vertebrae: list[Vertebra]) -> Optional[int]:
-    """Index of the body that carries a rib head at height z: the body spanning it (a head at the disc
-    above counts for the body below, as ribs 2-9 articulate across it)."""
-    z = z_mm - defaults.SPINE_RIB_HEAD_MARGIN_MM
+def _body_position(z_mm: float, vertebrae: list[Vertebra]) -> Optional[float]:
+    """Height z as a continuous body index: i + the fraction of body i below z (0 its bottom disc, 1 its
+    top disc); None outside the bodies found."""
     for i, v in enumerate(vertebrae):
-        if v.z_bottom_mm < z <= v.z_top_mm:
-            return i
+        if v.z_bottom_mm < z_mm <= v.z_top_mm:
+            return i + (z_mm - v.z_bottom_mm) / max(v.z_top_mm - v.z_bottom_mm, 1e-6)
     return None
 
 
-def rib_votes(ribs, vertebrae: list[Vertebra]) -> tuple[Optional[int], str, list[str], list[tuple]]:
-    """Index of T12 among `vertebrae` voted by every numbered rib (rib k's head is at Tk, so T12 lies
-    12 - k bodies below), the anchor's name, and notes. A 'rib' whose head lies far from the column
-    (an iliac crest taken for rib 12) does not vote; the most voted index wins when it has a majority
-    or twice the runner-up's votes (ties: the side with more numbered ribs), unless the left ribs and
-    the right ribs each mostly vote for a different index (one side is misnumbered, maybe both)."""
+def _head_fraction(number: int) -> float:
+    """Where rib `number`'s head meets its vertebra Tk, as a fraction of Tk's height: ribs 2-9 across the
+    disc above it (the top), ribs 1, 10, 11 and 12 on the body itself (../shared/reference/ribs.md)."""
+    return defaults.SPINE_RIB_HEAD_ON_BODY if number in (1, 10, 11, 12) else 1.0
+
+
+def rib_votes(ribs: RibHeads, vertebrae: list[Vertebra]) -> tuple[Optional[int], str, list[str], list[tuple]]:
+    """Index of T12 among `vertebrae` from every numbered rib's head, the anchor's name, notes and the
+    votes `(t12 estimate, side, number)`.
+
+    Each head, as a continuous body index less where rib k's head sits on Tk (`_head_fraction`) and
+    less 12 - k, estimates T12's index; a head's height is only known to a fraction of a body (where a
+    centreline starts), so T12 is the median of the estimates of the lowest SPINE_RIB_COUNT_LEVELS
+    rib levels, rounded (a disc missed higher up shifts the ribs above it, not the count at T12). A
+    'rib' whose head lies far from the column (an iliac crest taken for rib 12) does not vote; fewer
+    than SPINE_RIB_MIN_VOTES heads (a lone rib numbered from the bottom of a cut cage) give no count.
+    No count when most of the counting ribs lie more than SPINE_RIB_AGREE_BODIES from it, when the
+    left and the right ribs' medians are a body apart (one side misnumbered, maybe both), or when a
+    head of the lowest rib level lies more than SPINE_RIB_BELOW_BODIES below the count's T12 (a rib was
+    missed above it, so the numbers above are off)."""
     votes = []
-    for r in getattr(ribs, "ribs", []):
-        if not r.number or not len(r.centreline_lps) or not vertebrae:
+    for r in ribs.heads:
+        if not r.number or not vertebrae:
             continue
-        head = r.centreline_lps[0]
+        head = r.head_lps
         near = min(vertebrae, key=lambda v: abs(v.centre_lps[2] - head[2]))
         if np.hypot(head[0] - near.centre_lps[0], head[1] - near.centre_lps[1]) > defaults.SPINE_RIB_HEAD_MAX_MM:
             continue
-        b = _body_for(float(head[2]), vertebrae)
+        b = _body_position(float(head[2]), vertebrae)
         if b is not None:
-            votes.append((b - (12 - r.number), r.side, r.number))
-    if not votes:
-        return None, "none", [], votes
-    per_side = {side: sum(v[1] == side for v in votes) for side in ("L", "R")}
-    tally = sorted({t for t, _, _ in votes}, key=lambda t: (sum(v[0] == t for v in votes),
-                   max(per_side[v[1]] for v in votes if v[0] == t)), reverse=True)
-    count = lambda t: sum(v[0] == t for v in votes)  # noqa: E731
-    best = tally[0]
-    second = count(tally[1]) if len(tally) > 1 else 0
-    numbers = sorted({n for t, _, n in votes if t == best})
-    label = "rib 12" if 12 in numbers else "rib 1" if 1 in numbers else f"ribs {numbers[0]}-{numbers[-1]}"
-    notes = []
-    if count(best) < len(votes):
-        notes.append(f"{count(best)} of {len(votes)} numbered ribs agree on T12 ({label})")
-    modes = {side: max({t for t, sd, _ in votes if sd == side}, key=lambda t: sum(v[:2] == (t, side) for v in votes))
-             for side in ("L", "R") if per_side[side] >= defaults.SPINE_RIB_SIDE_MIN}
-    if len(set(modes.values())) > 1:
-        notes.append(f"left and right ribs place T12 {abs(modes['L'] - modes['R'])} bodies apart: not used")
+            votes.append((b - _head_fraction(r.number) - (12 - r.number), r.side, r.number))
+    if len(votes) < defaults.SPINE_RIB_MIN_VOTES:
+        return None, "none", [f"{len(votes)} numbered rib head(s) beside the bodies found: too few to count from"
+                              ] if votes else [], votes
+    lowest = max(n for _, _, n in votes)  # the ribs nearest the lumbar spine count: a disc missed higher up
+    counting = [v for v in votes if v[2] > lowest - defaults.SPINE_RIB_COUNT_LEVELS]  # shifts only the ribs above
+    estimates = np.array([v[0] for v in counting])
+    best = int(np.round(np.median(estimates)))
+    agree = int(np.sum(np.abs(estimates - best) <= defaults.SPINE_RIB_AGREE_BODIES))
+    numbers = sorted({n for _, _, n in counting})
+    label = "rib 12" if 12 in numbers else f"ribs {numbers[0]}-{numbers[-1]}"
+    notes = [] if agree == len(counting) else [f"{agree} of {len(counting)} lowest numbered ribs agree on T12 ({label})"]
+    sides = {side: float(np.median([t for t, sd, _ in counting if sd == side])) for side in ("L", "R")
+             if sum(sd == side for _, sd, _ in counting) >= defaults.SPINE_RIB_SIDE_MIN}
+    if len(sides) == 2 and abs(sides["L"] - sides["R"]) > defaults.SPINE_RIB_SIDES_APART:
+        notes.append(f"left and right ribs place T12 {abs(sides['L'] - sides['R']):.1f} bodies apart: not used")
         return None, "none", notes, votes
-    if count(best) <= defaults.SPINE_RIB_MAJORITY * len(votes) and count(best) < 2 * second:
+    if agree <= defaults.SPINE_RIB_MAJORITY * len(counting):
         notes.append("the ribs do not agree on the count: not used")
         return None, "none", notes, votes
-    return best, label, notes, votes
+    off = min((v for v in counting if v[2] == lowest), key=lambda v: v[0])
+    if best - off[0] > defaults.SPINE_RIB_BELOW_BODIES:  # the lowest rib far below T12: a rib missed above it
+        notes.append(f"rib {off[1]}{off[2]}'s head lies {best - off[0]:.1f} bodies below where the count puts it: "
+                     "not used")
+        return None, "none", notes, votes
+    return best, label, notes, [(t - best, side, n) for t, side, n in votes]
 
 
 def unname_contradicted(vertebrae: list[Vertebra], votes: list[tuple], t12: int) -> list[str]:
-    """Leave unnamed the bodies above the highest rib agreeing with the count, or above the second rib
-    whose head contradicts it (a disc missed or doubled there shifts every name beyond it), rather
-    than give them wrong names."""
-    wrong = sorted(t + (12 - n) for t, _, n in votes if t != t12)
-    above = [b for b in wrong if b > t12]
-    # above the highest agreeing rib's vertebra no rib checks the count (the neck): no names there
-    cut = max(t + 12 - n for t, _, n in votes if t == t12) + 1
-    if len(above) >= 2:
-        cut = min(cut, above[1])
+    """Leave unnamed the bodies above the highest rib head, and those from where the ribs drift off the
+    count going up: the lowest rib level whose heads, and the next level's above, lie (median of the
+    two sides) more than SPINE_RIB_DRIFT_BODIES off it - a disc missed or doubled there shifts every
+    name beyond it; from the body its heads land in, up, nothing is named rather than named wrong.
+    `votes` hold each rib's offset from the count (rib_votes)."""
+    top = t12 + 12 - min(n for _, _, n in votes) + 1  # no rib checks the count above the top rib's body
+    off = {k: float(np.median([o for o, _, n in votes if n == k])) for k in {n for _, _, n in votes}}
+    levels = sorted(off, reverse=True)  # lowest rib first
+    cut = top
+    for i, k in enumerate(levels):
+        above = levels[i + 1] if i + 1 < len(levels) else None
+        if abs(off[k]) > defaults.SPINE_RIB_DRIFT_BODIES and (above is None or
+                                                             abs(off[above]) > defaults.SPINE_RIB_DRIFT_BODIES):
+            cut = min(cut, t12 + 12 - k - 1)
+            break
     if cut >= len(vertebrae):
         return []
     names = [v.name for v in vertebrae[cut:] if v.name]
@@ -181,7 +223,7 @@ def unname_contradicted(vertebrae: list[Vertebra], votes: list[tuple], t12: int)
         v.name = None
     if not names:
         return []
-    why = "ribs' heads contradict the count" if len(above) >= 2 and cut == above[1] else "no rib checks the count"
+    why = "no rib checks the count" if cut == top else "ribs' heads drift off the count"
     return [f"{why} from {names[0]} up: those bodies unnamed"]
 
 
@@ -202,15 +244,22 @@ def unname_across_joints(vertebrae: list[Vertebra], joints: list[bool], anchor: 
     return notes
 
 
-def name_vertebrae(vertebrae: list[Vertebra], t12: Optional[int], l5: Optional[int], rib_label: str = "rib 12"
-                   ) -> tuple[str, dict, Optional[int], list[str]]:
+def name_vertebrae(vertebrae: list[Vertebra], t12: Optional[int], l5: Optional[int], rib_label: str = "rib 12",
+                   ribs_weak: bool = False) -> tuple[str, dict, Optional[int], list[str]]:
     """Name bodies (bottom to top) from the ribs' T12 (`t12`, may lie outside the list) or else the
-    sacrum's L5; the other is a check. Returns (anchor used, anchors found, lumbar count, notes)."""
+    sacrum's L5; the other is a check. When they conflict, a weak rib count (`ribs_weak`: counted from
+    the bottom of a cut cage, or on one side) gives way to the sacrum; otherwise neither is used.
+    Returns (anchor used, anchors found, lumbar count, notes)."""
     anchors = {k: v for k, v in ((rib_label, t12), ("sacrum", l5)) if v is not None}
     notes, lumbar = [], None
     if t12 is not None and l5 is not None:
         lumbar = t12 - l5
-        if not 4 <= lumbar <= 6:
+        if not 4 <= lumbar <= 6 and ribs_weak:
+            notes.append(f"{lumbar} bodies between the ribs' T12 and the sacrum (4-6 possible); the ribs were "
+                         "counted from the bottom or on one side: named from the sacrum")
+            anchors.pop(rib_label)
+            lumbar, t12 = None, None
+        elif not 4 <= lumbar <= 6:
             notes.append(f"{lumbar} bodies between the ribs' T12 and the sacrum (4-6 possible): "
                          "neither anchor is used")
             anchors.clear()
@@ -233,13 +282,14 @@ def name_vertebrae(vertebrae: list[Vertebra], t12: Optional[int], l5: Optional[i
 
 
 def vertebral_levels(image: sitk.Image, ribs=None, landmarks=None) -> SpineLevels:
-    """Vertebral bodies of a CT (HU), named by counting; `ribs` a RibLabels (from segment_ribs) or None
-    (then only the sacrum can anchor the count); `landmarks` the CT's column_landmarks if at hand."""
+    """Vertebral bodies of a CT (HU), named by counting; `ribs` a RibHeads (ribs.heads.rib_heads), a
+    RibLabels (segment_ribs, when the ribs are segmented anyway) or None (then only the sacrum can
+    anchor the count); `landmarks` the CT's column_landmarks if at hand."""
     t0 = time.perf_counter()
     marks = landmarks if landmarks is not None else column_landmarks(image)
     canon, grid, bone = marks.canon, marks.grid, marks.bone
     sp = grid.spacing_zyx
-    track = body_centres(bone, marks.track, sp)
+    track = body_centres(bone, grid.hu, marks.track, sp)
     discs, chains = find_discs(disc_profile(centre_profile(grid.hu, track, sp), sp[0]), sp[0])
     sacrum = sacrum_top(bone, track, sp)
     found = bodies_between(discs, grid.hu.shape[0], sp[0], chains)
@@ -262,9 +312,14 @@ def vertebral_levels(image: sitk.Image, ribs=None, landmarks=None) -> SpineLevel
             joints[i] = True
     z_edges = (to_lps(-0.5)[2], to_lps(grid.hu.shape[0] - 0.5)[2])
     timings = {"bodies": time.perf_counter() - t0}
+    if ribs is not None and not isinstance(ribs, RibHeads):
+        ribs = RibHeads.from_ribs(ribs)
     t12, rib_label, rib_notes, votes = rib_votes(ribs, vertebrae) if ribs is not None else (None, "none", [], [])
     l5 = 0 if sacrum is not None and vertebrae and vertebrae[0].complete else None
-    anchor, anchors, lumbar, notes = name_vertebrae(vertebrae, t12, l5, rib_label)
+    lowest = max((n for _, _, n in votes), default=12)
+    sides = {side for _, side, n in votes if n > lowest - defaults.SPINE_RIB_COUNT_LEVELS} if t12 is not None else set()
+    numbering = ribs.numbering if ribs is not None else "none"
+    anchor, anchors, lumbar, notes = name_vertebrae(vertebrae, t12, l5, rib_label, weak_ribs(numbering, len(sides)))
     notes = rib_notes + notes
     if anchor == rib_label and t12 is not None:
         notes += unname_contradicted(vertebrae, votes, t12)
@@ -272,5 +327,7 @@ def vertebral_levels(image: sitk.Image, ribs=None, landmarks=None) -> SpineLevel
         notes += unname_across_joints(vertebrae, joints, t12 if anchor == rib_label else l5)
     timings["naming"] = time.perf_counter() - t0 - timings["bodies"]
     return SpineLevels(vertebrae=vertebrae, anchor=anchor, anchors=anchors, lumbar_count=lumbar,
+                       count_sides=len(sides) if anchor == rib_label else 0, rib_numbering=numbering,
+                       overruled=t12 is not None and anchor == "sacrum",
                        sacrum_top_mm=None if sacrum is None else to_lps(sacrum)[2],
                        fov_mm=(min(z_edges), max(z_edges)), notes=notes, timings_s=timings)

@@ -57,7 +57,8 @@ def write_tight(path: Path, out: Path) -> None:
     import SimpleITK as sitk
     from RibFracSegLib.ribs import segment_ribs
     image = sitk.ReadImage(str(path))
-    ribs = sitk.GetArrayViewFromImage(segment_ribs(image).labels) > 0
+    labels = segment_ribs(image).labels  # held by a name: an array view does not keep its image alive
+    ribs = sitk.GetArrayViewFromImage(labels) > 0
     lo, hi = [], []
     for axis, spacing in zip((2, 1, 0), image.GetSpacing()):  # ijk order
         present = np.flatnonzero(ribs.any(axis=tuple(a for a in range(3) if a != axis)))
@@ -202,7 +203,8 @@ def compare(case: str, args: argparse.Namespace) -> None:
     ours = np.load(CACHE / f"{case}-ours-{args.model}-{args.precision}.npy")
     covered = np.load(CACHE / f"{case}-ours-{args.model}-{args.precision}-covered.npy")
     diff = np.abs(ours - np.load(CACHE / f"{case}-monai-{args.model}-auto.npy"))
-    bone = covered & (sitk.GetArrayViewFromImage(sitk.ReadImage(str(ensure_case(case)))) > defaults.BONE_HU)
+    image = sitk.ReadImage(str(ensure_case(case)))  # held by a name: an array view does not keep its image alive
+    bone = covered & (sitk.GetArrayViewFromImage(image) > defaults.BONE_HU)
     print(f"[{case}] max |p_ours - p_monai| where ours computed: {diff[covered].max():.2e} "
           f"({covered.mean():.1%} of voxels); on bone (> {defaults.BONE_HU:.0f} HU) there: {diff[bone].max():.2e}; "
           f"where skipped patches left contributions out: {diff[~covered].max() if (~covered).any() else 0:.2e}",

@@ -1,8 +1,8 @@
 """Fracture inference: CT in, detections out (pre-process -> sliding window -> post-process).
 
 `segment_ct` is the one entry point the CLI, the Slicer Logic and training call. It works on a
-canonical LPS view of the input (no copy, no resampling), skips patches that hold no bone inside
-the body, blends patches with Gaussian weights in float32, and maps every result back onto the
+canonical LPS view of the input (no copy, no resampling), computes only patches near the ribs (or,
+when the rib set is incomplete, those holding bone inside the body: `fracture_cells`), blends patches with Gaussian weights in float32, and maps every result back onto the
 input grid exactly. Cancelling raises `Cancelled` and returns nothing partial.
 """
 

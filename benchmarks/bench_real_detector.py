@@ -8,7 +8,8 @@ operating point, so their FP/scan are listed as seen):
   2-3 mm slices stored PIR / ASL / RAI / ILP (`sitk.DICOMOrient`);
 - LIDC-IDRI-0314 (held out): as is, and 3 copies with 10 fractures each simulated into its ribs.
 The network pass of each case is cached (.cache/bench_real/stage1, keyed by the segmentation
-weights), so a new classifier is judged without re-running it.
+weights, thresholds, calibrated precision and skip rule), so a new classifier is judged without
+re-running it.
 
     python benchmarks/bench_real_detector.py [--checkpoint PATH] [--threads 2]
 """
@@ -85,6 +86,8 @@ def weights_key(ckpt) -> str:
         h.update(k.encode())
         h.update(ckpt.state_dict[k].numpy().tobytes())
     h.update(json.dumps(ckpt.thresholds, sort_keys=True).encode())
+    from RibFracSegLib import defaults  # how the first stage runs: its calibrated precision, the skip rule
+    h.update(json.dumps([ckpt.inference.get("precision", {}), defaults.SKIP_BY_RIBS], sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 

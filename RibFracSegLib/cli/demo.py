@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     sitk.WriteImage(result.instances, str(out / "RibFracDemo-prediction.nii.gz"), useCompression=True)
     stages = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings_s.items())
     print(f"segmented on {result.device}: {stages}; {result.patches_skipped} of {result.patches_total} patches "
-          "skipped (no bone)")
+          f"skipped (rule: {result.skip_rule})")
 
     gt = sitk.GetArrayFromImage(case.fracture_labels).transpose(2, 1, 0)
     pred = sitk.GetArrayFromImage(result.instances).transpose(2, 1, 0)

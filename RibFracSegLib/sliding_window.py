@@ -62,6 +62,15 @@ def keep_mask(grid: PatchGrid, cells: Optional[np.ndarray], cell: int = defaults
     return keep
 
 
+def covered_voxels(grid: PatchGrid, keep: Sequence[bool]) -> np.ndarray:
+    """Voxels some kept patch covers (the others get no prediction): what skipping leaves unexamined."""
+    covered = np.zeros(grid.shape, dtype=bool)
+    for box, kept in zip(grid.boxes(), keep):
+        if kept:
+            covered[box] = True
+    return covered
+
+
 def importance_map(patch_size: Sequence[int], mode: str = "gaussian",
                    sigma_scale: float = defaults.GAUSSIAN_SIGMA_SCALE,
                    floor: float = defaults.BLEND_WEIGHT_FLOOR) -> np.ndarray:

@@ -29,7 +29,7 @@ def main() -> None:
     import torch
 
     from bench_default_checkpoint import ensure_heldout
-    from bench_real_detector import permuted_phantoms, simulated_0314
+    from bench_real_detector import joined, permuted_phantoms, simulated_0314
     from RibFracSegLib.checkpoint import load_checkpoint
     from RibFracSegLib.evaluation import evaluate_dirs
     from RibFracSegLib.export import write_case_tables
@@ -49,15 +49,7 @@ def main() -> None:
                simulated_0314(ROOT / ".cache" / "sim_0314")]
     found = {p.name.replace("-image.nii.gz", ""): p for src in sources for p in src.glob("*-image.nii.gz")}
     phantoms = [c for c in args.cases if not c.startswith("RibFrac314")]
-    gt = OUT / "gt"  # the phantoms compared, with the info tables, for the evaluator
-    gt.mkdir(parents=True, exist_ok=True)
-    for old in gt.iterdir():
-        old.unlink()
-    for case in phantoms:
-        for role in ("image", "label"):
-            (gt / f"{case}-{role}.nii.gz").symlink_to(found[case].with_name(f"{case}-{role}.nii.gz").resolve())
-    for n, src in enumerate(sources[:2]):
-        (gt / f"info-{n}.csv").symlink_to((src / "ribfrac-test-info.csv").resolve())
+    gt = joined(OUT / "gt", sources[:2], only=set(phantoms))  # the phantoms compared, for the evaluator
     runs = {"reference": dict(precision="fp32", skip_empty=False), "fast": dict(precision="auto")}
     folders = {name: OUT / "pred" / name for name in runs}
     for folder in folders.values():

@@ -133,14 +133,11 @@ def save_coverage(image, result, out: Path) -> None:
     from RibFracSegLib import defaults
     from RibFracSegLib.inference import fracture_cells
     from RibFracSegLib.preprocess import canonical_volume
-    from RibFracSegLib.sliding_window import PatchGrid, keep_mask
+    from RibFracSegLib.sliding_window import PatchGrid, covered_voxels, keep_mask
     volume = canonical_volume(image)
     cells, _ = fracture_cells(volume, result.ribs, defaults.BONE_HU)
     grid = PatchGrid.build(volume.array.shape, defaults.PATCH_SIZE, OVERLAP)
-    covered = np.zeros(volume.array.shape, dtype=bool)
-    for box, keep in zip(grid.boxes(), keep_mask(grid, cells)):
-        covered[box] |= keep
-    np.save(out, volume.to_input(covered))
+    np.save(out, volume.to_input(covered_voxels(grid, keep_mask(grid, cells))))
 
 
 def child(args: argparse.Namespace) -> None:

@@ -22,6 +22,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import SimpleITK as sitk
@@ -68,14 +69,16 @@ def simulated_0314(folder: Path, n_cases: int = 3, n_fractures: int = 10) -> Pat
     return folder
 
 
-def joined(folder: Path, sources: list[Path]) -> Path:
-    """A folder of links to the labelled cases and info tables of several RibFrac-layout folders."""
+def joined(folder: Path, sources: list[Path], only: Optional[set[str]] = None) -> Path:
+    """A folder of links to the labelled cases (all, or those named in `only`) and info tables of
+    several RibFrac-layout folders."""
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.iterdir():
         old.unlink()
     for n, src in enumerate(sources):
         for f in list(src.glob("*-image.nii.gz")) + list(src.glob("*-label.nii.gz")):
-            (folder / f.name).symlink_to(f.resolve())
+            if only is None or f.name.rsplit("-", 1)[0] in only:
+                (folder / f.name).symlink_to(f.resolve())
         (folder / f"info-{n}.csv").symlink_to((src / "ribfrac-test-info.csv").resolve())
     return folder
 

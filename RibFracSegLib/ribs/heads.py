@@ -20,6 +20,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from .. import defaults
+from ..geometry import distance_mm
 from .anatomy import ColumnLandmarks, SpineTrack, column_landmarks, lung_extent, lung_mask
 from .cage import cage_bone, partition, rib_seeds
 from .numbering import RibRegion, number_ribs
@@ -102,7 +103,7 @@ def rib_heads(image: sitk.Image, landmarks: Optional[ColumnLandmarks] = None) ->
     lung_distance = None
     if lungs_full.any():  # exact up to the margin, all the cage rules ask (is bone within that of a lung?)
         margin = defaults.RIB_MAX_LUNG_DISTANCE_MM + 2 * max(sp[1], sp[2])
-        wide = ndimage.distance_transform_edt(~crop(lungs_full, margin), sampling=sp)
+        wide = distance_mm(~crop(lungs_full, margin), sp)
         my, mx = [(w - n) // 2 for w, n in zip(wide.shape[1:], bone.shape[1:])]
         lung_distance = wide[:, my:my + bone.shape[1], mx:mx + bone.shape[2]]
     cage = cage_bone(bone, body, lung_distance, extent, boxed, sp)

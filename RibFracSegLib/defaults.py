@@ -270,6 +270,9 @@ UNFOLD_SLICER_LAYOUT_ID = 5016  # our layout (picture on top, CT axial/sagittal/
 SPINE_WORK_SLICE_MM = 2.5  # the count's working slices are no finer than this (LIDC-IDRI-0001's 2.5 mm resolve its T1-T3 discs)
 SPINE_CENTRE_SEARCH_MM = 30.0  # the body's centre is the deepest bone within this of the spine track
 SPINE_PROFILE_RADIUS_MM = 8.0  # the profile is the mean HU within this of the vertebral body's centre
+SPINE_TRACK_MEDIAN_MM = 25.0  # the column's direction: body centres median-filtered over this first (centres jump at some discs)
+SPINE_TRACK_SPLINE_LAMBDA = 3e3  # smoothing of the spine track's splines (mm): bends over ~10 mm follow, slice jitter does not
+SPINE_LEAN_SLICES = 1.0  # the profile's disc is taken across the column where an axial one would reach this many slices up/down
 SPINE_PROFILE_HU = (-100.0, 1000.0)  # HU clipped to this before averaging (air, metal)
 SPINE_MARROW_WINDOW_MM = 25.0  # running median over this = the local marrow level (bodies are most of the column; 30 mm merged LIDC-IDRI-0001 T1-T3)
 SPINE_CANAL_HU = 40.0  # the spinal canal (fluid) is below this once smoothed, a fatty vertebral body's marrow above
@@ -300,7 +303,7 @@ SPINE_RIB_SIDE_MIN = 3  # a side with this many voting ribs must agree with the 
 L3_AGREE_FRACTION = 0.5  # count and network agree within this share of L3's height (body + disc)
 SPINE_DISC_FLOOR = -0.3  # a disc candidate adds its strength (share of the 90th percentile) less this
 SPINE_LONE_DISC = 0.5  # a disc with no partner in reach stands at least this share of the profile's 90th percentile
-SPINE_EDGE_MM = 8.0  # disc candidates this close to the CT's first/last slice are edge effects (smoothing, top-hat)
+SPINE_EDGE_MM = 7.0  # disc candidates this close to the CT's first/last slice are edge effects (smoothing); 8 missed LIDC-IDRI-0001's C6/C7 disc at 7.5 mm
 
 # --- Candidate classifier (second stage: fracture or not, and which type; RibFracSegLib.candidates) ---
 CANDIDATE_CROP_VOXELS = 32  # the classifier sees a cube of this many voxels ...

@@ -111,10 +111,15 @@ def lidc_0001(out: Path) -> None:
         body = points[points[:, 1] <= np.percentile(points[:, 1], 40)]
         z = float(body[:, 2].mean())
         found = containing(check.levels, z)
-        rows.append((name, z, found.name if found else None))
-    right = sum(n == f for n, _, f in rows)
+        rows.append((name, z, found.name if found else None, k.size, np.unique(k).size))
+    right = sum(n == f for n, _, f, _, _ in rows)
     print(f"\nLIDC-IDRI-0001 (2.5 mm): count from {check.count_anchor}; TotalSegmentator vertebrae named right "
-          f"{right} of {len(rows)}: " + ", ".join(f"{n}->{f or '?'}" for n, _, f in rows))
+          f"{right} of {len(rows)}: " + ", ".join(f"{n}->{f or '?'}" for n, _, f, _, _ in rows))
+    small = [f"{n} ({v} voxels on {s} slice{'s' if s > 1 else ''}, body part at z {z:.1f} mm)"
+             for n, z, _, v, s in rows if v < 1000]
+    if small:  # a label the CT's edge cuts to a sliver: say so beside the count
+        print(f"  labels cut to a sliver by the CT's edge: {', '.join(small)}; the CT ends at z "
+              f"{check.levels.fov_mm[1]:.2f} mm")
     print(f"  L3: {_l3_line(check)}; {secs:.2f} s (read {read_s:.2f} s)")
     if check.notes:
         print(f"  notes: {'; '.join(check.notes)}")

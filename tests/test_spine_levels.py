@@ -256,3 +256,55 @@ def test_body_centre_is_the_vertebral_body_not_the_canal_or_the_aorta():
     track = SpineTrack(x=np.full(3, 60.0), y=np.full(3, 62.0), seen=np.ones(3, bool))  # y 93 mm: the body's back
     centres = body_centres(bone, hu, track, sp)
     assert np.allclose(centres.y * 1.5, 80.0, atol=3.0) and np.allclose(centres.x * 1.5, 90.0, atol=3.0)
+
+
+def test_discs_of_a_leaning_column_are_read_across_it():
+    """A column of 16 mm bodies (with their 4 mm discs) leaning 45 degrees forwards, as LIDC-IDRI-0001's
+    cervico-thoracic junction, on 2.5 mm slices: in z each body + disc is only 14 mm, and an axial disc
+    through a body's centre reaches the discs above and below. Read across the column, with body heights
+    measured along it, every disc is found within 3 mm of its place along the column."""
+    from RibFracSegLib.ribs.anatomy import SpineTrack
+    from RibFracSegLib.spine.bodies import centre_profile, column_arc_mm, column_directions
+
+    sp = (2.5, 1.0, 1.0)
+    lean = np.radians(45.0)
+    axis = np.array([np.cos(lean), -np.sin(lean), 0.0])  # (z, y, x) in mm: up and forwards
+    nz, ny, nx = 64, 200, 60
+    zz, yy, xx = np.meshgrid(np.arange(nz) * sp[0], np.arange(ny) * sp[1], np.arange(nx) * sp[2], indexing="ij")
+    start = np.array([0.0, 170.0, 30.0])
+    rel = np.stack([zz, yy, xx], -1) - start
+    along = rel @ axis
+    radial = np.linalg.norm(rel - along[..., None] * axis, axis=-1)
+    pitch, disc = 20.0, 4.0
+    in_disc = (along % pitch) < disc
+    hu = np.where(radial <= 12.0, np.where(in_disc, 60.0, 220.0), -50.0)
+    hu += np.random.default_rng(7).normal(0, 10, hu.shape)
+    z = np.arange(nz) * sp[0]
+    t = z / np.cos(lean)  # the axis point at each slice
+    track = SpineTrack(x=np.full(nz, 30.0), y=170.0 - t * np.sin(lean), seen=np.ones(nz, bool))
+    directions = column_directions(track, sp)
+    assert np.allclose(np.degrees(np.arccos(directions[:, 0])), 45.0, atol=2.0)
+    arc = column_arc_mm(directions, sp[0])
+    found, _ = find_discs(disc_profile(centre_profile(hu, track, sp, directions), sp[0]), sp[0], arc)
+    truth = np.arange(pitch, t[-1] - 5.0, pitch) + disc / 2  # disc centres along the column
+    truth = truth[(truth > 8.0 / np.cos(lean)) & (truth < t[-1] - 8.0 / np.cos(lean))]  # beyond the edge margins
+    found_along = np.interp(found, np.arange(nz), arc)
+    assert len(found_along) == len(truth)
+    assert np.max(np.abs(found_along - truth)) <= 3.0
+
+
+def test_cervical_bodies_counted_up_from_rib_1_but_not_above_a_lower_top_rib():
+    """T1 carries rib 1: the bodies above it are C7, C6 by counting, as the lumbar bodies are counted down
+    from T12. When the highest rib found is rib 3, nothing checks the count above T3: left unnamed."""
+    for highest, named_top in ((1, ["C7", "C6"]), (3, [None, None, None, None])):
+        bodies = fake_bodies(15)  # T12 = body 3, T1 = body 14; above it C7 and C6 (cut by the CT's edge)
+        bodies += [Vertebra(None, (0.0, 0.0, 15 * 30.0 + 15), 16 * 30.0, 15 * 30.0, True),
+                   Vertebra(None, (0.0, 0.0, 16 * 30.0 + 10), 16 * 30.0 + 20, 16 * 30.0, False)]
+        heads = [rib(side, n, (15 - n) * 30.0 + 29.0) for side in "LR" for n in range(highest, 13)]
+        t12, _, _, votes = rib_votes(RibHeads(heads), bodies)
+        assert t12 == 3
+        name_vertebrae(bodies, t12, None)
+        unname_contradicted(bodies, votes, t12)
+        names = [v.name for v in bodies]
+        assert names[3] == "T12" and names[14 - (highest - 1)] == f"T{highest}"
+        assert names[-len(named_top):] == named_top

@@ -21,7 +21,8 @@ from .. import defaults
 from ..geometry import lps_to_ras
 from ..ribs.anatomy import column_landmarks
 from ..ribs.heads import RibHeads
-from .bodies import bodies_between, body_centres, centre_profile, disc_profile, find_discs
+from .bodies import (bodies_between, body_centres, centre_profile, column_arc_mm, column_directions, disc_profile,
+                     find_discs)
 
 # The column top to bottom; L6 only exists when a transitional count needs it.
 SEQUENCE = [f"C{i}" for i in range(1, 8)] + [f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 7)]
@@ -201,12 +202,16 @@ def rib_votes(ribs: RibHeads, vertebrae: list[Vertebra]) -> tuple[Optional[int],
 
 
 def unname_contradicted(vertebrae: list[Vertebra], votes: list[tuple], t12: int) -> list[str]:
-    """Leave unnamed the bodies above the highest rib head, and those from where the ribs drift off the
+    """Leave unnamed the bodies above the highest rib head (unless it is rib 1's), and those from where the ribs drift off the
     count going up: the lowest rib level whose heads, and the next level's above, lie (median of the
     two sides) more than SPINE_RIB_DRIFT_BODIES off it - a disc missed or doubled there shifts every
     name beyond it; from the body its heads land in, up, nothing is named rather than named wrong.
     `votes` hold each rib's offset from the count (rib_votes)."""
-    top = t12 + 12 - min(n for _, _, n in votes) + 1  # no rib checks the count above the top rib's body
+    highest = min(n for _, _, n in votes)
+    # no rib checks the count above the top rib's body - unless that rib is the first: T1 is then a
+    # landmark of its own, and the cervical bodies above it are counted from it as the lumbar ones are
+    # counted down from T12 (a break in the disc spacing still stops the names: unname_across_joints)
+    top = len(vertebrae) if highest == 1 else t12 + 12 - highest + 1
     off = {k: float(np.median([o for o, _, n in votes if n == k])) for k in {n for _, _, n in votes}}
     levels = sorted(off, reverse=True)  # lowest rib first
     cut = top
@@ -290,7 +295,9 @@ def vertebral_levels(image: sitk.Image, ribs=None, landmarks=None) -> SpineLevel
     canon, grid, bone = marks.canon, marks.grid, marks.bone
     sp = grid.spacing_zyx
     track = body_centres(bone, grid.hu, marks.track, sp)
-    discs, chains = find_discs(disc_profile(centre_profile(grid.hu, track, sp), sp[0]), sp[0])
+    directions = column_directions(track, sp)
+    discs, chains = find_discs(disc_profile(centre_profile(grid.hu, track, sp, directions), sp[0]), sp[0],
+                               column_arc_mm(directions, sp[0]))
     sacrum = sacrum_top(bone, track, sp)
     found = bodies_between(discs, grid.hu.shape[0], sp[0], chains)
     if sacrum is not None:  # sacral segments are no vertebral bodies

@@ -13,6 +13,7 @@ import numpy as np
 from scipy import ndimage
 
 from .. import defaults
+from ..geometry import fill_holes_per_slice
 from ..preprocess import CanonicalVolume, canonical_volume
 
 
@@ -64,10 +65,7 @@ def body_mask(hu: np.ndarray) -> np.ndarray:
     if n == 0:
         return tissue
     sizes = np.bincount(labels.ravel())[1:]
-    body = labels == 1 + int(np.argmax(sizes))
-    for z in range(body.shape[0]):
-        body[z] = ndimage.binary_fill_holes(body[z])
-    return body
+    return fill_holes_per_slice(labels == 1 + int(np.argmax(sizes)))
 
 
 def lung_mask(hu: np.ndarray, body: np.ndarray, spacing_zyx: tuple[float, float, float]) -> np.ndarray:
@@ -92,15 +90,12 @@ def bone_mask(hu: np.ndarray, body: np.ndarray, spacing_zyx: tuple[float, float,
     """
     bone = (hu > defaults.RIB_BONE_HU) & body
     max_voxels = defaults.RIB_FILL_HOLE_MM2 / (spacing_zyx[1] * spacing_zyx[2])
-    for z in np.flatnonzero(bone.any(axis=(1, 2))):
-        holes = ndimage.binary_fill_holes(bone[z]) & ~bone[z]
-        if holes.any():
-            labels, n = ndimage.label(holes)
-            sizes = np.bincount(labels.ravel())
-            small = sizes <= max_voxels
-            small[0] = False
-            bone[z] |= small[labels]
-    return bone
+    holes = fill_holes_per_slice(bone) & ~bone
+    cross = ndimage.generate_binary_structure(2, 1)  # each slice's holes on their own, as one labelling
+    labels, _ = ndimage.label(holes, structure=np.stack([np.zeros_like(cross), cross, np.zeros_like(cross)]))
+    small = np.bincount(labels.ravel()) <= max_voxels
+    small[0] = False
+    return bone | small[labels]
 
 
 @dataclass

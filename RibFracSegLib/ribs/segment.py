@@ -16,7 +16,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from .. import defaults
-from ..geometry import distance_mm
+from ..geometry import distance_mm, fill_holes_per_slice
 from ..preprocess import canonical_volume
 from .anatomy import ColumnLandmarks, column_landmarks, lung_extent, lung_mask
 from .centrelines import centreline_from_mask
@@ -191,8 +191,7 @@ def _input_labels(regions_img: np.ndarray, regions: list[RibRegion], grid, canon
         hu = ndimage.uniform_filter(np.asarray(canon.array[box], dtype=np.float32), size=(1, 3, 3))
         inside = full[box] > 0
         bone = inside & (hu > defaults.RIB_BONE_HU_FULL)
-        for z in np.flatnonzero(bone.any(axis=(1, 2))):
-            bone[z] = ndimage.binary_fill_holes(bone[z]) & inside[z]
+        bone = fill_holes_per_slice(bone) & inside
         full[box][~bone] = 0
     counts = {r.label: int(np.count_nonzero(full == value[r.label])) for r in regions}
     return canon.to_input(full), counts

@@ -10,7 +10,6 @@ from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 
@@ -100,18 +99,3 @@ def distance_mm(mask: np.ndarray, spacing_zyx: Sequence[float]) -> np.ndarray:
                                           useImageSpacing=True)
     return np.maximum(sitk.GetArrayFromImage(signed), 0.0)
 
-
-def fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
-    """`ndimage.binary_fill_holes` on every axial slice of a [z, y, x] mask (or on one 2-D slice): the
-    background components (4-connected in the slice) that touch no edge of their slice are filled.
-    One labelling of the whole volume instead of one iterated dilation per slice: 10-20x faster on a
-    256x256x200 working grid, identical output."""
-    mask = np.asarray(mask, dtype=bool)
-    cross = ndimage.generate_binary_structure(2, 1)
-    structure = cross if mask.ndim == 2 else np.stack([np.zeros_like(cross), cross, np.zeros_like(cross)])
-    labels, _ = ndimage.label(~mask, structure=structure)
-    edge = np.zeros(labels.max() + 1, bool)
-    for side in (labels[..., 0, :], labels[..., -1, :], labels[..., :, 0], labels[..., :, -1]):
-        edge[np.unique(side)] = True
-    edge[0] = True  # the mask itself
-    return mask | ~edge[labels]

@@ -16,9 +16,9 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from .. import defaults
-from ..geometry import distance_mm, fill_holes_per_slice
+from ..geometry import distance_mm
 from ..preprocess import canonical_volume
-from .anatomy import ColumnLandmarks, column_landmarks, lung_extent, lung_mask
+from .anatomy import ColumnLandmarks, column_landmarks, fill_holes_per_slice, lung_extent, lung_mask
 from .centrelines import centreline_from_mask
 from .cage import bridge_breaks, cage_bone, partition, rib_seeds
 from .labels import Rib, RibLabels, rib_label_value

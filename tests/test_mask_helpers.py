@@ -1,11 +1,11 @@
-"""Mask helpers of geometry.py that replace slower scipy/numpy calls must give the same answer."""
+"""Mask helpers that replace slower scipy/numpy calls must give the same answer."""
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
 
-from RibFracSegLib.geometry import fill_holes_per_slice
+from RibFracSegLib.ribs.anatomy import fill_holes_per_slice
 
 
 def test_fill_holes_per_slice_is_binary_fill_holes_on_each_slice():

@@ -98,4 +98,3 @@ def distance_mm(mask: np.ndarray, spacing_zyx: Sequence[float]) -> np.ndarray:
     signed = sitk.SignedMaurerDistanceMap(background, insideIsPositive=False, squaredDistance=False,
                                           useImageSpacing=True)
     return np.maximum(sitk.GetArrayFromImage(signed), 0.0)
-

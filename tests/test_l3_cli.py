@@ -93,7 +93,7 @@ def test_train_l3_fine_tunes_and_reports_real_cts(tmp_path, capsys):
     out = tmp_path / "ft.pt"
     assert main(["train-l3", "--npz", str(npz), "--val-fraction", "0.5", "--out", str(out), "--iterations", "2",
                  "--batch-size", "1", "--threads", "1", "--init", str(shipped_model("l3")), "--p-short", "1",
-                 "--p-gain", "1", "--val-ct", f"{ct}={z}"]) == 0
+                 "--p-gain", "1", "--p-blobs", "1", "--val-ct", f"{ct}={z}"]) == 0
     printed = capsys.readouterr().out
     assert "fine-tuning from" in printed and "real ct1: row" in printed
     ckpt = load_checkpoint(out)

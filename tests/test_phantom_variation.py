@@ -62,3 +62,11 @@ def test_short_field_of_view_keeps_the_l3_row_or_drops_it(seed):
         assert not 5 <= 300 - top < cut.shape[0] - 5
     else:
         assert row == pytest.approx(300 - top) and 5 <= row < cut.shape[0] - 5
+
+
+def test_bright_blobs_stay_in_the_contrast_range():
+    from RibFracSegLib.l3.augment import bright_blobs
+
+    blobs = bright_blobs((120, 80), np.random.default_rng(2))
+    assert blobs.shape == (120, 80) and 0.05 <= blobs.max() <= 0.6 and blobs.min() >= 0
+    assert (blobs > 0.01).mean() < 0.9  # blobs, not a veil over the whole crop

@@ -27,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--val-every", type=int, default=None, help="validate every this many iterations")
     parser.add_argument("--variation", action="store_true", help="phantoms with patient variation (spine "
                         "proportions, lordosis, scoliosis, arms, table, oral contrast, short abdominal scans)")
     parser.add_argument("--val-variation", action="store_true", help="the same for the validation phantoms")
@@ -37,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init", type=Path, default=None, help="fine-tune from this L3 checkpoint")
     parser.add_argument("--p-short", type=float, default=None, help="chance of a short field of view per crop")
     parser.add_argument("--p-gain", type=float, default=None, help="chance of a smooth gain field per crop")
+    parser.add_argument("--p-blobs", type=float, default=None, help="chance of bright blobs (contrast) per crop")
     parser.add_argument("--evaluate", type=Path, default=None, metavar="CKPT",
                         help="only evaluate this checkpoint on the validation data")
     parser.add_argument("--calibrate", action="store_true", help="with --evaluate: set the checkpoint's "
@@ -117,9 +119,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not train:
         raise SystemExit("no training data: give --npz FILE and/or --phantoms N")
-    overrides = {k: v for k, v in {"iterations": args.iterations, "batch_size": args.batch_size, "lr": args.lr,
-                                   "threads": args.threads, "p_short": args.p_short, "p_gain": args.p_gain,
-                                   "init": str(args.init) if args.init else None}.items() if v is not None}
+    given = {"iterations": args.iterations, "batch_size": args.batch_size, "lr": args.lr, "threads": args.threads,
+             "val_every": args.val_every, "p_short": args.p_short, "p_gain": args.p_gain, "p_blobs": args.p_blobs,
+             "init": str(args.init) if args.init else None}
+    overrides = {k: v for k, v in given.items() if v is not None}
     cfg = replace(TrainConfig(), **overrides)
     provenance = {"data": {"npz": [str(p) for p in args.npz], "phantoms": args.phantoms, "seed": args.seed,
                            "variation": args.variation, "val_phantoms": args.val_phantoms, "val_seed": args.val_seed,

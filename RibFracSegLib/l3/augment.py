@@ -62,12 +62,25 @@ def short_field_of_view(image: np.ndarray, row: float | None, rng: np.random.Gen
     return image[top:top + length], (row - top if inside else None)
 
 
+def bright_blobs(shape: tuple[int, int], rng: np.random.Generator, n: tuple[int, int] = (1, 6)) -> np.ndarray:
+    """A few smooth bright ellipses (0.05-0.6 of the bone range, 3-40 mm) anywhere in the crop."""
+    rr, cc = np.mgrid[:shape[0], :shape[1]].astype(np.float32)
+    out = np.zeros(shape, np.float32)
+    for _ in range(int(rng.integers(*n))):
+        r0, c0 = rng.uniform(0, shape[0]), rng.uniform(0, shape[1])
+        a, b = rng.uniform(3, 40, size=2)
+        d = ((rr - r0) / a) ** 2 + ((cc - c0) / b) ** 2
+        out = np.maximum(out, rng.uniform(0.05, 0.6) * np.exp(-0.5 * d ** 2))
+    return out
+
+
 def random_example(sample: MipSample, view: str, rng: np.random.Generator, rows: int, cols: int,
                    sigma: float = defaults.L3_TARGET_SIGMA_MM, p_l3: float = 0.8, augment: bool = True,
-                   p_short: float = 0.0, p_gain: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                   p_short: float = 0.0, p_gain: float = 0.0, p_blobs: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """(image, target) crop of one view of a sample, both [rows, cols]; `p_short`: chance of a
-    short field of view (see short_field_of_view), `p_gain`: of a smooth gain field (0: the rng
-    stream and the crops are those of before these two existed)."""
+    short field of view (see short_field_of_view), `p_gain`: of a smooth gain field, `p_blobs`: of
+    bright blobs (contrast-filled organs, vessels, calcifications; 0: the rng stream and the crops are
+    those of before these three existed)."""
     image = sample.frontal if view == "frontal" else sample.sagittal
     row = sample.row_mm / defaults.L3_MIP_SPACING_MM if sample.row_mm is not None else None
     if augment:
@@ -93,6 +106,8 @@ def random_example(sample: MipSample, view: str, rng: np.random.Generator, rows:
             gain = ndimage.gaussian_filter(rng.standard_normal((rows // 4, cols // 4)), 5.0)
             gain = ndimage.zoom(gain / (gain.std() + 1e-6), 4, order=1)[:rows, :cols]
             x = np.clip(x * (1 + rng.uniform(0.05, 0.25) * gain), 0, 1)
+        if p_blobs and rng.random() < p_blobs:
+            x = np.where(x > 0, np.maximum(x, bright_blobs((rows, cols), rng)), x)  # not beyond the scan
         x = x + rng.normal(0, rng.uniform(0, 0.03), x.shape).astype(np.float32)
         for _ in range(int(rng.integers(0, 3))):
             h, w = (int(v) for v in rng.integers(10, 60, size=2))
@@ -102,9 +117,10 @@ def random_example(sample: MipSample, view: str, rng: np.random.Generator, rows:
 
 
 def random_batch(samples: list[MipSample], rng: np.random.Generator, batch: int, rows: int, cols: int,
-                 sigma: float = defaults.L3_TARGET_SIGMA_MM, p_short: float = 0.0, p_gain: float = 0.0
-                 ) -> tuple[np.ndarray, np.ndarray]:
+                 sigma: float = defaults.L3_TARGET_SIGMA_MM, p_short: float = 0.0, p_gain: float = 0.0,
+                 p_blobs: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """[batch, 1, rows, cols] images and targets, views and samples drawn at random."""
     pairs = [random_example(samples[int(rng.integers(len(samples)))], ("frontal", "sagittal")[int(rng.integers(2))],
-                            rng, rows, cols, sigma, p_short=p_short, p_gain=p_gain) for _ in range(batch)]
+                            rng, rows, cols, sigma, p_short=p_short, p_gain=p_gain, p_blobs=p_blobs)
+             for _ in range(batch)]
     return np.stack([p[0] for p in pairs])[:, None], np.stack([p[1] for p in pairs])[:, None]

@@ -47,6 +47,7 @@ class TrainConfig:
     threads: int = 2
     p_short: float = 0.0  # chance of a short field of view per crop (augment.short_field_of_view)
     p_gain: float = 0.0  # chance of a smooth gain field per crop
+    p_blobs: float = 0.0  # chance of bright blobs (contrast, calcifications) per crop
     init: str | None = None  # checkpoint to fine-tune from (same architecture), else from scratch
 
 
@@ -100,7 +101,7 @@ def train_l3(train: list[MipSample], val: list[MipSample], cfg: TrainConfig, out
     for it in range(start, cfg.iterations):
         rng = np.random.default_rng([cfg.seed, it])
         x, y = random_batch(train, rng, cfg.batch_size, cfg.crop_rows, cfg.crop_cols, _sigma(cfg, it),
-                            p_short=cfg.p_short, p_gain=cfg.p_gain)
+                            p_short=cfg.p_short, p_gain=cfg.p_gain, p_blobs=cfg.p_blobs)
         model.train()
         logits = model(torch.from_numpy(x))
         loss = (F.binary_cross_entropy_with_logits(logits, torch.from_numpy(y), reduction="none") * weight).sum() \

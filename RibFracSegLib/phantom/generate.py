@@ -122,8 +122,9 @@ def generate_phantom(params: PhantomParams) -> PhantomCase:
 
     plans = plan_fractures(anat.ribs, params.n_fractures, rng, params.spacing, in_view, params.p_undefined)
     tissue, level, ribs, frac = _render(anat, plans, (gx, gy, gz), rng)
-    oral = anat.variation is not None and anat.variation.oral_contrast
-    image = _intensities(tissue, (anat.contrast, oral), params, canon.spacing, rng)
+    var = anat.variation
+    image = _intensities(tissue, (anat.contrast, bool(var and var.oral_contrast), var and var.marrow_hu),
+                         params, canon.spacing, rng)
     to_img = lambda arr: _as_image(arr, canon)  # noqa: E731
     image = to_stored(to_img(image), stored, labels=False)
     maps = [to_stored(to_img(a), stored, labels=True) for a in (tissue, level, ribs, frac)]
@@ -181,8 +182,8 @@ def _render(anat: Anatomy, plans: list[FracturePlan], axes, rng: np.random.Gener
     return tissue, level, ribs, frac
 
 
-def _intensities(tissue: np.ndarray, contrast: tuple[bool, bool], params: PhantomParams, spacing, rng) -> np.ndarray:
-    mean, sd = hu_tables(*contrast)  # (IV, oral)
+def _intensities(tissue: np.ndarray, contrast: tuple, params: PhantomParams, spacing, rng) -> np.ndarray:
+    mean, sd = hu_tables(*contrast)  # (IV, oral, marrow HU)
     hu = rng.standard_normal(tissue.shape, dtype=np.float32)
     hu *= sd[tissue]
     hu += mean[tissue]

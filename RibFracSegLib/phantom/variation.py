@@ -3,8 +3,9 @@
 Off by default (PhantomParams.variation False): the default phantoms, which every fracture and rib
 test uses, stay byte-identical. On, it draws from its own random stream (so the rest of the phantom
 is drawn as before): vertebral body and disc heights (the L3 row is not a fixed distance below T12),
-the amount of kyphosis and lordosis, a scoliosis, oral contrast in the bowel, arms beside the body
-and a CT table - what real CTs show and regular phantoms do not.
+the amount of kyphosis and lordosis, a scoliosis, marrow density, oral contrast in the bowel, arms
+beside the body and a CT table - what real CTs show and regular phantoms do not. (body.ARCH_VARIED:
+vertebral arches that hang over the disc below.)
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class Variation:
     arms: bool = False  # arms beside the body (else raised above the head, out of view)
     table_gap_mm: float | None = None  # CT table this far behind the back (None: no table)
     table_mm: float = 4.0  # thickness of the table's dense shell
+    marrow_hu: float | None = None  # vertebral marrow (None: the regular 230 HU)
 
     def spine_x(self, z: np.ndarray) -> np.ndarray:
         """Lateral shift of the column at height z (anatomy mm)."""
@@ -48,7 +50,7 @@ def draw_variation(rng: np.random.Generator, levels: list[str]) -> Variation:
                      scoliosis_phase=float(rng.uniform(0, 2 * np.pi)), oral_contrast=bool(rng.random() < 0.35),
                      arms=bool(rng.random() < 0.4),
                      table_gap_mm=float(rng.uniform(2, 40)) if rng.random() < 0.7 else None,
-                     table_mm=float(rng.uniform(2, 8)))
+                     table_mm=float(rng.uniform(2, 8)), marrow_hu=float(rng.uniform(180, 420)))
 
 
 def paint_extras(c, z: float, anat, bx: float, by: float) -> None:

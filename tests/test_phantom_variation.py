@@ -25,7 +25,7 @@ def test_no_variation_is_the_regular_anatomy():
 
 
 def test_variation_moves_l3_and_bends_the_column():
-    l3_z, shifts = [], []
+    l3_z, shifts, rib12_drop = [], [], []
     for seed in range(12):
         var = draw_variation(np.random.default_rng(seed), LEVELS)
         anat = Anatomy(1.0, 18.0, np.random.default_rng(0), var)
@@ -34,8 +34,11 @@ def test_variation_moves_l3_and_bends_the_column():
         assert 0.4 * 10 - 1e-9 <= anat.disc_height("L3") <= 1.6 * 10 + 1e-9
         l3_z.append(l3.z_center - anat.by_name["T12"].z_center)
         shifts.append(max(abs(anat.spine_x(z)) for z in np.linspace(-500, 0, 51)))
+        rib12 = next(r for r in anat.ribs if r.number == 12)
+        rib12_drop.append(rib12.points[0, 2] - rib12.points[-1, 2])
     assert np.ptp(l3_z) > 10  # the distance T12 -> L3 varies by more than a centimetre across patients
     assert max(shifts) >= 3 and min(shifts) == 0.0  # some scolioses, some straight columns
+    assert np.ptp(rib12_drop) > 10  # the lowest rib's tip: no fixed height above L3
 
 
 def test_varied_phantom_has_table_and_short_abdominal_field():

@@ -187,6 +187,9 @@ class Anatomy:
         tubercle = [x_spine + side * (vb.half_width + 26 * s), y_body + vb.half_depth + 16 * s, z0 - 1.5 * s]
         drop = RIB_DROP[n - 1] * s * (1 + 0.05 * rng.standard_normal())
         theta_end = RIB_THETA_END[n - 1]
+        if self.variation is not None:  # steeper or flatter ribs; floating ribs longer or shorter
+            drop *= self.variation.rib_drop
+            theta_end *= self.variation.floating_rib_length if n >= 11 else 1.0
         theta_cart = np.pi - np.arcsin(min(1.0, 16 * s / 80)) if n <= 7 else theta_end + 0.15 * np.pi
         if not RIB_HAS_CARTILAGE[n - 1]:
             theta_cart = theta_end

@@ -3,7 +3,8 @@
 Off by default (PhantomParams.variation False): the default phantoms, which every fracture and rib
 test uses, stay byte-identical. On, it draws from its own random stream (so the rest of the phantom
 is drawn as before): vertebral body and disc heights (the L3 row is not a fixed distance below T12),
-the amount of kyphosis and lordosis, a scoliosis, marrow density, oral contrast in the bowel, arms
+the amount of kyphosis and lordosis, a scoliosis, how steep the ribs run and how long the floating
+ribs are (the lowest ribs' tips are no fixed distance above L3), marrow density, oral contrast in the bowel, arms
 beside the body and a CT table - what real CTs show and regular phantoms do not. (body.ARCH_VARIED:
 vertebral arches that hang over the disc below.)
 """
@@ -31,6 +32,8 @@ class Variation:
     table_gap_mm: float | None = None  # CT table this far behind the back (None: no table)
     table_mm: float = 4.0  # thickness of the table's dense shell
     marrow_hu: float | None = None  # vertebral marrow (None: the regular 230 HU)
+    rib_drop: float = 1.0  # x how far each rib's front end lies below its head
+    floating_rib_length: float = 1.0  # x the arc of ribs 11 and 12
 
     def spine_x(self, z: np.ndarray) -> np.ndarray:
         """Lateral shift of the column at height z (anatomy mm)."""
@@ -50,7 +53,8 @@ def draw_variation(rng: np.random.Generator, levels: list[str]) -> Variation:
                      scoliosis_phase=float(rng.uniform(0, 2 * np.pi)), oral_contrast=bool(rng.random() < 0.35),
                      arms=bool(rng.random() < 0.4),
                      table_gap_mm=float(rng.uniform(2, 40)) if rng.random() < 0.7 else None,
-                     table_mm=float(rng.uniform(2, 8)), marrow_hu=float(rng.uniform(180, 420)))
+                     table_mm=float(rng.uniform(2, 8)), marrow_hu=float(rng.uniform(180, 420)),
+                     rib_drop=float(rng.uniform(0.7, 1.6)), floating_rib_length=float(rng.uniform(0.6, 1.3)))
 
 
 def paint_extras(c, z: float, anat, bx: float, by: float) -> None:

@@ -7,7 +7,9 @@ anywhere, and crops without L3 (or CTs without L3) get an all-zero target: that 
 network to say "not in view". Augmentations: vertical scale (body size), left-right flip, slice-
 thickness blur along rows, a short field of view (a liver CT that stops near L3, like CRLM-CT-1004:
 the MIP cut to 120-300 mm, L3 inside or not), contrast/gamma, a smooth gain field (uneven bone
-density and beam hardening), noise and occluding boxes.
+density and beam hardening), bright blobs (contrast-filled organs and vessels), noise and occluding
+boxes. The short field of view, gain field and blobs are off unless asked for (train-l3 --p-short,
+--p-gain, --p-blobs).
 """
 
 from __future__ import annotations
@@ -76,7 +78,8 @@ def bright_blobs(shape: tuple[int, int], rng: np.random.Generator, n: tuple[int,
 
 def random_example(sample: MipSample, view: str, rng: np.random.Generator, rows: int, cols: int,
                    sigma: float = defaults.L3_TARGET_SIGMA_MM, p_l3: float = 0.8, augment: bool = True,
-                   p_short: float = 0.0, p_gain: float = 0.0, p_blobs: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                   p_short: float = 0.0, p_gain: float = 0.0, p_blobs: float = 0.0
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """(image, target) crop of one view of a sample, both [rows, cols]; `p_short`: chance of a
     short field of view (see short_field_of_view), `p_gain`: of a smooth gain field, `p_blobs`: of
     bright blobs (contrast-filled organs, vessels, calcifications; 0: the rng stream and the crops are

@@ -36,6 +36,7 @@ SPINE_MARGIN_MM = 5.0
 
 # --- Phantoms -----------------------------------------------------------------------------------
 PHANTOM_FIELDS_OF_VIEW = ("thorax", "thorax_abdomen", "abdomen_pelvis")
+PHANTOM_EXTRA_FIELDS_OF_VIEW = ("abdomen",)  # short upper-abdomen scans (T10-L4), only asked for by name
 PHANTOM_ORIENTATIONS = ("LPS", "RAS", "LPI", "oblique")
 
 # --- Vertebral levels (VerSe convention: C1-C7 = 1-7, T1-T12 = 8-19, L1-L5 = 20-24, sacrum = 26)

@@ -71,3 +71,31 @@ def test_train_l3_on_public_npz_format(tmp_path):
     assert ckpt.arch == "l3_unet2d" and ckpt.provenance["n_train"] == 3 and ckpt.provenance["n_val"] == 1
     assert ckpt.preprocessing["mip_hu_range"] == [100.0, 1500.0] and "min_confidence" in ckpt.thresholds
     assert (tmp_path / "l3.state").exists()  # resumable
+
+
+def test_train_l3_fine_tunes_and_reports_real_cts(tmp_path, capsys):
+    from RibFracSegLib.cli.train_l3 import real_samples
+    from RibFracSegLib.shipped import shipped_model
+
+    case = generate_phantom(PhantomParams(shape=(96, 96, 60), spacing=(3.5, 3.5, 5.0), fov="abdomen_pelvis",
+                                          n_fractures=0, seed=777002))
+    ct = tmp_path / "ct1.nii.gz"
+    sitk.WriteImage(case.image, str(ct))
+    z = case.l3.center_lps[2]
+    with_l3, without = real_samples([f"{ct}={z}", str(ct)])
+    assert with_l3.name == "ct1" and without.row_mm is None
+    top_z = case.image.TransformIndexToPhysicalPoint((0, 0, case.image.GetSize()[2] - 1))[2]  # LPS storage
+    assert with_l3.row_mm == pytest.approx(top_z - z, abs=0.01)
+    npz = tmp_path / "one.npz"
+    from RibFracSegLib.l3.dataset import save_npz
+
+    save_npz(npz, [with_l3, with_l3])
+    out = tmp_path / "ft.pt"
+    assert main(["train-l3", "--npz", str(npz), "--val-fraction", "0.5", "--out", str(out), "--iterations", "2",
+                 "--batch-size", "1", "--threads", "1", "--init", str(shipped_model("l3")), "--p-short", "1",
+                 "--p-gain", "1", "--p-blobs", "1", "--val-ct", f"{ct}={z}"]) == 0
+    printed = capsys.readouterr().out
+    assert "fine-tuning from" in printed and "real ct1: row" in printed
+    ckpt = load_checkpoint(out)
+    assert ckpt.provenance["config"]["init"] == str(shipped_model("l3"))
+    assert ckpt.provenance["config"]["p_short"] == 1.0 and ckpt.provenance["data"]["real_reported"]

@@ -27,6 +27,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--val-every", type=int, default=None, help="validate every this many iterations")
+    parser.add_argument("--variation", action="store_true", help="phantoms with patient variation (spine "
+                        "proportions, lordosis, scoliosis, arms, table, oral contrast, short abdominal scans)")
+    parser.add_argument("--val-variation", action="store_true", help="the same for the validation phantoms")
+    parser.add_argument("--val-ct", nargs="*", default=[], metavar="CT[=Z_MM]",
+                        help="real CTs reported at every validation (never trained on, never used to choose the "
+                        "checkpoint or its threshold): the L3 centre's superior (LPS z) coordinate in mm, or no "
+                        "'=Z_MM' for a CT that does not reach L3")
+    parser.add_argument("--init", type=Path, default=None, help="fine-tune from this L3 checkpoint")
+    parser.add_argument("--p-short", type=float, default=None, help="chance of a short field of view per crop")
+    parser.add_argument("--p-gain", type=float, default=None, help="chance of a smooth gain field per crop")
+    parser.add_argument("--p-blobs", type=float, default=None, help="chance of bright blobs (contrast) per crop")
     parser.add_argument("--evaluate", type=Path, default=None, metavar="CKPT",
                         help="only evaluate this checkpoint on the validation data")
     parser.add_argument("--calibrate", action="store_true", help="with --evaluate: set the checkpoint's "
@@ -45,16 +57,31 @@ def _load_data(args):
         n_val = int(round(args.val_fraction * len(samples)))
         val += [samples[i] for i in order[:n_val]]
         train += [samples[i] for i in order[n_val:]]
-    if args.phantoms:
-        seeds = list(range(args.seed, args.seed + args.phantoms))
-        train += cached_phantom_samples(args.cache / f"phantoms-{seeds[0]}-{seeds[-1]}.npz", seeds)
-    if args.val_phantoms:
-        seeds = list(range(args.val_seed, args.val_seed + args.val_phantoms))
-        val += cached_phantom_samples(args.cache / f"phantoms-{seeds[0]}-{seeds[-1]}.npz", seeds)
+    for n, first, var, into in ((args.phantoms, args.seed, args.variation, train),
+                                (args.val_phantoms, args.val_seed, args.val_variation, val)):
+        if n:
+            seeds = list(range(first, first + n))
+            name = f"phantoms-{seeds[0]}-{seeds[-1]}" + ("-var" if var else "")
+            into += cached_phantom_samples(args.cache / f"{name}.npz", seeds, variation=var)
     return train, val
 
 
-def _evaluate(path: Path, val, calibrate: bool) -> None:
+def real_samples(specs: list[str]):
+    """MipSamples of real CTs given as PATH or PATH=Z_MM (the L3 centre's LPS z; none: L3 not in view)."""
+    from RibFracSegLib.io import read_ct
+    from RibFracSegLib.l3.dataset import sample_from_ct
+
+    samples = []
+    for spec in specs:
+        path, _, z = spec.partition("=")
+        image = read_ct(path)
+        centre = image.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in image.GetSize()])
+        point = None if not z else (centre[0], centre[1], float(z))
+        samples.append(sample_from_ct(Path(path).name.split(".")[0], image, point))
+    return samples
+
+
+def _evaluate(path: Path, val, calibrate: bool, real=()) -> None:
     """Print the per-view report of a checkpoint (with its own threshold, or a calibrated one saved into it)."""
     from dataclasses import replace
 
@@ -72,6 +99,11 @@ def _evaluate(path: Path, val, calibrate: bool) -> None:
                                       provenance={**ckpt.provenance, "threshold_calibrated_on": len(val)}))
     report = summarise(cases, threshold)
     print(format_report(report))
+    if real:
+        from RibFracSegLib.l3.training import format_real
+
+        real_cases = predict_cases(model, real)
+        print(format_real(real_cases) + f"\n(threshold {threshold:.3f}: in view = confidence >= threshold)")
     print(json.dumps({k: v for k, v in report.items() if k != "cases"}, indent=2))
 
 
@@ -81,20 +113,24 @@ def run(args: argparse.Namespace) -> int:
     from RibFracSegLib.l3.training import TrainConfig, train_l3
 
     train, val = _load_data(args)
+    real = real_samples(args.val_ct)
     if args.evaluate:
-        _evaluate(args.evaluate, val, args.calibrate)
+        _evaluate(args.evaluate, val, args.calibrate, real)
         return 0
     if not train:
         raise SystemExit("no training data: give --npz FILE and/or --phantoms N")
-    overrides = {k: v for k, v in {"iterations": args.iterations, "batch_size": args.batch_size, "lr": args.lr,
-                                   "threads": args.threads}.items() if v is not None}
+    given = {"iterations": args.iterations, "batch_size": args.batch_size, "lr": args.lr, "threads": args.threads,
+             "val_every": args.val_every, "p_short": args.p_short, "p_gain": args.p_gain, "p_blobs": args.p_blobs,
+             "init": str(args.init) if args.init else None}
+    overrides = {k: v for k, v in given.items() if v is not None}
     cfg = replace(TrainConfig(), **overrides)
     provenance = {"data": {"npz": [str(p) for p in args.npz], "phantoms": args.phantoms, "seed": args.seed,
-                           "val_phantoms": args.val_phantoms, "val_seed": args.val_seed},
+                           "variation": args.variation, "val_phantoms": args.val_phantoms, "val_seed": args.val_seed,
+                           "val_variation": args.val_variation, "real_reported": list(args.val_ct)},
                   "n_train": len(train), "n_val": len(val)}
     print(f"training on {len(train)} CTs, validating on {len(val)}", flush=True)
     state = args.state or args.out.with_suffix(".state")
-    train_l3(train, val, cfg, args.out, state, provenance, log=lambda m: print(m, flush=True))
+    train_l3(train, val, cfg, args.out, state, provenance, log=lambda m: print(m, flush=True), real=real)
     if val:
-        _evaluate(args.out, val, calibrate=False)
+        _evaluate(args.out, val, calibrate=False, real=real)
     return 0

@@ -90,8 +90,10 @@ def sample_from_ct(name: str, image: sitk.Image, l3_center_lps) -> MipSample:
     return MipSample(name, proj.frontal, proj.sagittal, row, tuple(image.GetSpacing()))
 
 
-def phantom_params(seed: int, fov: str | None = None):
-    """Varied phantom parameters for L3 training/evaluation: FOV, spacing, orientation, size."""
+def phantom_params(seed: int, fov: str | None = None, variation: bool = False):
+    """Varied phantom parameters for L3 training/evaluation: FOV, spacing, orientation, size. With
+    `variation`, also patient variation (phantom.variation) and short upper-abdomen scans (T10-L4,
+    like a liver CT) that may or may not reach L3; its extra draws come after the regular ones."""
     from RibFracSegLib.phantom import PhantomParams
 
     rng = np.random.default_rng(seed)
@@ -101,36 +103,43 @@ def phantom_params(seed: int, fov: str | None = None):
     sz = float(rng.choice([1.0, 1.5, 2.0, 2.5, 3.0, 5.0]))
     height_mm = {"thorax": 330.0, "thorax_abdomen": 520.0, "abdomen_pelvis": 420.0}[fov] * rng.uniform(0.85, 1.1)
     nxy = int(round(rng.uniform(340, 480) / sxy))
+    if variation and rng.random() < 0.35:
+        fov, height_mm = "abdomen", float(rng.uniform(150, 280))
     return PhantomParams(shape=(nxy, nxy, int(round(height_mm / sz))), spacing=(sxy, sxy, sz), fov=fov,
                          n_fractures=0, orientation=str(rng.choice(defaults.PHANTOM_ORIENTATIONS)),
-                         noise_hu=float(rng.uniform(5, 30)), body_scale=float(rng.uniform(0.85, 1.15)), seed=seed)
+                         noise_hu=float(rng.uniform(5, 30)), body_scale=float(rng.uniform(0.85, 1.15)), seed=seed,
+                         variation=variation)
 
 
-def phantom_samples(seeds: Iterable[int], progress: Progress | None = None) -> list[MipSample]:
+def phantom_name(seed: int, variation: bool = False) -> str:
+    params = phantom_params(seed, variation=variation)
+    return f"phantom-{seed}-{params.fov}" + ("-var" if variation else "")
+
+
+def phantom_samples(seeds: Iterable[int], progress: Progress | None = None, variation: bool = False) -> list[MipSample]:
     """Generate one phantom a seed and keep only its MIPs and L3 truth (the volumes are dropped)."""
     from RibFracSegLib.phantom import generate_phantom
 
     seeds = list(seeds)
     samples = []
     for seed in seeds:
-        params = phantom_params(seed)
-        case = generate_phantom(params)
+        case = generate_phantom(phantom_params(seed, variation=variation))
         l3 = None if case.l3 is None else case.l3.center_lps
-        samples.append(sample_from_ct(f"phantom-{seed}-{params.fov}", case.image, l3))
+        samples.append(sample_from_ct(phantom_name(seed, variation), case.image, l3))
         if progress:
             progress(len(samples), len(seeds))
     return samples
 
 
-def cached_phantom_samples(path: str | os.PathLike, seeds: list[int],
-                           progress: Progress | None = None) -> list[MipSample]:
+def cached_phantom_samples(path: str | os.PathLike, seeds: list[int], progress: Progress | None = None,
+                           variation: bool = False) -> list[MipSample]:
     """Phantom samples for `seeds`, read from the npz at `path` if it holds exactly them, else made and saved."""
     path = Path(path)
-    names_wanted = [f"phantom-{s}-{phantom_params(s).fov}" for s in seeds]
+    names_wanted = [phantom_name(s, variation) for s in seeds]
     if path.exists():
         samples = load_npz(path)
         if [s.name for s in samples] == names_wanted:
             return samples
-    samples = phantom_samples(seeds, progress)
+    samples = phantom_samples(seeds, progress, variation)
     save_npz(path, samples)
     return samples

@@ -3,7 +3,9 @@
 Resumable because it runs for an hour on shared CPU cores: every `save_every` iterations the model,
 optimiser and iteration go to a state file; a restart with the same state file continues. The
 checkpoint written is the one with the lowest combined validation median error (ties: fewer wrong
-"in view" verdicts), self-describing via RibFracSegLib.checkpoint.
+"in view" verdicts), self-describing via RibFracSegLib.checkpoint. Real CTs given as `real` are
+predicted and reported at every validation but take no part in choosing the checkpoint or its
+threshold: they are too few, and they are the benchmark's CTs.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from RibFracSegLib import defaults
-from RibFracSegLib.checkpoint import Checkpoint, save_checkpoint
+from RibFracSegLib.checkpoint import Checkpoint, build_model, load_checkpoint, save_checkpoint
 from RibFracSegLib.io import atomic_path
 from RibFracSegLib.l3.augment import band_weight, random_batch
 from RibFracSegLib.l3.dataset import MipSample
@@ -43,6 +45,10 @@ class TrainConfig:
     save_every: int = 50
     seed: int = 0
     threads: int = 2
+    p_short: float = 0.0  # chance of a short field of view per crop (augment.short_field_of_view)
+    p_gain: float = 0.0  # chance of a smooth gain field per crop
+    p_blobs: float = 0.0  # chance of bright blobs (contrast, calcifications) per crop
+    init: str | None = None  # checkpoint to fine-tune from (same architecture), else from scratch
 
 
 def preprocessing() -> dict:
@@ -69,11 +75,18 @@ def _sigma(cfg: TrainConfig, it: int) -> float:
 
 def train_l3(train: list[MipSample], val: list[MipSample], cfg: TrainConfig, out: str | os.PathLike,
              state_path: str | os.PathLike, provenance: dict | None = None,
-             log: Callable[[str], None] = print) -> Path:
+             log: Callable[[str], None] = print, real: list[MipSample] | None = None) -> Path:
     """Train (or resume) and write the best checkpoint to `out`; returns `out`."""
     torch.set_num_threads(cfg.threads)
     hparams = {"base": cfg.base, "depth": cfg.depth}
     model = build_network(ARCH, **hparams)
+    if cfg.init:
+        init = load_checkpoint(cfg.init)
+        if init.arch != ARCH:
+            raise ValueError(f"--init {cfg.init} is a {init.arch} checkpoint; fine-tuning needs {ARCH}.")
+        hparams = dict(init.hparams)
+        model = build_model(init)
+        log(f"fine-tuning from {cfg.init} (iteration {init.provenance.get('iteration')})")
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     start, best = 0, (float("inf"), float("inf"))
     state_path = Path(state_path)
@@ -87,7 +100,8 @@ def train_l3(train: list[MipSample], val: list[MipSample], cfg: TrainConfig, out
     t0, losses = time.time(), []
     for it in range(start, cfg.iterations):
         rng = np.random.default_rng([cfg.seed, it])
-        x, y = random_batch(train, rng, cfg.batch_size, cfg.crop_rows, cfg.crop_cols, _sigma(cfg, it))
+        x, y = random_batch(train, rng, cfg.batch_size, cfg.crop_rows, cfg.crop_cols, _sigma(cfg, it),
+                            p_short=cfg.p_short, p_gain=cfg.p_gain, p_blobs=cfg.p_blobs)
         model.train()
         logits = model(torch.from_numpy(x))
         loss = (F.binary_cross_entropy_with_logits(logits, torch.from_numpy(y), reduction="none") * weight).sum() \
@@ -104,6 +118,8 @@ def train_l3(train: list[MipSample], val: list[MipSample], cfg: TrainConfig, out
                 f"{(time.time() - t0) / (done - start):.2f} s/it")
         if done % cfg.val_every == 0 or done == cfg.iterations:
             best = _validate(model, val, best, hparams, cfg, out, provenance, done, log)
+            if real:
+                log(format_real(predict_cases(model, real)))
         if done % cfg.save_every == 0 or done == cfg.iterations:
             with atomic_path(state_path) as tmp:
                 torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
@@ -128,3 +144,12 @@ def _validate(model, val, best, hparams, cfg, out, provenance, done, log):
         save_checkpoint(out, ckpt)
         log(f"saved {out} (combined median {score[0]:.2f} mm, wrong verdicts {score[1]})")
     return best
+
+
+def format_real(cases: list[dict]) -> str:
+    """One line per real CT: combined row, error (or 'no L3' truth) and confidence."""
+    lines = []
+    for c in cases:
+        truth = "no L3" if c["truth_mm"] is None else f"error {c['combined_mm'] - c['truth_mm']:+.1f} mm"
+        lines.append(f"real {c['name']}: row {c['combined_mm']:.1f} mm, {truth}, confidence {c['confidence']:.2f}")
+    return "\n".join(lines)

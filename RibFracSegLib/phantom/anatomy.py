@@ -13,6 +13,7 @@ import numpy as np
 from scipy.interpolate import CubicSpline
 
 from RibFracSegLib.defaults import VERTEBRA_IDS
+from RibFracSegLib.phantom.variation import Variation
 
 # Levels drawn, top to bottom; body and disc heights in mm for a body_scale of 1.
 LEVELS = ["C6", "C7"] + [f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)]
@@ -73,8 +74,10 @@ class RibPath:
 class Anatomy:
     """Body outline, cavities, spine and ribs of one patient, as functions of z."""
 
-    def __init__(self, body_scale: float = 1.0, fat_mm: float = 18.0, rng: np.random.Generator | None = None):
+    def __init__(self, body_scale: float = 1.0, fat_mm: float = 18.0, rng: np.random.Generator | None = None,
+                 variation: Variation | None = None):
         rng = rng or np.random.default_rng(0)
+        self.variation = variation
         self.scale = s = float(body_scale)
         self.fat_mm = float(fat_mm)
         self.contrast = bool(rng.random() < 0.5)
@@ -83,7 +86,7 @@ class Anatomy:
         # AP position of each body follows the column's curve (kyphosis, lordosis).
         self.vertebrae = [replace(vb, y_body=float(self.spine_y(vb.z_center))) for vb in self.vertebrae]
         v = self.by_name = {vb.name: vb for vb in self.vertebrae}
-        self.z_sacrum_top = v["L5"].z_bottom - _DISC_H["L5"] * s
+        self.z_sacrum_top = v["L5"].z_bottom - self.disc_height("L5")
         self.z_sacrum_bottom = self.z_sacrum_top - SACRUM_HEIGHT * s
         self.z_crest = v["L4"].z_center
         zt1, zt4, zt8, zt12 = v["T1"].z_top, v["T4"].z_center, v["T8"].z_center, v["T12"].z_center
@@ -102,15 +105,25 @@ class Anatomy:
     # --- spine ----------------------------------------------------------------------------------
     def _stack_vertebrae(self, s: float) -> list[Vertebra]:
         z = sum(_BODY_H[n] + _DISC_H[n] for n in ("C6", "C7")) * s  # T1 top at z = 0
+        bodies = self.variation.body_factor if self.variation else {}
         out = []
         for i, name in enumerate(LEVELS):
-            h = _BODY_H[name] * s
+            h = _BODY_H[name] * s * bodies.get(name, 1.0)
             frac = i / (len(LEVELS) - 1)
             half_w = (13 + 13 * frac) * s
             half_d = (10 + 9 * frac) * s
             out.append(Vertebra(name, VERTEBRA_IDS[name], z, z - h, 0.0, half_w, half_d))
-            z -= h + _DISC_H[name] * s
+            z -= h + self.disc_height(name)
         return out
+
+    def disc_height(self, name: str) -> float:
+        """Height of the disc below level `name` (mm)."""
+        factor = self.variation.disc_factor.get(name, 1.0) if self.variation else 1.0
+        return _DISC_H[name] * self.scale * factor
+
+    def spine_x(self, z: float) -> float:
+        """Lateral position of the column at height z: 0 unless the variation has a scoliosis."""
+        return float(self.variation.spine_x(z)) if self.variation else 0.0
 
     def spine_y(self, z: np.ndarray) -> np.ndarray:
         """AP centre of the vertebral column (bodies) at height z; a smooth kyphosis/lordosis."""
@@ -118,8 +131,9 @@ class Anatomy:
         zt = self.by_name["T1"].z_top
         zl5 = self.by_name["L5"].z_bottom
         zc = self.by_name["T7"].z_center
-        kypho = 6 * self.scale * np.exp(-((z - zc) / (0.35 * (zt - zl5))) ** 2)
-        lordo = -14 * self.scale * np.exp(-((z - self.by_name["L3"].z_center) / (70 * self.scale)) ** 2)
+        kf, lf = (self.variation.kyphosis, self.variation.lordosis) if self.variation else (1.0, 1.0)
+        kypho = kf * 6 * self.scale * np.exp(-((z - zc) / (0.35 * (zt - zl5))) ** 2)
+        lordo = lf * -14 * self.scale * np.exp(-((z - self.by_name["L3"].z_center) / (70 * self.scale)) ** 2)
         return (40 * self.scale) + kypho + lordo
 
     def vertebra_at(self, z: float) -> tuple[Vertebra | None, str]:
@@ -127,7 +141,7 @@ class Anatomy:
         for vb in self.vertebrae:
             if vb.z_bottom <= z <= vb.z_top:
                 return vb, "body"
-            if vb.z_bottom - _DISC_H[vb.name] * self.scale <= z < vb.z_bottom:
+            if vb.z_bottom - self.disc_height(vb.name) <= z < vb.z_bottom:
                 return vb, "disc"
         return None, ""
 
@@ -168,10 +182,14 @@ class Anatomy:
         vb = self.by_name[f"T{n}"]
         y_body = float(self.spine_y(vb.z_center))
         z0 = vb.z_top + 1.0 * s
-        head = [side * (vb.half_width + 7.5 * s), y_body + 0.3 * vb.half_depth, z0]
-        tubercle = [side * (vb.half_width + 26 * s), y_body + vb.half_depth + 16 * s, z0 - 1.5 * s]
+        x_spine = self.spine_x(z0)
+        head = [x_spine + side * (vb.half_width + 7.5 * s), y_body + 0.3 * vb.half_depth, z0]
+        tubercle = [x_spine + side * (vb.half_width + 26 * s), y_body + vb.half_depth + 16 * s, z0 - 1.5 * s]
         drop = RIB_DROP[n - 1] * s * (1 + 0.05 * rng.standard_normal())
         theta_end = RIB_THETA_END[n - 1]
+        if self.variation is not None:  # steeper or flatter ribs; floating ribs longer or shorter
+            drop *= self.variation.rib_drop
+            theta_end *= self.variation.floating_rib_length if n >= 11 else 1.0
         theta_cart = np.pi - np.arcsin(min(1.0, 16 * s / 80)) if n <= 7 else theta_end + 0.15 * np.pi
         if not RIB_HAS_CARTILAGE[n - 1]:
             theta_cart = theta_end

@@ -12,6 +12,7 @@ import numpy as np
 from RibFracSegLib.defaults import VERTEBRA_IDS
 from RibFracSegLib.phantom.anatomy import Anatomy
 from RibFracSegLib.phantom.tissue import Tissue as T
+from RibFracSegLib.phantom.variation import paint_extras
 
 
 class SliceCanvas:
@@ -78,6 +79,8 @@ def paint_slice(canvas: SliceCanvas, z: float, anat: Anatomy, texture) -> None:
     _paint_spine(canvas, z, anat, y_spine)
     _paint_sternum(canvas, z, anat, cy, yc)
     _paint_pelvis(canvas, z, anat)
+    if anat.variation is not None:
+        paint_extras(canvas, z, anat, bx, by)
 
 
 def _dome(anat: Anatomy, X, Y, cy_ref: float):
@@ -165,7 +168,7 @@ def _ellipsoid(c: SliceCanvas, value, z, center, semi, where=None, region=None) 
 
 
 def _paint_spine(c: SliceCanvas, z, anat: Anatomy, y_spine) -> None:
-    s = anat.scale
+    s, x0 = anat.scale, anat.spine_x(z)
     vb, part = anat.vertebra_at(z)
     if vb is None:
         return
@@ -173,31 +176,49 @@ def _paint_spine(c: SliceCanvas, z, anat: Anatomy, y_spine) -> None:
     rc = (10 if lumbar else 8) * s
     y_canal = y_spine + vb.half_depth + 2 * s + rc
     if z > anat.z_sacrum_top:
-        c.ellipse(T.CORD, 0, y_canal, rc, rc)
+        c.ellipse(T.CORD, x0, y_canal, rc, rc)
+    h = vb.z_top - vb.z_bottom
+    rel = (vb.z_top - z) / h  # 0 at the top, 1 at the bottom of the body, > 1 in the disc below
+    arch = ARCH_VARIED if anat.variation is not None else ARCH
     if part == "disc":
-        c.ellipse(T.DISC, 0, y_spine, vb.half_width, vb.half_depth)
+        c.ellipse(T.DISC, x0, y_spine, vb.half_width, vb.half_depth)
+        if anat.variation is not None:  # the arch hangs over the disc below
+            _paint_arch(c, vb, rel, arch, x0, y_spine, y_canal, rc, s, lumbar)
         return
     lid = vb.label_id
-    h = vb.z_top - vb.z_bottom
     endplate = min(vb.z_top - z, z - vb.z_bottom) < 1.2 * s
     if endplate:
-        c.ellipse(T.CORTICAL, 0, y_spine, vb.half_width, vb.half_depth, level=lid)
+        c.ellipse(T.CORTICAL, x0, y_spine, vb.half_width, vb.half_depth, level=lid)
     else:
-        c.shelled_ellipse(0, y_spine, vb.half_width, vb.half_depth, 1.5 * s, level=lid)
-    rel = (vb.z_top - z) / h  # 0 at the top, 1 at the bottom of the body
-    if 0.15 < rel < 0.85:  # pedicles and lamina round the canal
-        c.ellipse(T.CORTICAL, 0, y_canal, rc + 6 * s, rc + 6 * s, level=lid,
+        c.shelled_ellipse(x0, y_spine, vb.half_width, vb.half_depth, 1.5 * s, level=lid)
+    _paint_arch(c, vb, rel, arch, x0, y_spine, y_canal, rc, s, lumbar)
+
+
+# Heights (share of the body's height from its top) spanned by the parts of a vertebral arch. Regular
+# phantoms: level with the body. Varied: as in real spines, pedicles leave the body's upper half and
+# the laminae, inferior articular and spinous processes hang over the disc below, so a frontal MIP
+# shows a continuous column rather than blocks separated by discs.
+ARCH = {"lamina": (0.15, 0.85), "facet": (0.15, 0.85), "spinous": (0.3, 0.9), "transverse": (0.45, 0.85)}
+ARCH_VARIED = {"lamina": (0.3, 1.2), "facet": (0.1, 1.4), "spinous": (0.45, 1.15), "transverse": (0.25, 0.7)}
+
+
+def _paint_arch(c: SliceCanvas, vb, rel: float, arch: dict, x0, y_spine, y_canal, rc, s, lumbar) -> None:
+    lid = vb.label_id
+    within = lambda part: arch[part][0] < rel < arch[part][1]  # noqa: E731
+    if within("lamina"):  # lamina round the canal
+        c.ellipse(T.CORTICAL, x0, y_canal, rc + 6 * s, rc + 6 * s, level=lid,
                   where=lambda X, Y: (Y > -2 * s) & ((X / (rc + 1 * s)) ** 2 + (Y / (rc + 1 * s)) ** 2 > 1))
+    if within("facet"):  # pedicles and articular processes
         for side in (-1, 1):
-            c.ellipse(T.CORTICAL, side * (rc + 2.5 * s), y_spine + vb.half_depth + rc / 2 + 1 * s,
+            c.ellipse(T.CORTICAL, x0 + side * (rc + 2.5 * s), y_spine + vb.half_depth + rc / 2 + 1 * s,
                       3.5 * s, rc / 2 + 2 * s, level=lid)
-    if 0.3 < rel < 0.9:  # spinous process
+    if within("spinous"):  # spinous process
         length = 20 * s
-        c.ellipse(T.CORTICAL, 0, y_canal + rc + 4 * s + length / 2, 3.5 * s, length / 2, level=lid)
-    if 0.45 < rel < 0.85:  # transverse processes, below the rib heads
+        c.ellipse(T.CORTICAL, x0, y_canal + rc + 4 * s + length / 2, 3.5 * s, length / 2, level=lid)
+    if within("transverse"):  # transverse processes, below the rib heads
         reach = vb.half_width + (25 if lumbar else 14) * s
         for side in (-1, 1):
-            c.ellipse(T.CORTICAL, side * (rc + reach) / 2, y_canal - 2 * s, (reach - rc) / 2, 4.5 * s, level=lid)
+            c.ellipse(T.CORTICAL, x0 + side * (rc + reach) / 2, y_canal - 2 * s, (reach - rc) / 2, 4.5 * s, level=lid)
 
 
 def _paint_shoulder_girdle(c: SliceCanvas, z, anat: Anatomy, cx, cy, yc) -> None:

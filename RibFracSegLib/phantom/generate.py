@@ -15,14 +15,15 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from RibFracSegLib.defaults import L3_ID, PHANTOM_FIELDS_OF_VIEW
+from RibFracSegLib.defaults import L3_ID, PHANTOM_EXTRA_FIELDS_OF_VIEW, PHANTOM_FIELDS_OF_VIEW
 from RibFracSegLib.geometry import lps_to_ras
-from RibFracSegLib.phantom.anatomy import Anatomy
+from RibFracSegLib.phantom.anatomy import LEVELS, Anatomy
 from RibFracSegLib.phantom.body import SliceCanvas, paint_slice
 from RibFracSegLib.phantom.fractures import FracturePlan, plan_fractures
 from RibFracSegLib.phantom.grid import canonical_grid, stored_direction, stored_grid, to_stored
 from RibFracSegLib.phantom.ribs import separate_from_bone, sweep_rib
 from RibFracSegLib.phantom.tissue import RIB_BONE, hu_tables, is_bone
+from RibFracSegLib.phantom.variation import draw_variation
 
 KIND_NAMES = {1: "displaced", 2: "non-displaced", 3: "buckle", 4: "segmental"}
 
@@ -42,6 +43,7 @@ class PhantomParams:
     outside_hu: Optional[int] = None  # -1024 or -2048 outside the reconstruction circle
     p_undefined: float = 0.1  # chance a fracture's code is recorded as -1
     seed: int = 0
+    variation: bool = False  # patient variation (phantom.variation), from its own stream of `seed`
 
 
 @dataclass(frozen=True)
@@ -84,12 +86,16 @@ class PhantomCase:
 
 def _fov_center_z(anat: Anatomy, fov: str, extent_mm: float, rng: np.random.Generator) -> float:
     v, s = anat.by_name, anat.scale
-    if fov not in PHANTOM_FIELDS_OF_VIEW:
-        raise ValueError(f"Unknown field of view {fov!r}; choose one of {PHANTOM_FIELDS_OF_VIEW}.")
+    fovs = PHANTOM_FIELDS_OF_VIEW + PHANTOM_EXTRA_FIELDS_OF_VIEW
+    if fov not in fovs:
+        raise ValueError(f"Unknown field of view {fov!r}; choose one of {fovs}.")
     top, bottom = {"thorax": (v["T1"].z_top + 45 * s, v["L1"].z_center),
                    "thorax_abdomen": (v["T1"].z_top + 30 * s, v["L4"].z_bottom),
-                   "abdomen_pelvis": (v["T10"].z_top, anat.z_sacrum_bottom - 40 * s)}[fov]
+                   "abdomen_pelvis": (v["T10"].z_top, anat.z_sacrum_bottom - 40 * s),
+                   "abdomen": (v["T10"].z_center, v["L4"].z_center)}[fov]
     zc = 0.5 * (top + bottom) + rng.uniform(-10, 10)
+    if anat.variation is not None and fov != "thorax":  # where a scan starts and stops varies
+        zc += rng.uniform(-35, 35)
     if fov == "thorax":  # a chest CT must not reach L3
         zc = max(zc, v["L3"].z_top + 5 + extent_mm / 2)
     return zc
@@ -98,7 +104,8 @@ def _fov_center_z(anat: Anatomy, fov: str, extent_mm: float, rng: np.random.Gene
 def generate_phantom(params: PhantomParams) -> PhantomCase:
     """Make one phantom CT and its truth. The same params (seed included) give identical arrays."""
     rng = np.random.default_rng(params.seed)
-    anat = Anatomy(params.body_scale, params.fat_mm, rng)
+    variation = draw_variation(np.random.default_rng([params.seed, 11]), LEVELS) if params.variation else None
+    anat = Anatomy(params.body_scale, params.fat_mm, rng, variation)
     direction = stored_direction(params.orientation, params.oblique_deg)
     extent_z = float(np.abs(direction @ (np.array(params.spacing) * np.array(params.shape)))[2])
     zc = _fov_center_z(anat, params.fov, extent_z, rng)
@@ -115,7 +122,9 @@ def generate_phantom(params: PhantomParams) -> PhantomCase:
 
     plans = plan_fractures(anat.ribs, params.n_fractures, rng, params.spacing, in_view, params.p_undefined)
     tissue, level, ribs, frac = _render(anat, plans, (gx, gy, gz), rng)
-    image = _intensities(tissue, anat.contrast, params, canon.spacing, rng)
+    var = anat.variation
+    image = _intensities(tissue, (anat.contrast, bool(var and var.oral_contrast), var and var.marrow_hu),
+                         params, canon.spacing, rng)
     to_img = lambda arr: _as_image(arr, canon)  # noqa: E731
     image = to_stored(to_img(image), stored, labels=False)
     maps = [to_stored(to_img(a), stored, labels=True) for a in (tissue, level, ribs, frac)]
@@ -173,8 +182,8 @@ def _render(anat: Anatomy, plans: list[FracturePlan], axes, rng: np.random.Gener
     return tissue, level, ribs, frac
 
 
-def _intensities(tissue: np.ndarray, contrast: bool, params: PhantomParams, spacing, rng) -> np.ndarray:
-    mean, sd = hu_tables(contrast)
+def _intensities(tissue: np.ndarray, contrast: tuple, params: PhantomParams, spacing, rng) -> np.ndarray:
+    mean, sd = hu_tables(*contrast)  # (IV, oral, marrow HU)
     hu = rng.standard_normal(tissue.shape, dtype=np.float32)
     hu *= sd[tissue]
     hu += mean[tissue]

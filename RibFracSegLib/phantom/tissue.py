@@ -34,6 +34,7 @@ class Tissue(IntEnum):
     RIB_CORTEX = 19
     BLADDER = 20
     MEDIASTINAL_FAT = 21
+    TABLE = 22  # CT table shell (phantom.variation only)
 
 
 # Mean HU and the standard deviation of the tissue's own texture (before scanner noise).
@@ -44,16 +45,18 @@ _HU = {
     Tissue.VISCERAL_FAT: (-95, 10), Tissue.CORD: (30, 5), Tissue.DISC: (85, 10),
     Tissue.CARTILAGE: (130, 20), Tissue.CANCELLOUS: (230, 30), Tissue.CORTICAL: (800, 60),
     Tissue.RIB_MARROW: (190, 25), Tissue.RIB_CORTEX: (1250, 80), Tissue.BLADDER: (10, 5),
-    Tissue.MEDIASTINAL_FAT: (-80, 10),
+    Tissue.MEDIASTINAL_FAT: (-80, 10), Tissue.TABLE: (150, 30),
 }
 CONTRAST_BLOOD_HU = 180.0
+ORAL_CONTRAST_HU = 250.0  # bowel mean with positive oral contrast
 
 BONE = (Tissue.CANCELLOUS, Tissue.CORTICAL, Tissue.RIB_MARROW, Tissue.RIB_CORTEX)
 RIB_BONE = (Tissue.RIB_MARROW, Tissue.RIB_CORTEX)
 
 
-def hu_tables(contrast: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(mean HU, texture SD) indexed by tissue class."""
+def hu_tables(contrast: bool, oral_contrast: bool = False, marrow_hu: float | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """(mean HU, texture SD) indexed by tissue class; `marrow_hu`: a patient's own vertebral marrow."""
     mean = np.zeros(len(Tissue), np.float32)
     sd = np.zeros(len(Tissue), np.float32)
     for t, (m, d) in _HU.items():
@@ -63,6 +66,10 @@ def hu_tables(contrast: bool) -> tuple[np.ndarray, np.ndarray]:
         mean[Tissue.KIDNEY] += 100
         mean[Tissue.LIVER] += 40
         mean[Tissue.SPLEEN] += 50
+    if marrow_hu is not None:
+        mean[Tissue.CANCELLOUS], sd[Tissue.CANCELLOUS] = marrow_hu, 60
+    if oral_contrast:
+        mean[Tissue.BOWEL], sd[Tissue.BOWEL] = ORAL_CONTRAST_HU, 60
     return mean, sd
 
 

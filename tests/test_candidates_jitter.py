@@ -97,3 +97,19 @@ def test_flips_counts_centres_kept_at_some_shifts_only():
     s = Stability(np.array([[0.8, 0.78, 0.82], [0.76, 0.74, 0.8], [0.2, 0.1, 0.3]]))
     assert s.flips(0.75) == 1
     assert np.allclose(s.change, [0.02, 0.04, 0.1])
+
+
+def test_training_starts_from_given_weights(monkeypatch):
+    import RibFracSegLib.candidates.training as training
+    monkeypatch.setattr(training, "build_network", lambda arch, **hp: MeanOfCrop())
+    start = MeanOfCrop()
+    with torch.no_grad():
+        start.linear.weight.fill_(0.25)
+        start.linear.bias.fill_(-0.5)
+    labels = np.array([0, 1] * 4)
+    data = CropSet(np.zeros((8, 12, 12, 12), np.int16), labels, np.zeros(8, bool), np.array(["a"] * 8),
+                   np.array(["truth"] * 8))
+    model, _ = train(data, TrainConfig(steps=2, batch=4, lr=1e-9, voxels=8), log=lambda m: None,
+                     init=start.state_dict())
+    assert torch.allclose(model.linear.weight, torch.full((5, 1), 0.25), atol=1e-6)
+    assert torch.allclose(model.linear.bias, torch.full((5,), -0.5), atol=1e-6)

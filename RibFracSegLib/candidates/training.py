@@ -109,13 +109,18 @@ def predict(model: torch.nn.Module, crops_hu: np.ndarray, voxels: int, batch: in
 
 
 def train(data: CropSet, config: TrainConfig, log: Callable[[str], None] = print,
-          val: Optional[CropSet] = None, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
-    """Train from scratch; returns the model and its hyper-parameters."""
+          val: Optional[CropSet] = None, device: str = "cpu",
+          init: Optional[dict] = None) -> tuple[torch.nn.Module, dict]:
+    """Train from scratch, or on from the weights `init` (a classifier's state dict: fine-tuning costs a
+    fraction of the steps); returns the model and its hyper-parameters."""
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     hparams = {"width": config.width}
-    model = build_network(ARCH, **hparams).to(device)
+    model = build_network(ARCH, **hparams)
+    if init is not None:
+        model.load_state_dict(init)
+    model = model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.steps, pct_start=0.15)
     p = sample_weights(data.labels, data.real)

@@ -47,6 +47,8 @@ def main() -> None:
                   f"{s.change.max():.3f}, 99th percentile {np.percentile(s.change, 99):.3f}, mean {s.change.mean():.4f}; "
                   f"decisions that flip at the floor {spec.min_probability:.2f}: {s.flips(spec.min_probability)}",
                   flush=True)
+            print("    largest per case: " + ", ".join(f"{h.case} {p.change.max():.3f} (n {len(p.change)})"
+                                                     for h, p in zip(harvests, parts)), flush=True)
 
 
 if __name__ == "__main__":

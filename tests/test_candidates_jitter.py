@@ -113,3 +113,14 @@ def test_training_starts_from_given_weights(monkeypatch):
                      init=start.state_dict())
     assert torch.allclose(model.linear.weight, torch.full((5, 1), 0.25), atol=1e-6)
     assert torch.allclose(model.linear.bias, torch.full((5,), -0.5), atol=1e-6)
+
+
+def test_train_candidates_options_reach_the_config():
+    import argparse
+
+    from RibFracSegLib.cli.train_candidates import add_arguments
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--corpus", "c", "--out", "o.pt", "--consistency", "2", "--init", "x.pt"])
+    assert (args.jitter, args.consistency, args.init) == (False, 2.0, "x.pt")  # --consistency implies jitter in run()
+    assert parser.parse_args(["--corpus", "c", "--out", "o.pt", "--jitter"]).jitter is True

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -55,6 +56,17 @@ def real_sets() -> dict[str, list[tuple[str, Path, Optional[Path], int, int, boo
     ct0001, mask0001 = _lidc0001()
     return {"train": [("LIDC-IDRI-0001", ct0001, mask0001, 8, 10, False)],
             "val": [("CRLM-CT-1004", REAL / "CRLM-CT-1004.nii.gz", None, 2, 4, True)]}  # LIDC-IDRI-0314: the benchmark's
+
+
+@dataclass(frozen=True)
+class MoreSimulated:
+    """Extra simulated copies of each real CT of a split, the network run on each (`--more-simulated`)."""
+
+    copies: int = 0
+    fractures: int = 10
+    seed: int = 12  # not 11: new fractures, not those the first stage was fine-tuned on
+    kinds: tuple[int, ...] = ()  # types in turn; empty: drawn with the phantom's weights
+    tag: str = "simx"
 
 
 class Harvester:
@@ -102,10 +114,10 @@ def phantom_split(harvest: Harvester, split: str, suffix: str = "") -> None:
                     sitk.ReadImage(str(folder / f"{pid}-label.nii.gz")), {int(k): v for k, v in kinds.items()})
 
 
-def real_split(harvest: Harvester, split: str, seed: int = 11, suffix: str = "") -> None:
+def real_split(harvest: Harvester, split: str, seed: int = 11, suffix: str = "", more: Optional[MoreSimulated] = None) -> None:
     """The real CTs of a split as they are, and with simulated fractures. With a `suffix` (a second
     network's harvest of the same cases) the simulated cases the network is not run on are skipped:
-    their truth-only harvests do not depend on the network."""
+    their truth-only harvests do not depend on the network. `more`: extra copies, network run."""
     from ..simulate.dataset import load_ribs
     from ..simulate.case import simulate_case
     for case, ct, ribs, n_cases, n_fractures, run_simulated in real_sets().get(split, []):
@@ -127,6 +139,33 @@ def real_split(harvest: Harvester, split: str, seed: int = 11, suffix: str = "")
             kinds = {int(k): v for k, v in json.loads((folder / f"{name}-kinds.json").read_text()).items()}
             harvest(split, name + suffix, path, "real+simulated", sitk.ReadImage(str(label_path)), kinds,
                     run_network=run_simulated, ribs=rib_source)
+        if more is not None and more.copies:
+            more_simulated(harvest, split, case, ct, rib_source, more)
+
+
+def more_simulated(harvest: Harvester, split: str, case: str, ct: Path, rib_source: str, more: MoreSimulated) -> None:
+    """`more.copies` further copies of a real CT with new fractures (types in turn from `more.kinds`), each
+    run through the network: the network's own detections on real ribs, hits and misses, are what the
+    second stage meets at test time, and the truth-only copies give none."""
+    from ..simulate.case import simulate_case
+    from ..simulate.dataset import load_ribs
+    folder = harvest.out / "images" / case
+    image, rib_labels = None, None
+    for i in range(more.copies):
+        name = f"{case}-{more.tag}{i}"
+        path, label_path = folder / f"{name}-image.nii.gz", folder / f"{name}-label.nii.gz"
+        if not (harvest.out / split / f"{name}.json").is_file():
+            if not label_path.is_file():
+                if image is None:
+                    image = read_ct(ct)
+                    rib_labels = load_ribs(image, rib_source)
+                sim = simulate_case(image, rib_labels, more.fractures, np.random.default_rng([more.seed, i]),
+                                    kinds=more.kinds or None)
+                write_image(sim.image, path)
+                write_image(sim.fracture_labels, label_path)
+                (folder / f"{name}-kinds.json").write_text(json.dumps({b.spec.label_id: b.spec.kind for b in sim.fractures}))
+        kinds = {int(k): v for k, v in json.loads((folder / f"{name}-kinds.json").read_text()).items()}
+        harvest(split, name, path, "real+simulated", sitk.ReadImage(str(label_path)), kinds, ribs=rib_source)
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -138,13 +177,20 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--suffix", default="", help="appended to case names: a second network's harvest of the "
                                                      "same cases beside the first one's (e.g. -ft1)")
+    parser.add_argument("--more-simulated", type=int, default=0, metavar="N",
+                        help="N further simulated copies of each real CT, the network run on each (names -simxI)")
+    parser.add_argument("--more-seed", type=int, default=12)
+    parser.add_argument("--more-kinds", default="", help="types in turn for those copies, e.g. 3,2,3,2,1,4 "
+                                                         "(buckles and cracks more often than drawn)")
     args = parser.parse_args(argv)
+    more = MoreSimulated(args.more_simulated, seed=args.more_seed,
+                         kinds=tuple(int(k) for k in args.more_kinds.split(",") if k))
     torch.set_num_threads(args.threads)
     from ..shipped import shipped_model
     harvest = Harvester(Path(args.out), args.checkpoint or shipped_model("fracture"))
     for split in args.only:
         phantom_split(harvest, split, args.suffix)
-        real_split(harvest, split, suffix=args.suffix)
+        real_split(harvest, split, suffix=args.suffix, more=more)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--width", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jitter", action="store_true",
+                        help="continuous (sub-voxel) crop shifts in training instead of whole voxels")
+    parser.add_argument("--consistency", type=float, default=0.0,
+                        help="weight of a two-view term: each crop seen twice up to 1.5 mm apart, their fracture "
+                             "probabilities pulled together (0: off; implies --jitter)")
+    parser.add_argument("--init", default=None,
+                        help="fracture checkpoint whose classifier to start from (same width): fine-tuning")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--tolerance", type=float, default=0.05,
                         help="validation recall the operating point may give up (default 0.05: one or two "
@@ -75,8 +82,15 @@ def run(args: argparse.Namespace) -> int:
         counts = np.bincount(sets[split].labels, minlength=defaults.CANDIDATE_CLASSES)
         print(f"{split}: {len(counts)} classes, crops per class {counts.tolist()}, "
               f"{int(sets[split].real.sum())} from real CTs", flush=True)
-    config = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, width=args.width, seed=args.seed)
-    model, hparams = train(sets["train"], config, log=lambda m: print(m, flush=True), val=sets["val"])
+    config = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, width=args.width, seed=args.seed,
+                         jitter=args.jitter or args.consistency > 0, consistency=args.consistency)
+    init = None
+    if args.init:
+        section = load_checkpoint(args.init).candidate_classifier
+        if not section or section.get("hparams", {}).get("width") != args.width:
+            raise SystemExit(f"{args.init} carries no classifier of width {args.width} to start from")
+        init = section["state_dict"]
+    model, hparams = train(sets["train"], config, log=lambda m: print(m, flush=True), val=sets["val"], init=init)
     points = curve(validation_scans(corpus / "val", model, config.voxels, defaults.CANDIDATE_CROP_MM))
     chosen = choose_floor(points, args.tolerance)
     for p in points[::5]:
@@ -90,7 +104,9 @@ def run(args: argparse.Namespace) -> int:
         "crop_voxels": config.voxels, "crop_mm": defaults.CANDIDATE_CROP_MM,
         "min_probability": chosen.floor, "min_type_probability": defaults.CANDIDATE_MIN_TYPE_PROBABILITY,
         "provenance": {"corpus": corpus.name, "steps": args.steps, "batch": args.batch, "lr": args.lr,
-                       "seed": args.seed, "validation_recall": chosen.recall,
+                       "seed": args.seed, "init": Path(args.init).name if args.init else None,
+                       "jitter": config.jitter, "consistency": config.consistency,
+                       "validation_recall": chosen.recall,
                        "validation_fp_per_scan": chosen.fp_per_scan,
                        "train_cases": sorted(set(sets["train"].cases.tolist())),
                        "val_cases": sorted(set(sets["val"].cases.tolist()))}}

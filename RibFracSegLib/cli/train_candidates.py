@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     from .. import defaults
     from ..candidates.dataset import cached_crops
     from ..candidates.operating import choose_floor, curve
-    from ..candidates.training import ARCH, TrainConfig, train
+    from ..candidates.training import ARCH, CandidateTrainConfig, train
     from ..checkpoint import load_checkpoint, save_checkpoint
     from ..shipped import shipped_model
 
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         counts = np.bincount(sets[split].labels, minlength=defaults.CANDIDATE_CLASSES)
         print(f"{split}: {len(counts)} classes, crops per class {counts.tolist()}, "
               f"{int(sets[split].real.sum())} from real CTs", flush=True)
-    config = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, width=args.width, seed=args.seed,
+    config = CandidateTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, width=args.width, seed=args.seed,
                          jitter=args.jitter or args.consistency > 0, consistency=args.consistency)
     init = None
     if args.init:

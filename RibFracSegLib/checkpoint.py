@@ -7,6 +7,7 @@ by its keys and wrapped with FracNet's published pre-processing. Generic: any re
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import zipfile
@@ -181,3 +182,28 @@ def build_model(ckpt: Checkpoint, device: str | torch.device = "cpu") -> nn.Modu
                               + "; ".join(problems[:6]) + more)
     model.load_state_dict(ckpt.state_dict, strict=True)
     return model.to(device).eval()
+
+
+def cached_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """The checkpoint at `path`, read once per process per file version however many CTs it serves
+    (a rewritten file is read again)."""
+    return _cache_entry(path)["checkpoint"]
+
+
+def cached_model(path: str | os.PathLike) -> tuple[Checkpoint, nn.Module]:
+    """`cached_checkpoint` and its network (eval mode, CPU), built once with it: callers share the
+    model and must not train or move it."""
+    entry = _cache_entry(path)
+    if "model" not in entry:
+        entry["model"] = build_model(entry["checkpoint"])
+    return entry["checkpoint"], entry["model"]
+
+
+def _cache_entry(path: str | os.PathLike) -> dict:
+    path = Path(path).resolve()
+    return _cached(str(path), path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached(path: str, mtime_ns: int) -> dict:
+    return {"checkpoint": load_checkpoint(path)}

@@ -9,7 +9,6 @@ Dask is optional (`pip install ribfracseg[dask]`); without it only the serial pa
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 from dataclasses import replace
@@ -67,18 +66,6 @@ def _record(out: Path, report: CaseReport, on_report: Optional[OnReport], record
     return report
 
 
-def _checkpoint(path: str):
-    """The checkpoint, loaded once per process (per file version) however many cases it serves."""
-    return _load_checkpoint(path, os.stat(path).st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=2)
-def _load_checkpoint(path: str, mtime_ns: int):
-    from .checkpoint import load_checkpoint
-
-    return load_checkpoint(path)
-
-
 def _worker_case(path: str, out: str, options: dict, progress=None) -> dict:
     """One case on a Dask worker (or in this process): plain dicts in and out, no big arrays back."""
     opts = SegmentOptions.from_dict(options)
@@ -86,8 +73,10 @@ def _worker_case(path: str, out: str, options: dict, progress=None) -> dict:
         import torch
 
         torch.set_num_threads(opts.threads)
+    from .checkpoint import cached_checkpoint
+
     try:
-        ckpt = _checkpoint(str(opts.checkpoint_path()))
+        ckpt = cached_checkpoint(opts.checkpoint_path())
     except (ValueError, OSError) as err:  # CheckpointError: report it per case, as a bad CT is
         return CaseReport(case_id(path), path, FAILED, error=str(err)).to_dict()
     return segment_case(path, out, opts, checkpoint=ckpt, progress=progress, submission_csv=None).to_dict()

@@ -83,9 +83,12 @@ def canonical_image(image: sitk.Image) -> sitk.Image:
     return out
 
 
-def normalise(hu: np.ndarray, hu_window: tuple[float, float]) -> np.ndarray:
-    """Clip to the window and map linearly to [-1, 1] (FracNet), in float32."""
+def normalise(hu, hu_window: tuple[float, float]):
+    """Clip to the window and map linearly to [-1, 1] (FracNet), in float32. A numpy array gives an
+    array; a torch tensor (augmented on its device in training) a tensor: one formula for both."""
     lo, hi = float(hu_window[0]), float(hu_window[1])
+    if not isinstance(hu, np.ndarray) and hasattr(hu, "clamp"):  # torch, without importing it here
+        return (hu.float().clamp(lo, hi) - lo) * (2.0 / (hi - lo)) - 1.0
     out = np.clip(hu, lo, hi).astype(np.float32, copy=False)
     out -= lo
     out *= np.float32(2.0 / (hi - lo))

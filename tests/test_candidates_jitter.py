@@ -9,9 +9,11 @@ import SimpleITK as sitk
 import torch
 from torch import nn
 
+from RibFracSegLib import defaults
 from RibFracSegLib.candidates.dataset import CropSet
 from RibFracSegLib.candidates.stability import Stability, shift_offsets, stability
-from RibFracSegLib.candidates.training import TrainConfig, augment, shifted_cut, train
+from RibFracSegLib.candidates.training import CandidateTrainConfig, augment, shifted_cut, train, two_view_loss
+from RibFracSegLib.preprocess import normalise
 
 
 def _stored(b: int = 3, v: int = 12) -> torch.Tensor:
@@ -30,14 +32,30 @@ def test_shifted_cut_matches_slicing_at_whole_voxels_and_interpolates_between():
     assert torch.allclose(half[2], expected, atol=1e-3)
 
 
-def test_augment_keeps_whole_voxel_path_and_jitters_in_the_stored_room():
-    hu = _stored(b=16)
+def _alternating(b: int, v: int = 12) -> torch.Tensor:
+    """Stored crops whose HU alternate 100 / 700 along i: a cut that starts between voxels blends them."""
+    hu = torch.full((b, v, v, v), 100.0)
+    hu[..., 1::2] = 700.0
+    return hu
+
+
+def _alternation(x: torch.Tensor) -> np.ndarray:
+    """Per crop, the mean step between neighbours along i, in units of a whole-voxel cut's (600 HU)."""
+    return ((x[:, 0, ..., 1:] - x[:, 0, ..., :-1]).abs().mean(dim=(1, 2, 3)) / (600 * 2 / 1200)).numpy()
+
+
+def test_augment_cuts_whole_voxels_by_default_and_between_voxels_with_jitter():
+    hu = _alternating(16)
     old = augment(hu, 8, torch.Generator().manual_seed(3))
     again = augment(hu, 8, torch.Generator().manual_seed(3), jitter=False)
     assert old.shape == (16, 1, 8, 8, 8) and torch.equal(old, again)
+    whole = _alternation(old)
+    assert whole.min() > 0.85  # full steps (gain 1 +- 0.05, noise up to 20 HU): the stored voxels themselves
     jittered = augment(hu, 8, torch.Generator().manual_seed(3), jitter=True)
     assert jittered.shape == (16, 1, 8, 8, 8)
     assert float(jittered.min()) >= -1.0 and float(jittered.max()) <= 1.0
+    steps = _alternation(jittered)  # |1 - 2 f| for a start f voxels past a grid point, f uniform
+    assert (steps < 0.6).sum() >= 4 and steps.min() < 0.3
 
 
 class MeanOfCrop(nn.Module):
@@ -51,20 +69,43 @@ class MeanOfCrop(nn.Module):
         return self.linear(x.mean(dim=(1, 2, 3, 4))[:, None])
 
 
-def test_two_view_training_runs_and_learns(monkeypatch):
+def test_two_view_training_learns(monkeypatch):
     import RibFracSegLib.candidates.training as training
     monkeypatch.setattr(training, "build_network", lambda arch, **hp: MeanOfCrop())
     rng = np.random.default_rng(0)
     labels = np.array([0, 1] * 20)
     crops = (rng.normal(0, 30, (40, 12, 12, 12)) + (labels * 600 - 100)[:, None, None, None]).astype(np.int16)
     data = CropSet(crops, labels, np.zeros(40, bool), np.array(["a"] * 40), np.array(["truth"] * 40))
-    config = TrainConfig(steps=60, batch=16, lr=0.1, voxels=8, jitter=True, consistency=1.0)
+    config = CandidateTrainConfig(steps=60, batch=16, lr=0.1, voxels=8, jitter=True, consistency=1.0)
     model, hparams = train(data, config, log=lambda m: None)
     with torch.no_grad():
         x = augment(torch.from_numpy(crops).float(), 8, torch.Generator().manual_seed(0), jitter=True)
         accuracy = float((model(x).argmax(1).numpy() == labels).mean())
     assert hparams == {"width": 12}
     assert accuracy == 1.0  # bone-bright crops are class 1, soft-tissue ones class 0
+
+
+def _two_view_loss(model: nn.Module, consistency: float) -> float:
+    """The two-view loss on fixed crops with fixed draws (the term itself draws nothing)."""
+    crops = torch.from_numpy(np.random.default_rng(0).normal(0, 300, (8, 12, 12, 12)).astype(np.float32))
+    labels = torch.tensor([0, 1] * 4)
+    config = CandidateTrainConfig(batch=8, voxels=8, jitter=True, consistency=consistency)
+    with torch.no_grad():
+        return float(two_view_loss(model, crops, labels, np.full(8, 1 / 8), np.random.default_rng(1),
+                                   torch.Generator().manual_seed(2), config, "cpu"))
+
+
+def test_consistency_term_is_the_two_views_disagreement_times_its_weight():
+    sensitive, blind = CentreIntensity(), Constant()  # P(fracture) from the centre voxel / from nothing
+    term = _two_view_loss(sensitive, 1.0) - _two_view_loss(sensitive, 0.0)
+    assert term > 0.003  # the two views' centres fall on different voxels of a noisy crop
+    assert _two_view_loss(sensitive, 3.0) - _two_view_loss(sensitive, 0.0) == pytest.approx(3 * term, rel=1e-4)
+    assert _two_view_loss(blind, 3.0) == pytest.approx(_two_view_loss(blind, 0.0), abs=1e-7)
+
+
+class Constant(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tensor([[0.3, 0.1, 0.0, -0.2, 0.0]]).expand(x.shape[0], 5)
 
 
 def test_shift_offsets_are_the_axes_and_corners():
@@ -109,18 +150,19 @@ def test_training_starts_from_given_weights(monkeypatch):
     labels = np.array([0, 1] * 4)
     data = CropSet(np.zeros((8, 12, 12, 12), np.int16), labels, np.zeros(8, bool), np.array(["a"] * 8),
                    np.array(["truth"] * 8))
-    model, _ = train(data, TrainConfig(steps=2, batch=4, lr=1e-9, voxels=8), log=lambda m: None,
+    model, _ = train(data, CandidateTrainConfig(steps=2, batch=4, lr=1e-9, voxels=8), log=lambda m: None,
                      init=start.state_dict())
     assert torch.allclose(model.linear.weight, torch.full((5, 1), 0.25), atol=1e-6)
     assert torch.allclose(model.linear.bias, torch.full((5,), -0.5), atol=1e-6)
 
 
-def test_train_candidates_options_reach_the_config():
-    import argparse
-
-    from RibFracSegLib.cli.train_candidates import add_arguments
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    args = parser.parse_args(["--corpus", "c", "--out", "o.pt", "--consistency", "2", "--init", "x.pt"])
-    assert (args.jitter, args.consistency, args.init) == (False, 2.0, "x.pt")  # --consistency implies jitter in run()
-    assert parser.parse_args(["--corpus", "c", "--out", "o.pt", "--jitter"]).jitter is True
+def test_training_normalises_crops_as_inference_does():
+    hu = np.random.default_rng(0).normal(300, 700, (2, 12, 12, 12)).astype(np.float32)
+    stored = normalise(hu, defaults.HU_WINDOW)
+    assert stored.min() == -1.0 and stored.max() == 1.0  # the window's ends
+    assert torch.equal(normalise(torch.from_numpy(hu), defaults.HU_WINDOW), torch.from_numpy(stored))
+    starts = torch.tensor([[2, 2, 2], [0, 4, 1]])
+    cut = augment(torch.from_numpy(hu), 8, torch.Generator().manual_seed(0), starts=starts)[:, 0]
+    for n, (k, j, i) in enumerate(starts.tolist()):  # gain, offset and noise are small: the same window
+        window = torch.from_numpy(stored[n, k:k + 8, j:j + 8, i:i + 8])
+        assert float((cut[n] - window).abs().median()) < 0.1 or float((cut[n] - window.flip(-1)).abs().median()) < 0.1

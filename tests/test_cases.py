@@ -55,7 +55,7 @@ def test_one_ct_named_the_same_by_every_tool(tmp_path):
     assert [(m["case"], m["status"], m["n_fractures"]) for m in manifest] == [("RibFrac7", "done", found)]
     assert main(["l3", str(data / "RibFrac7-image.nii.gz"), "--out", str(tmp_path / "l3"), "--no-png"]) == 0
     assert json.loads((tmp_path / "l3" / "RibFrac7.l3.json").read_text())["name"] == "RibFrac7"
-    assert main(["ribs", str(data), "--out", str(tmp_path / "ribs")]) in (0, 1)  # few ribs in an abdomen is no error here
+    assert main(["ribs", str(data), "--out", str(tmp_path / "ribs")]) == 0  # few ribs in an abdomen is no error
     assert json.loads((tmp_path / "ribs" / "RibFrac7-ribs.json").read_text())["name"] == "RibFrac7"
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from torch import nn
 
-from RibFracSegLib.checkpoint import Checkpoint, CheckpointError, build_model, load_checkpoint, save_checkpoint
+from RibFracSegLib.checkpoint import (Checkpoint, CheckpointError, build_model, cached_checkpoint, cached_model,
+                                     load_checkpoint, save_checkpoint)
 from RibFracSegLib.networks import build_network, register_network
 from RibFracSegLib.networks.fusion import fold_batchnorm, keep_full_resolution_fp32
 
@@ -158,3 +161,15 @@ def test_segresnet_vae_branch_trains_but_inference_skips_it():
     assert calls == []
     with pytest.raises(ValueError, match="divisible"):
         build_network("segresnet_vae", use_vae=True, input_size=(40, 32, 32))
+
+
+def test_cached_checkpoint_is_read_once_per_file_version(tmp_path):
+    path = save_checkpoint(tmp_path / "c.pt", Checkpoint.from_model("test_tiny2d", Tiny2D(2), {"channels": 2},
+                                                                      patch_size=(32, 32)))
+    first = cached_checkpoint(path)
+    assert cached_checkpoint(tmp_path / "." / "c.pt") is first  # the same file by another spelling
+    ckpt, model = cached_model(path)
+    assert ckpt is first and cached_model(path)[1] is model and not model.training
+    save_checkpoint(path, Checkpoint.from_model("test_tiny2d", Tiny2D(3), {"channels": 3}, patch_size=(32, 32)))
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))  # a new version, even within a tick
+    assert cached_checkpoint(path).hparams == {"channels": 3} and cached_model(path)[1].conv.out_channels == 3

@@ -74,4 +74,4 @@ def test_bone_free_body_gives_no_detection():
     array = np.full((48, 64, 64), -1000, np.int16)
     array[:, 8:56, 8:56] = 40  # soft tissue, no bone: every patch is skipped
     result = segment_ct(_image(array), POINTWISE, device="cpu")
-    assert result.detections == [] and result.patches_skipped == result.patches_total
+    assert result.detections == [] and result.patches_skipped == result.patches_total > 0

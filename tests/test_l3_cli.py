@@ -12,6 +12,8 @@ import torch
 
 from RibFracSegLib.checkpoint import load_checkpoint
 from RibFracSegLib.cli import main
+from RibFracSegLib.io import read_ct
+from RibFracSegLib.l3.check import locate_l3_checked
 from RibFracSegLib.phantom import PhantomParams, generate_phantom
 
 
@@ -38,8 +40,11 @@ def test_l3_cli_batch(tmp_path):
     assert body["smi_cm2_per_m2"] == pytest.approx(body["muscle_cm2"] / 1.6**2, abs=0.02)
     rows = list(csv.DictReader((out / "l3.csv").open()))
     assert [r["name"] for r in rows] == ["patient1", "missing"]
-    # the count checks the network: source and review fields in the CSV and the JSON, the count's picture
-    assert rows[0]["l3_source"] == result["l3"]["l3_source"] in ("count+network", "count", "network")
+    # the count checks the network: the CSV and the JSON carry the checked answer's source, review and level
+    checked = locate_l3_checked(read_ct(ct))
+    assert rows[0]["l3_source"] == result["l3"]["l3_source"] == checked.source
+    assert {k: result["l3"][k] for k in checked.row()} == checked.row()  # source, review, the count and its anchor
+    assert result["l3"]["z_mm"] == pytest.approx(checked.z_mm, abs=0.01)
     assert rows[0]["review"] == str(result["l3"]["review"]) and "review_reason" in rows[0]
     assert (result["l3"]["review"] is True) == bool(result["l3"]["review_reason"])
     assert (out / "patient1.l3-spine.png").stat().st_size > 0

@@ -12,10 +12,12 @@ from RibFracSegLib.cases import labelled_cases
 from RibFracSegLib.checkpoint import build_model, load_checkpoint
 from RibFracSegLib.cli import main as cli_main
 from RibFracSegLib.phantom import PhantomParams, generate_phantom
+from RibFracSegLib.preprocess import normalise
 from RibFracSegLib.training.augment import AugmentConfig
 from RibFracSegLib.training.dataset import load_volume
 from RibFracSegLib.training.sampler import SamplerConfig
 from RibFracSegLib.training.trainer import TrainConfig, train
+from RibFracSegLib.training.validation import load_validation_cases, validate
 
 torch.set_num_threads(1)
 
@@ -74,9 +76,14 @@ def test_cli_train_writes_checkpoints_with_validation_froc(data_dir, tmp_path):
     ckpt = load_checkpoint(out / "best.pt")
     assert ckpt.arch == "fracnet_unet" and ckpt.hparams == {"first_out_channels": 4}
     assert tuple(ckpt.patch_size) == (64, 64, 64)
-    assert 0.0 <= ckpt.provenance["val_froc"] <= 1.0 and ckpt.provenance["epoch"] == 1
-    build_model(ckpt)
-    assert "val_froc" in (out / "train.log").read_text()
+    assert ckpt.provenance["epoch"] == 1
+    # the FROC stored and logged is the one validation computes for these weights on the validation CT
+    report = validate(load_validation_cases(data_dir, 1), ckpt, device="cpu")
+    logged = [json.loads(line) for line in (out / "train.log").read_text().splitlines() if line.startswith("{")]
+    assert ckpt.provenance["val_froc"] == pytest.approx(report.froc, rel=1e-6)
+    assert (logged[-1]["val_froc"], logged[-1]["val_fp_at_max_recall"]) == pytest.approx(
+        (report.froc, report.fp_at_max_recall), rel=1e-6)
+    assert report.fp_at_max_recall > 0  # a figure a constant could not match
     # Releasing keeps weights, drops the trainer's absolute paths, adds the card's notes.
     from RibFracSegLib.training.release import release_checkpoint
 
@@ -119,12 +126,20 @@ def test_cli_trains_fracture_types_and_segment_ct_reads_the_checkpoint(data_dir,
     assert ckpt.provenance["classes"]["channels"] == ["background", "displaced", "non-displaced", "buckle",
                                                       "segmental"]
     assert ckpt.provenance["train_config"]["classes"] == "types"
-    assert 0.0 <= ckpt.provenance["val_froc"] <= 1.0  # validation ran segment_case on the 5-channel network
-    assert build_model(ckpt).final.out_channels == 5
-    image = sitk.ReadImage(str(data_dir / "RibFrac1-image.nii.gz"))
-    result = segment_ct(image, ckpt, device="cpu", find_ribs=False, return_probability=True)
+    # validation ran segment_case on the 5-channel network: its FROC is the stored one
+    report = validate(load_validation_cases(data_dir, 1), ckpt, device="cpu")
+    assert ckpt.provenance["val_froc"] == pytest.approx(report.froc, rel=1e-6)
+    model = build_model(ckpt)
+    assert model.final.out_channels == 5
+    # one 64^3 patch covers this crop: its fracture probability is 1 - P(background) of the five channels
+    image = sitk.DICOMOrient(sitk.ReadImage(str(data_dir / "RibFrac1-image.nii.gz"))[48:112, 48:112, :], "LPS")
+    result = segment_ct(image, ckpt, device="cpu", find_ribs=False, return_probability=True, precision="fp32")
     prob = sitk.GetArrayFromImage(result.probability)
-    assert prob.shape == sitk.GetArrayFromImage(image).shape and 0.0 <= prob.min() and prob.max() <= 1.0
+    x = torch.from_numpy(normalise(sitk.GetArrayFromImage(image), ckpt.preprocessing["hu_window"]))[None, None]
+    with torch.no_grad():
+        expected = 1.0 - torch.softmax(model(x), dim=1)[0, 0].numpy()
+    assert prob.shape == (64, 64, 64) and np.abs(prob - expected).max() < 1e-4
+    assert expected.max() - expected.min() > 0.01  # the check can tell voxels apart
     # A num_classes that contradicts --classes is refused before any data is read.
     assert cli_main(["train", "--data", str(data_dir), "--out", str(tmp_path / "bad"), "--classes", "types",
                      "--hparams", '{"num_classes": 2}']) == 2

@@ -9,6 +9,7 @@ than the classifier's input (`CANDIDATE_STORE_VOXELS`) so training can shift the
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .. import defaults
-from ..io import read_ct
+from ..io import atomic_path, read_ct
 from .crops import extract_crops
 from .harvest import Harvest
 
@@ -37,8 +38,11 @@ class CropSet:
     cases: np.ndarray  # (N,) case names
     kinds: np.ndarray  # (N,) str: "detection", "truth", "random"
 
-    def save(self, path: Path) -> None:
-        np.savez(path, crops=self.crops, labels=self.labels, real=self.real, cases=self.cases, kinds=self.kinds)
+    def save(self, path: Path, inputs: str = "") -> None:
+        """Written atomically; `inputs` is the key of what it was cut from (`crops_key`)."""
+        with atomic_path(path) as tmp:
+            np.savez(tmp, crops=self.crops, labels=self.labels, real=self.real, cases=self.cases, kinds=self.kinds,
+                     inputs=np.array(inputs))
 
     @classmethod
     def load(cls, path: Path) -> "CropSet":
@@ -106,3 +110,27 @@ def build_crops(harvest_dir: Path, seed: int = 0) -> CropSet:
     for i, path in enumerate(sorted(harvest_dir.glob("*.json"))):
         sets.append(case_crops(Harvest.from_dict(json.loads(path.read_text())), np.random.default_rng([seed, i])))
     return CropSet(*(np.concatenate([getattr(s, f) for s in sets]) for f in ("crops", "labels", "real", "cases", "kinds")))
+
+
+def crops_key(harvest_dir: Path, seed: int, voxels: int = defaults.CANDIDATE_STORE_VOXELS) -> str:
+    """What a split's crops depend on: its harvest files (names and contents), the seed, the crop size
+    and the sampling constants. A case added, re-harvested or removed changes it."""
+    digest = hashlib.sha256(json.dumps([seed, voxels, JITTER_MM, RANDOM_BONE_HU, RANDOM_CLEAR_MM, RANDOM_PER_CASE,
+                                        RIB_POINTS_PER_CASE]).encode())
+    for path in sorted(harvest_dir.glob("*.json")):
+        digest.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def cached_crops(harvest_dir: Path, cache: Path, seed: int = 0) -> CropSet:
+    """`build_crops(harvest_dir, seed)`, read from `cache` when that was cut from the same inputs
+    (`crops_key`), else built and written there."""
+    key = crops_key(harvest_dir, seed)
+    if cache.is_file():
+        with np.load(cache) as z:
+            stored = str(z["inputs"]) if "inputs" in z.files else ""
+        if stored == key:
+            return CropSet.load(cache)
+    crops = build_crops(harvest_dir, seed)
+    crops.save(cache, key)
+    return crops

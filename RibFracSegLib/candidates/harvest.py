@@ -40,6 +40,8 @@ class Harvest:
     truths: list[dict] = field(default_factory=list)  # {"id", "kind", "center_lps"}
     seconds: float = 0.0
     ribs: str = ""  # rib source for intact-rib negatives: a label map, "auto", or "" (none drawn)
+    network_run: Optional[bool] = None  # the network ran on this CT (no candidates then means it missed
+    # everything); False: truth-only harvest; None: written before this was recorded (`corpus` fills it in)
 
     def to_dict(self) -> dict:
         return asdict(self)

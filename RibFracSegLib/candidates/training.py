@@ -34,7 +34,10 @@ CONSISTENCY_MM = 1.5  # the second view's centre is this far from the first at m
 
 
 @dataclass
-class TrainConfig:
+class CandidateTrainConfig:
+    """How `ribfracseg train-candidates` trains the second stage (`training.trainer.TrainConfig` is the
+    segmentation network's)."""
+
     steps: int = 1500
     batch: int = 32
     lr: float = 2e-3
@@ -91,8 +94,7 @@ def augment(hu: torch.Tensor, voxels: int, generator: torch.Generator, jitter: b
     offset = 20 * torch.randn(b, 1, 1, 1, generator=generator)
     sigma = 20 * torch.rand(b, 1, 1, 1, generator=generator)
     out = out * gain.to(out) + offset.to(out) + sigma.to(out) * torch.randn(out.shape, generator=generator).to(out)
-    lo, hi = defaults.HU_WINDOW
-    return ((out.clamp(lo, hi) - lo) / (hi - lo) * 2 - 1).unsqueeze(1)
+    return normalise(out, defaults.HU_WINDOW).unsqueeze(1)
 
 
 def predict(model: torch.nn.Module, crops_hu: np.ndarray, voxels: int, batch: int = defaults.CANDIDATE_BATCH,
@@ -108,7 +110,7 @@ def predict(model: torch.nn.Module, crops_hu: np.ndarray, voxels: int, batch: in
     return np.concatenate(out) if out else np.zeros((0, defaults.CANDIDATE_CLASSES), np.float32)
 
 
-def train(data: CropSet, config: TrainConfig, log: Callable[[str], None] = print,
+def train(data: CropSet, config: CandidateTrainConfig, log: Callable[[str], None] = print,
           val: Optional[CropSet] = None, device: str = "cpu",
           init: Optional[dict] = None) -> tuple[torch.nn.Module, dict]:
     """Train from scratch, or on from the weights `init` (a classifier's state dict: fine-tuning costs a
@@ -152,7 +154,8 @@ def train(data: CropSet, config: TrainConfig, log: Callable[[str], None] = print
 
 
 def two_view_loss(model: torch.nn.Module, crops: torch.Tensor, labels: torch.Tensor, p: np.ndarray,
-                  rng: np.random.Generator, generator: torch.Generator, config: TrainConfig, device) -> torch.Tensor:
+                  rng: np.random.Generator, generator: torch.Generator, config: CandidateTrainConfig,
+                  device) -> torch.Tensor:
     """Cross-entropy on batch/2 crops seen twice (the second view's centre up to CONSISTENCY_MM away)
     + `consistency` x the squared difference of the two fracture probabilities."""
     half = max(config.batch // 2, 1)

@@ -47,8 +47,11 @@ def validation_scans(harvest_dir: Path, model, voxels: int, spacing_mm: float) -
     scans = []
     for path in sorted(harvest_dir.glob("*.json")):
         h = Harvest.from_dict(json.loads(path.read_text()))
-        if not h.candidates and h.truths:
-            continue  # the network was not run on this case
+        if h.network_run is None:
+            raise SystemExit(f"{path} does not say whether the network ran on it (harvested before that was "
+                             "recorded); run the corpus command that made it again: it fills that in")
+        if not h.network_run:
+            continue  # truth-only: no detections to score (a CT the network ran on and missed counts)
         crops = extract_crops(read_ct(h.image), [c.center_lps for c in h.candidates], voxels, spacing_mm)
         prob = 1 - predict(model, crops, voxels)[:, 0]
         scans.append((prob, np.array([c.truth for c in h.candidates], int), len(h.truths)))
@@ -60,9 +63,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from .. import defaults
-    from ..candidates.dataset import CropSet, build_crops
+    from ..candidates.dataset import cached_crops
     from ..candidates.operating import choose_floor, curve
-    from ..candidates.training import ARCH, TrainConfig, train
+    from ..candidates.training import ARCH, CandidateTrainConfig, train
     from ..checkpoint import load_checkpoint, save_checkpoint
     from ..shipped import shipped_model
 
@@ -75,14 +78,11 @@ def run(args: argparse.Namespace) -> int:
                              f"python -m RibFracSegLib.candidates.corpus --out {corpus}")
     sets = {}
     for split in ("train", "val"):
-        cache = corpus / f"crops-{split}.npz"
-        if not cache.is_file():
-            build_crops(corpus / split, seed={"train": 0, "val": 1}[split]).save(cache)
-        sets[split] = CropSet.load(cache)
+        sets[split] = cached_crops(corpus / split, corpus / f"crops-{split}.npz", seed={"train": 0, "val": 1}[split])
         counts = np.bincount(sets[split].labels, minlength=defaults.CANDIDATE_CLASSES)
         print(f"{split}: {len(counts)} classes, crops per class {counts.tolist()}, "
               f"{int(sets[split].real.sum())} from real CTs", flush=True)
-    config = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, width=args.width, seed=args.seed,
+    config = CandidateTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, width=args.width, seed=args.seed,
                          jitter=args.jitter or args.consistency > 0, consistency=args.consistency)
     init = None
     if args.init:

@@ -110,7 +110,7 @@ def _evaluate(path: Path, val, calibrate: bool, real=()) -> None:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from RibFracSegLib.l3.training import TrainConfig, train_l3
+    from RibFracSegLib.l3.training import L3TrainConfig, train_l3
 
     train, val = _load_data(args)
     real = real_samples(args.val_ct)
@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
              "val_every": args.val_every, "p_short": args.p_short, "p_gain": args.p_gain, "p_blobs": args.p_blobs,
              "init": str(args.init) if args.init else None}
     overrides = {k: v for k, v in given.items() if v is not None}
-    cfg = replace(TrainConfig(), **overrides)
+    cfg = replace(L3TrainConfig(), **overrides)
     provenance = {"data": {"npz": [str(p) for p in args.npz], "phantoms": args.phantoms, "seed": args.seed,
                            "variation": args.variation, "val_phantoms": args.val_phantoms, "val_seed": args.val_seed,
                            "val_variation": args.val_variation, "real_reported": list(args.val_ct)},

@@ -8,7 +8,6 @@ candidate, for QC pictures.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,14 +75,6 @@ class L3Result:
                    view_confidences={str(k): float(v) for k, v in data["view_confidences"].items()})
 
 
-@functools.lru_cache(maxsize=4)
-def _load(path: str, mtime: float):
-    from RibFracSegLib.checkpoint import build_model, load_checkpoint
-
-    ckpt = load_checkpoint(path)
-    return ckpt, build_model(ckpt)
-
-
 def load_locator(checkpoint=None):
     """(Checkpoint, model in eval mode) from a path, a Checkpoint, or None for the shipped default."""
     if checkpoint is None:
@@ -93,7 +84,9 @@ def load_locator(checkpoint=None):
         if not path.exists():
             raise FileNotFoundError(f"L3 checkpoint not found: {path}. Train one with `ribfracseg train-l3` "
                                     "or give --checkpoint.")
-        return _load(str(path.resolve()), path.stat().st_mtime)
+        from RibFracSegLib.checkpoint import cached_model
+
+        return cached_model(path)
     from RibFracSegLib.checkpoint import build_model
 
     return checkpoint, build_model(checkpoint)

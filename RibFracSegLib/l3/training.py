@@ -32,7 +32,10 @@ ARCH = "l3_unet2d"
 
 
 @dataclass
-class TrainConfig:
+class L3TrainConfig:
+    """How `ribfracseg train-l3` trains the L3 locator (`training.trainer.TrainConfig` is the fracture
+    network's)."""
+
     iterations: int = 1500
     batch_size: int = 8
     crop_rows: int = 320
@@ -58,7 +61,7 @@ def preprocessing() -> dict:
             "input_cols": defaults.L3_INPUT_COLS, "band": defaults.L3_TARGET_BAND, "normalisation": "hu_range_to_0_1"}
 
 
-def _lr(cfg: TrainConfig, it: int) -> float:
+def _lr(cfg: L3TrainConfig, it: int) -> float:
     """Linear warm-up over 5 %, then cosine to 2 % of the peak; a function of the iteration only, so
     a resumed run (even with more iterations) continues smoothly."""
     warm = max(1, int(0.05 * cfg.iterations))
@@ -68,12 +71,12 @@ def _lr(cfg: TrainConfig, it: int) -> float:
     return float(cfg.lr * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * t))))
 
 
-def _sigma(cfg: TrainConfig, it: int) -> float:
+def _sigma(cfg: L3TrainConfig, it: int) -> float:
     frac = min(1.0, it / max(1, 0.6 * cfg.iterations))
     return cfg.sigma_start_mm + frac * (defaults.L3_TARGET_SIGMA_MM - cfg.sigma_start_mm)
 
 
-def train_l3(train: list[MipSample], val: list[MipSample], cfg: TrainConfig, out: str | os.PathLike,
+def train_l3(train: list[MipSample], val: list[MipSample], cfg: L3TrainConfig, out: str | os.PathLike,
              state_path: str | os.PathLike, provenance: dict | None = None,
              log: Callable[[str], None] = print, real: list[MipSample] | None = None) -> Path:
     """Train (or resume) and write the best checkpoint to `out`; returns `out`."""

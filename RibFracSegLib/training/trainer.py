@@ -33,6 +33,10 @@ from .validation import ValidationCase, validate
 
 @dataclass
 class TrainConfig:
+    """How `ribfracseg train` trains a fracture segmentation network; the L3 locator and the candidate
+    classifier, other models with other schedules, have `l3.training.L3TrainConfig` and
+    `candidates.training.CandidateTrainConfig`."""
+
     arch: str = "fracnet_unet"
     hparams: dict = field(default_factory=lambda: {"first_out_channels": 8})
     epochs: int = 20

@@ -97,14 +97,13 @@ if GUI_AVAILABLE:
         """The panel's state, saved with the scene."""
 
         inputVolume: slicer.vtkMRMLScalarVolumeNode
-        checkpoint: str = ""  # "" = the shipped model of this installation, resolved at run time
+        # The Model and L3-model paths are text parameters of the same node, bound by hand (panel.PATH_FIELDS)
         device: Annotated[str, Choice(list(defaults.DEVICES))] = "auto"
         useCheckpointSettings: bool = True  # overlap/threshold from the checkpoint
         overlap: Annotated[float, WithinRange(0.0, 0.9)] = defaults.OVERLAP
         threshold: Annotated[float, WithinRange(0.0, 0.99)] = defaults.PROB_THRESHOLD
         computeL3: bool = False
         heightM: Annotated[float, WithinRange(0.0, defaults.HEIGHT_RANGE_M[1])] = 0.0  # 0 = unknown (no SMI)
-        l3Checkpoint: str = ""  # "" = the shipped L3 model, resolved at run time
         showRibs: bool = False  # add a '<CT> ribs' segmentation (hidden in 3D)
         showUnfolded: bool = False  # add the rib-unfolded picture and show it in its own view
         outputSegmentation: slicer.vtkMRMLSegmentationNode
@@ -170,16 +169,16 @@ class RibFracSegWidget(*_WIDGET_BASES):
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = RibFracSegLogic()
         loadTerminology()  # again here (no-op when loaded): a module added after start-up missed the signal
-        # The checkpoints are strings ("" = shipped model); parameterNodeWrapper only binds a path line edit
-        # to a pathlib.Path (where "" becomes "."), so these fields are bound here by hand.
+        # The checkpoints are text parameters ("" = shipped model), bound by hand (why: panel.PATH_FIELDS). The
+        # field's own line edit reports every text, "" included; ctkPathLineEdit.currentPathChanged would not.
         self._pathFields = {"checkpoint": self.ui.checkpointPathLineEdit, "l3Checkpoint": self.ui.l3CheckpointPathLineEdit}
         for field, placeholder in (("checkpoint", _("shipped model (ribfrac_default.pt)")),
                                    ("l3Checkpoint", _("shipped L3 model"))):
             pathEdit = self._pathFields[field]
             pathEdit.settingKey = f"RibFracSeg/Recent{field[0].upper()}{field[1:]}s"  # remembers recent files
-            for lineEdit in slicer.util.findChildren(pathEdit, className="QLineEdit")[:1]:
-                lineEdit.placeholderText = placeholder
-            pathEdit.connect("currentPathChanged(QString)", lambda path, f=field: self.onPathEdited(f, path))
+            lineEdit = pathEdit.comboBox().lineEdit()
+            lineEdit.placeholderText = placeholder
+            lineEdit.connect("textChanged(QString)", lambda text, f=field: self.onPathEdited(f, text))
         # The Show 3D button always acts on the segmentation the selector shows, whoever changed it.
         self.ui.outputSegmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onOutputSegmentationChanged)
         # The fracture table in the panel (it follows the table selector, in the .ui): a row click jumps the views.
@@ -293,17 +292,19 @@ class RibFracSegWidget(*_WIDGET_BASES):
             return
         jump_from_unfolded_click(slicer.mrmlScene, self._unfolded, self._unfoldedView, *position)
 
-    def onPathEdited(self, field: str, path: str) -> None:
-        if self._parameterNode and getattr(self._parameterNode, field) != path.strip():
-            setattr(self._parameterNode, field, path.strip())
+    def onPathEdited(self, field: str, text: str) -> None:
+        from RibFracSegLogicLib.panel import store_path_text
+
+        if self._parameterNode:
+            store_path_text(self._parameterNode.parameterNode, field, text)
 
     def _updateGUI(self, caller=None, event=None) -> None:
+        from RibFracSegLogicLib.panel import path_field
+
         p = self._parameterNode
-        for field, pathEdit in self._pathFields.items():
-            if p and pathEdit.currentPath != getattr(p, field):
-                wasBlocked = pathEdit.blockSignals(True)
-                pathEdit.currentPath = getattr(p, field)
-                pathEdit.blockSignals(wasBlocked)
+        for field, pathEdit in self._pathFields.items():  # its textChanged then stores the same text: no change
+            if p and pathEdit.currentPath != path_field(p.parameterNode, field):
+                pathEdit.currentPath = path_field(p.parameterNode, field)
         running = self._run is not None
         self.ui.segmentButton.text = _("Cancel") if running else _("Segment")
         self.ui.segmentButton.enabled = running or bool(p and p.inputVolume)

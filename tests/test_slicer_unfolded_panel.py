@@ -68,8 +68,8 @@ def finished(tmp_path_factory):
 
 def test_the_option_comes_from_the_parameter_node_and_defaults_off():
     assert PanelInputs().unfolded is False
-    stored = SimpleNamespace(checkpoint="", device="cpu", useCheckpointSettings=True, overlap=0.5, threshold=0.1,
-                             computeL3=False, heightM=0.0, l3Checkpoint="", showRibs=False, showUnfolded=True)
+    stored = SimpleNamespace(parameterNode=slicer.vtkMRMLScriptedModuleNode(), device="cpu", useCheckpointSettings=True,
+                             overlap=0.5, threshold=0.1, computeL3=False, heightM=0.0, showRibs=False, showUnfolded=True)
     assert PanelInputs.from_parameter_node(stored).unfolded is True
 
 

@@ -26,6 +26,13 @@ from .unfolded import (UnfoldedNodes, add_unfolded_view, jump_from_picture, jump
 
 logger = logging.getLogger("RibFracSeg")
 TABLE_ATTRIBUTE = "RibFracSeg.FractureTable"  # on the unfolded volume: ID of the same run's fracture table
+# The Model and L3-model path fields: parameter name on the module's parameter node -> shipped model kind.
+# They are plain text parameters of the vtkMRMLScriptedModuleNode ("" = the shipped model), stored the way
+# parameterNodeWrapper's StringSerializer stores a str (SetParameter(name, text)), so scenes saved when they
+# were wrapper fields read back the same. They are not wrapper fields: its only path-field connector binds a
+# pathlib.Path ("" would become ".") and listens to ctkPathLineEdit.currentPathChanged, which CTK emits only
+# for text its name filter accepts (ctkPathLineEdit::updateHasValidInput) - never "" nor "x.ckpt".
+PATH_FIELDS = {"checkpoint": "fracture", "l3Checkpoint": "l3"}
 
 
 @dataclass
@@ -45,9 +52,29 @@ class PanelInputs:
 
     @classmethod
     def from_parameter_node(cls, p) -> "PanelInputs":
-        return cls(checkpoint=str(p.checkpoint or ""), device=p.device, use_checkpoint_settings=p.useCheckpointSettings,
-                   overlap=p.overlap, threshold=p.threshold, compute_l3=p.computeL3, height_m=p.heightM,
-                   l3_checkpoint=str(p.l3Checkpoint or ""), ribs=p.showRibs, unfolded=p.showUnfolded)
+        """From the panel's parameterNodeWrapper; the path fields from its MRML node (`p.parameterNode`)."""
+        return cls(checkpoint=path_field(p.parameterNode, "checkpoint"), device=p.device,
+                   use_checkpoint_settings=p.useCheckpointSettings, overlap=p.overlap, threshold=p.threshold,
+                   compute_l3=p.computeL3, height_m=p.heightM, l3_checkpoint=path_field(p.parameterNode, "l3Checkpoint"),
+                   ribs=p.showRibs, unfolded=p.showUnfolded)
+
+
+def path_field(parameter_node, name: str) -> str:
+    """The text of a path field (PATH_FIELDS) on the module's parameter node; "" when never set."""
+    if name not in PATH_FIELDS:
+        raise KeyError(f"{name!r} is not a path field ({', '.join(PATH_FIELDS)})")
+    return parameter_node.GetParameter(name) or ""
+
+
+def store_path_text(parameter_node, name: str, text: str) -> bool:
+    """The text now in a path field -> the parameter node, whatever it is: "" (cleared: the shipped model),
+    a file that does not exist or has another extension (the run then refuses it, naming it). The Widget
+    calls this on every textChanged of the field's line edit. Returns whether the node changed."""
+    text = (text or "").strip()
+    if path_field(parameter_node, name) == text:
+        return False
+    parameter_node.SetParameter(name, text)
+    return True
 
 
 def checkpoint_for_run(stored: str, kind: str = "fracture") -> Optional[str]:

@@ -131,8 +131,16 @@ def _column(table, array, name: str, unit: str = "", description: str = "") -> N
         table.SetColumnDescription(name, description)
 
 
-def add_detections_table(scene, detections: list[Detection], name: str):
+def new_table_node(scene, name: str):
+    """A table whose column names (and units) are the view's header. Without UseColumnTitleAsColumnHeader,
+    Slicer's table view shows them as an editable first row above the data (qMRMLTableModel::updateModelFromMRML)."""
     table = scene.AddNewNodeByClass("vtkMRMLTableNode", name)
+    table.SetUseColumnTitleAsColumnHeader(True)
+    return table
+
+
+def add_detections_table(scene, detections: list[Detection], name: str):
+    table = new_table_node(scene, name)
     ids, conf, vol, code = vtk.vtkIntArray(), vtk.vtkDoubleArray(), vtk.vtkDoubleArray(), vtk.vtkIntArray()
     kind, kind_p = vtk.vtkStringArray(), vtk.vtkDoubleArray()
     rib, arc, region = vtk.vtkStringArray(), vtk.vtkDoubleArray(), vtk.vtkStringArray()
@@ -198,7 +206,7 @@ def add_l3_nodes(scene, l3: Any, body: Any, height_m: Optional[float], name: str
         index = point.AddControlPoint(vtk.vtkVector3d(*l3.center_ras), "L3")
         point.SetNthControlPointDescription(index, f"L3, confidence {l3.confidence:.2f}")
         point.SetNthControlPointLocked(index, True)
-    table = scene.AddNewNodeByClass("vtkMRMLTableNode", f"{name} body composition")
+    table = new_table_node(scene, f"{name} body composition")
     measure, value, unit, note = vtk.vtkStringArray(), vtk.vtkDoubleArray(), vtk.vtkStringArray(), vtk.vtkStringArray()
     for m, v, u, n in body_composition_rows(l3, body, height_m):
         measure.InsertNextValue(m)

@@ -60,6 +60,9 @@ logger = logging.getLogger("RibFracSeg")
 POLL_MS = 200  # how often the panel reads the background run's progress
 UNFOLDED_CLICK_PRIORITY = 10.0  # our click observers on the unfolded view run before Slicer's interactor style
 HELP_URL = "https://github.com/ribfracseg/RibFracSeg#in-3d-slicer"
+# Slicer loads these modules before this one, and not this one without them (qSlicerModuleFactoryManager::
+# loadModule): their node classes, logics and widgets are what the results are made of.
+MODULE_DEPENDENCIES = ["Segmentations", "Markups", "Tables", "Terminologies", "SubjectHierarchy"]
 
 
 def loadTerminology() -> None:
@@ -77,7 +80,7 @@ class RibFracSeg(ScriptedLoadableModule):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = _("RibFracSeg")
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
-        self.parent.dependencies = []
+        self.parent.dependencies = MODULE_DEPENDENCIES
         self.parent.contributors = ["RibFracSeg team"]
         self.parent.helpText = _(
             "Detects and segments rib fractures in a chest CT (one segment, point and table row per fracture), "

@@ -102,3 +102,25 @@ def test_the_path_fields_are_bound_by_hand_to_their_line_edits_text():
         edit = next(w for w in ui.iter("widget") if w.get("name") == name)
         assert [p.get("name") for p in edit.iter("property") if p.get("name") == "SlicerParameterName"] == []
     assert 'lineEdit.connect("textChanged(QString)"' in source and '"currentPathChanged(' not in source
+
+
+# A Slicer module each of these names comes from (its node classes, logic or widgets)
+MODULE_OF = {"vtkMRMLSegmentation": "Segmentations", "qMRMLSegmentation": "Segmentations",
+             "vtkSlicerSegmentations": "Segmentations", "vtkMRMLMarkups": "Markups", "vtkSlicerMarkups": "Markups",
+             "vtkMRMLTable": "Tables", "qMRMLTable": "Tables", "vtkSlicerTerminologies": "Terminologies",
+             "modules.terminologies": "Terminologies", "vtkMRMLSubjectHierarchy": "SubjectHierarchy"}
+
+
+def test_the_module_depends_on_every_slicer_module_it_uses():
+    """Slicer loads a module's dependencies first and refuses the module without them; `dependencies = []`
+    let it load where Segmentations/Markups/... were disabled, and fail at the first run instead."""
+    import ast
+
+    tree = ast.parse((MODULE_DIR / "RibFracSeg.py").read_text(encoding="utf-8"))
+    declared = next(ast.literal_eval(n.value) for n in ast.walk(tree) if isinstance(n, ast.Assign)
+                    and any(getattr(t, "id", "") == "MODULE_DEPENDENCIES" for t in n.targets))
+    sources = [p.read_text(encoding="utf-8") for p in MODULE_DIR.rglob("*") if p.suffix in (".py", ".ui")]
+    used = {module for marker, module in MODULE_OF.items() if any(marker in text for text in sources)}
+    assert used == {"Segmentations", "Markups", "Tables", "Terminologies", "SubjectHierarchy"}
+    assert sorted(declared) == sorted(used)
+    assert "self.parent.dependencies = MODULE_DEPENDENCIES" in (MODULE_DIR / "RibFracSeg.py").read_text(encoding="utf-8")

@@ -74,3 +74,23 @@ def test_extensions_index_entry_matches_the_schema_and_the_cmake_metadata():
     assert entry["scm_url"] == cmake_set("EXTENSION_HOMEPAGE")
     assert entry["build_dependencies"] == cmake_set("EXTENSION_DEPENDS").split()
     assert 1 <= entry["tier"] <= 5
+
+
+def test_a_skipped_module_test_is_reported_skipped_not_passed():
+    """Run the module's test as slicer.testing.runUnitTest does (TextTestRunner(verbosity=2), pass =
+    wasSuccessful()) with a requirement missing: the runner calls it a success, so CTest must match the
+    skip line in the output (SKIP_REGULAR_EXPRESSION of py_RibFracSeg)."""
+    import subprocess
+    import sys
+
+    regex = re.search(r'set_tests_properties\(py_\$\{MODULE_NAME\} PROPERTIES SKIP_REGULAR_EXPRESSION "([^"]+)"\)',
+                      MODULE).group(1)
+    code = ("import sys, unittest, slicer; slicer.mrmlScene = slicer.vtkMRMLScene(); "
+            f"sys.path[:0] = [{str(MODULE_DIR)!r}, {str(REPO)!r}]; "
+            "import RibFracSegLogicLib.dependencies as d; d.missing_requirements = lambda: ['torch>=2.1']; "
+            "result = unittest.TextTestRunner(verbosity=2).run(unittest.TestLoader().loadTestsFromName('RibFracSeg')); "
+            "print('successful', result.wasSuccessful(), 'skipped', len(result.skipped))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    output = out.stdout + out.stderr
+    assert "successful True skipped 1" in output, output[-2000:]  # what runUnitTest would call a pass
+    assert re.search(regex, output) and "torch>=2.1" in output

@@ -60,7 +60,8 @@ def test_shipped_models_are_copied_once_into_the_folder_slicer_installs():
 def test_self_test_registration():
     call = re.search(r"slicer_add_python_test\((.*?)\)", TESTING, re.S).group(1)
     args = shlex.split(call)
-    assert args == ["SCRIPT", "RibFracSegSelfTest.py", "SLICER_ARGS", "--no-main-window"]  # the macro adds module paths
+    # the macro adds the build tree's module paths; --installed: test that copy, the one Slicer loaded
+    assert args == ["SCRIPT", "RibFracSegSelfTest.py", "SLICER_ARGS", "--no-main-window", "SCRIPT_ARGS", "--installed"]
     assert re.search(r"set_tests_properties\(py_RibFracSegSelfTest PROPERTIES SKIP_RETURN_CODE 2\)", TESTING)
     script = (REPO / "Testing" / "Python" / "RibFracSegSelfTest.py").read_text(encoding="utf-8")
     assert "SKIPPED = 2" in script and "missing_requirements()" in script

@@ -192,6 +192,7 @@ class RibFracSegWidget(*_WIDGET_BASES):
         self._timer.connect("timeout()", self.onPoll)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent, self._hidePicturesFromCTSelector)
         self.ui.segmentButton.connect("clicked(bool)", self.onSegmentButton)
         self.ui.progressBar.hide()
         self.initializeParameterNode()
@@ -227,11 +228,20 @@ class RibFracSegWidget(*_WIDGET_BASES):
             self.initializeParameterNode()
 
     def initializeParameterNode(self) -> None:
+        from RibFracSegLogicLib.panel import first_ct_volume
+
+        self._hidePicturesFromCTSelector()
         self.setParameterNode(self.logic.getParameterNode())
         if not self._parameterNode.inputVolume:
-            first = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+            first = first_ct_volume(slicer.mrmlScene)
             if first:
                 self._parameterNode.inputVolume = first
+
+    def _hidePicturesFromCTSelector(self, caller=None, event=None) -> None:
+        """Rib-unfolded pictures are scalar volumes too: keep them out of the CT selector."""
+        from RibFracSegLogicLib.panel import picture_volume_ids
+
+        self.ui.inputVolumeSelector.sortFilterProxyModel().hiddenNodeIDs = picture_volume_ids(slicer.mrmlScene)
 
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
@@ -388,6 +398,7 @@ class RibFracSegWidget(*_WIDGET_BASES):
         if l3 is not None and l3.in_view:  # the CT views only: an unfolded view keeps its picture
             jump_ct_views(slicer.mrmlScene, l3.center_ras, exclude=self._unfoldedView)
         if outcome.unfolded is not None:
+            self._hidePicturesFromCTSelector()
             self._showUnfolded(outcome.unfolded)
         self._setStatus(outcome.message)
 

@@ -16,8 +16,9 @@ from RibFracSegLib import defaults  # noqa: E402
 from RibFracSegLib.shipped import shipped_model  # noqa: E402
 from RibFracSegLogicLib import probe, selftest  # noqa: E402
 from RibFracSegLogicLib.logic import RibFracSegLogicBase  # noqa: E402
-from RibFracSegLogicLib.panel import (PATH_FIELDS, PanelInputs, PanelRun, checkpoint_for_run, path_field,  # noqa: E402
-                                      run_options, store_path_text)
+from RibFracSegLogicLib.panel import (PATH_FIELDS, PanelInputs, PanelRun, checkpoint_for_run,  # noqa: E402
+                                      first_ct_volume, path_field, picture_volume_ids, run_options, store_path_text)
+from RibFracSegLogicLib.unfolded import ATTRIBUTE as PICTURE_ATTRIBUTE  # noqa: E402
 from RibFracSegLogicLib.runner import DONE  # noqa: E402
 
 torch.set_num_threads(2)
@@ -103,6 +104,17 @@ def test_path_fields_saved_as_wrapper_strings_read_back_and_other_names_are_refu
     assert path_field(node, "l3Checkpoint") == "/models/l3.pt"
     with pytest.raises(KeyError, match="not a path field"):
         store_path_text(node, "device", "cpu")
+
+
+def test_the_panels_first_ct_is_no_picture_nor_label_map_and_pictures_are_hidden_from_the_selector():
+    holder = make_scene()
+    scene = holder.scene
+    picture = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "CT unfolded ribs")
+    picture.SetAttribute(PICTURE_ATTRIBUTE, "1.0")  # what add_unfolded_nodes marks it with
+    scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "labels")
+    assert first_ct_volume(scene) is None
+    ct = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "CT")
+    assert first_ct_volume(scene) is ct and picture_volume_ids(scene) == [picture.GetID()]
 
 
 @pytest.fixture(scope="module")

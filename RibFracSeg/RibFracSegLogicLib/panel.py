@@ -21,8 +21,8 @@ from RibFracSegLib.shipped import shipped_model
 from .compute import RunOptions
 from .logic import ProcessResult
 from .runner import DONE, BackgroundRun
-from .unfolded import (UnfoldedNodes, add_unfolded_view, jump_from_picture, jump_to_fracture, show_in_slice_view,
-                       slice_xy_to_ras, unfolded_slice_node, use_unfolded_layout)
+from .unfolded import (UnfoldedNodes, add_unfolded_view, is_unfolded_picture, jump_from_picture, jump_to_fracture,
+                       show_in_slice_view, slice_xy_to_ras, unfolded_slice_node, use_unfolded_layout)
 
 logger = logging.getLogger("RibFracSeg")
 TABLE_ATTRIBUTE = "RibFracSeg.FractureTable"  # on the unfolded volume: ID of the same run's fracture table
@@ -75,6 +75,24 @@ def store_path_text(parameter_node, name: str, text: str) -> bool:
         return False
     parameter_node.SetParameter(name, text)
     return True
+
+
+def picture_volume_ids(scene) -> list[str]:
+    """IDs of the scalar volumes that are rib-unfolded pictures, hidden from the CT selector (its node-type
+    filter cannot tell them from CTs; qMRMLSortFilterProxyModel's hiddenNodeIDs can)."""
+    volumes = (scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
+               for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")))
+    return [v.GetID() for v in volumes if is_unfolded_picture(v)]
+
+
+def first_ct_volume(scene):
+    """The volume the CT selector starts on: the first scalar volume (not a label map, vector volume or
+    rib-unfolded picture); None when there is none."""
+    for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")):
+        node = scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
+        if node.GetClassName() == "vtkMRMLScalarVolumeNode" and not is_unfolded_picture(node):
+            return node
+    return None
 
 
 def checkpoint_for_run(stored: str, kind: str = "fracture") -> Optional[str]:

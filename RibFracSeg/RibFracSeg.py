@@ -162,6 +162,7 @@ class RibFracSegWidget(*_WIDGET_BASES):
         self._unfoldedView = None  # the slice node showing it
         self._unfoldedInteractor = None  # that view's interactor, observed for clicks
         self._pressPosition = None
+        self._height = 0.0  # the height spin box's last kept value (0 = unknown)
 
     def setup(self) -> None:
         import qt
@@ -194,6 +195,10 @@ class RibFracSegWidget(*_WIDGET_BASES):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent, self._hidePicturesFromCTSelector)
         self.ui.segmentButton.connect("clicked(bool)", self.onSegmentButton)
+        self.ui.heightSpinBox.connect("valueChanged(double)", self.onHeightChanged)
+        self.ui.heightSpinBox.toolTip = _("In metres ({low:g}-{high:g}), for the skeletal muscle index (SMI). "
+                                          "0 = unknown.").format(low=defaults.HEIGHT_RANGE_M[0],
+                                                                 high=defaults.HEIGHT_RANGE_M[1])
         self.ui.progressBar.hide()
         self.initializeParameterNode()
 
@@ -305,6 +310,14 @@ class RibFracSegWidget(*_WIDGET_BASES):
         if self._unfolded is None or position != self._pressPosition or self._unfolded.volume.GetScene() is None:
             return
         jump_from_unfolded_click(slicer.mrmlScene, self._unfolded, self._unfoldedView, *position)
+
+    def onHeightChanged(self, value: float) -> None:
+        """Keep 0 (unknown) or a height a run accepts: a value between them steps over the gap."""
+        from RibFracSegLogicLib.panel import height_to_keep
+
+        self._height = height_to_keep(self._height, value)
+        if self._height != value:
+            self.ui.heightSpinBox.value = self._height
 
     def onPathEdited(self, field: str, text: str) -> None:
         from RibFracSegLogicLib.panel import store_path_text

@@ -17,7 +17,8 @@ from RibFracSegLib.shipped import shipped_model  # noqa: E402
 from RibFracSegLogicLib import probe, selftest  # noqa: E402
 from RibFracSegLogicLib.logic import RibFracSegLogicBase  # noqa: E402
 from RibFracSegLogicLib.panel import (PATH_FIELDS, PanelInputs, PanelRun, checkpoint_for_run,  # noqa: E402
-                                      first_ct_volume, path_field, picture_volume_ids, run_options, store_path_text)
+                                      first_ct_volume, height_to_keep, path_field, picture_volume_ids, run_options,
+                                      store_path_text)
 from RibFracSegLogicLib.unfolded import ATTRIBUTE as PICTURE_ATTRIBUTE  # noqa: E402
 from RibFracSegLogicLib.runner import DONE  # noqa: E402
 
@@ -115,6 +116,32 @@ def test_the_panels_first_ct_is_no_picture_nor_label_map_and_pictures_are_hidden
     assert first_ct_volume(scene) is None
     ct = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "CT")
     assert first_ct_volume(scene) is ct and picture_volume_ids(scene) == [picture.GetID()]
+
+
+def test_the_height_spin_box_keeps_only_unknown_or_heights_a_run_accepts():
+    """Stepping the spin box (0.01 m) up from 0 to the top and back, and typing into the gap: every kept
+    value is 0 (unknown: no SMI) or a height the run accepts; nothing between 0 and the lowest height."""
+    logic = RibFracSegLogicBase(make_scene().scene)
+    lo, hi = defaults.HEIGHT_RANGE_M
+
+    def press(shown: float, step: float) -> float:  # an arrow press: the box offers shown + step, the panel keeps
+        return height_to_keep(shown, min(max(round(shown + step, 2), 0.0), hi))
+
+    up = [0.0]
+    while up[-1] < hi:
+        up.append(press(up[-1], 0.01))
+    down = [hi]
+    while down[-1] > 0.0:
+        down.append(press(down[-1], -0.01))
+    assert up[:2] == [0.0, lo] and down[-2:] == [lo, 0.0]  # one press across the gap, either way
+    kept = set(up) | set(down)
+    assert kept == {0.0} | {round(0.01 * i, 2) for i in range(int(lo * 100), int(hi * 100) + 1)}
+    for height in set(kept):
+        options = run_options(logic, PanelInputs(compute_l3=True, height_m=height))
+        assert options.height_m == (height or None)
+    assert height_to_keep(1.75, 0.3) == 0.0 and height_to_keep(0.0, 0.3) == lo  # typed into the gap
+    with pytest.raises(ValueError, match="not a height in metres"):  # what the spin box used to let through
+        run_options(logic, PanelInputs(compute_l3=True, height_m=0.3))
 
 
 @pytest.fixture(scope="module")

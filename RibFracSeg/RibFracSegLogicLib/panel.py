@@ -95,6 +95,16 @@ def first_ct_volume(scene):
     return None
 
 
+def height_to_keep(previous: float, value: float) -> float:
+    """What the height spin box keeps: 0 (unknown) or a height a run accepts (defaults.HEIGHT_RANGE_M).
+    A spin box has one range, so the gap between 0 and the lowest height is closed here: a value in it
+    goes to the lowest height when it rose (stepping up from unknown), else back to unknown."""
+    lo, hi = defaults.HEIGHT_RANGE_M
+    if 0.0 < value < lo:
+        return lo if value > previous else 0.0
+    return min(max(value, 0.0), hi)
+
+
 def checkpoint_for_run(stored: str, kind: str = "fracture") -> Optional[str]:
     """A checkpoint field -> the file to run, None meaning the shipped model of this installation
     (`kind`: "fracture" or "l3", the Model and the L3 model fields).

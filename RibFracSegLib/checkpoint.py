@@ -181,3 +181,14 @@ def build_model(ckpt: Checkpoint, device: str | torch.device = "cpu") -> nn.Modu
                               + "; ".join(problems[:6]) + more)
     model.load_state_dict(ckpt.state_dict, strict=True)
     return model.to(device).eval()
+
+
+def stored_precision(checkpoint: Checkpoint, device_type: str) -> Optional[str]:
+    """The calibrated precision for this device type (`precision.calibrate_precision` stores it); fp32
+    on a device never calibrated when reduced precision changed this checkpoint's fractures on another;
+    None when it was never calibrated. Here, not in precision.py, so inference needs no import of it."""
+    verdicts = checkpoint.inference.get("precision", {})
+    value = verdicts.get(device_type)
+    if value in defaults.PRECISIONS and value != "auto":
+        return value
+    return "fp32" if "fp32" in verdicts.values() else None

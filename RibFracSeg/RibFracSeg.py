@@ -60,6 +60,10 @@ logger = logging.getLogger("RibFracSeg")
 POLL_MS = 200  # how often the panel reads the background run's progress
 UNFOLDED_CLICK_PRIORITY = 10.0  # our click observers on the unfolded view run before Slicer's interactor style
 HELP_URL = "https://github.com/ribfracseg/RibFracSeg#in-3d-slicer"
+# Slicer loads these modules before this one, and not this one without them (qSlicerModuleFactoryManager::
+# loadModule): their node classes, logics and widgets are what the results are made of.
+SKIPPED_LINE = "RibFracSeg self-test skipped:"  # CTest's SKIP_REGULAR_EXPRESSION for py_RibFracSeg (CMakeLists.txt)
+MODULE_DEPENDENCIES = ["Segmentations", "Markups", "Tables", "Terminologies", "SubjectHierarchy"]
 
 
 def loadTerminology() -> None:
@@ -77,7 +81,7 @@ class RibFracSeg(ScriptedLoadableModule):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = _("RibFracSeg")
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
-        self.parent.dependencies = []
+        self.parent.dependencies = MODULE_DEPENDENCIES
         self.parent.contributors = ["RibFracSeg team"]
         self.parent.helpText = _(
             "Detects and segments rib fractures in a chest CT (one segment, point and table row per fracture), "
@@ -97,14 +101,13 @@ if GUI_AVAILABLE:
         """The panel's state, saved with the scene."""
 
         inputVolume: slicer.vtkMRMLScalarVolumeNode
-        checkpoint: str = ""  # "" = the shipped model of this installation, resolved at run time
+        # The Model and L3-model paths are text parameters of the same node, bound by hand (panel.PATH_FIELDS)
         device: Annotated[str, Choice(list(defaults.DEVICES))] = "auto"
         useCheckpointSettings: bool = True  # overlap/threshold from the checkpoint
         overlap: Annotated[float, WithinRange(0.0, 0.9)] = defaults.OVERLAP
         threshold: Annotated[float, WithinRange(0.0, 0.99)] = defaults.PROB_THRESHOLD
         computeL3: bool = False
         heightM: Annotated[float, WithinRange(0.0, defaults.HEIGHT_RANGE_M[1])] = 0.0  # 0 = unknown (no SMI)
-        l3Checkpoint: str = ""  # "" = the shipped L3 model, resolved at run time
         showRibs: bool = False  # add a '<CT> ribs' segmentation (hidden in 3D)
         showUnfolded: bool = False  # add the rib-unfolded picture and show it in its own view
         outputSegmentation: slicer.vtkMRMLSegmentationNode
@@ -159,6 +162,7 @@ class RibFracSegWidget(*_WIDGET_BASES):
         self._unfoldedView = None  # the slice node showing it
         self._unfoldedInteractor = None  # that view's interactor, observed for clicks
         self._pressPosition = None
+        self._height = 0.0  # the height spin box's last kept value (0 = unknown)
 
     def setup(self) -> None:
         import qt
@@ -170,16 +174,16 @@ class RibFracSegWidget(*_WIDGET_BASES):
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = RibFracSegLogic()
         loadTerminology()  # again here (no-op when loaded): a module added after start-up missed the signal
-        # The checkpoints are strings ("" = shipped model); parameterNodeWrapper only binds a path line edit
-        # to a pathlib.Path (where "" becomes "."), so these fields are bound here by hand.
+        # The checkpoints are text parameters ("" = shipped model), bound by hand (why: panel.PATH_FIELDS). The
+        # field's own line edit reports every text, "" included; ctkPathLineEdit.currentPathChanged would not.
         self._pathFields = {"checkpoint": self.ui.checkpointPathLineEdit, "l3Checkpoint": self.ui.l3CheckpointPathLineEdit}
         for field, placeholder in (("checkpoint", _("shipped model (ribfrac_default.pt)")),
                                    ("l3Checkpoint", _("shipped L3 model"))):
             pathEdit = self._pathFields[field]
             pathEdit.settingKey = f"RibFracSeg/Recent{field[0].upper()}{field[1:]}s"  # remembers recent files
-            for lineEdit in slicer.util.findChildren(pathEdit, className="QLineEdit")[:1]:
-                lineEdit.placeholderText = placeholder
-            pathEdit.connect("currentPathChanged(QString)", lambda path, f=field: self.onPathEdited(f, path))
+            lineEdit = pathEdit.comboBox().lineEdit()
+            lineEdit.placeholderText = placeholder
+            lineEdit.connect("textChanged(QString)", lambda text, f=field: self.onPathEdited(f, text))
         # The Show 3D button always acts on the segmentation the selector shows, whoever changed it.
         self.ui.outputSegmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onOutputSegmentationChanged)
         # The fracture table in the panel (it follows the table selector, in the .ui): a row click jumps the views.
@@ -189,7 +193,12 @@ class RibFracSegWidget(*_WIDGET_BASES):
         self._timer.connect("timeout()", self.onPoll)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent, self._hidePicturesFromCTSelector)
         self.ui.segmentButton.connect("clicked(bool)", self.onSegmentButton)
+        self.ui.heightSpinBox.connect("valueChanged(double)", self.onHeightChanged)
+        self.ui.heightSpinBox.toolTip = _("In metres ({low:g}-{high:g}), for the skeletal muscle index (SMI). "
+                                          "0 = unknown.").format(low=defaults.HEIGHT_RANGE_M[0],
+                                                                 high=defaults.HEIGHT_RANGE_M[1])
         self.ui.progressBar.hide()
         self.initializeParameterNode()
 
@@ -224,11 +233,20 @@ class RibFracSegWidget(*_WIDGET_BASES):
             self.initializeParameterNode()
 
     def initializeParameterNode(self) -> None:
+        from RibFracSegLogicLib.panel import first_ct_volume
+
+        self._hidePicturesFromCTSelector()
         self.setParameterNode(self.logic.getParameterNode())
         if not self._parameterNode.inputVolume:
-            first = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+            first = first_ct_volume(slicer.mrmlScene)
             if first:
                 self._parameterNode.inputVolume = first
+
+    def _hidePicturesFromCTSelector(self, caller=None, event=None) -> None:
+        """Rib-unfolded pictures are scalar volumes too: keep them out of the CT selector."""
+        from RibFracSegLogicLib.panel import picture_volume_ids
+
+        self.ui.inputVolumeSelector.sortFilterProxyModel().hiddenNodeIDs = picture_volume_ids(slicer.mrmlScene)
 
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
@@ -293,17 +311,27 @@ class RibFracSegWidget(*_WIDGET_BASES):
             return
         jump_from_unfolded_click(slicer.mrmlScene, self._unfolded, self._unfoldedView, *position)
 
-    def onPathEdited(self, field: str, path: str) -> None:
-        if self._parameterNode and getattr(self._parameterNode, field) != path.strip():
-            setattr(self._parameterNode, field, path.strip())
+    def onHeightChanged(self, value: float) -> None:
+        """Keep 0 (unknown) or a height a run accepts: a value between them steps over the gap."""
+        from RibFracSegLogicLib.panel import height_to_keep
+
+        self._height = height_to_keep(self._height, value)
+        if self._height != value:
+            self.ui.heightSpinBox.value = self._height
+
+    def onPathEdited(self, field: str, text: str) -> None:
+        from RibFracSegLogicLib.panel import store_path_text
+
+        if self._parameterNode:
+            store_path_text(self._parameterNode.parameterNode, field, text)
 
     def _updateGUI(self, caller=None, event=None) -> None:
+        from RibFracSegLogicLib.panel import path_field
+
         p = self._parameterNode
-        for field, pathEdit in self._pathFields.items():
-            if p and pathEdit.currentPath != getattr(p, field):
-                wasBlocked = pathEdit.blockSignals(True)
-                pathEdit.currentPath = getattr(p, field)
-                pathEdit.blockSignals(wasBlocked)
+        for field, pathEdit in self._pathFields.items():  # its textChanged then stores the same text: no change
+            if p and pathEdit.currentPath != path_field(p.parameterNode, field):
+                pathEdit.currentPath = path_field(p.parameterNode, field)
         running = self._run is not None
         self.ui.segmentButton.text = _("Cancel") if running else _("Segment")
         self.ui.segmentButton.enabled = running or bool(p and p.inputVolume)
@@ -383,6 +411,7 @@ class RibFracSegWidget(*_WIDGET_BASES):
         if l3 is not None and l3.in_view:  # the CT views only: an unfolded view keeps its picture
             jump_ct_views(slicer.mrmlScene, l3.center_ras, exclude=self._unfoldedView)
         if outcome.unfolded is not None:
+            self._hidePicturesFromCTSelector()
             self._showUnfolded(outcome.unfolded)
         self._setStatus(outcome.message)
 
@@ -416,8 +445,10 @@ class RibFracSegTest(ScriptedLoadableModuleTest):
         from RibFracSegLogicLib.dependencies import missing_message, missing_requirements
 
         missing = missing_requirements()  # torch and requirements.txt, before anything imports them
-        if missing:
-            self.skipTest(missing_message(missing))
+        if missing:  # slicer.testing.runUnitTest counts a skip as a pass: CTest marks it skipped on this line
+            message = f"{SKIPPED_LINE} {missing_message(missing)}"
+            print(message)
+            self.skipTest(message)
         from RibFracSegLogicLib.selftest import run_selftest
 
         self.delayDisplay("RibFracSeg: marked phantoms, LPS and oblique")

@@ -207,3 +207,14 @@ def _cache_entry(path: str | os.PathLike) -> dict:
 @functools.lru_cache(maxsize=4)
 def _cached(path: str, mtime_ns: int) -> dict:
     return {"checkpoint": load_checkpoint(path)}
+
+
+def stored_precision(checkpoint: Checkpoint, device_type: str) -> Optional[str]:
+    """The calibrated precision for this device type (`precision.calibrate_precision` stores it); fp32
+    on a device never calibrated when reduced precision changed this checkpoint's fractures on another;
+    None when it was never calibrated. Here, not in precision.py, so inference needs no import of it."""
+    verdicts = checkpoint.inference.get("precision", {})
+    value = verdicts.get(device_type)
+    if value in defaults.PRECISIONS and value != "auto":
+        return value
+    return "fp32" if "fp32" in verdicts.values() else None

@@ -19,7 +19,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import defaults, nifti
-from .io import InputError, InputWarning
+from .errors import InputError, InputWarning
 
 CT_LOOKS_LIKE = ("a CT in Hounsfield units has air at about -1000 HU, soft tissue near 0-100 HU and bone "
                  "above 300 HU")

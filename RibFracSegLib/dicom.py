@@ -18,7 +18,7 @@ import SimpleITK as sitk
 
 from . import defaults
 from .ct_checks import bytes_per_voxel, check_memory, warn
-from .io import InputError
+from .errors import InputError
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,10 @@ class InputError(ValueError):
     """A user-supplied input is unusable; the message says what is wrong and what to do."""
 
 
+class InputWarning(UserWarning):
+    """An input is used but doubtful (thick slices, several series in a folder); one line says why."""
+
+
 class CheckpointError(ValueError):
     """A checkpoint cannot be used; the message says what is wrong and what was expected."""
 

@@ -20,12 +20,11 @@ import torch
 from torch import nn
 
 from . import defaults
-from .checkpoint import Checkpoint, CheckpointError, build_model, load_checkpoint
+from .checkpoint import Checkpoint, CheckpointError, build_model, load_checkpoint, stored_precision
 from .detections import Detection, FractureResult
 from .errors import Cancelled
 from .geometry import lps_to_ras
 from .networks.fusion import fold_batchnorm, keep_full_resolution_fp32
-from .precision import stored_precision
 from .postprocess import Component, PostprocessParams, find_fractures
 from .preprocess import CanonicalVolume, block_any, bone_cells, canonical_volume, normalise
 from .progress import Cancel, Progress

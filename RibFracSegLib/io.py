@@ -17,13 +17,10 @@ from typing import Iterator
 
 import SimpleITK as sitk
 
-from .errors import InputError
+from . import ct_checks, dicom
+from .errors import InputError, InputWarning
 
-__all__ = ["InputError", "atomic_path", "read_ct", "write_image", "write_text"]
-
-
-class InputWarning(UserWarning):
-    """An input is used but doubtful (thick slices, several series in a folder); one line says why."""
+__all__ = ["InputError", "InputWarning", "atomic_path", "read_ct", "write_image", "write_text"]
 
 
 def read_ct(path: str | os.PathLike) -> sitk.Image:
@@ -33,8 +30,6 @@ def read_ct(path: str | os.PathLike) -> sitk.Image:
     complete, a DICOM folder's CT series must be a regular slice stack. After: 3-D, one channel,
     more than a slice, finite Hounsfield units (`ct_checks`). Doubts are `InputWarning`s.
     """
-    from . import ct_checks, dicom
-
     path, header = Path(path), False
     if not path.exists():
         raise InputError(f"CT not found: {path}. Give a NIfTI/NRRD/MHA file or a DICOM series folder.")

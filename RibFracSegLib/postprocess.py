@@ -71,19 +71,26 @@ def spine_mask(hu: np.ndarray, spacing_zyx: tuple[float, float, float], params: 
     return mask
 
 
-def spine_column(hu: np.ndarray, spacing_zyx: tuple[float, float, float], bone_hu: float = defaults.BONE_HU
+def spine_column(hu: np.ndarray, spacing_zyx: tuple[float, float, float]
                  ) -> tuple[tuple[float, float], tuple[int, int]]:
-    """(y, x) centre and z range of the spinal column, from the same footprint `find_fractures` removes.
+    """(y, x) centre and z range of the spinal column in canonical voxels: the vertebral bodies that the
+    rib step and the vertebral count follow (`ribs.anatomy.spine_track`, one spine finder), mapped from
+    its working grid back to `hu`'s.
 
-    Training samples spine negatives around it; with no bone in view the centre of the slice is
+    Training samples spine negatives around it; with no vertebra found the centre of the slice is
     returned over all slices.
     """
-    footprint = spine_mask(hu, spacing_zyx, PostprocessParams(bone_hu=bone_hu, spine_margin_mm=0.0))
-    if not footprint.any():
+    from .ribs.anatomy import body_mask, bone_mask, spine_track, working_grid
+
+    grid = working_grid(hu, spacing_zyx)
+    body = body_mask(grid.hu)
+    track = spine_track(bone_mask(grid.hu, body, grid.spacing_zyx), body, grid.spacing_zyx)
+    seen = np.flatnonzero(track.seen)
+    if seen.size == 0:
         return ((hu.shape[1] - 1) / 2, (hu.shape[2] - 1) / 2), (0, hu.shape[0] - 1)
-    yc, xc = ndimage.center_of_mass(footprint)
-    zs = np.flatnonzero((hu[:, footprint] > bone_hu).any(axis=1))
-    return (float(yc), float(xc)), ((int(zs[0]), int(zs[-1])) if zs.size else (0, hu.shape[0] - 1))
+    fz, fy, fx = grid.factors  # working voxel w covers input voxels w*f .. w*f + f - 1
+    centre = (float(np.median(track.y[seen])) * fy + (fy - 1) / 2, float(np.median(track.x[seen])) * fx + (fx - 1) / 2)
+    return centre, (int(seen[0]) * fz, min(hu.shape[0] - 1, int(seen[-1]) * fz + fz - 1))
 
 
 def _foreground_box(mask: np.ndarray) -> Optional[tuple[slice, slice, slice]]:

@@ -18,7 +18,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import defaults
-from .checkpoint import Checkpoint
+from .checkpoint import Checkpoint, stored_precision  # noqa: F401 (its home is checkpoint.py: inference reads it)
 from .detections import FractureResult
 from .evaluation.matching import iou_cells
 
@@ -121,13 +121,3 @@ def store_calibration(checkpoint: Checkpoint, calibration: PrecisionCalibration)
         calibration.device: calibration.to_dict()}
     checkpoint.inference = inference
     return checkpoint
-
-
-def stored_precision(checkpoint: Checkpoint, device_type: str) -> Optional[str]:
-    """The calibrated precision for this device type; fp32 on a device never calibrated when reduced
-    precision changed this checkpoint's fractures on another; None when it was never calibrated."""
-    verdicts = checkpoint.inference.get("precision", {})
-    value = verdicts.get(device_type)
-    if value in defaults.PRECISIONS and value != "auto":
-        return value
-    return "fp32" if "fp32" in verdicts.values() else None

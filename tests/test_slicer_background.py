@@ -136,6 +136,8 @@ def test_l3_nodes_hold_the_point_and_the_measures(setup, fractures):
     assert rows["muscle_cm2"] == 150.25 and rows["smi"] == 49.06 and rows["l3_slice_index"] == 12
     assert np.isnan(rows["imat_cm2"])  # not measured -> NaN, not a made-up 0
     assert rows["height_m"] == 1.75
+    # both tables show their column names (and units) as the view's header, not as an editable first row
+    assert table.GetUseColumnTitleAsColumnHeader() and result.nodes.table.GetUseColumnTitleAsColumnHeader()
 
 
 def test_l3_out_of_view_gives_a_table_and_no_point():

@@ -82,16 +82,45 @@ def test_reload_forgets_the_modules_own_packages_and_nothing_else():
     assert out.stdout.split() == ["True", "True", "True", "False", "True"]
 
 
-def test_the_scene_stores_no_path_to_the_shipped_model():
-    """The panel's checkpoint field defaults to "" (resolved to the shipped model at run time), and is
-    bound by hand: parameterNodeWrapper would turn "" into Path(".")."""
+def test_the_path_fields_are_bound_by_hand_to_their_line_edits_text():
+    """The Model/L3-model fields are text parameters bound by hand (panel.PATH_FIELDS says why): not wrapper
+    fields (its path connector makes "" a Path(".") and follows currentPathChanged, which CTK never emits for
+    "" or a name outside the field's filter), no SlicerParameterName, and the Widget follows the field's line
+    edit's textChanged, which reports every text."""
     import ast
     import xml.etree.ElementTree as ET
 
-    tree = ast.parse((MODULE_DIR / "RibFracSeg.py").read_text(encoding="utf-8"))
+    from RibFracSegLogicLib.panel import PATH_FIELDS
+
+    source = (MODULE_DIR / "RibFracSeg.py").read_text(encoding="utf-8")
+    tree = ast.parse(source)
     node = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == "RibFracSegParameterNode")
-    field = next(s for s in node.body if isinstance(s, ast.AnnAssign) and s.target.id == "checkpoint")
-    assert ast.unparse(field.annotation) == "str" and ast.literal_eval(field.value) == ""
+    wrapper_fields = {s.target.id for s in node.body if isinstance(s, ast.AnnAssign)}
+    assert "inputVolume" in wrapper_fields and not wrapper_fields & set(PATH_FIELDS)
     ui = ET.parse(MODULE_DIR / "Resources" / "UI" / "RibFracSeg.ui")
-    edit = next(w for w in ui.iter("widget") if w.get("name") == "checkpointPathLineEdit")
-    assert [p.get("name") for p in edit.iter("property") if p.get("name") == "SlicerParameterName"] == []
+    for name in ("checkpointPathLineEdit", "l3CheckpointPathLineEdit"):
+        edit = next(w for w in ui.iter("widget") if w.get("name") == name)
+        assert [p.get("name") for p in edit.iter("property") if p.get("name") == "SlicerParameterName"] == []
+    assert 'lineEdit.connect("textChanged(QString)"' in source and '"currentPathChanged(' not in source
+
+
+# A Slicer module each of these names comes from (its node classes, logic or widgets)
+MODULE_OF = {"vtkMRMLSegmentation": "Segmentations", "qMRMLSegmentation": "Segmentations",
+             "vtkSlicerSegmentations": "Segmentations", "vtkMRMLMarkups": "Markups", "vtkSlicerMarkups": "Markups",
+             "vtkMRMLTable": "Tables", "qMRMLTable": "Tables", "vtkSlicerTerminologies": "Terminologies",
+             "modules.terminologies": "Terminologies", "vtkMRMLSubjectHierarchy": "SubjectHierarchy"}
+
+
+def test_the_module_depends_on_every_slicer_module_it_uses():
+    """Slicer loads a module's dependencies first and refuses the module without them; `dependencies = []`
+    let it load where Segmentations/Markups/... were disabled, and fail at the first run instead."""
+    import ast
+
+    tree = ast.parse((MODULE_DIR / "RibFracSeg.py").read_text(encoding="utf-8"))
+    declared = next(ast.literal_eval(n.value) for n in ast.walk(tree) if isinstance(n, ast.Assign)
+                    and any(getattr(t, "id", "") == "MODULE_DEPENDENCIES" for t in n.targets))
+    sources = [p.read_text(encoding="utf-8") for p in MODULE_DIR.rglob("*") if p.suffix in (".py", ".ui")]
+    used = {module for marker, module in MODULE_OF.items() if any(marker in text for text in sources)}
+    assert used == {"Segmentations", "Markups", "Tables", "Terminologies", "SubjectHierarchy"}
+    assert sorted(declared) == sorted(used)
+    assert "self.parent.dependencies = MODULE_DEPENDENCIES" in (MODULE_DIR / "RibFracSeg.py").read_text(encoding="utf-8")

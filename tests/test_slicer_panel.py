@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import slicer.util
@@ -14,7 +16,10 @@ from RibFracSegLib import defaults  # noqa: E402
 from RibFracSegLib.shipped import shipped_model  # noqa: E402
 from RibFracSegLogicLib import probe, selftest  # noqa: E402
 from RibFracSegLogicLib.logic import RibFracSegLogicBase  # noqa: E402
-from RibFracSegLogicLib.panel import PanelInputs, PanelRun, checkpoint_for_run, run_options  # noqa: E402
+from RibFracSegLogicLib.panel import (PATH_FIELDS, PanelInputs, PanelRun, checkpoint_for_run,  # noqa: E402
+                                      first_ct_volume, height_to_keep, path_field, picture_volume_ids, run_options,
+                                      store_path_text)
+from RibFracSegLogicLib.unfolded import ATTRIBUTE as PICTURE_ATTRIBUTE  # noqa: E402
 from RibFracSegLogicLib.runner import DONE  # noqa: E402
 
 torch.set_num_threads(2)
@@ -55,6 +60,88 @@ def test_the_panels_own_overlap_threshold_and_height_reach_the_run(tmp_path):
     assert (options.overlap, options.threshold, options.l3, options.height_m) == (0.25, 0.4, True, 1.8)
     options = run_options(logic, PanelInputs(overlap=0.25, compute_l3=False, height_m=1.8))
     assert (options.overlap, options.threshold, options.l3, options.height_m) == (None, None, False, None)
+
+
+def panel_parameters(scene, **fields):
+    """The panel's parameters as the Widget reads them: a parameterNodeWrapper's fields (given here) over the
+    module's real MRML parameter node (what ScriptedLoadableModuleLogic.getParameterNode adds to the scene)."""
+    node = scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode")
+    node.SetAttribute("ModuleName", "RibFracSeg")
+    values = dict(device="cpu", useCheckpointSettings=True, overlap=defaults.OVERLAP, threshold=defaults.PROB_THRESHOLD,
+                  computeL3=True, heightM=0.0, showRibs=False, showUnfolded=False)
+    return SimpleNamespace(parameterNode=node, **{**values, **fields})
+
+
+@pytest.mark.parametrize("field", sorted(PATH_FIELDS))
+def test_clearing_a_path_field_after_picking_a_file_runs_the_shipped_model_again(tmp_path, field):
+    """What the field's line edit reports on each edit (textChanged: every text, "" included) reaches the
+    parameter node and the run; ctkPathLineEdit.currentPathChanged never reported "" nor "x.ckpt"."""
+    kind = PATH_FIELDS[field]
+    option = {"fracture": "checkpoint", "l3": "l3_checkpoint"}[kind]
+    shipped = {"fracture": str(shipped_model("fracture")), "l3": None}[kind]  # the L3 option: None = shipped
+    scene = make_scene().scene
+    logic = RibFracSegLogicBase(scene)
+    p = panel_parameters(scene)
+    own = tmp_path / "mine.pt"
+    own.write_bytes(shipped_model(kind).read_bytes())
+
+    assert store_path_text(p.parameterNode, field, f"  {own}  ")  # picked (browse / history / typed)
+    assert p.parameterNode.GetParameter(field) == str(own)
+    assert getattr(run_options(logic, PanelInputs.from_parameter_node(p)), option) == str(own)
+    assert store_path_text(p.parameterNode, field, "")  # the user empties the field
+    assert path_field(p.parameterNode, field) == ""
+    assert getattr(run_options(logic, PanelInputs.from_parameter_node(p)), option) == shipped
+    assert not store_path_text(p.parameterNode, field, "")  # the Widget writing the same text back: no change
+    # a name the field's filter (*.pt *.pth) does not accept is stored and refused by name, not ignored
+    store_path_text(p.parameterNode, field, str(tmp_path / "x.ckpt"))
+    with pytest.raises(ValueError, match=r"[Cc]heckpoint not found: .*x\.ckpt"):
+        run_options(logic, PanelInputs.from_parameter_node(p))
+
+
+def test_path_fields_saved_as_wrapper_strings_read_back_and_other_names_are_refused():
+    node = slicer.vtkMRMLScriptedModuleNode()
+    assert path_field(node, "checkpoint") == path_field(node, "l3Checkpoint") == ""  # never set: the shipped models
+    node.SetParameter("l3Checkpoint", "/models/l3.pt")  # what parameterNodeWrapper's StringSerializer wrote
+    assert path_field(node, "l3Checkpoint") == "/models/l3.pt"
+    with pytest.raises(KeyError, match="not a path field"):
+        store_path_text(node, "device", "cpu")
+
+
+def test_the_panels_first_ct_is_no_picture_nor_label_map_and_pictures_are_hidden_from_the_selector():
+    holder = make_scene()
+    scene = holder.scene
+    picture = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "CT unfolded ribs")
+    picture.SetAttribute(PICTURE_ATTRIBUTE, "1.0")  # what add_unfolded_nodes marks it with
+    scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "labels")
+    assert first_ct_volume(scene) is None
+    ct = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "CT")
+    assert first_ct_volume(scene) is ct and picture_volume_ids(scene) == [picture.GetID()]
+
+
+def test_the_height_spin_box_keeps_only_unknown_or_heights_a_run_accepts():
+    """Stepping the spin box (0.01 m) up from 0 to the top and back, and typing into the gap: every kept
+    value is 0 (unknown: no SMI) or a height the run accepts; nothing between 0 and the lowest height."""
+    logic = RibFracSegLogicBase(make_scene().scene)
+    lo, hi = defaults.HEIGHT_RANGE_M
+
+    def press(shown: float, step: float) -> float:  # an arrow press: the box offers shown + step, the panel keeps
+        return height_to_keep(shown, min(max(round(shown + step, 2), 0.0), hi))
+
+    up = [0.0]
+    while up[-1] < hi:
+        up.append(press(up[-1], 0.01))
+    down = [hi]
+    while down[-1] > 0.0:
+        down.append(press(down[-1], -0.01))
+    assert up[:2] == [0.0, lo] and down[-2:] == [lo, 0.0]  # one press across the gap, either way
+    kept = set(up) | set(down)
+    assert kept == {0.0} | {round(0.01 * i, 2) for i in range(int(lo * 100), int(hi * 100) + 1)}
+    for height in set(kept):
+        options = run_options(logic, PanelInputs(compute_l3=True, height_m=height))
+        assert options.height_m == (height or None)
+    assert height_to_keep(1.75, 0.3) == 0.0 and height_to_keep(0.0, 0.3) == lo  # typed into the gap
+    with pytest.raises(ValueError, match="not a height in metres"):  # what the spin box used to let through
+        run_options(logic, PanelInputs(compute_l3=True, height_m=0.3))
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,8 @@ from RibFracSegLogicLib import probe, selftest  # noqa: E402
 from RibFracSegLogicLib import unfolded as unfolded_mod  # noqa: E402
 from RibFracSegLogicLib.logic import RibFracSegLogicBase  # noqa: E402
 from RibFracSegLogicLib.panel import (TABLE_ATTRIBUTE, PanelInputs, PanelRun, add_unfolded,  # noqa: E402
-                                      fracture_in_table, jump_from_unfolded_click, jump_to_table_row, show_unfolded)
+                                      fracture_in_table, jump_from_unfolded_click, jump_to_table_row,
+                                      picture_volume_ids, show_unfolded)
 from RibFracSegLogicLib.runner import DONE  # noqa: E402
 
 torch.set_num_threads(2)
@@ -68,8 +69,8 @@ def finished(tmp_path_factory):
 
 def test_the_option_comes_from_the_parameter_node_and_defaults_off():
     assert PanelInputs().unfolded is False
-    stored = SimpleNamespace(checkpoint="", device="cpu", useCheckpointSettings=True, overlap=0.5, threshold=0.1,
-                             computeL3=False, heightM=0.0, l3Checkpoint="", showRibs=False, showUnfolded=True)
+    stored = SimpleNamespace(parameterNode=slicer.vtkMRMLScriptedModuleNode(), device="cpu", useCheckpointSettings=True,
+                             overlap=0.5, threshold=0.1, computeL3=False, heightM=0.0, showRibs=False, showUnfolded=True)
     assert PanelInputs.from_parameter_node(stored).unfolded is True
 
 
@@ -114,6 +115,13 @@ def test_the_panel_switches_to_the_unfolded_layout_and_shows_the_picture_alone(f
     assert np.allclose(_origin(view), unfolded_mod.picture_ras(nodes.unfolded, 0.5 * (rows - 1), 0.5 * (cols - 1)))
     assert view.GetFieldOfView()[0] == pytest.approx(cols * nodes.unfolded.pixel_mm)
     assert view.GetOrientation() == "Coronal"
+
+
+def test_the_picture_is_kept_out_of_the_ct_selector_and_refused_as_a_ct(finished):
+    scene, picture = finished.holder.scene, finished.outcome.unfolded.volume
+    assert picture_volume_ids(scene) == [picture.GetID()]  # the selector's hiddenNodeIDs
+    with pytest.raises(ValueError, match="'.* unfolded ribs' is the rib-unfolded picture of a run, not a CT"):
+        RibFracSegLogicBase(scene).process(picture, checkpoint=finished.checkpoint, device="cpu")
 
 
 def test_a_fracture_row_jumps_the_ct_views_to_it_and_the_unfolded_view_to_its_box(finished):

@@ -29,7 +29,7 @@ def body_with_spine(shape=(40, 50, 60), spine_yx=(35, 22)):
 def test_spine_column_found_from_the_image_off_centre():
     hu = body_with_spine()
     (yc, xc), (z0, z1) = spine_column(hu, (1.0, 1.0, 1.0))
-    assert abs(yc - 35) < 0.5 and abs(xc - 22) < 0.5
+    assert abs(yc - 35) <= 0.5 and abs(xc - 22) <= 0.5  # found on the ribs' working grid (2 voxels a block here)
     assert (z0, z1) == (0, 39)
 
 

@@ -40,6 +40,11 @@ def checked_image(volumeNode):
     """The node's voxels as an image, refused (InputError, a ValueError) as a file would be: not HU, NaN, too small."""
     from RibFracSegLib.ct_checks import check_image
 
+    from .unfolded import is_unfolded_picture
+
+    if is_unfolded_picture(volumeNode):
+        raise ValueError(f"Volume '{volumeNode.GetName()}' is the rib-unfolded picture of a run, not a CT: "
+                         "choose the CT it was made from.")
     image = image_from_volume_node(volumeNode)
     check_image(image, f"Volume '{volumeNode.GetName()}'")
     return image

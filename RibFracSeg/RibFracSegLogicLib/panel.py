@@ -21,11 +21,18 @@ from RibFracSegLib.shipped import shipped_model
 from .compute import RunOptions
 from .logic import ProcessResult
 from .runner import DONE, BackgroundRun
-from .unfolded import (UnfoldedNodes, add_unfolded_view, jump_from_picture, jump_to_fracture, show_in_slice_view,
-                       slice_xy_to_ras, unfolded_slice_node, use_unfolded_layout)
+from .unfolded import (UnfoldedNodes, add_unfolded_view, is_unfolded_picture, jump_from_picture, jump_to_fracture,
+                       show_in_slice_view, slice_xy_to_ras, unfolded_slice_node, use_unfolded_layout)
 
 logger = logging.getLogger("RibFracSeg")
 TABLE_ATTRIBUTE = "RibFracSeg.FractureTable"  # on the unfolded volume: ID of the same run's fracture table
+# The Model and L3-model path fields: parameter name on the module's parameter node -> shipped model kind.
+# They are plain text parameters of the vtkMRMLScriptedModuleNode ("" = the shipped model), stored the way
+# parameterNodeWrapper's StringSerializer stores a str (SetParameter(name, text)), so scenes saved when they
+# were wrapper fields read back the same. They are not wrapper fields: its only path-field connector binds a
+# pathlib.Path ("" would become ".") and listens to ctkPathLineEdit.currentPathChanged, which CTK emits only
+# for text its name filter accepts (ctkPathLineEdit::updateHasValidInput) - never "" nor "x.ckpt".
+PATH_FIELDS = {"checkpoint": "fracture", "l3Checkpoint": "l3"}
 
 
 @dataclass
@@ -45,9 +52,57 @@ class PanelInputs:
 
     @classmethod
     def from_parameter_node(cls, p) -> "PanelInputs":
-        return cls(checkpoint=str(p.checkpoint or ""), device=p.device, use_checkpoint_settings=p.useCheckpointSettings,
-                   overlap=p.overlap, threshold=p.threshold, compute_l3=p.computeL3, height_m=p.heightM,
-                   l3_checkpoint=str(p.l3Checkpoint or ""), ribs=p.showRibs, unfolded=p.showUnfolded)
+        """From the panel's parameterNodeWrapper; the path fields from its MRML node (`p.parameterNode`)."""
+        return cls(checkpoint=path_field(p.parameterNode, "checkpoint"), device=p.device,
+                   use_checkpoint_settings=p.useCheckpointSettings, overlap=p.overlap, threshold=p.threshold,
+                   compute_l3=p.computeL3, height_m=p.heightM, l3_checkpoint=path_field(p.parameterNode, "l3Checkpoint"),
+                   ribs=p.showRibs, unfolded=p.showUnfolded)
+
+
+def path_field(parameter_node, name: str) -> str:
+    """The text of a path field (PATH_FIELDS) on the module's parameter node; "" when never set."""
+    if name not in PATH_FIELDS:
+        raise KeyError(f"{name!r} is not a path field ({', '.join(PATH_FIELDS)})")
+    return parameter_node.GetParameter(name) or ""
+
+
+def store_path_text(parameter_node, name: str, text: str) -> bool:
+    """The text now in a path field -> the parameter node, whatever it is: "" (cleared: the shipped model),
+    a file that does not exist or has another extension (the run then refuses it, naming it). The Widget
+    calls this on every textChanged of the field's line edit. Returns whether the node changed."""
+    text = (text or "").strip()
+    if path_field(parameter_node, name) == text:
+        return False
+    parameter_node.SetParameter(name, text)
+    return True
+
+
+def picture_volume_ids(scene) -> list[str]:
+    """IDs of the scalar volumes that are rib-unfolded pictures, hidden from the CT selector (its node-type
+    filter cannot tell them from CTs; qMRMLSortFilterProxyModel's hiddenNodeIDs can)."""
+    volumes = (scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
+               for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")))
+    return [v.GetID() for v in volumes if is_unfolded_picture(v)]
+
+
+def first_ct_volume(scene):
+    """The volume the CT selector starts on: the first scalar volume (not a label map, vector volume or
+    rib-unfolded picture); None when there is none."""
+    for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")):
+        node = scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
+        if node.GetClassName() == "vtkMRMLScalarVolumeNode" and not is_unfolded_picture(node):
+            return node
+    return None
+
+
+def height_to_keep(previous: float, value: float) -> float:
+    """What the height spin box keeps: 0 (unknown) or a height a run accepts (defaults.HEIGHT_RANGE_M).
+    A spin box has one range, so the gap between 0 and the lowest height is closed here: a value in it
+    goes to the lowest height when it rose (stepping up from unknown), else back to unknown."""
+    lo, hi = defaults.HEIGHT_RANGE_M
+    if 0.0 < value < lo:
+        return lo if value > previous else 0.0
+    return min(max(value, 0.0), hi)
 
 
 def checkpoint_for_run(stored: str, kind: str = "fracture") -> Optional[str]:

@@ -13,7 +13,7 @@ import slicer
 from RibFracSegLib import defaults
 from RibFracSegLib.geometry import ijk_to_ras_matrix
 
-from .nodes import TAG_PREFIX, add_label_segment, new_segmentation_node
+from .segments import TAG_PREFIX, add_label_segment, new_segmentation_node
 from .terminology import rib_entry, serialise
 
 

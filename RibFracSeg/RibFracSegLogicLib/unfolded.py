@@ -37,6 +37,11 @@ class UnfoldedNodes:
     marks: dict  # detection id -> UnfoldedMark or None (on no rib: no point)
 
 
+def is_unfolded_picture(node) -> bool:
+    """Whether a node is a run's rib-unfolded picture (a scalar volume, but no CT to run on)."""
+    return node is not None and node.GetAttribute(ATTRIBUTE) is not None
+
+
 def unfolded_ijk_to_ras(unfolded: UnfoldedRibs) -> np.ndarray:
     """4x4 IJK -> RAS of the picture: i = column (towards patient's left), j = row (downwards)."""
     px = unfolded.pixel_mm

@@ -14,11 +14,7 @@ from PIL import Image
 from RibFracSegLib import defaults
 from RibFracSegLib.io import atomic_path
 from RibFracSegLib.l3.body_composition import TISSUE_COLOURS
-
-
-def _grey(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    g = (np.clip((values - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
-    return np.repeat(g[..., None], 3, axis=2)
+from RibFracSegLib.pictures import grey_rgb
 
 
 def _save(rgb: np.ndarray, path: str | Path, pixel_mm: tuple[float, float] = (1.0, 1.0), min_side: int = 512) -> Path:
@@ -37,7 +33,7 @@ def _save(rgb: np.ndarray, path: str | Path, pixel_mm: tuple[float, float] = (1.
 
 def save_overlay_png(composition, path: str | Path, alpha: float = 0.45) -> Path:
     """The L3 slice (abdominal window) with muscle red, SAT yellow, VAT green and IMAT blue."""
-    rgb = _grey(composition.hu, *defaults.L3_OVERLAY_WINDOW_HU).astype(np.float32)
+    rgb = grey_rgb(composition.hu, defaults.L3_OVERLAY_WINDOW_HU).astype(np.float32)
     for label, colour in TISSUE_COLOURS.items():
         sel = composition.mask == label
         rgb[sel] = (1 - alpha) * rgb[sel] + alpha * np.array(colour, np.float32)
@@ -48,7 +44,7 @@ def save_mip_png(projections, l3, path: str | Path) -> Path:
     """Frontal and sagittal MIPs side by side with the L3 row: red if in view, grey otherwise."""
     mips = [projections.frontal, projections.sagittal]
     gap = np.zeros((mips[0].shape[0], 8))
-    rgb = _grey(np.concatenate([mips[0], gap, mips[1]], axis=1), 0.0, 1.0)
+    rgb = grey_rgb(np.concatenate([mips[0], gap, mips[1]], axis=1), (0.0, 1.0))
     row = int(round(l3.row_mm / projections.spacing_mm))
     colour = (255, 0, 0) if l3.in_view else (128, 128, 128)
     rgb[max(0, row - 1):row + 2, :] = colour

@@ -12,12 +12,14 @@ import SimpleITK as sitk
 from PIL import Image, ImageDraw
 
 from ..io import atomic_path
+from ..pictures import grey
 from ..preprocess import canonical_volume
 from .levels import SpineLevels
 
 PIXEL_MM = 0.5
 HALF_WIDTH_MM = 110.0  # antero-posterior half width of the picture around the bodies
 WINDOW_HU = (-250.0, 1100.0)
+BONE_WINDOW_HU = (100.0, 1000.0)  # the coronal bone MIP beside it
 
 
 def _canonical_index(canon, image: sitk.Image, lps) -> np.ndarray:
@@ -43,9 +45,8 @@ def spine_picture(image: sitk.Image, levels: SpineLevels, lines: Optional[dict] 
         xs, yc = np.full(nz, hu.shape[2] / 2.0), hu.shape[1] / 2.0
     half = max(1, int(round(3.0 / sx)))
     sag = np.stack([hu[k, :, max(0, int(x) - half):int(x) + half + 1].mean(axis=1) for k, x in enumerate(xs)])
-    lo, hi = WINDOW_HU
-    grey = (np.clip((sag - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)[::-1]  # head up
-    picture = Image.fromarray(grey).resize((max(1, int(hu.shape[1] * sy / PIXEL_MM)), max(1, int(nz * sz / PIXEL_MM))))
+    picture = Image.fromarray(grey(sag, WINDOW_HU)[::-1])  # head up
+    picture = picture.resize((max(1, int(hu.shape[1] * sy / PIXEL_MM)), max(1, int(nz * sz / PIXEL_MM))))
     y0 = max(0, int((yc * sy - HALF_WIDTH_MM) / PIXEL_MM))
     picture = picture.crop((y0, 0, min(picture.width, y0 + int(2 * HALF_WIDTH_MM / PIXEL_MM)), picture.height))
     picture = picture.convert("RGB")
@@ -83,8 +84,8 @@ def _with_coronal(sagittal: Image.Image, hu: np.ndarray, spacing_zyx, yc: float,
     sz, sy, sx = spacing_zyx
     j0, j1 = max(0, int(yc - 20.0 / sy)), min(hu.shape[1], int(yc + 70.0 / sy))
     mip = hu[:, j0:j1].max(axis=1)[::-1]
-    grey = (np.clip((mip - 100.0) / 900.0, 0, 1) * 255).astype(np.uint8)
-    coronal = Image.fromarray(grey).resize((max(1, int(hu.shape[2] * sx / PIXEL_MM)), sagittal.height)).convert("RGB")
+    coronal = Image.fromarray(grey(mip, BONE_WINDOW_HU))
+    coronal = coronal.resize((max(1, int(hu.shape[2] * sx / PIXEL_MM)), sagittal.height)).convert("RGB")
     draw = ImageDraw.Draw(coronal)
     for v in levels.vertebrae:
         for z in (v.z_top_mm, v.z_bottom_mm):

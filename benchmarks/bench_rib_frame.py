@@ -3,8 +3,9 @@
 Ribs come from the CT's TotalSegmentator labels (`ribs/label_maps.to_rib_labels` -> our 1..24, then
 `ribs/centrelines.ribs_from_label_map`), so the figures measure the frame, not the rib step. Per rib:
 frame seconds (build + sample), the share of frame voxels that map one-to-one (`RibFrame.one_to_one`),
-the round-trip error frame -> LPS -> frame on those (max, mm) and CT voxel -> frame -> CT on every
-CT voxel the frame reaches (max, mm). `--png` writes mid-plane slices of a few straightened ribs.
+the round-trip error frame -> LPS -> frame on those (max, mm), CT voxel -> frame -> CT on every
+CT voxel the frame reaches (max, mm), the largest twist between neighbouring sections (degrees) and
+the smallest cosine between `u` and the outward direction (where that is defined). `--png` writes mid-plane slices of a few straightened ribs.
 Timings: run under `flock -x /tmp/cpu.lock` for figures to quote.
 """
 
@@ -24,7 +25,8 @@ from real_data import lidc_path  # noqa: E402
 
 from RibFracSegLib import defaults  # noqa: E402
 from RibFracSegLib.ribs.centrelines import ribs_from_label_map  # noqa: E402
-from RibFracSegLib.ribs.frame import RibFrame, body_centre, ct_affine, rib_frame  # noqa: E402
+from RibFracSegLib.ribs.frame import (RibFrame, body_centre, ct_affine, outward_cosine, rib_frame,  # noqa: E402
+                                      section_twist_deg)  # noqa: E402
 from RibFracSegLib.ribs.label_maps import to_rib_labels  # noqa: E402
 from RibFracSegLib.ribs.qc import save_png  # noqa: E402
 
@@ -84,7 +86,7 @@ def main() -> None:
     centre = body_centre(ribs.ribs)
     array = sitk.GetArrayViewFromImage(ct)
     print(f"{'rib':>4} {'length mm':>9} {'frame voxels':>14} {'voxels':>9} {'s':>6} {'1:1':>6} "
-          f"{'frame rt mm':>11} {'CT rt mm':>9}")
+          f"{'frame rt mm':>11} {'CT rt mm':>9} {'twist deg':>9} {'out cos':>7}")
     total_s, total_vox = 0.0, 0
     frames = []
     for rib in ribs.ribs:
@@ -100,7 +102,8 @@ def main() -> None:
         total_vox += int(np.prod(frame.shape))
         frames.append(frame)
         print(f"{frame.name:>4} {frame.length_mm:9.1f} {'x'.join(map(str, frame.shape)):>14} {np.prod(frame.shape):9d} "
-              f"{seconds:6.2f} {share:6.3f} {frame_err:11.2e} {ct_err:9.2e}")
+              f"{seconds:6.2f} {share:6.3f} {frame_err:11.2e} {ct_err:9.2e} "
+              f"{np.abs(section_twist_deg(frame)).max():9.1e} {np.nanmin(outward_cosine(frame, centre)):7.2f}")
     print(f"all {len(frames)} ribs: {total_vox / 1e6:.1f} M frame voxels, build + sampling {total_s:.1f} s")
     if args.png:
         print(f"picture: {picture(frames, args.show.split(','), Path(args.png))}")

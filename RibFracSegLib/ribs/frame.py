@@ -266,6 +266,29 @@ def _outward(points: np.ndarray, tangent: np.ndarray, centre_lps: np.ndarray) ->
     return o - np.sum(o * tangent, axis=1, keepdims=True) * tangent
 
 
+def section_twist_deg(frame: RibFrame) -> np.ndarray:
+    """(m - 1,) signed rotation (degrees) of `u` about the tangent from each section to the next,
+    beyond the least rotation that turns one tangent into the next: 0 for a frame without twist."""
+    t0, t1, u0 = frame.tangent[:-1], frame.tangent[1:], frame.u[:-1]
+    axis = np.cross(t0, t1)
+    sin, cos = np.linalg.norm(axis, axis=1), np.sum(t0 * t1, axis=1)
+    k = axis / np.maximum(sin, 1e-12)[:, None]
+    carried = (u0 * cos[:, None] + np.cross(k, u0) * sin[:, None]
+               + k * np.sum(k * u0, axis=1, keepdims=True) * (1 - cos)[:, None])  # Rodrigues
+    return np.degrees(np.arctan2(np.sum(np.cross(carried, frame.u[1:]) * t1, axis=1),
+                                 np.sum(carried * frame.u[1:], axis=1)))
+
+
+def outward_cosine(frame: RibFrame, centre_lps: Sequence[float], min_weight: float = 0.5) -> np.ndarray:
+    """(m,) cosine between `u` and the direction away from the body's vertical axis through
+    `centre_lps` (horizontal, across the rib); NaN where the rib runs nearly straight away from the
+    axis (the rib neck) and that direction is not defined (its part across the rib < `min_weight`)."""
+    out = _outward(frame.points_lps, frame.tangent, np.asarray(centre_lps, float))
+    weight = np.linalg.norm(out, axis=1)
+    cos = np.sum(out * frame.u, axis=1) / np.maximum(weight, 1e-9)
+    return np.where(weight >= min_weight, cos, np.nan)
+
+
 def rotation_minimising_axes(points: np.ndarray, tangent: np.ndarray, first: np.ndarray) -> np.ndarray:
     """Cross axis carried along the curve without twist (double reflection, Wang et al. 2008),
     starting from `first` (made perpendicular to the first tangent)."""

@@ -4,8 +4,9 @@ Ribs come from the CT's TotalSegmentator labels (`ribs/label_maps.to_rib_labels`
 `ribs/centrelines.ribs_from_label_map`), so the figures measure the frame, not the rib step. Per rib:
 frame seconds (build + sample), the share of frame voxels that map one-to-one (`RibFrame.one_to_one`),
 the round-trip error frame -> LPS -> frame on those (max, mm), CT voxel -> frame -> CT on every
-CT voxel the frame reaches (max, mm), the largest twist between neighbouring sections (degrees) and
-the smallest cosine between `u` and the outward direction (where that is defined). `--png` writes mid-plane slices of a few straightened ribs.
+CT voxel the frame reaches (max, mm), the largest twist between neighbouring sections (degrees),
+the smallest cosine between `u` and the outward direction (where that is defined) and the seconds
+to write the frame's bone back onto the CT grid (`frame_to_ct`); then how much of that lands on bone. `--png` writes mid-plane slices of a few straightened ribs.
 Timings: run under `flock -x /tmp/cpu.lock` for figures to quote.
 """
 
@@ -25,8 +26,8 @@ from real_data import lidc_path  # noqa: E402
 
 from RibFracSegLib import defaults  # noqa: E402
 from RibFracSegLib.ribs.centrelines import ribs_from_label_map  # noqa: E402
-from RibFracSegLib.ribs.frame import (RibFrame, body_centre, ct_affine, outward_cosine, rib_frame,  # noqa: E402
-                                      section_twist_deg)  # noqa: E402
+from RibFracSegLib.ribs.frame import (RibFrame, body_centre, ct_affine, frame_to_ct, outward_cosine,  # noqa: E402
+                                      rib_frame, section_twist_deg)  # noqa: E402
 from RibFracSegLib.ribs.label_maps import to_rib_labels  # noqa: E402
 from RibFracSegLib.ribs.qc import save_png  # noqa: E402
 
@@ -80,15 +81,17 @@ def main() -> None:
     args = parser.parse_args()
     ct = sitk.ReadImage(str(lidc_path("cxr.nii.gz")))
     t0 = time.perf_counter()
-    ribs = ribs_from_label_map(to_rib_labels(sitk.ReadImage(str(lidc_path("mask.nii.gz")))))
+    labels = to_rib_labels(sitk.ReadImage(str(lidc_path("mask.nii.gz"))))
+    ribs = ribs_from_label_map(labels)
     print(f"LIDC-IDRI-0001 {ct.GetSize()} spacing {np.round(ct.GetSpacing(), 3).tolist()}: "
           f"{len(ribs.ribs)} ribs from TotalSegmentator labels, centrelines {time.perf_counter() - t0:.1f} s")
     centre = body_centre(ribs.ribs)
     array = sitk.GetArrayViewFromImage(ct)
     print(f"{'rib':>4} {'length mm':>9} {'frame voxels':>14} {'voxels':>9} {'s':>6} {'1:1':>6} "
-          f"{'frame rt mm':>11} {'CT rt mm':>9} {'twist deg':>9} {'out cos':>7}")
-    total_s, total_vox = 0.0, 0
+          f"{'frame rt mm':>11} {'CT rt mm':>9} {'twist deg':>9} {'out cos':>7} {'back s':>6}")
+    total_s, total_vox, back_s = 0.0, 0, 0.0
     frames = []
+    bone_back = np.zeros(array.shape, np.float32)  # each frame's bone (> BONE_HU) written back onto the CT grid
     for rib in ribs.ribs:
         t0 = time.perf_counter()
         frame = rib_frame(rib, centre)
@@ -98,13 +101,22 @@ def main() -> None:
         frame.sample(ct, array)
         seconds = time.perf_counter() - t0
         share, frame_err, ct_err = round_trip_mm(frame, ct, args.every)
+        t0 = time.perf_counter()
+        frame_to_ct(frame, (frame.volume > defaults.BONE_HU).astype(np.float32), ct, bone_back)
+        back = time.perf_counter() - t0
+        back_s += back
         total_s += seconds
         total_vox += int(np.prod(frame.shape))
         frames.append(frame)
         print(f"{frame.name:>4} {frame.length_mm:9.1f} {'x'.join(map(str, frame.shape)):>14} {np.prod(frame.shape):9d} "
               f"{seconds:6.2f} {share:6.3f} {frame_err:11.2e} {ct_err:9.2e} "
-              f"{np.abs(section_twist_deg(frame)).max():9.1e} {np.nanmin(outward_cosine(frame, centre)):7.2f}")
-    print(f"all {len(frames)} ribs: {total_vox / 1e6:.1f} M frame voxels, build + sampling {total_s:.1f} s")
+              f"{np.abs(section_twist_deg(frame)).max():9.1e} {np.nanmin(outward_cosine(frame, centre)):7.2f} {back:6.2f}")
+    print(f"all {len(frames)} ribs: {total_vox / 1e6:.1f} M frame voxels, build + sampling {total_s:.1f} s, "
+          f"write-back {back_s:.1f} s")
+    written, bone = bone_back > 0.5, array > defaults.BONE_HU
+    rib_bone = bone & (sitk.GetArrayViewFromImage(labels) > 0)
+    print(f"bone written back: {written.sum()} voxels, {np.mean(bone[written]):.3f} of them bone in the CT; "
+          f"{np.mean(written[rib_bone]):.3f} of the CT's rib bone (TotalSegmentator ribs > {defaults.BONE_HU:.0f} HU) covered")
     if args.png:
         print(f"picture: {picture(frames, args.show.split(','), Path(args.png))}")
 

@@ -7,9 +7,11 @@ of the chest (away from the body's vertical axis), so inner and outer cortex kee
 every rib; `v` points head-wards on average, so a right rib looks like the mirror image of a left
 one (the frame is right-handed on left ribs, left-handed on right ribs).
 
-The sections do not twist: (u, v) is a rotation-minimising frame (double reflection, Wang et al.
-2008), turned once as a whole so that `u` points outward as well as it can along the whole rib.
-A Frenet frame would spin where the rib is nearly straight.
+The sections barely twist: (u, v) is a rotation-minimising frame (double reflection, Wang et al.
+2008), turned about the tangent by an angle that follows "outward" only slowly (smoothed over
+`RIB_FRAME_TURN_SMOOTH_MM` of arc: a real rib is not flat, and a frame without any twist drifts
+off outward by up to 80 degrees near the neck of ribs 2-3). A Frenet frame would spin where the rib is
+nearly straight.
 
 Maps: frame index -> LPS is the sampling itself (section point and axes interpolated linearly
 between sections); LPS -> frame index finds the section plane holding the point (from the nearest
@@ -201,16 +203,20 @@ class RibFrame:
 def frame_to_ct(frame: RibFrame, values: np.ndarray, ct: sitk.Image, out: Optional[np.ndarray] = None) -> np.ndarray:
     """Values on the frame's grid (e.g. probabilities) onto the CT grid, [k, j, i] float32: every CT
     voxel within the frame's reach takes the value interpolated at its own frame coordinate; voxels
-    beyond it keep `out`'s value (0 in a new array). Several ribs into one `out` keep the maximum."""
+    beyond it keep `out`'s value (0 in a new array). Several ribs into one `out` keep the maximum.
+    Only CT voxels near sections holding a non-zero value are visited (sparse probabilities are cheap)."""
     if values.shape != frame.shape:
         raise ValueError(f"values of shape {values.shape} do not fit {frame.name}'s frame {frame.shape}")
     size = ct.GetSize()
     if out is None:
         out = np.zeros(size[::-1], np.float32)
+    active = ndimage.binary_dilation(np.abs(values).reshape(len(values), -1).max(axis=1) > 0)  # sections that write
+    if not active.any():
+        return out
     m, origin = ct_affine(ct)
     spacing = np.array(ct.GetSpacing(), float)
     reach = frame.half * frame.voxel_mm * np.sqrt(2.0) + frame.voxel_mm  # a section's corner, and a voxel
-    ijk = (frame.points_lps - origin) @ np.linalg.inv(m).T
+    ijk = (frame.points_lps[active] - origin) @ np.linalg.inv(m).T
     lo = np.maximum(np.floor(ijk.min(axis=0) - reach / spacing), 0).astype(int)
     hi = np.minimum(np.ceil(ijk.max(axis=0) + reach / spacing) + 1, size).astype(int)
     if np.any(hi <= lo):
@@ -279,7 +285,8 @@ def section_twist_deg(frame: RibFrame) -> np.ndarray:
                                  np.sum(carried * frame.u[1:], axis=1)))
 
 
-def outward_cosine(frame: RibFrame, centre_lps: Sequence[float], min_weight: float = 0.5) -> np.ndarray:
+def outward_cosine(frame: RibFrame, centre_lps: Sequence[float],
+                   min_weight: float = defaults.RIB_FRAME_OUTWARD_MIN) -> np.ndarray:
     """(m,) cosine between `u` and the direction away from the body's vertical axis through
     `centre_lps` (horizontal, across the rib); NaN where the rib runs nearly straight away from the
     axis (the rib neck) and that direction is not defined (its part across the rib < `min_weight`)."""
@@ -310,10 +317,13 @@ def rotation_minimising_axes(points: np.ndarray, tangent: np.ndarray, first: np.
 
 def rib_frame(rib: Rib, centre_lps: Optional[Sequence[float]] = None, voxel_mm: float = defaults.RIB_FRAME_VOXEL_MM,
               half_mm: float = defaults.RIB_FRAME_HALF_MM, smooth_mm: float = defaults.RIB_FRAME_SMOOTH_MM,
-              end_mm: float = defaults.RIB_FRAME_END_MM) -> Optional[RibFrame]:
+              end_mm: float = defaults.RIB_FRAME_END_MM,
+              turn_smooth_mm: Optional[float] = defaults.RIB_FRAME_TURN_SMOOTH_MM) -> Optional[RibFrame]:
     """The frame of one rib (not sampled yet), or None when its centreline is shorter than 2 voxels.
     `centre_lps`: a point on the body's vertical axis (`rib_frames` passes the centre of all ribs);
-    by default the rib's own centroid (the rib curves round the chest)."""
+    by default the rib's own centroid (the rib curves round the chest). The rotation-minimising
+    axes are turned towards "outward" as seen over `turn_smooth_mm` of arc (None: one turn for the
+    whole rib, no twist at all)."""
     line = np.asarray(rib.centreline_lps, float)
     if len(line) < 2 or rib.length_mm < 2 * voxel_mm:
         return None
@@ -331,7 +341,17 @@ def rib_frame(rib: Rib, centre_lps: Optional[Sequence[float]] = None, voxel_mm: 
     start = out[int(np.argmax(weight[: max(1, len(pts) // 10)]))] if weight.max() > 1e-6 else np.cross(t[0], [0, 0, 1.0])
     r = rotation_minimising_axes(pts, t, start)
     s = np.cross(t, r)
-    turn = np.arctan2(np.sum(s * out), np.sum(r * out))  # one turn for the whole rib: u outward on the whole
+    defined = np.clip((weight / defaults.RIB_FRAME_OUTWARD_MIN - 0.8) / 0.4, 0.0, 1.0)  # 0 on the neck, 1 beyond
+    toward = out / np.maximum(weight, 1e-9)[:, None] * (defined if defined.any() else weight)[:, None]
+    outward_in_rmf = np.column_stack([np.sum(toward * r, axis=1), np.sum(toward * s, axis=1)])
+    whole = outward_in_rmf.sum(axis=0)
+    if turn_smooth_mm is not None:
+        local = ndimage.gaussian_filter1d(outward_in_rmf, turn_smooth_mm / voxel_mm, axis=0, mode="nearest")
+        weak = np.linalg.norm(local, axis=1) < 1e-3
+        local[weak] = whole
+        turn = np.arctan2(local[:, 1], local[:, 0])[:, None]
+    else:
+        turn = np.arctan2(whole[1], whole[0])
     u = np.cos(turn) * r + np.sin(turn) * s
     v = np.cross(t, u)
     if v[:, 2].sum() < 0:

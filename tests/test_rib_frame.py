@@ -153,6 +153,10 @@ def tube_ct(line_lps: np.ndarray, radius_mm: float) -> sitk.Image:
     return tube
 
 
+def rib_length(line: np.ndarray) -> float:
+    return float(np.linalg.norm(np.diff(line, axis=0), axis=1).sum())
+
+
 def helix(n: int = 240) -> np.ndarray:
     s = np.linspace(0, 1.6, n)
     return np.column_stack([70 * np.cos(s), 70 * np.sin(s), -30 * s])
@@ -176,6 +180,9 @@ def test_a_tube_becomes_a_straight_bar_centred_in_the_frame(shape):
     offset = np.hypot(cu, cv)
     assert mass.min() > 0.8 * mass.max()  # bright all along
     assert offset.max() < 0.5, offset.max()
+    head = frame.index_to_lps([-frame.arc0_mm / mm, h, h])  # arc 0 is the centreline's first point
+    assert np.linalg.norm(head - line[0]) < 0.3
+    assert abs(frame.length_mm - (rib_length(line) - 2 * frame.arc0_mm)) < 1.0  # runs on about 5 mm past both ends
     width = (w[:, h, :] > 500).sum(axis=1) * mm  # the bar's width across v at u = 0: the tube's diameter
     assert abs(np.median(width) - 8.0) < 1.0 and width.max() - width.min() <= 2 * mm + 1e-9
 

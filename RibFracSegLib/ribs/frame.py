@@ -62,7 +62,7 @@ class RibFrame:
     u: np.ndarray  # (m, 3) unit, first cross axis: outward, away from the body's vertical axis
     v: np.ndarray  # (m, 3) unit, second cross axis: head-wards on average
     volume: Optional[np.ndarray] = None  # (m, 2 * half + 1, 2 * half + 1) float32 HU, after `sample`
-    _tree: Optional[cKDTree] = field(default=None, repr=False)
+    _tree: Optional[cKDTree] = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -141,11 +141,9 @@ class RibFrame:
         idx = np.asarray(index, float)
         bend = np.gradient(self.tangent, axis=0) / self.voxel_mm
         seg, f = self._segment(idx[..., 0])
-        w = f[..., None]
-        k = bend[seg] + w * (bend[seg + 1] - bend[seg])
-        p, u, v = self._at(seg, f)
-        c = ((idx[..., 1] - self.half) * self.voxel_mm)[..., None] * u + ((idx[..., 2] - self.half) * self.voxel_mm)[..., None] * v
-        return 1.0 - np.sum(c * k, axis=-1)
+        k = bend[seg] + f[..., None] * (bend[seg + 1] - bend[seg])
+        offset = self.index_to_lps(idx) - self._at(seg, f)[0]  # from the centreline, across the section
+        return 1.0 - np.sum(offset * k, axis=-1)
 
     def one_to_one(self, index, min_stretch: float = 0.5) -> np.ndarray:
         """(...) bool: away from where sections cross (stretch above `min_stretch`) and nearest to
@@ -241,10 +239,11 @@ def frame_to_ct(frame: RibFrame, values: np.ndarray, ct: sitk.Image, out: Option
 
 
 # --- building frames -------------------------------------------------------------------------------
-def _smooth_line(line: np.ndarray, step_mm: float, smooth_mm: float, end_mm: float) -> np.ndarray:
+def _smooth_line(line: np.ndarray, step_mm: float, smooth_mm: float, end_mm: float) -> tuple[np.ndarray, float]:
     """The centreline resampled every `step_mm`, run on straight past both ends (along the chord of
     its last `2 * smooth_mm`: a traced end often curls) by `end_mm` plus the smoothing's reach, then
-    smoothed and cut to `end_mm` beyond the ends, so the run-on joins without a kink."""
+    smoothed and cut to about `end_mm` beyond the ends, so the run-on joins without a kink; and the
+    run-on's length before the head (mm)."""
     arc = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(line, axis=0), axis=1))]
     at = np.linspace(0.0, arc[-1], max(3, int(np.ceil(arc[-1] / step_mm)) + 1))
     pts = np.column_stack([np.interp(at, arc, line[:, a]) for a in range(3)])
@@ -260,7 +259,8 @@ def _smooth_line(line: np.ndarray, step_mm: float, smooth_mm: float, end_mm: flo
     if sigma > 0:
         longer = ndimage.gaussian_filter1d(longer, sigma, axis=0, mode="nearest")
     keep = int(np.ceil(end_mm / step))
-    return longer[pad - keep:pad + len(pts) + keep]
+    return longer[pad - keep:pad + len(pts) + keep], float(np.sum(np.linalg.norm(
+        np.diff(longer[pad - keep:pad + 1], axis=0), axis=1)))
 
 
 def _outward(points: np.ndarray, tangent: np.ndarray, centre_lps: np.ndarray) -> np.ndarray:
@@ -324,13 +324,13 @@ def rib_frame(rib: Rib, centre_lps: Optional[Sequence[float]] = None, voxel_mm: 
     by default the rib's own centroid (the rib curves round the chest). The rotation-minimising
     axes are turned towards "outward" as seen over `turn_smooth_mm` of arc (None: one turn for the
     whole rib, no twist at all)."""
+    if voxel_mm <= 0 or half_mm < voxel_mm:
+        raise ValueError(f"rib frame needs voxel_mm > 0 and half_mm >= voxel_mm, got {voxel_mm}, {half_mm}")
     line = np.asarray(rib.centreline_lps, float)
     if len(line) < 2 or rib.length_mm < 2 * voxel_mm:
         return None
-    if voxel_mm <= 0 or half_mm < voxel_mm:
-        raise ValueError(f"rib frame needs voxel_mm > 0 and half_mm >= voxel_mm, got {voxel_mm}, {half_mm}")
     centre = np.mean(line, axis=0) if centre_lps is None else np.asarray(centre_lps, float)
-    smooth = _smooth_line(line, min(voxel_mm, 1.0), smooth_mm, end_mm)
+    smooth, lead_mm = _smooth_line(line, min(voxel_mm, 1.0), smooth_mm, end_mm)
     arc = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(smooth, axis=0), axis=1))]
     at = np.arange(int(np.floor(arc[-1] / voxel_mm + 1e-6)) + 1) * voxel_mm  # equal arc steps
     pts = np.column_stack([np.interp(at, arc, smooth[:, a]) for a in range(3)])
@@ -338,7 +338,10 @@ def rib_frame(rib: Rib, centre_lps: Optional[Sequence[float]] = None, voxel_mm: 
     t /= np.linalg.norm(t, axis=1, keepdims=True)
     out = _outward(pts, t, centre)
     weight = np.linalg.norm(out, axis=1)
-    start = out[int(np.argmax(weight[: max(1, len(pts) // 10)]))] if weight.max() > 1e-6 else np.cross(t[0], [0, 0, 1.0])
+    head = weight[: max(1, len(pts) // 10)]
+    start = out[int(np.argmax(head))] if head.max() > 1e-6 else np.cross(t[0], [0.0, 0.0, 1.0])
+    if np.linalg.norm(start) < 1e-6:  # a vertical rib start with no outward: any axis across it
+        start = np.cross(t[0], [1.0, 0.0, 0.0])
     r = rotation_minimising_axes(pts, t, start)
     s = np.cross(t, r)
     defined = np.clip((weight / defaults.RIB_FRAME_OUTWARD_MIN - 0.8) / 0.4, 0.0, 1.0)  # 0 on the neck, 1 beyond
@@ -356,7 +359,7 @@ def rib_frame(rib: Rib, centre_lps: Optional[Sequence[float]] = None, voxel_mm: 
     v = np.cross(t, u)
     if v[:, 2].sum() < 0:
         v = -v
-    return RibFrame(rib.name, rib.side, rib.number, float(voxel_mm), int(round(half_mm / voxel_mm)), -float(end_mm),
+    return RibFrame(rib.name, rib.side, rib.number, float(voxel_mm), int(round(half_mm / voxel_mm)), -lead_mm,
                     pts, t, u, v)
 
 

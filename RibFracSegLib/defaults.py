@@ -274,6 +274,17 @@ SOFT_FILL_SHELL_MM = (1.0, 4.0)  # the shell around the rib that gives the fill
 NOISE_AWAY_FROM_BONE_MM = 3.0  # local noise is measured on soft tissue at least this far from the rib
 PSF_SIGMA_VOXELS = 0.35  # extra blur of the change beyond the voxel box (scanner PSF)
 NOISE_CORRELATION_VOXELS = 0.6  # Gaussian correlation of the added noise
+
+# --- Rib frame: each rib straightened into its own volume (RibFracSegLib.ribs.frame) -----------
+RIB_FRAME_VOXEL_MM = 0.6  # voxel of a straightened rib, along the arc and across (0.5-0.7 mm: a cortex is about 1 mm)
+RIB_FRAME_HALF_MM = 15.0  # sections reach this far from the centreline on both cross axes (a rib is 10-15 mm high)
+RIB_FRAME_SMOOTH_MM = 5.0  # Gaussian sigma along the centreline: the frame follows the rib, not a break's step
+RIB_FRAME_END_MM = 5.0  # the frame runs on this far beyond both ends of the centreline (traced ribs stop short)
+RIB_FRAME_TURN_SMOOTH_MM = 40.0  # the untwisted frame turns towards "outward" as smoothed over this arc (sigma);
+#   LIDC-IDRI-0001: at most 0.7 degrees per section, u within 31 degrees of outward (None: no twist, up to 80 off)
+RIB_FRAME_OUTWARD_MIN = 0.5  # "outward" (away from the body's axis, across the rib) counts where this much of it
+#   is across the rib: not on the neck, which runs nearly straight away from the axis
+
 # --- Rib-unfolded view (RibFracSegLib.ribs.unfold / .qc) ----------------------------------------
 UNFOLD_PIXEL_MM = 0.5  # fixed size of an unfolded pixel, along and across the rib
 UNFOLD_HALF_ACROSS_MM = 15.0  # strip reaches this far above and below the centreline (ribs are 10-15 mm high)

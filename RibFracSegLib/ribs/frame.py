@@ -1,0 +1,383 @@
+"""The rib frame: each rib straightened into its own 3-D volume, with exact maps to and from the CT.
+
+A frame volume is indexed [a, p, q]: `a` runs along the rib's smoothed centreline from
+`RIB_FRAME_END_MM` before its head, one section every `voxel_mm` of arc; `p` and `q` run across the
+rib on the section's axes `u` and `v`, `half` voxels either side of the centreline. `u` points out
+of the chest (away from the body's vertical axis), so inner and outer cortex keep their meaning on
+every rib; `v` points head-wards on average, so a right rib looks like the mirror image of a left
+one (the frame is right-handed on left ribs, left-handed on right ribs).
+
+The sections barely twist: (u, v) is a rotation-minimising frame (double reflection, Wang et al.
+2008), turned about the tangent by an angle that follows "outward" only slowly (smoothed over
+`RIB_FRAME_TURN_SMOOTH_MM` of arc: a real rib is not flat, and a frame without any twist drifts
+off outward by up to 80 degrees near the neck of ribs 2-3). A Frenet frame would spin where the rib is
+nearly straight.
+
+Maps: frame index -> LPS is the sampling itself (section point and axes interpolated linearly
+between sections); LPS -> frame index finds the section plane holding the point (from the nearest
+section, moving segment by segment) and projects the point on that section's axes, so the two are
+exact inverses. CT values are read with linear interpolation; values are written back onto the CT
+grid by inverse sampling (each CT voxel in reach looks its frame coordinate up), never splatted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+from scipy.spatial import cKDTree
+
+from .. import defaults
+from ..geometry import distance_mm, index_to_lps
+from .labels import Rib
+
+_SEARCH_STEPS = 8  # LPS -> frame: segments walked from the nearest section at most
+_NEWTON_STEPS = 4  # ... and Newton steps within a segment (the section plane moves almost linearly)
+
+
+def ct_affine(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
+    """(M, origin) with LPS = origin + M @ (i, j, k), read off `geometry.index_to_lps` (SimpleITK), so
+    every storage order (flipped, permuted, oblique) is handled where the rest of the project does."""
+    origin = np.asarray(index_to_lps(image, (0, 0, 0)), float)
+    m = np.column_stack([np.asarray(index_to_lps(image, e), float) - origin for e in np.eye(3)])
+    return m, origin
+
+
+@dataclass
+class RibFrame:
+    """One straightened rib: its sections (point and axes every `voxel_mm` of arc) and, once
+    sampled, its volume [a, p, q] in HU."""
+
+    name: str  # "L5", or "unnumbered L"
+    side: str
+    number: Optional[int]
+    voxel_mm: float
+    half: int  # a section is (2 * half + 1)^2 voxels, centreline at index `half`
+    arc0_mm: float  # arc length from the rib's head of section 0 (negative: the frame starts before the head)
+    points_lps: np.ndarray  # (m, 3) section centres on the smoothed centreline
+    tangent: np.ndarray  # (m, 3) unit, towards the anterior end
+    u: np.ndarray  # (m, 3) unit, first cross axis: outward, away from the body's vertical axis
+    v: np.ndarray  # (m, 3) unit, second cross axis: head-wards on average
+    volume: Optional[np.ndarray] = None  # (m, 2 * half + 1, 2 * half + 1) float32 HU, after `sample`
+    _tree: Optional[cKDTree] = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (len(self.points_lps), 2 * self.half + 1, 2 * self.half + 1)
+
+    @property
+    def length_mm(self) -> float:
+        return (len(self.points_lps) - 1) * self.voxel_mm
+
+    def tree(self) -> cKDTree:
+        """Nearest-section lookup (built once)."""
+        if self._tree is None:
+            self._tree = cKDTree(self.points_lps)
+        return self._tree
+
+    def arc_mm(self, a) -> np.ndarray:
+        """Arc length from the rib's head of (continuous) section index `a`."""
+        return self.arc0_mm + np.asarray(a, float) * self.voxel_mm
+
+    # --- frame index -> LPS -> CT ------------------------------------------------------------------
+    def _segment(self, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        seg = np.clip(np.floor(a), 0, len(self.points_lps) - 2).astype(np.int64)
+        return seg, a - seg
+
+    def _at(self, seg: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Section point and axes at `seg + f`, interpolated linearly (extrapolated past the ends)."""
+        w = f[..., None]
+        lerp = lambda x: x[seg] + w * (x[seg + 1] - x[seg])  # noqa: E731
+        return lerp(self.points_lps), lerp(self.u), lerp(self.v)
+
+    def index_to_lps(self, index) -> np.ndarray:
+        """(..., 3) continuous frame index (a, p, q) -> (..., 3) LPS mm."""
+        idx = np.asarray(index, float)
+        seg, f = self._segment(idx[..., 0])
+        p, u, v = self._at(seg, f)
+        return (p + ((idx[..., 1] - self.half) * self.voxel_mm)[..., None] * u
+                + ((idx[..., 2] - self.half) * self.voxel_mm)[..., None] * v)
+
+    def index_to_ct(self, index, ct: sitk.Image) -> np.ndarray:
+        """(..., 3) frame index -> (..., 3) continuous CT index (i, j, k): where `sample` reads."""
+        m, origin = ct_affine(ct)
+        return (self.index_to_lps(index) - origin) @ np.linalg.inv(m).T
+
+    # --- LPS / CT -> frame index ---------------------------------------------------------------------
+    def lps_to_index(self, points_lps) -> np.ndarray:
+        """(..., 3) LPS mm -> (..., 3) continuous frame index; NaN rows for points beyond the frame
+        (more than half a voxel past its first or last section or its cross-section's edge)."""
+        x = np.asarray(points_lps, float)
+        flat = x.reshape(-1, 3)
+        _, nearest = self.tree().query(flat)
+        last = len(self.points_lps) - 2
+        seg = np.minimum(nearest, last).astype(np.int64)
+        f = self._plane_fraction(flat, seg)
+        for _ in range(_SEARCH_STEPS):  # walk to the segment whose section planes bracket the point
+            move = np.where((f < 0) & (seg > 0), -1, np.where((f > 1) & (seg < last), 1, 0))
+            if not move.any():
+                break
+            seg = seg + move
+            moved = move != 0
+            f[moved] = self._plane_fraction(flat[moved], seg[moved])
+        p, u, v = self._at(seg, f)
+        d = flat - p
+        uu, vv, uv = (np.einsum("ij,ij->i", a, b) for a, b in ((u, u), (v, v), (u, v)))
+        du, dv = np.einsum("ij,ij->i", d, u), np.einsum("ij,ij->i", d, v)
+        det = uu * vv - uv * uv
+        cross_p = (vv * du - uv * dv) / det
+        cross_q = (uu * dv - uv * du) / det
+        out = np.column_stack([seg + f, cross_p / self.voxel_mm + self.half, cross_q / self.voxel_mm + self.half])
+        hi = np.array(self.shape, float) - 0.5
+        out[np.any((out < -0.5) | (out > hi), axis=1)] = np.nan
+        return out.reshape(x.shape)
+
+    def stretch(self, index) -> np.ndarray:
+        """(...) how much a step along the arc stretches at this cross position: 1 on the centreline,
+        below 1 on the inner side of a bend, 0 where neighbouring sections meet (1 - c . dT/ds)."""
+        idx = np.asarray(index, float)
+        bend = np.gradient(self.tangent, axis=0) / self.voxel_mm
+        seg, f = self._segment(idx[..., 0])
+        k = bend[seg] + f[..., None] * (bend[seg + 1] - bend[seg])
+        offset = self.index_to_lps(idx) - self._at(seg, f)[0]  # from the centreline, across the section
+        return 1.0 - np.sum(offset * k, axis=-1)
+
+    def one_to_one(self, index, min_stretch: float = 0.5) -> np.ndarray:
+        """(...) bool: away from where sections cross (stretch above `min_stretch`) and nearest to
+        its own section's centre, so `lps_to_index` returns to this frame point. False only on the
+        inner side of bends tighter than the point's distance from the centreline (rib ends, the
+        phantom's rib angle), where a CT point is given to the section whose centre is nearest."""
+        idx = np.asarray(index, float)
+        _, nearest = self.tree().query(self.index_to_lps(idx).reshape(-1, 3))
+        near = np.abs(nearest - idx.reshape(-1, 3)[:, 0]) <= 1.0
+        return near.reshape(idx.shape[:-1]) & (self.stretch(idx) > min_stretch)
+
+    def ct_to_index(self, ijk, ct: sitk.Image) -> np.ndarray:
+        """(..., 3) continuous CT index (i, j, k) -> (..., 3) frame index, NaN beyond the frame."""
+        m, origin = ct_affine(ct)
+        return self.lps_to_index(origin + np.asarray(ijk, float) @ m.T)
+
+    def _plane_fraction(self, x: np.ndarray, seg: np.ndarray) -> np.ndarray:
+        """f such that x lies in the plane spanned by u(seg + f), v(seg + f) through p(seg + f):
+        det[x - p, u, v] = 0, a cubic in f (each column is linear in f), solved by Newton from its
+        linear part."""
+        p0, p1 = self.points_lps[seg], self.points_lps[seg + 1]
+        u0, du = self.u[seg], self.u[seg + 1] - self.u[seg]
+        v0, dv = self.v[seg], self.v[seg + 1] - self.v[seg]
+        d0, dd = x - p0, p0 - p1
+        c0, c1, c2 = np.cross(u0, v0), np.cross(du, v0) + np.cross(u0, dv), np.cross(du, dv)
+        dot = lambda a, b: np.einsum("ij,ij->i", a, b)  # noqa: E731
+        k0, k1 = dot(d0, c0), dot(d0, c1) + dot(dd, c0)
+        k2, k3 = dot(d0, c2) + dot(dd, c1), dot(dd, c2)
+        f = -k0 / k1
+        for _ in range(_NEWTON_STEPS):
+            f = f - (((k3 * f + k2) * f + k1) * f + k0) / ((3 * k3 * f + 2 * k2) * f + k1)
+        return f
+
+    # --- CT values in and out ----------------------------------------------------------------------
+    def sample(self, ct: sitk.Image, array: Optional[np.ndarray] = None, chunk: int = 64) -> np.ndarray:
+        """Read the CT (linear interpolation, `AIR_HU` outside it) into `self.volume` and return it.
+        `array`: the CT's voxels in [k, j, i] order if already at hand (saves a copy per rib)."""
+        data = sitk.GetArrayViewFromImage(ct) if array is None else array
+        m, origin = ct_affine(ct)
+        to_index = np.linalg.inv(m)
+        n = 2 * self.half + 1
+        across = (np.arange(n) - self.half) * self.voxel_mm
+        out = np.empty(self.shape, np.float32)
+        for start in range(0, len(self.points_lps), chunk):
+            s = slice(start, start + chunk)
+            lps = (self.points_lps[s, None, None] + across[None, :, None, None] * self.u[s, None, None]
+                   + across[None, None, :, None] * self.v[s, None, None])
+            ijk = (lps - origin) @ to_index.T
+            out[s] = ndimage.map_coordinates(data, ijk[..., ::-1].reshape(-1, 3).T, order=1, mode="constant",
+                                             cval=defaults.AIR_HU, output=np.float32).reshape(lps.shape[:3])
+        self.volume = out
+        return out
+
+
+def frame_to_ct(frame: RibFrame, values: np.ndarray, ct: sitk.Image, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """Values on the frame's grid (e.g. probabilities) onto the CT grid, [k, j, i] float32: every CT
+    voxel within the frame's reach takes the value interpolated at its own frame coordinate; voxels
+    beyond it keep `out`'s value (0 in a new array). Several ribs into one `out` keep the maximum.
+    Only CT voxels near sections holding a non-zero value are visited (sparse probabilities are cheap)."""
+    if values.shape != frame.shape:
+        raise ValueError(f"values of shape {values.shape} do not fit {frame.name}'s frame {frame.shape}")
+    size = ct.GetSize()
+    if out is None:
+        out = np.zeros(size[::-1], np.float32)
+    active = ndimage.binary_dilation(np.abs(values).reshape(len(values), -1).max(axis=1) > 0)  # sections that write
+    if not active.any():
+        return out
+    m, origin = ct_affine(ct)
+    spacing = np.array(ct.GetSpacing(), float)
+    reach = frame.half * frame.voxel_mm * np.sqrt(2.0) + frame.voxel_mm  # a section's corner, and a voxel
+    ijk = (frame.points_lps[active] - origin) @ np.linalg.inv(m).T
+    lo = np.maximum(np.floor(ijk.min(axis=0) - reach / spacing), 0).astype(int)
+    hi = np.minimum(np.ceil(ijk.max(axis=0) + reach / spacing) + 1, size).astype(int)
+    if np.any(hi <= lo):
+        return out
+    box = tuple(slice(a, b) for a, b in zip(lo[::-1], hi[::-1]))  # [k, j, i]
+    line = np.zeros(tuple(hi - lo)[::-1], bool)  # the centreline's voxels in the box, then their neighbourhood
+    on = np.rint(ijk - lo).astype(int)
+    ok = np.all((on >= 0) & (on < hi - lo), axis=1)
+    line[tuple(on[ok][:, ::-1].T)] = True
+    if not line.any():
+        return out
+    near = distance_mm(~line, spacing[::-1]) <= reach + 0.5 * float(np.linalg.norm(spacing))
+    kji = np.argwhere(near)
+    index = frame.ct_to_index(kji[:, ::-1] + lo, ct)
+    inside = np.isfinite(index[:, 0])
+    kji, index = kji[inside], index[inside]
+    got = ndimage.map_coordinates(np.asarray(values, np.float32), index.T, order=1, mode="nearest")
+    target = out[box]
+    cells = tuple(kji.T)
+    target[cells] = np.maximum(target[cells], got)
+    return out
+
+
+# --- building frames -------------------------------------------------------------------------------
+def _smooth_line(line: np.ndarray, step_mm: float, smooth_mm: float, end_mm: float) -> tuple[np.ndarray, float]:
+    """The centreline resampled every `step_mm`, run on straight past both ends (along the chord of
+    its last `2 * smooth_mm`: a traced end often curls) by `end_mm` plus the smoothing's reach, then
+    smoothed and cut to about `end_mm` beyond the ends, so the run-on joins without a kink; and the
+    run-on's length before the head (mm)."""
+    arc = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(line, axis=0), axis=1))]
+    at = np.linspace(0.0, arc[-1], max(3, int(np.ceil(arc[-1] / step_mm)) + 1))
+    pts = np.column_stack([np.interp(at, arc, line[:, a]) for a in range(3)])
+    step = at[1] - at[0]
+    sigma = smooth_mm / step
+    k = max(1, min(len(pts) - 1, int(round(2 * smooth_mm / step))))
+    pad = int(np.ceil(end_mm / step)) + int(np.ceil(3 * sigma))
+    runs = []
+    for end, inner in ((pts[0], pts[k]), (pts[-1], pts[-1 - k])):
+        d = (end - inner) / max(float(np.linalg.norm(end - inner)), 1e-9)
+        runs.append(end + np.outer(np.arange(1, pad + 1) * step, d))
+    longer = np.concatenate([runs[0][::-1], pts, runs[1]])
+    if sigma > 0:
+        longer = ndimage.gaussian_filter1d(longer, sigma, axis=0, mode="nearest")
+    keep = int(np.ceil(end_mm / step))
+    return longer[pad - keep:pad + len(pts) + keep], float(np.sum(np.linalg.norm(
+        np.diff(longer[pad - keep:pad + 1], axis=0), axis=1)))
+
+
+def _outward(points: np.ndarray, tangent: np.ndarray, centre_lps: np.ndarray) -> np.ndarray:
+    """Per section, the horizontal direction away from the body's vertical axis through
+    `centre_lps`, made perpendicular to the tangent (not normalised: short where it is ill-defined)."""
+    o = points - centre_lps
+    o[:, 2] = 0.0
+    o /= np.maximum(np.linalg.norm(o, axis=1, keepdims=True), 1e-9)
+    return o - np.sum(o * tangent, axis=1, keepdims=True) * tangent
+
+
+def section_twist_deg(frame: RibFrame) -> np.ndarray:
+    """(m - 1,) signed rotation (degrees) of `u` about the tangent from each section to the next,
+    beyond the least rotation that turns one tangent into the next: 0 for a frame without twist."""
+    t0, t1, u0 = frame.tangent[:-1], frame.tangent[1:], frame.u[:-1]
+    axis = np.cross(t0, t1)
+    sin, cos = np.linalg.norm(axis, axis=1), np.sum(t0 * t1, axis=1)
+    k = axis / np.maximum(sin, 1e-12)[:, None]
+    carried = (u0 * cos[:, None] + np.cross(k, u0) * sin[:, None]
+               + k * np.sum(k * u0, axis=1, keepdims=True) * (1 - cos)[:, None])  # Rodrigues
+    return np.degrees(np.arctan2(np.sum(np.cross(carried, frame.u[1:]) * t1, axis=1),
+                                 np.sum(carried * frame.u[1:], axis=1)))
+
+
+def outward_cosine(frame: RibFrame, centre_lps: Sequence[float],
+                   min_weight: float = defaults.RIB_FRAME_OUTWARD_MIN) -> np.ndarray:
+    """(m,) cosine between `u` and the direction away from the body's vertical axis through
+    `centre_lps` (horizontal, across the rib); NaN where the rib runs nearly straight away from the
+    axis (the rib neck) and that direction is not defined (its part across the rib < `min_weight`)."""
+    out = _outward(frame.points_lps, frame.tangent, np.asarray(centre_lps, float))
+    weight = np.linalg.norm(out, axis=1)
+    cos = np.sum(out * frame.u, axis=1) / np.maximum(weight, 1e-9)
+    return np.where(weight >= min_weight, cos, np.nan)
+
+
+def rotation_minimising_axes(points: np.ndarray, tangent: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """Cross axis carried along the curve without twist (double reflection, Wang et al. 2008),
+    starting from `first` (made perpendicular to the first tangent)."""
+    r = np.empty_like(points)
+    r[0] = first - np.dot(first, tangent[0]) * tangent[0]
+    r[0] /= np.linalg.norm(r[0])
+    for i in range(len(points) - 1):
+        v1 = points[i + 1] - points[i]
+        c1 = np.dot(v1, v1)
+        r_l = r[i] - (2.0 / c1) * np.dot(v1, r[i]) * v1
+        t_l = tangent[i] - (2.0 / c1) * np.dot(v1, tangent[i]) * v1
+        v2 = tangent[i + 1] - t_l
+        c2 = np.dot(v2, v2)
+        nxt = r_l - (2.0 / c2) * np.dot(v2, r_l) * v2 if c2 > 1e-20 else r_l
+        nxt -= np.dot(nxt, tangent[i + 1]) * tangent[i + 1]
+        r[i + 1] = nxt / np.linalg.norm(nxt)
+    return r
+
+
+def rib_frame(rib: Rib, centre_lps: Optional[Sequence[float]] = None, voxel_mm: float = defaults.RIB_FRAME_VOXEL_MM,
+              half_mm: float = defaults.RIB_FRAME_HALF_MM, smooth_mm: float = defaults.RIB_FRAME_SMOOTH_MM,
+              end_mm: float = defaults.RIB_FRAME_END_MM,
+              turn_smooth_mm: Optional[float] = defaults.RIB_FRAME_TURN_SMOOTH_MM) -> Optional[RibFrame]:
+    """The frame of one rib (not sampled yet), or None when its centreline is shorter than 2 voxels.
+    `centre_lps`: a point on the body's vertical axis (`rib_frames` passes the centre of all ribs);
+    by default the rib's own centroid (the rib curves round the chest). The rotation-minimising
+    axes are turned towards "outward" as seen over `turn_smooth_mm` of arc (None: one turn for the
+    whole rib, no twist at all)."""
+    if voxel_mm <= 0 or half_mm < voxel_mm:
+        raise ValueError(f"rib frame needs voxel_mm > 0 and half_mm >= voxel_mm, got {voxel_mm}, {half_mm}")
+    line = np.asarray(rib.centreline_lps, float)
+    if len(line) < 2 or rib.length_mm < 2 * voxel_mm:
+        return None
+    centre = np.mean(line, axis=0) if centre_lps is None else np.asarray(centre_lps, float)
+    smooth, lead_mm = _smooth_line(line, min(voxel_mm, 1.0), smooth_mm, end_mm)
+    arc = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(smooth, axis=0), axis=1))]
+    at = np.arange(int(np.floor(arc[-1] / voxel_mm + 1e-6)) + 1) * voxel_mm  # equal arc steps
+    pts = np.column_stack([np.interp(at, arc, smooth[:, a]) for a in range(3)])
+    t = np.gradient(pts, axis=0)
+    t /= np.linalg.norm(t, axis=1, keepdims=True)
+    out = _outward(pts, t, centre)
+    weight = np.linalg.norm(out, axis=1)
+    head = weight[: max(1, len(pts) // 10)]
+    start = out[int(np.argmax(head))] if head.max() > 1e-6 else np.cross(t[0], [0.0, 0.0, 1.0])
+    if np.linalg.norm(start) < 1e-6:  # a vertical rib start with no outward: any axis across it
+        start = np.cross(t[0], [1.0, 0.0, 0.0])
+    r = rotation_minimising_axes(pts, t, start)
+    s = np.cross(t, r)
+    defined = np.clip((weight / defaults.RIB_FRAME_OUTWARD_MIN - 0.8) / 0.4, 0.0, 1.0)  # 0 on the neck, 1 beyond
+    toward = out / np.maximum(weight, 1e-9)[:, None] * (defined if defined.any() else weight)[:, None]
+    outward_in_rmf = np.column_stack([np.sum(toward * r, axis=1), np.sum(toward * s, axis=1)])
+    whole = outward_in_rmf.sum(axis=0)
+    if turn_smooth_mm is not None:
+        local = ndimage.gaussian_filter1d(outward_in_rmf, turn_smooth_mm / voxel_mm, axis=0, mode="nearest")
+        weak = np.linalg.norm(local, axis=1) < 1e-3
+        local[weak] = whole
+        turn = np.arctan2(local[:, 1], local[:, 0])[:, None]
+    else:
+        turn = np.arctan2(whole[1], whole[0])
+    u = np.cos(turn) * r + np.sin(turn) * s
+    v = np.cross(t, u)
+    if v[:, 2].sum() < 0:
+        v = -v
+    return RibFrame(rib.name, rib.side, rib.number, float(voxel_mm), int(round(half_mm / voxel_mm)), -lead_mm,
+                    pts, t, u, v)
+
+
+def body_centre(ribs: Sequence[Rib]) -> np.ndarray:
+    """A point on the body's vertical axis: the mean of all ribs' centreline points (left and right
+    ribs balance on the midline; front and back halves of the cage put it mid-chest)."""
+    return np.mean(np.concatenate([np.asarray(r.centreline_lps, float).reshape(-1, 3) for r in ribs]), axis=0)
+
+
+def rib_frames(ribs: Sequence[Rib], ct: Optional[sitk.Image] = None, **kwargs) -> list[RibFrame]:
+    """Frames of all ribs (outward: away from the vertical axis through `body_centre`), sampled from
+    `ct` when given. Ribs too short for a frame are left out."""
+    if not ribs:
+        return []
+    centre = body_centre(ribs)
+    frames = [f for f in (rib_frame(r, centre, **kwargs) for r in ribs) if f is not None]
+    if ct is not None:
+        array = sitk.GetArrayViewFromImage(ct)
+        for f in frames:
+            f.sample(ct, array)
+    return frames

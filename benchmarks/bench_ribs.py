@@ -39,7 +39,7 @@ CASES = {  # name -> path; the whole-chest CTs first
 }
 
 
-def one_case(ct: str, out: str, name: str) -> None:
+def one_case(ct: str, out: str, name: str, method: str = "auto") -> None:
     """Child process: segment, write outputs, print one JSON line with time and peak memory."""
     from RibFracSegLib.io import read_ct, write_image
     from RibFracSegLib.ribs import segment_ribs
@@ -47,7 +47,7 @@ def one_case(ct: str, out: str, name: str) -> None:
 
     image = read_ct(ct)
     t0 = time.perf_counter()
-    ribs = segment_ribs(image)
+    ribs = segment_ribs(image, method=method)
     seconds = time.perf_counter() - t0
     write_image(ribs.labels, Path(out) / f"{name}-ribs.nii.gz")
     write_rib_picture(image, ribs, Path(out) / f"{name}-ribs.png")
@@ -131,18 +131,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "out" / "bench_ribs"))
     parser.add_argument("--only", nargs="*", help="case names to run (default: all)")
+    parser.add_argument("--method", default="auto", choices=["auto", "grow", "trace"],
+                        help="the rib step's method (default auto: grown, traced where the grown set is incomplete)")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--name", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
-        one_case(args.case, args.out, args.name)
+        one_case(args.case, args.out, args.name, args.method)
         return
     Path(args.out).mkdir(parents=True, exist_ok=True)
     for name, ct in CASES.items():
         if args.only and name not in args.only:
             continue
         ct = lidc_path("cxr.nii.gz") if ct is None else ct
-        run = subprocess.run([sys.executable, __file__, "--case", str(ct), "--out", args.out, "--name", name],
+        run = subprocess.run([sys.executable, __file__, "--case", str(ct), "--out", args.out, "--name", name, "--method", args.method],
                              capture_output=True, text=True)
         if run.returncode:
             print(f"{name}: FAILED\n{run.stderr[-2000:]}")

@@ -169,3 +169,27 @@ def partition(cage: np.ndarray, markers: np.ndarray, spacing_zyx) -> np.ndarray:
     out = np.zeros(cage.shape, np.int32)
     out[box] = watershed(-depth, markers[box], mask=cage[box], connectivity=3)
     return out
+
+
+def bridge_breaks(cage: np.ndarray, regions: np.ndarray, lung_distance: Optional[np.ndarray],
+                  spacing_zyx) -> np.ndarray:
+    """Give a rib back its far part beyond a break: a loose piece of cage bone that no seed reached,
+    within RIB_BRIDGE_MM of one rib and hugging the lung like a rib (where lungs are in view), joins
+    that rib. Returns `regions`, updated in place."""
+    loose = cage & (regions == 0)
+    if not loose.any() or not regions.any():
+        return regions
+    distance, index = ndimage.distance_transform_edt(regions == 0, sampling=spacing_zyx, return_indices=True)
+    labels, _ = ndimage.label(loose, structure=np.ones((3, 3, 3), bool))
+    min_voxels = defaults.RIB_BRIDGE_MIN_MM3 / float(np.prod(spacing_zyx))
+    for i, box in enumerate(ndimage.find_objects(labels), start=1):
+        piece = labels[box] == i
+        if piece.sum() < min_voxels:
+            continue
+        if lung_distance is not None and np.median(lung_distance[box][piece]) > defaults.RIB_REGION_MAX_LUNG_MM:
+            continue
+        d = np.where(piece, distance[box], np.inf)
+        k = np.unravel_index(int(np.argmin(d)), d.shape)
+        if d[k] <= defaults.RIB_BRIDGE_MM:
+            regions[box][piece] = regions[tuple(int(index[a][box][k]) for a in range(3))]
+    return regions

@@ -31,8 +31,10 @@ class RibRegion:
 
 
 def number_ribs(regions: list[RibRegion], fov_top_mm: float, fov_bottom_mm: float,
-                lung_top_mm: Optional[float], apex_in_view: bool) -> tuple[str, list[str]]:
-    """Set `number`/`confidence` on each region in place; return the anchor used and notes."""
+                lung_top_mm: Optional[float], apex_in_view: bool, local_pitch: bool = False) -> tuple[str, list[str]]:
+    """Set `number`/`confidence` on each region in place; return the anchor used and notes.
+    `local_pitch`: judge each gap against its neighbouring gaps (heights of traced ribs, which spread
+    towards ribs 11-12) rather than against the median gap (seed heights)."""
     notes: list[str] = []
     anchors = set()
     for side in ("L", "R"):
@@ -46,7 +48,8 @@ def number_ribs(regions: list[RibRegion], fov_top_mm: float, fov_bottom_mm: floa
         pitch = float(np.median(gaps)) if gaps.size else defaults.RIB_TYPICAL_PITCH_MM
         pitch = float(np.clip(pitch, 0.5 * defaults.RIB_TYPICAL_PITCH_MM, 1.5 * defaults.RIB_TYPICAL_PITCH_MM))
         # step k between neighbours: 1 normally, 2 where a rib is missing; larger gaps stop the count
-        steps = _steps(gaps, pitch)
+        steps = _steps(gaps, pitch) if local_pitch else \
+            [max(1, int(round(g / pitch))) for g in np.where(gaps <= defaults.RIB_SEED_TIE_MM, pitch, gaps)]
         # rib 1 rings the lung apex: when the lungs narrow to their apex inside the CT, the top rib is rib 1
         top_in_view = (apex_in_view and lung_top_mm is not None
                        and ribs[0].z_mean_mm >= lung_top_mm - defaults.RIB_TOP_MARGIN_MM)

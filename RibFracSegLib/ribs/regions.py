@@ -1,0 +1,33 @@
+"""A rib step's working-grid regions as a label image on the input grid (both rib methods use it)."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from .. import defaults
+from .anatomy import fill_holes_per_slice
+from .labels import rib_label_value
+
+
+def input_labels(regions_img: np.ndarray, regions: list[RibRegion], grid, canon) -> tuple[np.ndarray, dict]:
+    """Label image on the input grid: full-resolution bone inside each rib's region, marrow filled.
+
+    In-plane 3x3 smoothing before the threshold keeps thin cortex that partial volume dims; holes
+    enclosed in an axial slice (fatty marrow below the threshold) are filled within the region.
+    """
+    value = np.zeros(int(regions_img.max()) + 1, np.uint8)
+    for r in regions:
+        value[r.label] = rib_label_value(r.side, r.number)
+    shape = canon.array.shape
+    full = value[grid.upsample(regions_img, shape)]
+    box = ndimage.find_objects((full > 0).astype(np.uint8))
+    if box:
+        box = box[0]
+        hu = ndimage.uniform_filter(np.asarray(canon.array[box], dtype=np.float32), size=(1, 3, 3))
+        inside = full[box] > 0
+        bone = inside & (hu > defaults.RIB_BONE_HU_FULL)
+        bone = fill_holes_per_slice(bone) & inside
+        full[box][~bone] = 0
+    counts = {r.label: int(np.count_nonzero(full == value[r.label])) for r in regions}
+    return canon.to_input(full), counts

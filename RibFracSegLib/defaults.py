@@ -182,6 +182,9 @@ CPU_BATCH_SIZE = 2  # 64^3 patches per forward on CPU: larger batches run slower
 BF16_PROB_TOLERANCE = 1e-3  # uncalibrated checkpoints: bf16 on CPU only if probabilities stay this close to fp32
 PRECISION_MIN_IOU = 0.9  # a calibrated faster precision must give each fp32 fracture back with this IoU ...
 PRECISION_CONFIDENCE_TOLERANCE = 0.02  # ... and its confidence within this (and the same number of fractures)
+REDUCED_PRECISION_MIN_SPEEDUP = 1.2  # `auto` keeps bf16/fp16/mixed only if its first batch runs this many times
+# faster than fp32 (emulated bf16 is ~100x slower; native bf16 FracNet ~1.8x faster on an AVX512-BF16 EPYC): a
+# near tie stays fp32, so `auto` does not flip between precisions from one run to the next
 
 # --- Post-processing (FracNet's, in millimetres) ----------------------------------------------------
 SPINE_MEDIAN_MM = 7.0  # FracNet's 10-pixel median filter at ~0.7 mm

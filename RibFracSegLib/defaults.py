@@ -18,6 +18,7 @@ CASE_ROLE_TAGS = ("-image", "-label")  # RibFrac layout: RibFrac1-image.nii.gz a
 # --- Run options and their limits (RibFracSegLib.options validates them in one place) ---------
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "mixed", "fp16")
+PROGRESS_LOG_STEP_PERCENT = 25  # off a terminal (a log, CI, the Slicer console) progress prints a line per this many %
 
 # --- CT intensities (HU) -----------------------------------------------------------------------
 AIR_HU = -1024
@@ -38,6 +39,7 @@ SPINE_MARGIN_MM = 5.0
 PHANTOM_FIELDS_OF_VIEW = ("thorax", "thorax_abdomen", "abdomen_pelvis")
 PHANTOM_EXTRA_FIELDS_OF_VIEW = ("abdomen",)  # short upper-abdomen scans (T10-L4), only asked for by name
 PHANTOM_ORIENTATIONS = ("LPS", "RAS", "LPI", "oblique")
+PHANTOM_MIN_SIZE, PHANTOM_MAX_SIZE = 64, 1024  # in-plane matrix that `phantom --size` and `demo --size` accept
 
 # --- Vertebral levels (VerSe convention: C1-C7 = 1-7, T1-T12 = 8-19, L1-L5 = 20-24, sacrum = 26)
 VERTEBRA_IDS = {

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..cases import check_unique_ids, case_id, expand_inputs
-    from ..checkpoint import load_checkpoint, save_checkpoint
+    from ..checkpoint import load_checkpoint, require_task, save_checkpoint
     from ..precision import calibrate_precision, store_calibration
     from ..shipped import shipped_model
 
@@ -38,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     paths = expand_inputs(args.inputs)
     check_unique_ids(paths)
-    checkpoint = load_checkpoint(args.checkpoint or shipped_model("fracture"))
+    path = args.checkpoint or shipped_model("fracture")
+    checkpoint = require_task(load_checkpoint(path), "fractures", path, "ribfracseg calibrate-precision")
     print(f"calibrating {checkpoint.arch} on {len(paths)} CTs ({args.device})")
     calibration = calibrate_precision(checkpoint, [(case_id(p), p) for p in paths], device=args.device,
                                       candidates=args.candidates)

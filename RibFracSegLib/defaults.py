@@ -129,6 +129,8 @@ SAT_HU = (-190.0, -30.0)
 VAT_HU = (-150.0, -50.0)
 
 # --- L3 locator: projections, network input, decoding, body-composition geometry ----------------
+L3_MIP_ALIGN_TOLERANCE_DEG = 1.0  # a CT whose axes are tilted more than this from the patient's is resampled onto
+# patient axes before its MIPs are made (l3/projections.patient_aligned; demo phantoms are stored up to 12 degrees oblique)
 L3_MIP_BORDER_MM = 0.0  # zero this much of the in-plane border before projecting (Kanavati: 40 voxels)
 L3_SAGITTAL_SLAB_MM = 10.0  # sagittal MIP = max over +-this around the body's left-right centre
 L3_BODY_HU = -500.0  # "inside the body" for the body centre, body mask and projections

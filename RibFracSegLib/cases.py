@@ -48,10 +48,15 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
     """CT paths from files, `.txt` list files (relative lines resolved beside the list), and folders.
 
     A folder holding image files gives those files; any other path (a CT file or a DICOM series
-    folder) is kept as it is and `io.read_ct` says what is wrong with it if anything.
+    folder) is kept as it is and `io.read_ct` says what is wrong with it if anything. A path given
+    here that does not exist is a mistyped argument, refused before any work (InputError); a missing
+    file named inside a list is one case that fails.
     """
     cases: list[Path] = []
     for item in map(Path, inputs):
+        if not item.exists():
+            raise InputError(f"CT not found: {item}. Give a NIfTI/NRRD/MHA file, a DICOM series folder, a folder "
+                             "of CTs or a .txt list of paths.")
         if item.is_file() and item.suffix.lower() in defaults.LIST_SUFFIXES:
             lines = [ln.strip() for ln in item.read_text().splitlines()]
             cases += [item.parent / ln for ln in lines if ln and not ln.startswith("#")]

@@ -18,6 +18,7 @@ CASE_ROLE_TAGS = ("-image", "-label")  # RibFrac layout: RibFrac1-image.nii.gz a
 # --- Run options and their limits (RibFracSegLib.options validates them in one place) ---------
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "mixed", "fp16")
+PROGRESS_LOG_STEP_PERCENT = 25  # off a terminal (a log, CI, the Slicer console) progress prints a line per this many %
 
 # --- CT intensities (HU) -----------------------------------------------------------------------
 AIR_HU = -1024
@@ -38,6 +39,7 @@ SPINE_MARGIN_MM = 5.0
 PHANTOM_FIELDS_OF_VIEW = ("thorax", "thorax_abdomen", "abdomen_pelvis")
 PHANTOM_EXTRA_FIELDS_OF_VIEW = ("abdomen",)  # short upper-abdomen scans (T10-L4), only asked for by name
 PHANTOM_ORIENTATIONS = ("LPS", "RAS", "LPI", "oblique")
+PHANTOM_MIN_SIZE, PHANTOM_MAX_SIZE = 64, 1024  # in-plane matrix that `phantom --size` and `demo --size` accept
 
 # --- Vertebral levels (VerSe convention: C1-C7 = 1-7, T1-T12 = 8-19, L1-L5 = 20-24, sacrum = 26)
 VERTEBRA_IDS = {
@@ -155,6 +157,8 @@ SAT_HU = (-190.0, -30.0)
 VAT_HU = (-150.0, -50.0)
 
 # --- L3 locator: projections, network input, decoding, body-composition geometry ----------------
+L3_MIP_ALIGN_TOLERANCE_DEG = 1.0  # a CT whose axes are tilted more than this from the patient's is resampled onto
+# patient axes before its MIPs are made (l3/projections.patient_aligned; demo phantoms are stored up to 12 degrees oblique)
 L3_MIP_BORDER_MM = 0.0  # zero this much of the in-plane border before projecting (Kanavati: 40 voxels)
 L3_SAGITTAL_SLAB_MM = 10.0  # sagittal MIP = max over +-this around the body's left-right centre
 L3_BODY_HU = -500.0  # "inside the body" for the body centre, body mask and projections
@@ -210,6 +214,9 @@ CPU_BATCH_SIZE = 2  # 64^3 patches per forward on CPU: larger batches run slower
 BF16_PROB_TOLERANCE = 1e-3  # uncalibrated checkpoints: bf16 on CPU only if probabilities stay this close to fp32
 PRECISION_MIN_IOU = 0.9  # a calibrated faster precision must give each fp32 fracture back with this IoU ...
 PRECISION_CONFIDENCE_TOLERANCE = 0.02  # ... and its confidence within this (and the same number of fractures)
+REDUCED_PRECISION_MIN_SPEEDUP = 1.2  # `auto` keeps bf16/fp16/mixed only if its first batch runs this many times
+# faster than fp32 (emulated bf16 is ~100x slower; native bf16 FracNet ~1.8x faster on an AVX512-BF16 EPYC): a
+# near tie stays fp32, so `auto` does not flip between precisions from one run to the next
 
 # --- Post-processing (FracNet's, in millimetres) ----------------------------------------------------
 SPINE_MEDIAN_MM = 7.0  # FracNet's 10-pixel median filter at ~0.7 mm

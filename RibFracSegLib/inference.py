@@ -25,6 +25,7 @@ from .detections import Detection, FractureResult
 from .errors import Cancelled
 from .geometry import lps_to_ras
 from .networks.fusion import fold_batchnorm, keep_full_resolution_fp32
+from .precision import AutoPrecision, auto_precision
 from .postprocess import Component, PostprocessParams, find_fractures
 from .preprocess import CanonicalVolume, block_any, bone_cells, canonical_volume, normalise
 from .progress import Cancel, Progress
@@ -75,23 +76,27 @@ class _Runner:
     """Runs batches on the device in the chosen precision.
 
     "bf16"/"fp16" autocast the whole network (bf16 on CPU, fp16 on CUDA); "mixed" keeps the layers
-    the network declares full-resolution in fp32. "auto" on CUDA is fp16; on CPU it compares bf16,
-    then mixed, with fp32 on the first batch and keeps the fastest one whose probabilities stay
-    within `defaults.BF16_PROB_TOLERANCE` (the first batch itself is returned in fp32); a checkpoint
-    calibrated by `RibFracSegLib.precision` never gets here with "auto". Out of GPU memory, batches
-    are halved down to one patch before the work moves to the CPU in fp32.
+    the network declares full-resolution in fp32. "auto" follows `precision.auto_precision`: fp32
+    unless the device runs a reduced precision natively; then the first batch runs in fp32 and in each
+    candidate, and a candidate is kept (for every batch, the first included) only if it runs
+    `defaults.REDUCED_PRECISION_MIN_SPEEDUP` times faster than fp32 there and, without a stored
+    verdict, its probabilities stay within `defaults.BF16_PROB_TOLERANCE`.
+    Out of GPU memory, batches are halved down to one patch before the work moves to the CPU in fp32.
     """
 
-    def __init__(self, model: nn.Module, device: torch.device, precision: str) -> None:
+    def __init__(self, model: nn.Module, device: torch.device, precision: str,
+                 auto: Optional[AutoPrecision] = None) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-        if precision == "auto":
-            precision = "fp16" if device.type == "cuda" else "calibrate"
         if precision == "fp16" and device.type != "cuda":
             raise ValueError("fp16 autocast is for CUDA; on CPU use bf16, mixed, fp32 or auto")
-        self.device, self.precision = device, precision
+        self.device, self.precision, self.auto = device, precision, auto
+        if precision == "auto":
+            self.auto = auto or auto_precision(None, device)
+            self.precision = "calibrate" if self.auto.candidates else "fp32"
         self.models = {"full": model, "mixed": keep_full_resolution_fp32(model)}
         self.errors: dict[str, float] = {}
+        self.seconds: dict[str, float] = {}  # first-batch forward time per precision tried
         self.max_batch = 1 << 30  # lowered when a batch runs out of GPU memory
 
     def _forward(self, x: torch.Tensor, precision: str) -> torch.Tensor:
@@ -99,15 +104,36 @@ class _Runner:
         with torch.inference_mode(), _autocast(self.device, precision):
             return _probabilities(model(x))
 
+    def _timed(self, x: torch.Tensor, precision: str) -> tuple[torch.Tensor, float]:
+        start = time.perf_counter()
+        out = self._forward(x, precision)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return out, time.perf_counter() - start
+
     def _calibrate(self, x: torch.Tensor) -> torch.Tensor:
-        reference = self._forward(x, "fp32")
-        self.precision = "fp32"
-        candidates = ["bf16"] + (["mixed"] if getattr(self.models["full"], "fp32_modules", ()) else [])
-        for candidate in candidates:
-            self.errors[candidate] = float((self._forward(x, candidate) - reference).abs().max())
-            if self.errors[candidate] <= defaults.BF16_PROB_TOLERANCE:
-                self.precision = candidate
+        """fp32 (the reference, and the one-time set-up), then each candidate: its first call judges its
+        output, fp32 is timed again warm, and a candidate slower than that is timed again warm too.
+        Returns the first batch in the precision chosen."""
+        self.errors, self.seconds = {}, {}  # a batch halved after running out of memory starts again
+        reference, _ = self._timed(x, "fp32")
+        chosen, mixed = "fp32", bool(getattr(self.models["full"], "fp32_modules", ()))
+        for candidate in [c for c in self.auto.candidates if c != "mixed" or mixed]:
+            out, seconds = self._timed(x, candidate)
+            if self.auto.check_output:
+                self.errors[candidate] = float((out - reference).abs().max())
+                if self.errors[candidate] > defaults.BF16_PROB_TOLERANCE:
+                    continue
+            if "fp32" not in self.seconds:
+                self.seconds["fp32"] = self._timed(x, "fp32")[1]
+            needed = self.seconds["fp32"] / defaults.REDUCED_PRECISION_MIN_SPEEDUP
+            if seconds >= needed:  # its first call may have paid its own set-up
+                seconds = self._timed(x, candidate)[1]
+            self.seconds[candidate] = seconds
+            if seconds < needed:
+                chosen, reference = candidate, out
                 break
+        self.precision = chosen
         return reference
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
@@ -119,10 +145,10 @@ class _Runner:
         if x.ndim == 5:
             x = x.contiguous(memory_format=torch.channels_last_3d)
         x = x.to(self.device, non_blocking=True)
-        if self.precision == "calibrate":
-            return self._calibrate(x).cpu().numpy()
         while True:
             try:
+                if self.precision == "calibrate":
+                    return self._calibrate(x).cpu().numpy()
                 return self._forward(x, self.precision).cpu().numpy()
             except torch.cuda.OutOfMemoryError:  # smaller batches first; at one patch, the CPU in fp32
                 if torch.cuda.is_available():
@@ -152,18 +178,19 @@ def predict_probability(array: np.ndarray, model: nn.Module, *, patch_size: Sequ
                         batch_size: int = defaults.CPU_BATCH_SIZE, cells: Optional[np.ndarray] = None,
                         blend: str = "gaussian", device: torch.device = torch.device("cpu"),
                         precision: str = "auto", progress: Optional[Progress] = None,
-                        cancel: Optional[Cancel] = None, output: Optional[np.ndarray] = None
-                        ) -> tuple[np.ndarray, WindowStats]:
+                        cancel: Optional[Cancel] = None, output: Optional[np.ndarray] = None,
+                        auto: Optional[AutoPrecision] = None) -> tuple[np.ndarray, WindowStats]:
     """Blended probability map (float32, shape of `array`) of a 3-D HU array by sliding window.
 
     `cells` (from `preprocess.bone_cells`) marks where fractures may be; patches touching none are
     skipped and their voxels get no contribution (0 where no computed patch covers them).
     `output` (zeroed float32, e.g. a canonical view of an input-grid array) receives the map in place.
+    `auto` is what precision "auto" tries (`precision.auto_precision`; default: uncalibrated).
     """
     grid = PatchGrid.build(array.shape, patch_size, overlap)
     boxes = [box for box, keep in zip(grid.boxes(), keep_mask(grid, cells)) if keep]
     aggregator = SlabAggregator(array.shape, importance_map(patch_size, blend), output)
-    runner = _Runner(model, device, precision)
+    runner = _Runner(model, device, precision, auto)
     if progress:
         progress(0, len(boxes))
     batch_size = max(1, int(batch_size))
@@ -262,8 +289,6 @@ def segment_ct(image: sitk.Image, checkpoint: str | Path | Checkpoint, *, device
         raise ValueError(f"segment_ct needs a 3-D single-channel CT, got {image.GetDimension()}-D with "
                          f"{image.GetNumberOfComponentsPerPixel()} components")
     dev = resolve_device(device)
-    if precision == "auto":  # a checkpoint calibrated on this kind of device says which precision keeps its fractures
-        precision = stored_precision(ckpt, dev.type) or "auto"
     model = fold_batchnorm(build_model(ckpt, dev))
     if dev.type == "cpu":
         model = model.to(memory_format=torch.channels_last_3d)
@@ -288,7 +313,7 @@ def segment_ct(image: sitk.Image, checkpoint: str | Path | Checkpoint, *, device
         overlap=defaults.OVERLAP if overlap is None else overlap,
         batch_size=batch_size or (defaults.BATCH_SIZE if dev.type == "cuda" else defaults.CPU_BATCH_SIZE),
         cells=cells, blend=blend, device=dev, precision=precision, progress=progress, cancel=cancel,
-        output=volume.to_canonical(probability_input))
+        output=volume.to_canonical(probability_input), auto=auto_precision(ckpt, dev))
     del model
     timings["network"] = time.perf_counter() - t
 

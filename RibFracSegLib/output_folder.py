@@ -12,6 +12,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -93,5 +94,5 @@ def run_in_output_folder(folder: str | os.PathLike, command: str, work: Callable
         with output_folder(folder, command) as held:
             return work(held)
     except OutputError as err:  # read-only, a file, or in use: refused before any work
-        print(f"error: {err}")
+        print(f"error: {err}", file=sys.stderr)
         return 2

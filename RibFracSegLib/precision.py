@@ -6,20 +6,29 @@ calibration run segments CTs once in fp32 and once in the faster precision and a
 every CT gives the same number of detections, each matched one to one with IoU >= 0.9 and a
 confidence within 0.02 (`defaults.PRECISION_*`). The verdict and its figures are stored in the
 checkpoint (`Checkpoint.inference`), where `segment_ct(precision="auto")` reads them.
+
+A verdict says which precision keeps the fractures, not that it is faster: that depends on the
+machine. `auto_precision` is the one place that decides what `auto` tries: reduced precision only
+where the device computes it natively (`native_reduced_precision`; elsewhere it is emulated, e.g. a
+bf16 Conv3d on an AVX2-only CPU runs ~100x slower than fp32), and the engine keeps it only when a
+timed first batch shows it faster than fp32 (`inference._Runner`).
 """
 
 from __future__ import annotations
 
+import platform
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 import SimpleITK as sitk
+import torch
 
 from . import defaults
 from .checkpoint import Checkpoint, stored_precision  # noqa: F401 (its home is checkpoint.py: inference reads it)
 from .detections import FractureResult
+from .errors import InputError
 from .evaluation.matching import iou_cells
 
 
@@ -84,13 +93,19 @@ def calibrate_precision(checkpoint: Checkpoint, cases: Sequence[tuple[str, sitk.
                         device: str = "cpu", candidates: Optional[Sequence[str]] = None,
                         log: Callable[[str], None] = print) -> PrecisionCalibration:
     """Segment each CT (an image, or a path read when its turn comes: one CT in memory at a time) in
-    fp32 and in every candidate precision still standing; the fastest candidate that gives the same
-    fractures on every CT wins, else fp32."""
+    fp32 and in every candidate precision still standing; the first (fastest) candidate that gives the
+    same fractures on every CT wins, else fp32. Default candidates: those the device runs natively."""
     from .inference import resolve_device, segment_ct
     from .io import read_ct
 
     dev = resolve_device(device)
-    standing = list(candidates or (["fp16"] if dev.type == "cuda" else ["bf16", "mixed"]))
+    if candidates is None:  # emulated precisions would be slow here and never chosen by `auto`
+        native = native_reduced_precision(dev)
+        if native is None:
+            raise InputError(f"this {dev.type} has no native reduced precision, so `auto` runs fp32 here: nothing "
+                             "to calibrate. Calibrate on a machine that has it, or name --candidates (slow: emulated).")
+        candidates = [native, "mixed"]
+    standing = list(candidates)
     compared: dict[str, list[Sameness]] = {c: [] for c in standing}
     for name, source in cases:
         if not standing:
@@ -121,3 +136,54 @@ def store_calibration(checkpoint: Checkpoint, calibration: PrecisionCalibration)
         calibration.device: calibration.to_dict()}
     checkpoint.inference = inference
     return checkpoint
+
+
+def _cpu_runs_bf16() -> bool:
+    """oneDNN may use bf16 instructions here: x86 AVX512-BF16 or AMX, or Arm BF16. oneDNN's own check
+    honours ONEDNN_MAX_CPU_ISA; on x86 it also says yes for plain AVX-512, which only emulates bf16."""
+    if not (torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled):
+        return False
+    try:
+        if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            return False
+    except (AttributeError, RuntimeError):  # a torch without the check: assume emulation
+        return False
+    if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86"):
+        flags = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        return any(getattr(torch.cpu, f, lambda: False)() for f in flags)
+    return True
+
+
+def native_reduced_precision(device: torch.device) -> Optional[str]:
+    """The reduced precision `device` computes in hardware: "fp16" on a CUDA GPU with tensor cores
+    (compute capability 7.0+), "bf16" on a CPU with bf16 instructions, else None (emulated: slower)."""
+    if device.type == "cuda":
+        return "fp16" if torch.cuda.get_device_capability(device) >= (7, 0) else None
+    if device.type == "cpu":
+        return "bf16" if _cpu_runs_bf16() else None
+    return None
+
+
+@dataclass(frozen=True)
+class AutoPrecision:
+    """What `precision="auto"` tries on the first batch; fp32 when `candidates` is empty."""
+
+    candidates: tuple[str, ...]  # in order; each kept only if its first batch is faster than fp32's
+    check_output: bool  # the first batch must also stay within BF16_PROB_TOLERANCE (no stored verdict)
+    reason: str
+
+
+def auto_precision(checkpoint: Optional[Checkpoint], device: torch.device) -> AutoPrecision:
+    """The one decision behind `auto`: a stored verdict of fp32 is final; a reduced precision (stored
+    or not) is tried only where the device runs it natively; uncalibrated, the first batch also judges
+    the output. A verdict stored on a machine with native bf16 does not make another machine emulate it."""
+    verdict = stored_precision(checkpoint, device.type) if checkpoint is not None else None
+    if verdict == "fp32":
+        return AutoPrecision((), False, "calibrated: only fp32 keeps this checkpoint's fractures")
+    native = native_reduced_precision(device)
+    if native is None:
+        ignored = f"; its stored verdict {verdict} is not used" if verdict else ""
+        return AutoPrecision((), False, f"this {device.type} has no native reduced precision{ignored}")
+    if verdict is not None:
+        return AutoPrecision((verdict,), False, f"calibrated: {verdict} keeps the fractures")
+    return AutoPrecision((native, "mixed"), True, "uncalibrated: judged on the first batch")

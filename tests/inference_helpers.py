@@ -52,3 +52,18 @@ def oblique_image(array_kji: np.ndarray, spacing=(0.9, 1.1, 1.7), angles=(0.35, 
     image.SetSpacing(spacing)
     image.SetOrigin((-31.5, 12.25, 140.0))
     return image
+
+
+def native_and_faster(monkeypatch, native: str = "bf16", fp32_s: float = 1.0, reduced_s: float = 0.5) -> None:
+    """Make this machine look like one with native `native` on which it is faster than fp32 (this
+    CPU may emulate bf16, and tiny test networks give no honest timing): `auto` then follows the
+    stored verdict or the first batch's output."""
+    from RibFracSegLib import inference, precision
+
+    monkeypatch.setattr(precision, "native_reduced_precision", lambda device: native)
+    timed = inference._Runner._timed
+
+    def fixed(self, x, name):
+        return timed(self, x, name)[0], fp32_s if name == "fp32" else reduced_s
+
+    monkeypatch.setattr(inference._Runner, "_timed", fixed)

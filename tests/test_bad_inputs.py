@@ -49,7 +49,7 @@ class Case:
     kind: str = "case"  # case: refused, the good CT after it finishes | run: whole run refused | warns | accepted
     prefix: str = "error: "
     process: str = ""  # run as a separate process: "fsize" (a 4 KiB file-size limit), "readonly" (folder 0555)
-    stream: str = "out"  # where the command prints its messages (`train` uses stderr)
+    stream: str = ""  # where the command prints its messages: stderr for a refused run, else stdout
 
 
 def seg(bad: Path | str, env: dict, *extra: str) -> list[str]:
@@ -90,7 +90,7 @@ def _heights(tmp: Path, text: str) -> Path:
 CT = B.ct_array()
 CASES = [
     # --- files that are no CT at all
-    Case("missing file", lambda t, e: seg(t / "absent.nii.gz", e), 1, ("not found", "give")),
+    Case("missing file", lambda t, e: seg(t / "absent.nii.gz", e), 2, ("not found", "give"), kind="run"),
     Case("empty file", lambda t, e: seg(B.cut(B.good_ct(t, "empty.nii.gz"), 0.0), e), 1, ("empty (0 bytes)", "copy it again")),
     Case("text file named .nii.gz", lambda t, e: seg(_text(t / "notes.nii.gz"), e), 1, ("not an image", "give")),
     Case("2-D image", lambda t, e: seg(B.write(B.image(CT[5], B.SPACING[:2]), t / "slice.nrrd"), e), 1,
@@ -310,6 +310,7 @@ def run_case(case: Case, tmp: Path, shared: dict) -> Outcome:
     env = dict(shared, out=tmp / "out")
     (tmp / "in").mkdir()
     argv = case.make(tmp / "in", env)
+    stream = case.stream or ("err" if case.kind == "run" else "out")
     if case.process:
         if case.process == "readonly":
             env["out"].mkdir()
@@ -318,12 +319,13 @@ def run_case(case: Case, tmp: Path, shared: dict) -> Outcome:
                              preexec_fn=_preexec(case.process), errors="replace",
                              env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONIOENCODING="utf-8"),
                              timeout=300)
-        return Outcome(run.returncode, run.stdout.splitlines(), run.stderr, argv, env["out"])
+        printed, other = (run.stdout, run.stderr) if stream == "out" else (run.stderr, run.stdout)
+        return Outcome(run.returncode, printed.splitlines(), other, argv, env["out"])
     lock = output_folder(env["out"]) if case.id == "output folder in use" else contextlib.nullcontext()
     out, err = io.StringIO(), io.StringIO()
     with lock, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         status = main(argv)
-    printed, other = (out, err) if case.stream == "out" else (err, out)
+    printed, other = (out, err) if stream == "out" else (err, out)
     return Outcome(status, printed.getvalue().splitlines(), other.getvalue(), argv, env["out"])
 
 

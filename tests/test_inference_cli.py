@@ -80,7 +80,7 @@ def test_bad_inputs_are_reported_and_the_batch_goes_on(dataset, tmp_path, capsys
     assert "error: absent" in printed and "CT not found" in printed
     assert (out / "RibFrac1.json").exists() and not (out / "broken.json").exists()
     assert main(["segment", str(listing), "--checkpoint", str(tmp_path / "broken.nii.gz"), "--out", str(out)]) == 2
-    assert "not a readable PyTorch checkpoint" in capsys.readouterr().out
+    assert "not a readable PyTorch checkpoint" in capsys.readouterr().err
 
 
 def test_submission_warns_when_the_official_uint8_reader_would_wrap(tmp_path):

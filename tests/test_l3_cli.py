@@ -29,8 +29,9 @@ def test_l3_cli_batch(tmp_path):
     sitk.WriteImage(case.image, str(ct))
     (tmp_path / "heights.csv").write_text("name,height_m\npatient1,1.60\n")
     out = tmp_path / "out"
-    code = main(["l3", str(ct), str(tmp_path / "missing.nii.gz"), "--out", str(out),
-                 "--heights", str(tmp_path / "heights.csv")])
+    listing = tmp_path / "cts.txt"  # a missing CT named in a list fails alone (given as an argument: refused)
+    listing.write_text(f"{ct}\n{tmp_path / 'missing.nii.gz'}\n")
+    code = main(["l3", str(listing), "--out", str(out), "--heights", str(tmp_path / "heights.csv")])
     assert code == 1  # one CT failed, the other was done
     result = json.loads((out / "patient1.l3.json").read_text())
     assert result["l3"]["in_view"] is True

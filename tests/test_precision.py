@@ -20,7 +20,7 @@ from RibFracSegLib.inference import segment_ct
 from RibFracSegLib.networks import register_network
 from RibFracSegLib.precision import calibrate_precision, compare_results, store_calibration, stored_precision
 
-from inference_helpers import checkpoint
+from inference_helpers import checkpoint, native_and_faster
 
 torch.set_num_threads(1)
 WINDOW = dict(patch=32, hu_window=(1500.0, 3000.0))
@@ -78,7 +78,8 @@ def test_same_fractures_needs_same_count_overlap_and_confidence():
     assert not compare_results("ct", "bf16", fp32, fewer).same
 
 
-def test_calibration_keeps_bf16_when_the_fractures_are_the_same(tmp_path):
+def test_calibration_keeps_bf16_when_the_fractures_are_the_same(tmp_path, monkeypatch):
+    native_and_faster(monkeypatch)
     ckpt = checkpoint("test_pointwise", gain=20.0, bias=-10.0, **WINDOW)
     assert stored_precision(ckpt, "cpu") is None
     calibration = calibrate_precision(ckpt, [("a", _ct())], candidates=["bf16"], log=lambda _: None)
@@ -91,7 +92,8 @@ def test_calibration_keeps_bf16_when_the_fractures_are_the_same(tmp_path):
     assert result.device == "cpu (bf16)" and len(result.detections) == 3
 
 
-def test_calibration_refuses_a_precision_that_changes_the_fractures(tmp_path):
+def test_calibration_refuses_a_precision_that_changes_the_fractures(tmp_path, monkeypatch):
+    native_and_faster(monkeypatch)
     ckpt = _sensitive()
     calibration = calibrate_precision(ckpt, [("a", _ct())], log=lambda _: None)
     assert calibration.chosen == "fp32"

@@ -15,7 +15,8 @@ from RibFracSegLib.ribs import segment_ribs
 from RibFracSegLib.ribs.heads import RibHead, RibHeads, rib_heads
 from RibFracSegLib.spine import SpineLevels, Vertebra, vertebral_levels
 from RibFracSegLib.spine.bodies import disc_profile, find_discs
-from RibFracSegLib.spine.levels import name_vertebrae, rib_votes, unname_contradicted
+from RibFracSegLib.spine.levels import (count_origin, name_vertebrae, rib_votes, unname_across_joints,
+                                        unname_contradicted)
 
 
 def column(dz: float, bright_discs: bool, rng) -> tuple[np.ndarray, np.ndarray]:
@@ -308,3 +309,20 @@ def test_cervical_bodies_counted_up_from_rib_1_but_not_above_a_lower_top_rib():
         names = [v.name for v in bodies]
         assert names[3] == "T12" and names[14 - (highest - 1)] == f"T{highest}"
         assert names[-len(named_top):] == named_top
+
+
+def test_a_break_between_the_counting_ribs_and_l3_unnames_l3():
+    """Only rib 1's heads counted (the lower ribs not found) and the disc spacing breaks at T3: the
+    count ran from T1 across the break, so the bodies below it (L3 among them) are left unnamed, not
+    named a body off (demo phantom seed 4: L3 named on the true L4, 40 mm off). Counted from rib 12,
+    the same break unnames the bodies above it, as before."""
+    for numbers, unnamed, named in (((1,), slice(0, 13), slice(13, 16)), ((11, 12), slice(12, 16), slice(0, 12))):
+        bodies = fake_bodies(16)  # T12 = body 3, Tk = body 15 - k: T3 = body 12, T1 = body 14
+        heads = [rib(side, n, (15 - n) * 30.0 + 29.0) for side in "LR" for n in numbers]
+        t12, _, _, votes = rib_votes(RibHeads(heads), bodies)
+        assert t12 == 3 and count_origin(t12, votes) == 15 - numbers[-1]
+        name_vertebrae(bodies, t12, None)
+        joints = [i == 12 for i in range(16)]
+        notes = unname_across_joints(bodies, joints, count_origin(t12, votes))
+        names = [v.name for v in bodies]
+        assert names[unnamed] == [None] * len(names[unnamed]) and None not in names[named] and notes

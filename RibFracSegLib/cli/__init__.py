@@ -1,7 +1,9 @@
 """`ribfracseg` command line: one sub-command a module in this package.
 
 Each module exposes `add_arguments(parser)` and `run(args) -> int` and imports heavy packages
-(torch) only inside `run`, so `ribfracseg --help` stays fast.
+(torch) only inside `run`, so `ribfracseg --help` stays fast. A bad argument or an unreadable file
+ends any command with one line on stderr naming it and exit status 2, never a traceback: argparse's
+own errors, and the library's `InputError`/`CheckpointError` and file errors escaping `run` (`main`).
 """
 
 from __future__ import annotations
@@ -26,10 +28,25 @@ COMMANDS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line (the usage block is what --help is for)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def refuse(err: BaseException | str) -> int:
+    """Print `error: <message>` as one line on stderr; the exit status of a refused run (2)."""
+    named = isinstance(err, OSError) and err.filename and err.strerror
+    text = f"{err.filename}: {err.strerror}" if named else str(err)  # FileNotFoundError: "PATH: No such file..."
+    print("error: " + " ".join(text.split()), file=sys.stderr)
+    return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     from RibFracSegLib import __version__
 
-    parser = argparse.ArgumentParser(prog="ribfracseg", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="ribfracseg", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"ribfracseg {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
@@ -51,7 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
-    return int(args._run(args) or 0)
+    from RibFracSegLib.errors import CheckpointError, InputError
+
+    try:
+        return int(args._run(args) or 0)
+    except (InputError, CheckpointError, OSError) as err:  # OSError: unreadable or missing files, full disks
+        return refuse(err)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """`ribfracseg calibrate-precision`: decide which precision a fracture checkpoint may run in, and store it.
 
-Segments each CT in fp32 and in the faster precisions (bf16 then mixed on CPU, fp16 on CUDA) and
-keeps the fastest one that gives the same fractures on every CT (RibFracSegLib.precision). Use
+Segments each CT in fp32 and in the faster precisions the device runs natively (bf16 or fp16, then
+mixed) and keeps the fastest one that gives the same fractures on every CT (RibFracSegLib.precision). Use
 held-out phantoms and real CTs with simulated fractures, not the test set's own scans.
 """
 
@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", choices=[d for d in defaults.DEVICES if d != "auto"])
     parser.add_argument("--candidates", nargs="+", default=None, choices=[p for p in defaults.PRECISIONS
                                                                          if p not in ("auto", "fp32")],
-                        help="precisions to try, fastest first (default: bf16 mixed on CPU, fp16 on CUDA)")
+                        help="precisions to try, fastest first (default: the one the device runs natively, "
+                             "bf16 on CPU or fp16 on CUDA, then mixed; none where it has none)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
 
 
@@ -29,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..cases import check_unique_ids, case_id, expand_inputs
-    from ..checkpoint import load_checkpoint, save_checkpoint
+    from ..checkpoint import load_checkpoint, require_task, save_checkpoint
     from ..precision import calibrate_precision, store_calibration
     from ..shipped import shipped_model
 
@@ -37,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     paths = expand_inputs(args.inputs)
     check_unique_ids(paths)
-    checkpoint = load_checkpoint(args.checkpoint or shipped_model("fracture"))
+    path = args.checkpoint or shipped_model("fracture")
+    checkpoint = require_task(load_checkpoint(path), "fractures", path, "ribfracseg calibrate-precision")
     print(f"calibrating {checkpoint.arch} on {len(paths)} CTs ({args.device})")
     calibration = calibrate_precision(checkpoint, [(case_id(p), p) for p in paths], device=args.device,
                                       candidates=args.candidates)

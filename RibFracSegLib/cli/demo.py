@@ -3,7 +3,8 @@
 A fresh synthetic CT (chest and upper abdomen, so both ribs and L3 are in view) is generated,
 segmented with the shipped fracture model, and every truth fracture is listed with the detection
 that found it (RibFrac IoU rule) or as missed; false positives are listed too. With the shipped L3
-model, the L3 slice and body composition are reported against the phantom's L3 truth.
+model, L3 as `ribfracseg l3` finds it (the vertebral count checked against the MIP network, with its
+source and review flag) and body composition are reported against the phantom's L3 truth.
 """
 
 from __future__ import annotations
@@ -25,19 +26,24 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import SimpleITK as sitk
 
+    from RibFracSegLib import defaults
+    from RibFracSegLib.errors import CheckpointError, InputError
     from RibFracSegLib.evaluation.matching import match_case
     from RibFracSegLib.inference import segment_ct
     from RibFracSegLib.phantom import generate_phantom
-    from RibFracSegLib.phantom.dataset import sample_params, write_case
+    from RibFracSegLib.phantom.dataset import write_case
     from RibFracSegLib.progress import tqdm_progress
     from RibFracSegLib.shipped import shipped_model
 
     checkpoint = Path(args.checkpoint or shipped_model("fracture"))
     if not checkpoint.exists():
-        print(f"No fracture checkpoint at {checkpoint}. Train one with `ribfracseg train` or give --checkpoint.")
-        return 2
+        raise CheckpointError(f"no fracture checkpoint at {checkpoint}. Give --checkpoint FILE, or train one "
+                              "with `ribfracseg train`.")
+    if not defaults.PHANTOM_MIN_SIZE <= args.size <= defaults.PHANTOM_MAX_SIZE:
+        raise InputError(f"--size {args.size}: the phantom's in-plane matrix must be {defaults.PHANTOM_MIN_SIZE}-"
+                         f"{defaults.PHANTOM_MAX_SIZE} voxels (default 512).")
     seed = args.seed if args.seed is not None else int(time.time_ns() % 2**31)
-    params = sample_params(seed, size=args.size, fov="thorax_abdomen", n_fractures=6)
+    params = demo_params(seed, args.size)
     t0 = time.perf_counter()
     case = generate_phantom(params)
     out = Path(args.out)
@@ -98,21 +104,38 @@ def false_positive_line(d) -> str:
             f"{rib_phrase(d.rib, d.rib_region)}")
 
 
+def demo_params(seed: int, size: int = 512):
+    """The demo's phantom: chest and upper abdomen (ribs and L3 in view), six fractures, the storage
+    order, slices and grid drawn from `seed` (benchmarks/bench_demo_l3.py measures L3 on the same)."""
+    from RibFracSegLib.phantom.dataset import sample_params
+
+    return sample_params(seed, size=size, fov="thorax_abdomen", n_fractures=6)
+
+
+def l3_line(l3, truth) -> str:
+    """The checked L3 (`l3.check.locate_l3_checked`, as `ribfracseg l3`): where, from which source,
+    whether to review it and why, and its distance to the truth's body centre along the superior axis."""
+    flag = f"; REVIEW: {l3.review_reason}" if l3.review else (f"; {l3.review_reason}" if l3.review_reason else "")
+    if not l3.in_view:
+        return (f"L3: not in view (source {l3.source}, count from {l3.count_anchor}{flag}); truth: "
+                f"{'in view' if truth else 'not in view'}")
+    err = f", {abs(l3.z_mm - truth.center_lps[2]):.1f} mm from the truth" if truth else ", truth: not in view"
+    return (f"L3: slice {l3.slice_index} (z {l3.z_mm:.1f} mm{err}); source {l3.source}, count from "
+            f"{l3.count_anchor}, network confidence {l3.confidence:.2f}{flag}")
+
+
 def _demo_l3(case, out: Path) -> None:
     from RibFracSegLib.shipped import shipped_model
 
     if not shipped_model("l3").exists():
         return
-    from RibFracSegLib.l3 import body_composition, locate_l3
+    from RibFracSegLib.l3 import body_composition
+    from RibFracSegLib.l3.check import locate_l3_checked
 
-    l3 = locate_l3(case.image)
-    truth = case.l3
+    l3 = locate_l3_checked(case.image)
+    print(l3_line(l3, case.l3))
     if not l3.in_view:
-        print(f"L3: not in view (confidence {l3.confidence:.2f}); truth: "
-              f"{'in view' if truth else 'not in view'}")
         return
-    err = f", {abs(l3.z_mm - truth.center_lps[2]):.1f} mm from the truth" if truth else ""
-    print(f"L3: slice {l3.slice_index} (z {l3.z_mm:.1f} mm, confidence {l3.confidence:.2f}{err})")
     comp = body_composition(case.image, l3)
     print(f"body composition at L3: muscle {comp.muscle_cm2:.1f} cm², subcutaneous fat {comp.sat_cm2:.1f} cm², "
           f"visceral fat {comp.vat_cm2:.1f} cm²")

@@ -112,7 +112,9 @@ def _load_checkpoint(path: Path | None):
 
 
 def run(args: argparse.Namespace) -> int:
+    from RibFracSegLib.cases import expand_inputs
     from RibFracSegLib.checkpoint import CheckpointError
+    from RibFracSegLib.cli import refuse
     from RibFracSegLib.io import InputError
     from RibFracSegLib.options import check_height
     from RibFracSegLib.output_folder import run_in_output_folder
@@ -122,21 +124,22 @@ def run(args: argparse.Namespace) -> int:
         if args.height is not None:
             check_height(args.height, "--height")
         checkpoint = _load_checkpoint(args.checkpoint)
+        cases = expand_inputs(args.cts)
     except (InputError, CheckpointError, ValueError) as err:
-        print(f"error: {err}")
-        return 2
-    return run_in_output_folder(args.out, "ribfracseg l3", lambda out: _run_cases(args, heights, checkpoint, out))
+        return refuse(err)
+    return run_in_output_folder(args.out, "ribfracseg l3",
+                                lambda out: _run_cases(args, cases, heights, checkpoint, out))
 
 
-def _run_cases(args: argparse.Namespace, heights: dict[str, float], checkpoint, out: Path) -> int:
+def _run_cases(args: argparse.Namespace, cases: list[Path], heights: dict[str, float], checkpoint, out: Path) -> int:
     from tqdm import tqdm
 
-    from RibFracSegLib.cases import case_id, expand_inputs
+    from RibFracSegLib.cases import case_id
     from RibFracSegLib.io import InputError, OutputError, write_text
+    from RibFracSegLib.progress import case_bar
 
     rows, failed = [], 0
-    cases = expand_inputs(args.cts)
-    for n, path in enumerate(tqdm(cases, desc="L3", unit="CT")):
+    for n, path in enumerate(case_bar(cases, desc="L3", unit="CT")):
         height = heights.get(case_id(path), args.height)
         try:
             rows.append(process(path, out, height, checkpoint, not args.no_png, args.count))

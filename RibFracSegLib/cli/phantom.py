@@ -24,16 +24,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from RibFracSegLib.phantom.dataset import write_dataset
+    from RibFracSegLib.progress import case_bar
+
+    from RibFracSegLib import defaults
+    from RibFracSegLib.errors import InputError
 
     if not 0 <= (args.fractures if args.fractures is not None else 0) <= 10:
-        raise SystemExit("--fractures must be between 0 and 10")
+        raise InputError(f"--fractures {args.fractures}: give 0 to 10 fractures per case.")
+    if args.n < 1:
+        raise InputError(f"--n {args.n}: give at least one case.")
+    if not defaults.PHANTOM_MIN_SIZE <= args.size <= defaults.PHANTOM_MAX_SIZE:
+        raise InputError(f"--size {args.size}: the in-plane matrix must be {defaults.PHANTOM_MIN_SIZE}-"
+                         f"{defaults.PHANTOM_MAX_SIZE} voxels (default 512).")
     overrides = {k: v for k, v in {"fov": args.fov, "orientation": args.orientation,
                                    "n_fractures": args.fractures, "slice_mm": args.slice_mm,
                                    "pixel_mm": args.pixel_mm, "noise_hu": args.noise}.items() if v is not None}
-    bar = tqdm(total=args.n, unit="case", desc="phantoms")
+    bar = case_bar(total=args.n, unit="case", desc="phantoms")
 
     def report(public_id, case):
         p = case.params

@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from RibFracSegLib.cases import expand_inputs
     from RibFracSegLib.checkpoint import load_checkpoint, require_task
+    from RibFracSegLib.cli import refuse
     from RibFracSegLib.options import SegmentOptions
     from RibFracSegLib.output_folder import run_in_output_folder
 
@@ -70,8 +71,7 @@ def run(args: argparse.Namespace) -> int:
                      "ribfracseg segment")
         cases = expand_inputs(args.inputs)
     except ValueError as err:
-        print(f"error: {err}")
-        return 2
+        return refuse(err)
     return run_in_output_folder(args.out, "ribfracseg segment", lambda out: _run(args, options, cases, out))
 
 
@@ -89,15 +89,17 @@ def _run(args: argparse.Namespace, options, cases: list, out: Path) -> int:
     """All cases through the cohort runner; a bad case is reported, an unwritable folder stops all."""
     from tqdm import tqdm
 
+    from RibFracSegLib.cli import refuse
     from RibFracSegLib.cohort import run_cases
     from RibFracSegLib.io import OutputError
     from RibFracSegLib.pipeline import FAILED, SKIPPED
-    from RibFracSegLib.progress import tqdm_progress
+    from RibFracSegLib.progress import case_bar, tqdm_progress
 
-    bar = tqdm(total=len(cases), desc="cases", unit="CT")
+    bar, finished = case_bar(total=len(cases), desc="cases", unit="CT"), []
 
     def on_report(report) -> None:
         bar.update(1)
+        finished.append(report.case)
         for line in report.warnings:
             tqdm.write(f"warning: {report.case}: {line}")
         if report.status == SKIPPED:
@@ -117,11 +119,10 @@ def _run(args: argparse.Namespace, options, cases: list, out: Path) -> int:
         reports = run_cases(cases, out, options, workers=args.workers, scheduler=args.scheduler, on_report=on_report,
                             progress_factory=None if parallel else lambda case: tqdm_progress(case, "patch"))
     except OutputError as err:  # the next case would fail the same way
-        tqdm.write(f"error: {err.strerror or err}. Stopped: {len(cases) - bar.n} of {len(cases)} cases not done")
+        tqdm.write(f"error: {err.strerror or err}. Stopped: {len(cases) - len(finished)} of {len(cases)} cases not done")
         return 1
     except (ValueError, RuntimeError) as err:  # bad options/inputs, or --workers without Dask installed
-        print(f"error: {err}")
-        return 2
+        return refuse(err)
     finally:
         bar.close()
     return 1 if any(r.status == FAILED for r in reports) else 0

@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from RibFracSegLib.simulate import write_simulated
 
     if args.n < 1 or args.fractures < 1:
-        raise SystemExit("--n and --fractures must be at least 1")
+        raise InputError(f"--n {args.n} --fractures {args.fractures}: both must be at least 1.")
 
     def report(public_id, case):
         kinds = Counter(FRACTURE_CODES[b.spec.kind] for b in case.fractures)

@@ -58,6 +58,37 @@ def validation_scans(harvest_dir: Path, model, voxels: int, spacing_mm: float) -
     return scans
 
 
+def check_arguments(args: argparse.Namespace):
+    """Options, the corpus and both checkpoints checked before any crop is built or step trained:
+    (base checkpoint, classifier weights to start from or None)."""
+    from ..checkpoint import load_checkpoint, require_task
+    from ..errors import InputError
+    from ..shipped import shipped_model
+
+    for name in ("steps", "batch", "width"):
+        if getattr(args, name) < 1:
+            raise InputError(f"--{name} {getattr(args, name)}: must be at least 1.")
+    if not args.lr > 0 or args.consistency < 0 or args.threads < 0:
+        raise InputError(f"--lr {args.lr}, --consistency {args.consistency}, --threads {args.threads}: the learning "
+                         "rate must be positive, the others 0 or more.")
+    if not 0 <= args.tolerance < 1:
+        raise InputError(f"--tolerance {args.tolerance}: give the validation recall to give up, from 0 to below 1.")
+    corpus = Path(args.corpus)
+    for split in ("train", "val"):
+        if not any((corpus / split).glob("*.json")):
+            raise InputError(f"--corpus {corpus}: {corpus / split} holds no harvested cases; build the corpus "
+                             f"first: python -m RibFracSegLib.candidates.corpus --out {corpus}")
+    path = args.checkpoint or shipped_model("fracture")
+    base = require_task(load_checkpoint(path), "fractures", path, "ribfracseg train-candidates")
+    if not args.init:
+        return base, None
+    section = require_task(load_checkpoint(args.init), "fractures", args.init, "ribfracseg train-candidates",
+                           "--init").candidate_classifier
+    if not section or section.get("hparams", {}).get("width") != args.width:
+        raise InputError(f"--init {args.init} carries no classifier of width {args.width} to start from.")
+    return base, section["state_dict"]
+
+
 def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
@@ -66,16 +97,12 @@ def run(args: argparse.Namespace) -> int:
     from ..candidates.dataset import cached_crops
     from ..candidates.operating import choose_floor, curve
     from ..candidates.training import ARCH, CandidateTrainConfig, train
-    from ..checkpoint import load_checkpoint, save_checkpoint
-    from ..shipped import shipped_model
+    from ..checkpoint import save_checkpoint
 
+    base, init = check_arguments(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     corpus = Path(args.corpus)
-    for split in ("train", "val"):
-        if not any((corpus / split).glob("*.json")):
-            raise SystemExit(f"{corpus / split} holds no harvested cases; build the corpus first: "
-                             f"python -m RibFracSegLib.candidates.corpus --out {corpus}")
     sets = {}
     for split in ("train", "val"):
         sets[split] = cached_crops(corpus / split, corpus / f"crops-{split}.npz", seed={"train": 0, "val": 1}[split])
@@ -84,12 +111,6 @@ def run(args: argparse.Namespace) -> int:
               f"{int(sets[split].real.sum())} from real CTs", flush=True)
     config = CandidateTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, width=args.width, seed=args.seed,
                          jitter=args.jitter or args.consistency > 0, consistency=args.consistency)
-    init = None
-    if args.init:
-        section = load_checkpoint(args.init).candidate_classifier
-        if not section or section.get("hparams", {}).get("width") != args.width:
-            raise SystemExit(f"{args.init} carries no classifier of width {args.width} to start from")
-        init = section["state_dict"]
     model, hparams = train(sets["train"], config, log=lambda m: print(m, flush=True), val=sets["val"], init=init)
     points = curve(validation_scans(corpus / "val", model, config.voxels, defaults.CANDIDATE_CROP_MM))
     chosen = choose_floor(points, args.tolerance)
@@ -97,7 +118,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"  floor {p.floor:.2f}: validation recall {p.recall:.3f}, {p.fp_per_scan:.2f} FP/scan")
     print(f"operating point: floor {chosen.floor:.2f} (validation recall {chosen.recall:.3f}, "
           f"{chosen.fp_per_scan:.2f} FP/scan)")
-    base = load_checkpoint(args.checkpoint or shipped_model("fracture"))
     base.candidate_classifier = {
         "arch": ARCH, "hparams": hparams,
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},

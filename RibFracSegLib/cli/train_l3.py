@@ -45,14 +45,72 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "'in view' threshold to the one that best separates the validation CTs, and re-save it")
 
 
+def _load_npz(path: Path) -> list:
+    """The samples of one --npz file; a missing or unreadable one is an InputError naming it."""
+    import pickle
+    import zipfile
+
+    from RibFracSegLib.errors import InputError
+    from RibFracSegLib.l3.dataset import load_npz
+
+    if not path.is_file():
+        raise InputError(f"--npz {path}: file not found. Give an L3 MIP data set (.npz).")
+    try:
+        return load_npz(path)
+    except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError) as err:
+        raise InputError(f"--npz {path}: not a readable L3 MIP data set ({err}).") from None
+
+
+def parse_val_ct(specs: list[str]) -> list[tuple[Path, float | None]]:
+    """--val-ct PATH or PATH=Z_MM, checked before any work: the file exists, Z_MM is a number."""
+    from RibFracSegLib.errors import InputError
+
+    parsed = []
+    for spec in specs:
+        path, sign, z = spec.partition("=")
+        if not Path(path).exists():
+            raise InputError(f"--val-ct {spec}: CT {path} not found.")
+        try:
+            parsed.append((Path(path), float(z) if z or sign else None))
+        except ValueError:
+            raise InputError(f"--val-ct {spec}: {z!r} is not a z coordinate in mm; give PATH=Z_MM (e.g. "
+                             f"{path}=-412.5) or PATH alone for a CT without L3.") from None
+    return parsed
+
+
+def check_arguments(args) -> None:
+    """Every option and file checked before data is read or phantoms generated (InputError/CheckpointError)."""
+    from RibFracSegLib.checkpoint import load_checkpoint, require_task
+    from RibFracSegLib.errors import InputError
+
+    positive = {"--phantoms": args.phantoms, "--val-phantoms": args.val_phantoms}
+    positive |= {f"--{k.replace('_', '-')}": getattr(args, k) for k in ("iterations", "batch_size", "val_every",
+                                                                          "threads") if getattr(args, k) is not None}
+    for name, value in positive.items():
+        if value < (0 if "phantoms" in name else 1):
+            raise InputError(f"{name} {value}: must be at least {0 if 'phantoms' in name else 1}.")
+    chances = {"--val-fraction": args.val_fraction, "--p-short": args.p_short, "--p-gain": args.p_gain,
+               "--p-blobs": args.p_blobs}
+    for name, value in chances.items():
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise InputError(f"{name} {value}: give a fraction between 0 and 1.")
+    if args.lr is not None and not args.lr > 0:
+        raise InputError(f"--lr {args.lr}: the learning rate must be positive.")
+    for option, path in (("--init", args.init), ("--evaluate", args.evaluate)):
+        if path is not None:
+            require_task(load_checkpoint(path), "l3", path, "ribfracseg train-l3", option)
+    if args.calibrate and not args.evaluate:
+        raise InputError("--calibrate needs --evaluate CKPT (the checkpoint whose threshold to set).")
+
+
 def _load_data(args):
     import numpy as np
 
-    from RibFracSegLib.l3.dataset import cached_phantom_samples, load_npz
+    from RibFracSegLib.l3.dataset import cached_phantom_samples
 
     train, val = [], []
     for path in args.npz:
-        samples = load_npz(path)
+        samples = _load_npz(path)
         order = np.random.default_rng(0).permutation(len(samples))
         n_val = int(round(args.val_fraction * len(samples)))
         val += [samples[i] for i in order[:n_val]]
@@ -72,12 +130,11 @@ def real_samples(specs: list[str]):
     from RibFracSegLib.l3.dataset import sample_from_ct
 
     samples = []
-    for spec in specs:
-        path, _, z = spec.partition("=")
+    for path, z in parse_val_ct(specs):
         image = read_ct(path)
         centre = image.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in image.GetSize()])
-        point = None if not z else (centre[0], centre[1], float(z))
-        samples.append(sample_from_ct(Path(path).name.split(".")[0], image, point))
+        point = None if z is None else (centre[0], centre[1], z)
+        samples.append(sample_from_ct(path.name.split(".")[0], image, point))
     return samples
 
 
@@ -110,15 +167,20 @@ def _evaluate(path: Path, val, calibrate: bool, real=()) -> None:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from RibFracSegLib.errors import InputError
     from RibFracSegLib.l3.training import L3TrainConfig, train_l3
 
+    check_arguments(args)
+    parse_val_ct(args.val_ct)
+    if not args.evaluate and not args.npz and not args.phantoms:
+        raise InputError("no training data: give --npz FILE and/or --phantoms N")
     train, val = _load_data(args)
     real = real_samples(args.val_ct)
     if args.evaluate:
         _evaluate(args.evaluate, val, args.calibrate, real)
         return 0
     if not train:
-        raise SystemExit("no training data: give --npz FILE and/or --phantoms N")
+        raise InputError("no training data: the --npz files hold no training images (all held out by --val-fraction)")
     given = {"iterations": args.iterations, "batch_size": args.batch_size, "lr": args.lr, "threads": args.threads,
              "val_every": args.val_every, "p_short": args.p_short, "p_gain": args.p_gain, "p_blobs": args.p_blobs,
              "init": str(args.init) if args.init else None}

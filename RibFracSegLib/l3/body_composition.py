@@ -186,7 +186,8 @@ def body_composition(image: sitk.Image, l3, height_m: float | None = None) -> Bo
 def tissue_labels(image: sitk.Image, l3, body: BodyComposition) -> sitk.Image:
     """`body.mask` (MUSCLE/SAT/VAT/IMAT) as a UInt8 label image on the CT's own grid, 0 off the L3
     slice: what a reader checks the areas against (the Slicer segmentation). The canonical view is a
-    re-ordering, not a resampling, so the nearest-neighbour resampling back is exact."""
+    re-ordering, not a resampling, so the nearest-neighbour resampling back is exact (for an L3Result
+    of an oblique CT, whose projections were made on patient axes, it is the nearest voxel)."""
     canonical, k = l3_slice(image, l3)
     slab = sitk.GetImageFromArray(np.asarray(body.mask, np.uint8)[None])
     slab.SetSpacing(canonical.GetSpacing())

@@ -2,8 +2,9 @@
 
 Row r of a head-up MIP (1-mm rows, row 0 = most superior slice) is canonical slice
 k = (n_slices - 1) - r * mip_spacing / z_spacing (projections.resample_rows_cols puts output row 0 on
-input row 0). The canonical grid is the input reoriented without resampling, so the physical point
-maps back to the input's own index exactly, whatever its direction matrix.
+input row 0). The canonical grid is the input reoriented (resampled onto patient axes when oblique,
+projections.patient_aligned); the point goes back to the input's own index through its physical
+position, whatever the input's direction matrix.
 """
 
 from __future__ import annotations

@@ -232,6 +232,14 @@ def unname_contradicted(vertebrae: list[Vertebra], votes: list[tuple], t12: int)
     return [f"{why} from {names[0]} up: those bodies unnamed"]
 
 
+def count_origin(t12: int, votes: list[tuple]) -> int:
+    """Index of the body a rib count runs from: that of the lowest rib level voting (T12 for rib 12,
+    T1 when only rib 1's heads were found). A break in the disc spacing between it and a body makes
+    that body's name unsure, however far the count then runs (rib 1 alone: fourteen bodies to L3)."""
+    lowest = max((n for _, _, n in votes), default=12)
+    return t12 + (12 - lowest)
+
+
 def unname_across_joints(vertebrae: list[Vertebra], joints: list[bool], anchor: int) -> list[str]:
     """Leave unnamed the bodies beyond a joint between two chains of discs, seen from the anchor: the
     regular spacing that makes the count sure is broken there."""
@@ -331,7 +339,7 @@ def vertebral_levels(image: sitk.Image, ribs=None, landmarks=None) -> SpineLevel
     if anchor == rib_label and t12 is not None:
         notes += unname_contradicted(vertebrae, votes, t12)
     if anchor != "none":
-        notes += unname_across_joints(vertebrae, joints, t12 if anchor == rib_label else l5)
+        notes += unname_across_joints(vertebrae, joints, count_origin(t12, votes) if anchor == rib_label else l5)
     timings["naming"] = time.perf_counter() - t0 - timings["bodies"]
     return SpineLevels(vertebrae=vertebrae, anchor=anchor, anchors=anchors, lumbar_count=lumbar,
                        count_sides=len(sides) if anchor == rib_label else 0, rib_numbering=numbering,

@@ -210,7 +210,7 @@ def _cached(path: str, mtime_ns: int) -> dict:
 
 
 def stored_precision(checkpoint: Checkpoint, device_type: str) -> Optional[str]:
-    """The calibrated precision for this device type (`precision.calibrate_precision` stores it); fp32
+    """The calibrated precision for this device type (`precision_calibration.calibrate_precision` stores it); fp32
     on a device never calibrated when reduced precision changed this checkpoint's fractures on another;
     None when it was never calibrated. Here, not in precision.py, so inference needs no import of it."""
     verdicts = checkpoint.inference.get("precision", {})

@@ -18,7 +18,8 @@ from RibFracSegLib import defaults
 from RibFracSegLib.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from RibFracSegLib.inference import segment_ct
 from RibFracSegLib.networks import register_network
-from RibFracSegLib.precision import calibrate_precision, compare_results, store_calibration, stored_precision
+from RibFracSegLib.precision import compare_results, store_calibration, stored_precision
+from RibFracSegLib.precision_calibration import calibrate_precision
 
 from inference_helpers import checkpoint, native_and_faster
 

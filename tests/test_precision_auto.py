@@ -19,7 +19,7 @@ import SimpleITK as sitk
 import torch
 from torch import nn
 
-from RibFracSegLib import defaults, precision
+from RibFracSegLib import defaults, precision, precision_calibration
 from RibFracSegLib.checkpoint import Checkpoint
 from RibFracSegLib.errors import InputError
 from RibFracSegLib.inference import _Runner, segment_ct
@@ -128,7 +128,7 @@ def test_not_native_means_fp32_without_timing(monkeypatch):
     assert segment_ct(_image(), ckpt, find_ribs=False, skip_empty=False).device == "cpu (fp32)"
     assert precision.auto_precision(_checkpoint("test_slow_in_fp32", "fp32"), CPU).candidates == ()
     with pytest.raises(InputError, match="no native reduced precision"):
-        precision.calibrate_precision(ckpt, [("a", _image())], log=lambda _: None)
+        precision_calibration.calibrate_precision(ckpt, [("a", _image())], log=lambda _: None)
 
 
 def test_onednn_capped_at_avx2_is_not_native():

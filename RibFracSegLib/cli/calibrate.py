@@ -31,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ..cases import check_unique_ids, case_id, expand_inputs
     from ..checkpoint import load_checkpoint, require_task, save_checkpoint
-    from ..precision import calibrate_precision, store_calibration
+    from ..precision import store_calibration
+    from ..precision_calibration import calibrate_precision
     from ..shipped import shipped_model
 
     if args.threads:

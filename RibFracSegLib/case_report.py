@@ -73,7 +73,7 @@ def fracture_rows(detections: Sequence[Detection], spacing: Sequence[float]) -> 
 
 
 def _ribs_section(image: sitk.Image, result: FractureResult, case: str) -> str:
-    from .ribs.qc import cage_picture, side_by_side, unfolded_picture
+    from .ribs.qc import cage_picture, unfolded_picture
     from .ribs.unfold import unfold_ribs
     from .ribs.unfold_marks import map_detections
 
@@ -84,14 +84,16 @@ def _ribs_section(image: sitk.Image, result: FractureResult, case: str) -> str:
     unfolded = unfold_ribs(image, ribs)
     marks = map_detections(unfolded, result.detections, image)
     flat = unfolded_picture(unfolded, marks, title=case)
-    picture = side_by_side(flat, cage_picture(image, ribs, result.detections, marks, height=flat.height))
     found = ribs.to_dict()["ribs_found"]
-    caption = (f"Left: every rib straightened (the patient's right ribs on the left half, rib 1 on top; an empty "
-               f"row is a rib not found). Right: the cage from the front and from behind. Boxes are the numbered "
-               f"fractures of the table; letters give the type ({type_legend()}). Ribs found: {found['L']} left, "
-               f"{found['R']} right, numbered from {ribs.numbering}.")
+    flat_caption = (f"Every rib straightened: the patient's right ribs on the left half, heads at the spine in the "
+                    f"middle, rib 1 on top; a red row is a rib not found. Boxes are the numbered fractures of the table; "
+                    f"letters give the type ({type_legend()}). Ribs found: {found['L']} left, {found['R']} right, "
+                    f"numbered from {ribs.numbering}.")
+    cage_caption = "The rib cage from the front and from behind, each rib coloured and numbered, with the same boxes."
     notes = "".join(f"<p class=meta>Rib step: {escape(n)}</p>" for n in ribs.notes)
-    return _figure(picture, caption, "unfolded ribs and rib cage with numbered fracture boxes") + notes
+    return (_figure(flat, flat_caption, "unfolded ribs with numbered fracture boxes")
+            + _figure(cage_picture(image, ribs, result.detections, marks, height=flat.height), cage_caption,
+                      "rib cage, frontal and posterior, with numbered fracture boxes") + notes)
 
 
 def _l3_section(l3, body) -> str:

@@ -12,8 +12,10 @@ the NIfTI output's slice on the source grid.
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -53,6 +55,15 @@ def declare_local_scheme(ds) -> None:
     ds.CodingSchemeIdentificationSequence = [item]
 
 
+@contextlib.contextmanager
+def source_names_as_they_are() -> Iterator[None]:
+    """highdicom warns when a copied patient name has one component ('Lung_Dx-A0001', common after
+    de-identification); it is the source's name, copied unchanged, so the warning is not the reader's business."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name", category=UserWarning)
+        yield
+
+
 def rib_code(rib: str) -> Optional[Code]:
     """The SNOMED CT code of a detection's rib ('L6' -> Sixth rib; 'unnumbered R' -> Rib), None for 'none'."""
     if rib == "none":
@@ -69,13 +80,14 @@ def _segmentation(series: SourceSeries, frames: np.ndarray, descriptions: list, 
                   description: str):
     import highdicom as hd
 
-    seg = hd.seg.Segmentation(
-        source_images=list(series.datasets), pixel_array=frames, segmentation_type="BINARY",
-        segment_descriptions=descriptions, series_instance_uid=hd.UID(),
-        series_number=defaults.DICOM_SERIES_NUMBERS[kind], sop_instance_uid=hd.UID(), instance_number=1,
-        manufacturer=TOOL_NAME, manufacturer_model_name=f"{TOOL_NAME} {model.checkpoint}",
-        software_versions=model.version, device_serial_number="none", content_label=kind.split("_")[0].upper(),
-        content_description=f"{TOOL_NAME}: {description}", series_description=f"{TOOL_NAME} {description}")
+    with source_names_as_they_are():
+        seg = hd.seg.Segmentation(
+            source_images=list(series.datasets), pixel_array=frames, segmentation_type="BINARY",
+            segment_descriptions=descriptions, series_instance_uid=hd.UID(),
+            series_number=defaults.DICOM_SERIES_NUMBERS[kind], sop_instance_uid=hd.UID(), instance_number=1,
+            manufacturer=TOOL_NAME, manufacturer_model_name=f"{TOOL_NAME} {model.checkpoint}",
+            software_versions=model.version, device_serial_number="none", content_label=kind.split("_")[0].upper(),
+            content_description=f"{TOOL_NAME}: {description}", series_description=f"{TOOL_NAME} {description}")
     declare_local_scheme(seg)
     return seg
 

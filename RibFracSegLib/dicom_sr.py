@@ -20,7 +20,7 @@ from . import defaults
 from .detections import Detection, FractureResult, type_probability
 from .dicom import SourceSeries, source_series
 from .dicom_seg import (coded, declare_local_scheme, fracture_segmentation, rib_code, rib_segmentation, rib_side,
-                        write_dataset)
+                        source_names_as_they_are, write_dataset)
 from .geometry import superior_axis
 from .provenance import TOOL_NAME, ModelInfo
 
@@ -113,10 +113,12 @@ def measurement_report(series: SourceSeries, image: sitk.Image, result: Fracture
         observation_context=hd.sr.ObservationContext(observer_device_context=hd.sr.ObserverContext(
             codes.DCM.Device, device)),
         procedure_reported=coded(defaults.SR_PROCEDURE_CODE), imaging_measurements=groups or None)
-    sr = hd.sr.Comprehensive3DSR(
-        evidence=list(series.datasets) + ([seg] if seg is not None else []), content=report[0],
-        series_instance_uid=hd.UID(), series_number=defaults.DICOM_SERIES_NUMBERS["sr"], sop_instance_uid=hd.UID(),
-        instance_number=1, manufacturer=TOOL_NAME, is_complete=True, series_description=f"{TOOL_NAME} measurements")
+    with source_names_as_they_are():
+        sr = hd.sr.Comprehensive3DSR(
+            evidence=list(series.datasets) + ([seg] if seg is not None else []), content=report[0],
+            series_instance_uid=hd.UID(), series_number=defaults.DICOM_SERIES_NUMBERS["sr"],
+            sop_instance_uid=hd.UID(), instance_number=1, manufacturer=TOOL_NAME, is_complete=True,
+            series_description=f"{TOOL_NAME} measurements")
     declare_local_scheme(sr)
     return sr
 

@@ -68,7 +68,7 @@ def check_fracture_seg(out: Path, case: str, uids: dict):
     """The fractures SEG against the NIfTI output and the source series; returns (seg, detections)."""
     detections = [Detection.from_dict(d) for d in json.loads((out / f"{case}.json").read_text())["detections"]]
     seg = hd.seg.segread(out / f"{case}-fractures.seg.dcm")
-    assert seg.number_of_segments == len(detections) >= 2
+    assert seg.number_of_segments == len(detections)
     for n, d in enumerate(detections, start=1):
         description = seg.get_segment_description(n)
         assert description.segment_label == fracture_segment_name(d)
@@ -148,9 +148,10 @@ def test_segment_dicom_writes_a_seg_per_fracture_and_rib_and_an_sr_that_read_bac
     root, uids, _ = chest
     out = root / "out"
     seg, detections = check_fracture_seg(out, "Chest1", uids)
+    assert len(detections) >= 3  # the phantom's three painted fractures (a segmental one may be two pieces)
     assert [d.rib for d in detections if d.rib != "none"]  # the phantom's fractures lie on numbered ribs
     check_sr(out, "Chest1", seg, detections, uids)
-    html = check_report(out / "Chest1-report.html", detections, pictures=1)  # unfolded ribs + cage; L3 not in view
+    html = check_report(out / "Chest1-report.html", detections, pictures=2)  # unfolded ribs, cage; L3 not in view
     assert "L3 is not in the field of view" in html and "24 left" not in html and "12 left, 12 right" in html
 
     ribs = hd.seg.segread(out / "Chest1-ribs.seg.dcm")
@@ -196,6 +197,7 @@ def test_every_storage_order_gives_frames_equal_to_the_nifti(tmp_path, orientati
     assert report.status == DONE, report.error
     assert bool(report.warnings) == second_series  # the folder's other series is named, not used
     seg, detections = check_fracture_seg(tmp_path / "out", "Series", uids)
+    assert len(detections) >= 3
     sr = check_sr(tmp_path / "out", "Series", seg, detections, uids)
     summary = json.loads((tmp_path / "out" / "Series.json").read_text())
     assert summary["l3"]["in_view"] and summary["body_composition"]["smi_cm2_per_m2"] > 0
@@ -205,7 +207,7 @@ def test_every_storage_order_gives_frames_equal_to_the_nifti(tmp_path, orientati
     assert values[("Skeletal muscle index", "cm2/m2")] == pytest.approx(summary["body_composition"]["smi_cm2_per_m2"],
                                                                       abs=0.01)
     ribs_found = bool(summary["ribs"] and sum(summary["ribs"]["ribs_found"].values()))
-    html = check_report(tmp_path / "out" / "Series-report.html", detections, pictures=ribs_found + 1)  # + L3 slice
+    html = check_report(tmp_path / "out" / "Series-report.html", detections, pictures=2 * ribs_found + 1)  # + L3 slice
     assert f"{summary['body_composition']['muscle_cm2']:.1f}" in html
     assert values[("Image Position (Patient) Z", "mm")] == pytest.approx(summary["l3"]["center_lps"][2], abs=0.01)
     source = l3[0].source_images[0].referenced_sop_instance_uid  # the file whose slice holds the L3 point

@@ -45,12 +45,15 @@ def png_data_uri(picture) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _table(header: Sequence[str], rows: Iterable[Sequence], numeric: Sequence[bool] = ()) -> str:
-    numeric = list(numeric) + [False] * (len(header) - len(numeric))
-    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+def _table(header: Optional[Sequence[str]], rows: Iterable[Sequence], numeric: Sequence[bool] = ()) -> str:
+    """An HTML table (header None: none); `numeric` columns are right-aligned."""
+    rows = list(rows)
+    width = len(header) if header else max((len(r) for r in rows), default=0)
+    numeric = list(numeric) + [False] * (width - len(numeric))
+    head = "" if not header else "<thead><tr>" + "".join(f"<th>{escape(h)}</th>" for h in header) + "</tr></thead>"
     body = "".join("<tr>" + "".join(f'<td{" class=n" if n else ""}>{escape(str(v))}</td>' for v, n in zip(row, numeric))
                    + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<table>{head}<tbody>{body}</tbody></table>"
 
 
 def _figure(picture, caption: str, alt: str) -> str:
@@ -92,7 +95,7 @@ def _ribs_section(image: sitk.Image, result: FractureResult, case: str) -> str:
     cage_caption = "The rib cage from the front and from behind, each rib coloured and numbered, with the same boxes."
     notes = "".join(f"<p class=meta>Rib step: {escape(n)}</p>" for n in ribs.notes)
     return (_figure(flat, flat_caption, "unfolded ribs with numbered fracture boxes")
-            + _figure(cage_picture(image, ribs, result.detections, marks, height=flat.height), cage_caption,
+            + _figure(cage_picture(image, ribs, result.detections, marks), cage_caption,
                       "rib cage, frontal and posterior, with numbered fracture boxes") + notes)
 
 
@@ -134,7 +137,7 @@ def _run_section(image: sitk.Image, result: FractureResult, model: ModelInfo, so
                         f"(skip rule: {result.skip_rule})"),
             ("time", ", ".join(f"{k} {v:.1f} s" for k, v in result.timings_s.items()))]
     rows += [(f"file: {kind}", name) for kind, name in outputs.items()]
-    return _table(("", ""), rows)
+    return _table(None, rows)
 
 
 def case_report_html(image: sitk.Image, result: FractureResult, case: str, *, model: ModelInfo,

@@ -85,7 +85,7 @@ def _segmentation(series: SourceSeries, frames: np.ndarray, descriptions: list, 
             source_images=list(series.datasets), pixel_array=frames, segmentation_type="BINARY",
             segment_descriptions=descriptions, series_instance_uid=hd.UID(),
             series_number=defaults.DICOM_SERIES_NUMBERS[kind], sop_instance_uid=hd.UID(), instance_number=1,
-            manufacturer=TOOL_NAME, manufacturer_model_name=f"{TOOL_NAME} {model.checkpoint}",
+            manufacturer=TOOL_NAME, manufacturer_model_name=f"{TOOL_NAME} {model.checkpoint}"[:64],
             software_versions=model.version, device_serial_number="none", content_label=kind.split("_")[0].upper(),
             content_description=f"{TOOL_NAME}: {description}", series_description=f"{TOOL_NAME} {description}")
     declare_local_scheme(seg)

@@ -84,6 +84,8 @@ def finished(path: str | Path, out: str | Path, options: Optional[SegmentOptions
     except (OSError, ValueError):
         return None  # a summary is written atomically; an unreadable one means redo the case
     recorded = summary.get("outputs") or {}
+    if options is not None and options.l3 and "l3" not in summary:
+        return None  # L3 asked for now, not measured then
     for kind, file in files.items():
         if kind not in CORE_OUTPUTS and (kind not in recorded or (recorded[kind] is not None and not file.is_file())):
             return None  # asked for now, not made then: redo the case

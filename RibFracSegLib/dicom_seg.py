@@ -46,13 +46,17 @@ def _coded_item(code: Code):
     return item
 
 
-def declare_local_scheme(ds) -> None:
-    """Name our local coding scheme in the file (Coding Scheme Identification), as DICOM asks of local codes."""
+def finish_dataset(ds) -> None:
+    """What highdicom leaves to us: name our local coding scheme in the file (Coding Scheme Identification), as
+    DICOM asks of local codes, and drop a Referenced Study Sequence copied from the source whose items lack
+    their SOP Class (de-identified series often carry one; a validator then rejects our file for it)."""
     item = _coded_item((defaults.LOCAL_SCHEME[0], "", ""))
     del item.CodeValue, item.CodeMeaning
     item.CodingSchemeName = defaults.LOCAL_SCHEME[1]
     item.CodingSchemeResponsibleOrganization = TOOL_NAME
     ds.CodingSchemeIdentificationSequence = [item]
+    if any("ReferencedSOPClassUID" not in i for i in ds.get("ReferencedStudySequence", [])):
+        del ds.ReferencedStudySequence
 
 
 @contextlib.contextmanager
@@ -88,7 +92,7 @@ def _segmentation(series: SourceSeries, frames: np.ndarray, descriptions: list, 
             manufacturer=TOOL_NAME, manufacturer_model_name=f"{TOOL_NAME} {model.checkpoint}"[:64],
             software_versions=model.version, device_serial_number="none", content_label=kind.split("_")[0].upper(),
             content_description=f"{TOOL_NAME}: {description}", series_description=f"{TOOL_NAME} {description}")
-    declare_local_scheme(seg)
+    finish_dataset(seg)
     return seg
 
 

@@ -19,7 +19,7 @@ import SimpleITK as sitk
 from . import defaults
 from .detections import Detection, FractureResult, type_probability
 from .dicom import SourceSeries, source_series
-from .dicom_seg import (coded, declare_local_scheme, fracture_segmentation, rib_code, rib_segmentation, rib_side,
+from .dicom_seg import (coded, finish_dataset, fracture_segmentation, rib_code, rib_segmentation, rib_side,
                         source_names_as_they_are, write_dataset)
 from .geometry import superior_axis
 from .provenance import TOOL_NAME, ModelInfo
@@ -119,7 +119,7 @@ def measurement_report(series: SourceSeries, image: sitk.Image, result: Fracture
             series_instance_uid=hd.UID(), series_number=defaults.DICOM_SERIES_NUMBERS["sr"],
             sop_instance_uid=hd.UID(), instance_number=1, manufacturer=TOOL_NAME, is_complete=True,
             series_description=f"{TOOL_NAME} measurements")
-    declare_local_scheme(sr)
+    finish_dataset(sr)
     return sr
 
 

@@ -61,7 +61,7 @@ def write_series(image: sitk.Image, folder: Path, *, order: str = "ascending", s
         ds.Rows, ds.Columns = hu.shape[1], hu.shape[2]
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
         ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = f"{INTERCEPT:g}", "1", "HU"
-        ds.KVP = "120"
+        ds.KVP, ds.AcquisitionNumber, ds.PatientPosition, ds.BodyPartExamined = "120", 1, "HFS", "CHEST"
         ds.PixelData = stored[k].tobytes()
         ds.save_as(path, enforce_file_format=True)
         files.append(path)

@@ -200,6 +200,14 @@ class RibFracSegWidget(*_WIDGET_BASES):
                                           "0 = unknown.").format(low=defaults.HEIGHT_RANGE_M[0],
                                                                  high=defaults.HEIGHT_RANGE_M[1])
         self.ui.progressBar.hide()
+        # "Save report": the last run's one-page HTML report (RibFracSegLib.case_report, written by the Logic).
+        self._lastRun = None  # (volume node, ProcessResult) of the last run that added results
+        self.saveReportButton = qt.QPushButton(_("Save report"))
+        self.saveReportButton.toolTip = _("Save the last run's one-page report (pictures, tables, run details) as HTML.")
+        self.saveReportButton.enabled = False
+        layout = self.ui.statusLabel.parentWidget().layout()
+        layout.insertWidget(layout.indexOf(self.ui.statusLabel) + 1, self.saveReportButton)
+        self.saveReportButton.connect("clicked(bool)", self.onSaveReport)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
@@ -225,6 +233,8 @@ class RibFracSegWidget(*_WIDGET_BASES):
 
     def onSceneStartClose(self, caller, event) -> None:
         self.cancelRun()
+        self._lastRun = None
+        self.saveReportButton.enabled = False
         self._forgetUnfolded()
         self.setParameterNode(None)
 
@@ -414,6 +424,18 @@ class RibFracSegWidget(*_WIDGET_BASES):
             self._hidePicturesFromCTSelector()
             self._showUnfolded(outcome.unfolded)
         self._setStatus(outcome.message)
+        self._lastRun = (run.volume, outcome.result)
+        self.saveReportButton.enabled = True
+
+    def onSaveReport(self) -> None:
+        import qt
+
+        volume, result = self._lastRun
+        path = qt.QFileDialog.getSaveFileName(slicer.util.mainWindow(), _("Save report"),
+                                              f"{volume.GetName()}-report.html", _("Web page (*.html)"))
+        if path:
+            with slicer.util.tryWithErrorDisplay(_("RibFracSeg could not save the report."), waitCursor=True):
+                self._setStatus(_("Report saved: {path}").format(path=self.logic.save_report(volume, result, path)))
 
     def cancelRun(self) -> None:
         if self._run is not None:

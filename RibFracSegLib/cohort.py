@@ -100,7 +100,7 @@ def run_cases(inputs: Iterable[str | Path], out: str | Path, options: SegmentOpt
     recorded = {case for case, r in read_manifest(out).items() if r.status == DONE}
     todo = []
     for path in paths:
-        skipped = None if options.force else finished(path, out)
+        skipped = None if options.force else finished(path, out, options)
         if skipped is not None:
             reports[str(path)] = _record(out, skipped, on_report, recorded)
         else:

@@ -205,6 +205,33 @@ RIB_TYPE_CODES = {number: ("SCT", code, f"{ordinal} rib") for number, code, ordi
 RIB_TYPE_CODES[None] = FRACTURE_REGION_CODE  # an unnumbered rib: "Rib"
 RIB_SEGMENT_COLOR = (253 / 255, 232 / 255, 158 / 255)  # Slicer's recommended colour for Rib
 
+# --- DICOM SEG and SR of a DICOM input (dicom_seg.py, dicom_sr.py); codes as above: (scheme, value, meaning) ----
+# Standard codes from DICOM PS3.16 / SNOMED CT as pydicom's code dictionary lists them; what has no
+# standard concept uses our local scheme (declared in each file's Coding Scheme Identification).
+LOCAL_SCHEME = ("RibFracSeg", "RibFracSeg local codes")  # designator, name (FRACTURE_TYPE_MODIFIER_CODES use it too)
+DICOM_SERIES_NUMBERS = {"fractures_seg": 9101, "ribs_seg": 9102, "sr": 9103}  # after a scanner's own numbers
+SR_PROCEDURE_CODE = ("SCT", "77477000", "Computed tomography")
+SR_CONFIDENCE_CODE = ("DCM", "122157", "Probability")  # a detection's confidence, unit "1"
+SR_VOLUME_CODE = ("SCT", "118565006", "Volume")
+SR_CENTRE_CODE = ("DCM", "128138", "Center of Mass")  # a fracture's centroid, a SCOORD3D point in the SEG's frame
+SR_MORPHOLOGY_CODE = ("SCT", "116676008", "Associated morphology")  # the RibFrac type, when one was given
+SR_RIB_ARC_CODE = ("RibFracSeg", "RibFrac-arc", "Distance along the rib from its head")
+SR_TYPE_PROBABILITY_CODE = ("RibFracSeg", "RibFrac-type-p", "Probability of the fracture type")
+RIB_REGION_CODES = {"posterior": ("SCT", "255551008", "Posterior"), "lateral": ("SCT", "49370004", "Lateral"),
+                    "anterior": ("SCT", "255549009", "Anterior")}  # thirds of a rib (ribs/assign.REGIONS)
+L3_VERTEBRA_CODE = ("SCT", "36470004", "L3 vertebra")
+SR_AREA_CODE = ("SCT", "42798000", "Area")
+SR_SLICE_Z_CODE = ("DCM", "110903", "Image Position (Patient) Z")  # the L3 slice's height, mm
+SR_SMI_CODE = ("RibFracSeg", "RibFrac-SMI", "Skeletal muscle index")
+TISSUE_SITE_CODES = {"muscle": ("SCT", "127954009", "Skeletal muscle"),  # body composition areas' finding sites
+                     "sat": ("SCT", "71966008", "Subcutaneous tissue"),
+                     "vat": ("RibFracSeg", "RibFrac-VAT", "Visceral adipose tissue"),
+                     "imat": ("RibFracSeg", "RibFrac-IMAT", "Intermuscular adipose tissue")}
+SR_L3_POINT_CODE = ("DCM", "111010", "Center")  # the L3 point (RAS/LPS centre of the slice's vertebral body)
+UCUM_UNITS = {"mm3": ("UCUM", "mm3", "cubic millimeter"), "mm": ("UCUM", "mm", "millimeter"),
+              "1": ("UCUM", "1", "no units"), "cm2": ("UCUM", "cm2", "square centimeter"),
+              "cm2/m2": ("UCUM", "cm2/m2", "square centimeter per square meter")}
+
 # --- Sliding window (fracture inference engine) --------------------------------------------------
 GAUSSIAN_SIGMA_SCALE = 0.125  # sigma = 0.125 x patch size, as nnU-Net and MONAI
 BLEND_WEIGHT_FLOOR = 1e-3  # smallest blending weight at a patch's corners (MONAI's floor)
@@ -239,6 +266,7 @@ CT_MODALITIES = ("CT",)  # DICOM Modality values read as CT (an empty Modality i
 SLICE_STEP_TOLERANCE = 0.1  # DICOM slice steps further than this fraction from the median are uneven
 SLICE_GAP_FACTOR = 1.5  # ... and a step this many times the median means missing slices
 GANTRY_TILT_TOLERANCE_DEG = 0.5  # larger angles between the slice normal and the slice stack: sheared
+DICOM_GRID_TOLERANCE_VOXELS = 0.01  # a DICOM file of the series sits this near a slice of the CT read from it (SEG/SR)
 WORKING_BYTES_PER_VOXEL = 16  # memory beyond the CT itself: probabilities, labels, masks, label scratch
 CHECK_SAMPLE_VOXELS = 2_000_000  # intensity statistics are taken on an even subsample of about this size
 

@@ -101,6 +101,22 @@ def type_legend() -> str:
     return ", ".join(f"{type_letter(c)} {fracture_type(c)}" for c in TYPE_CODES)
 
 
+# --- Segment names: the Slicer segmentations and the DICOM SEG files name segments the same way.
+def fracture_segment_name(d: Detection) -> str:
+    """'Fracture 3 - right rib 6, lateral, displaced'; the rib is left out when the fracture is on no rib
+    found, the type when it has none ('Fracture 3' with neither)."""
+    from .ribs.assign import rib_phrase
+
+    parts = [p for p in ("" if d.rib == "none" else rib_phrase(d.rib, d.rib_region), known_type(d.label_code)) if p]
+    return f"Fracture {d.id} - {', '.join(parts)}" if parts else f"Fracture {d.id}"
+
+
+def rib_segment_name(side: str, number: Optional[int]) -> str:
+    """'Left rib 6', 'Right rib 11'; 'Left ribs, unnumbered' (all of a side's unnumbered ribs share a label)."""
+    word = "Left" if side == "L" else "Right"
+    return f"{word} rib {number}" if number else f"{word} ribs, unnumbered"
+
+
 @dataclass
 class FractureResult:
     """One CT's fractures: detections plus the instance-label image on the input grid."""

@@ -128,3 +128,64 @@ def read_series(folder: Path) -> sitk.Image:
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(series.files)
     return reader.Execute()
+
+
+@dataclass(frozen=True)
+class SourceSeries:
+    """The headers (no pixel data) of the series a CT image was read from, in the image's slice order:
+    `datasets[k]` is the file of slice k. DICOM outputs (SEG frames, SR references) point to these."""
+
+    folder: Path
+    datasets: tuple  # pydicom Datasets
+
+    @property
+    def frame_of_reference_uid(self) -> str:
+        return str(self.datasets[0].FrameOfReferenceUID)
+
+    def sop_instance_uids(self) -> list[str]:
+        return [str(ds.SOPInstanceUID) for ds in self.datasets]
+
+
+def require_series_folder(path: str | Path) -> Path:
+    """`path` if it is a folder (a DICOM series), else the one-line refusal of DICOM outputs."""
+    path = Path(path)
+    if not path.is_dir():
+        raise InputError(f"DICOM SEG needs the source DICOM series; {path.name} is not one: give the series folder "
+                         "(or leave out --dicom).")
+    return path
+
+
+def source_series(folder: str | Path, image: sitk.Image) -> SourceSeries:
+    """The CT series `read_series` chose in `folder`, each file placed on `image`'s grid by its Image
+    Position (never by file name or instance number, which scanners order either way).
+
+    Refused (InputError) when a file does not sit on a slice of the image, or the image is not this
+    series' (another folder, or the series changed since it was read).
+    """
+    import warnings
+
+    import pydicom
+
+    from .io import InputWarning
+
+    folder = require_series_folder(folder)
+    with warnings.catch_warnings():  # the choice was warned about when the CT was read
+        warnings.simplefilter("ignore", InputWarning)
+        series = choose_ct_series(folder)
+    datasets = [pydicom.dcmread(f, stop_before_pixels=True) for f in series.files]
+    size, direction = image.GetSize(), np.array(image.GetDirection()).reshape(3, 3)
+    slots: list = [None] * size[2]
+    for ds, path in zip(datasets, series.files):
+        ijk = np.array(image.TransformPhysicalPointToContinuousIndex([float(v) for v in ds.ImagePositionPatient]))
+        k = int(round(ijk[2]))
+        rows_cols = np.array([float(v) for v in ds.ImageOrientationPatient]).reshape(2, 3)
+        if (np.abs(ijk - [0, 0, k]).max() > defaults.DICOM_GRID_TOLERANCE_VOXELS or not 0 <= k < size[2]
+                or slots[k] is not None or (int(ds.Columns), int(ds.Rows)) != tuple(size[:2])
+                or np.abs(rows_cols - direction[:, :2].T).max() > 1e-4):
+            raise InputError(f"{Path(path).name} in {folder.name} does not lie on a slice of the CT that was read "
+                             "(changed since, or another series): read the series folder again.")
+        slots[k] = ds
+    if any(ds is None for ds in slots):
+        raise InputError(f"{folder.name}: {slots.count(None)} slices of the CT have no file in the series. Read the "
+                         "series folder again.")
+    return SourceSeries(folder, tuple(slots))

@@ -41,6 +41,11 @@ class SegmentOptions:
     threads: Optional[int] = None  # torch CPU threads for this run
     force: bool = False  # redo a case whose summary already exists
     qc: bool = False  # also write the unfolded-rib QC pictures (RibFracSegLib.ribs.qc)
+    dicom: bool = False  # also write the fractures DICOM SEG and the SR (a DICOM series input only)
+    ribs: bool = False  # with dicom: also the ribs DICOM SEG
+    report: bool = False  # also write the one-page HTML report (RibFracSegLib.case_report)
+    l3: bool = False  # also locate L3 and measure body composition (JSON summary, SR, report)
+    height_m: Optional[float] = None  # patient height for the SMI (with l3)
 
     def checkpoint_path(self) -> Path:
         """The checkpoint file this run uses."""
@@ -65,6 +70,9 @@ class SegmentOptions:
                              "patch shared with its neighbour).")
         if self.threshold is not None and not 0.0 <= float(self.threshold) <= 1.0:
             raise ValueError(f"Probability threshold must be in [0, 1], not {self.threshold} (threshold / --threshold).")
+        if self.ribs and not self.dicom:
+            raise ValueError("ribs adds the ribs' DICOM SEG to the DICOM outputs; give dicom too (--ribs with --dicom).")
+        check_height(self.height_m, "height / --height")
         for name in ("batch_size", "threads"):
             value = getattr(self, name)
             if value is not None and (int(value) != value or value < 1):

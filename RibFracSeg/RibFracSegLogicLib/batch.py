@@ -47,13 +47,18 @@ def save_results(scene, nodes, out_dir: Path, case: str) -> dict[str, Path]:
 
 
 def run_batch(logic, inputs: Iterable[str | Path], out_dir: str | Path, *, keep_nodes: bool = False,
-              on_case: Optional[Callable[[int, CaseReport], None]] = None, **options) -> list[CaseReport]:
+              on_case: Optional[Callable[[int, CaseReport], None]] = None, dicom: bool = False, report: bool = False,
+              **options) -> list[CaseReport]:
     """Process every CT file/DICOM folder in `inputs` with logic.process(**options); write per-case files.
+
+    dicom=True also writes the fractures DICOM SEG and the SR (and the ribs SEG with ribs=True) for a DICOM
+    series input, report=True the case's HTML report: the files and names of `ribfracseg segment --dicom/--report`.
 
     Returns one CaseReport per input (error set when that case failed) and writes a summary TSV.
     The Cancelled exception (from options['cancel']) ends the batch after cleaning up the case.
     """
     out_dir = Path(out_dir)
+    write_report = report  # `report` names each case's CaseReport below
     scene = logic.scene
     reports: list[CaseReport] = []
     for index, source in enumerate(inputs):
@@ -64,6 +69,9 @@ def run_batch(logic, inputs: Iterable[str | Path], out_dir: str | Path, *, keep_
             volume = volume_node_from_file(scene, str(source), report.case)
             result = logic.process(volume, name=report.case, **options)
             report.outputs = {k: str(v) for k, v in save_results(scene, result.nodes, out_dir, report.case).items()}
+            if dicom or write_report:
+                report.outputs.update(_library_files(logic, volume, result, source, out_dir, report.case, dicom,
+                                                     write_report))
             report.n_fractures = len(result.detections)
         except Cancelled:
             remove_nodes_added_since(scene, before)
@@ -83,6 +91,26 @@ def run_batch(logic, inputs: Iterable[str | Path], out_dir: str | Path, *, keep_
             on_case(index, report)
     write_summary(reports, out_dir / SUMMARY_NAME)
     return reports
+
+
+def _library_files(logic, volume, result, source, out_dir: Path, case: str, dicom: bool, report: bool) -> dict:
+    """The DICOM SEG/SR and the report of one case, named as the command line names them."""
+    from RibFracSegLib.options import SegmentOptions
+    from RibFracSegLib.pipeline import case_outputs
+
+    from .logic import model_info
+    from .volumes import image_from_volume_node
+
+    files = case_outputs(out_dir, case, SegmentOptions(dicom=dicom, ribs=dicom and result.options.ribs, report=report))
+    written = {}
+    if dicom:
+        from RibFracSegLib.dicom_sr import write_case_dicom
+
+        written = write_case_dicom(source, image_from_volume_node(volume), result.output.fractures,
+                                   model_info(result.options), files, l3=result.output.l3, body=result.output.body)
+    if report:
+        written["report"] = logic.save_report(volume, result, files["report"], name=case)
+    return {k: str(v) for k, v in written.items() if v is not None}
 
 
 def write_summary(reports: list[CaseReport], path: Path) -> Path:

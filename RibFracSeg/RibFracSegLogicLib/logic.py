@@ -34,6 +34,7 @@ class ProcessResult:
     nodes: RunNodes
     detections: list[Detection]
     output: RunOutput
+    options: Optional[RunOptions] = None  # what the run was asked for (its checkpoint names the model in reports)
 
 
 def checked_image(volumeNode):
@@ -105,7 +106,7 @@ class RibFracSegLogicBase:
         nodes = add_run_nodes(self.scene, volumeNode, output, height_m=options.height_m, name=name, ribs=options.ribs)
         logger.info("RibFracSeg: %d fractures added to the scene in %.2f s",
                     len(output.fractures.detections), time.perf_counter() - start)
-        return ProcessResult(nodes=nodes, detections=list(output.fractures.detections), output=output)
+        return ProcessResult(nodes=nodes, detections=list(output.fractures.detections), output=output, options=options)
 
     def start_background(self, volumeNode, options: RunOptions, preload: Sequence[str] = ()) -> BackgroundRun:
         """Start a run in a PythonSlicer subprocess; poll it, then call finish_background."""
@@ -115,3 +116,23 @@ class RibFracSegLogicBase:
     def finish_background(self, volumeNode, run: BackgroundRun, name: Optional[str] = None) -> ProcessResult:
         """Add a finished background run's results to the scene (raises if it failed or was cancelled)."""
         return self.add_results(volumeNode, run.output(), run.options, name=name)
+
+    def save_report(self, volumeNode, result: ProcessResult, path, name: Optional[str] = None):
+        """The run's one-page HTML report (RibFracSegLib.case_report: pictures, fracture and body-composition
+        tables, run details) written to `path`; returns the path."""
+        from RibFracSegLib.case_report import write_case_report
+
+        storage = volumeNode.GetStorageNode()
+        return write_case_report(path, image_from_volume_node(volumeNode), result.output.fractures,
+                                 name or volumeNode.GetName(), model=model_info(result.options),
+                                 source=storage.GetFileName() if storage is not None else volumeNode.GetName(),
+                                 l3=result.output.l3, body=result.output.body)
+
+
+def model_info(options: Optional[RunOptions]):
+    """The provenance of a run's results (checkpoint file, network, RibFracSeg version)."""
+    from RibFracSegLib.checkpoint import load_checkpoint
+    from RibFracSegLib.provenance import ModelInfo
+
+    checkpoint = (options or RunOptions()).checkpoint
+    return ModelInfo.of(load_checkpoint(checkpoint), checkpoint)

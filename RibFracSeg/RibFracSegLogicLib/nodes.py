@@ -14,8 +14,8 @@ import SimpleITK as sitk
 import slicer
 import vtk
 
-from RibFracSegLib.detections import (Detection, FractureResult, fracture_type, known_type, type_probability,
-                                      type_text)
+from RibFracSegLib.detections import (Detection, FractureResult, fracture_segment_name, fracture_type, known_type,
+                                      type_probability, type_text)
 from RibFracSegLib.geometry import ijk_to_ras_matrix
 
 from .compute import RunOutput
@@ -53,13 +53,6 @@ def fracture_label(d: Detection) -> str:
     return " ".join(filter(None, (f"F{d.id} {d.confidence:.2f}", known_type(d.label_code))))
 
 
-def fracture_segment_name(d: Detection) -> str:
-    """'Fracture 3 - right rib 6, lateral, displaced'; the rib is left out when the fracture is on no rib
-    found, the type when it has none ('Fracture 3' with neither)."""
-    from RibFracSegLib.ribs.assign import rib_phrase
-
-    parts = [p for p in ("" if d.rib == "none" else rib_phrase(d.rib, d.rib_region), known_type(d.label_code)) if p]
-    return f"Fracture {d.id} - {', '.join(parts)}" if parts else f"Fracture {d.id}"
 
 
 def add_fracture_segmentation(scene, volume, result: FractureResult, name: str):

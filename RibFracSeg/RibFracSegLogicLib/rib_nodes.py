@@ -11,16 +11,11 @@ from __future__ import annotations
 import slicer
 
 from RibFracSegLib import defaults
+from RibFracSegLib.detections import rib_segment_name
 from RibFracSegLib.geometry import ijk_to_ras_matrix
 
 from .segments import TAG_PREFIX, add_label_segment, new_segmentation_node
 from .terminology import rib_entry, serialise
-
-
-def rib_segment_name(side: str, number) -> str:
-    """'Left rib 6', 'Right rib 11'; 'Left ribs, unnumbered' (all of a side's unnumbered ribs share a label)."""
-    word = "Left" if side == "L" else "Right"
-    return f"{word} rib {number}" if number else f"{word} ribs, unnumbered"
 
 
 def add_rib_segmentation(scene, volume, ribs, name: str):

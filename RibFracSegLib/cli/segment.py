@@ -3,7 +3,8 @@
 Writes the RibFrac submission (`<id>.nii.gz` + one csv), `<id>.json` summaries and a manifest
 (one line per case) into --out; finished cases are skipped unless --force, so a killed batch
 resumes. --workers N runs cases in parallel on a local Dask cluster, --scheduler ADDRESS on an
-existing one. With --qc each case also gets `<id>-unfolded.png` and `<id>-qc.png`
+existing one. --dicom adds a DICOM SEG and SR for DICOM series inputs (`dicom_sr`), --report a
+one-page HTML report (`case_report`), --l3 the L3 slice and body composition. With --qc each case also gets `<id>-unfolded.png` and `<id>-qc.png`
 (RibFracSegLib.ribs.qc). A bad input is reported and the batch goes on; the exit code is 1 if any
 case failed.
 """
@@ -40,6 +41,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--qc", action="store_true",
                         help="also write <id>-unfolded.png and <id>-qc.png (ribs unfolded, fractures boxed) and "
                              "each detection's unfolded coordinates in the JSON summary ('unfolded', by id)")
+    parser.add_argument("--dicom", action="store_true",
+                        help="for a DICOM series input: also write <id>-fractures.seg.dcm (DICOM SEG, one segment per "
+                             "fracture) and <id>-measurements.sr.dcm (DICOM SR TID 1500), referencing the series")
+    parser.add_argument("--ribs", action="store_true", help="with --dicom: also <id>-ribs.seg.dcm (one segment per rib)")
+    parser.add_argument("--report", action="store_true",
+                        help="also write <id>-report.html: one self-contained page (pictures, tables, run details)")
+    parser.add_argument("--l3", action="store_true",
+                        help="also locate L3 and measure body composition on its slice (in the JSON, SR and report)")
+    parser.add_argument("--height", type=float, default=None, help="patient height in metres, for the SMI (with --l3)")
     parser.add_argument("--workers", type=int, default=0,
                         help="run N cases at once on a local Dask cluster (needs ribfracseg[dask])")
     parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
@@ -61,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
                                  threshold=args.threshold, batch_size=args.batch_size, precision=args.precision,
                                  skip_empty=not args.no_skip, on_rib=args.rib_filter,
                                  probability=args.probability, threads=args.threads, force=args.force,
-                                 qc=args.qc).validate()
+                                 qc=args.qc, dicom=args.dicom, ribs=args.ribs, report=args.report, l3=args.l3,
+                                 height_m=args.height).validate()
         if options.device == "cuda":  # no GPU: refused before any case (torch is loaded here anyway)
             from RibFracSegLib.inference import resolve_device
 

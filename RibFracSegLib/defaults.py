@@ -98,6 +98,7 @@ RIB_APEX_MIN_AREA_MM2 = 1500.0  # the apex is the highest slice with at least th
 RIB_BOTTOM_MARGIN_MM = 40.0  # rib 12 counts as in view when the CT reaches this far below the lowest rib's mean height
 RIB_BONE_HU_FULL = 120.0  # at full resolution a rib's voxels (cortex, marrow, partial volume) exceed this
 RIB_PAIR_LENGTH_RATIO = 0.8  # left and right rib k agree when the shorter is at least this share of the longer
+RIB_TRACED_MIN_GAIN_PAIRS = 2  # traced ribs replace an incomplete grown set with at least this many more agreeing pairs
 # Tracing a rib as a curve (ribs/trace.py): cross-sections of the full-resolution CT every step
 RIB_TRACE_STEP_MM = 2.0  # from one cross-section to the next along the rib
 RIB_TRACE_SECTION_MM = 9.0  # a cross-section is sampled this far each way from the predicted centre

@@ -58,7 +58,7 @@ def one_case(ct: str, out: str, name: str, method: str = "auto") -> None:
                       "seconds": round(seconds, 2), "peak_mb": round(peak_mb),
                       "numbering": ribs.numbering, "notes": ribs.notes, "timings": ribs.timings_s,
                       "found": {s: sum(r.side == s for r in ribs.ribs) for s in "LR"},
-                      "numbered": sorted(r.name for r in ribs.ribs if r.number),
+                      "numbered": sorted(r.name for r in ribs.ribs if r.number), "complete": ribs.complete(),
                       "how": {r.name: [round(r.number_confidence, 2)] for r in ribs.ribs},
                       "length": {r.name: round(r.length_mm, 1) for r in ribs.ribs}}))
 
@@ -78,12 +78,17 @@ def ts_lengths(ts_path: Path) -> dict:
     """Centreline length (mm) of each TotalSegmentator rib, by our label-map centreline method."""
     import SimpleITK as sitk
 
-    from RibFracSegLib.ribs.centrelines import ribs_from_label_map
-
     ref = sitk.ReadImage(str(ts_path))
     img = sitk.GetImageFromArray(ts_truth(ts_path))
     img.CopyInformation(ref)
-    return {r.name: r.length_mm for r in ribs_from_label_map(img).ribs}
+    return label_map_lengths(img)
+
+
+def label_map_lengths(labels) -> dict:
+    """Centreline length (mm) per rib of a label map (our convention), by `ribs_from_label_map`."""
+    from RibFracSegLib.ribs.centrelines import ribs_from_label_map
+
+    return {r.name: r.length_mm for r in ribs_from_label_map(labels).ribs}
 
 
 def dice_against_totalsegmentator(ours_path: Path, ts_path: Path) -> dict:
@@ -151,11 +156,14 @@ def main() -> None:
             continue
         record = json.loads(run.stdout.strip().splitlines()[-1])
         sp = record["spacing"]
+        how = record["how"]
         print(f"{name}: {record['size']} at {sp[0]:.2f}x{sp[1]:.2f}x{sp[2]:.2f} mm: {record['seconds']:.1f} s, "
               f"peak RSS {record['peak_mb']} MB; found L {record['found']['L']} R {record['found']['R']}; "
-              f"anchor {record['numbering']}; numbered {len(record['numbered'])}")
+              f"anchor {record['numbering']}; numbered {len(record['numbered'])}; "
+              f"skip rule {'ribs' if record['complete'] else 'bone (rib set incomplete)'}")
         for note in record["notes"]:
             print(f"    note: {note}")
+        print("    number confidence: " + " ".join(f"{k}:{v[0]:.1f}" for k, v in sorted(how.items())))
         print_lengths(record)
         if name == "LIDC-IDRI-0001":
             d = dice_against_totalsegmentator(Path(args.out) / f"{name}-ribs.nii.gz", lidc_path("mask.nii.gz"))
@@ -164,11 +172,15 @@ def main() -> None:
             print(f"    mean Dice {d['mean']:.3f} (min {min(d['dice'].values()):.2f}); numbered as TotalSegmentator "
                   f"{d['numbered_as_ts']}/24; all-rib Dice {d['binary_dice']:.3f} (recall {d['recall']:.3f}, "
                   f"precision {d['precision']:.3f})")
+            import SimpleITK as sitk
+
             ts = ts_lengths(lidc_path("mask.nii.gz"))
-            rel = {k: record["length"].get(k, 0.0) / v - 1 for k, v in ts.items() if v > 0}
-            print("    centreline length vs TotalSegmentator's (%): "
-                  + " ".join(f"{k}:{100 * x:+.0f}" for k, x in rel.items()))
-            print(f"    within 10 %: {sum(abs(x) <= 0.10 for x in rel.values())}/{len(rel)}")
+            ours = label_map_lengths(sitk.ReadImage(str(Path(args.out) / f"{name}-ribs.nii.gz")))
+            for title, mine in (("our centrelines", record["length"]), ("our labels, same method as TS", ours)):
+                rel = {k: mine.get(k, 0.0) / v - 1 for k, v in ts.items() if v > 0}
+                print(f"    length vs TotalSegmentator's (%), {title}: "
+                      + " ".join(f"{k}:{100 * x:+.0f}" for k, x in rel.items()))
+                print(f"      within 10 %: {sum(abs(x) <= 0.10 for x in rel.values())}/{len(rel)}")
     print(f"pictures: {args.out}/*-ribs.png, *-unfolded.png")
 
 

@@ -4,8 +4,9 @@ Two ways to the ribs from the same landmarks (working grid, body, bone, spine tr
 grown through the rib-cage bone (`ribs/grow.py`, which holds on phantoms and clean chests) and
 traced as curves on full-resolution cross-sections (`ribs/traced.py`, which holds where scapulae,
 cartilage, effusions and touching neighbours break the grown regions on real chests). The grown set
-is kept when it is complete; otherwise the traced one is made too and the set whose left and right
-ribs agree better (numbered pairs of like length) is kept, the other named in the notes.
+is kept when it is complete; otherwise the traced one is made too and replaces it where its left and
+right ribs agree clearly better (RIB_TRACED_MIN_GAIN_PAIRS more numbered pairs of like length); the
+notes say which set was set aside.
 """
 
 from __future__ import annotations
@@ -45,9 +46,10 @@ def segment_ribs(image: sitk.Image, landmarks: Optional[ColumnLandmarks] = None,
     if method == "grow" or grown.complete():
         return grown
     traced = trace_ribs(image, marks)
-    keep, other, name = (traced, grown, "grown") if agreement(traced) > agreement(grown) else (grown, traced, "traced")
-    keep.notes.append(f"the {name} rib set agreed less left to right ({agreement(other)} vs {agreement(keep)} "
-                      "numbered pairs of like length) and was set aside")
+    better = agreement(traced) >= agreement(grown) + defaults.RIB_TRACED_MIN_GAIN_PAIRS
+    keep, other, name = (traced, grown, "grown") if better else (grown, traced, "traced")
+    keep.notes.append(f"the {name} rib set was set aside ({agreement(other)} numbered left/right pairs of like "
+                      f"length, against {agreement(keep)})")
     keep.timings_s.update({f"other {k}": v for k, v in other.timings_s.items()})
     return _timed(keep, shared)
 

@@ -138,5 +138,5 @@ def write_image(image: sitk.Image, path: str | os.PathLike, compress: bool = Tru
 
 def write_text(text: str, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")  # reports hold mm³, µ: never the locale's encoding
     return Path(path)

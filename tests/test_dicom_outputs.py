@@ -227,4 +227,4 @@ def test_dicom_outputs_refuse_what_has_no_series(chest, tmp_path, capsys):
         capsys.readouterr().out
     assert main(["segment", str(root / "Chest1"), "--checkpoint", str(root / "marker.pt"), "--out",
                  str(tmp_path / "o"), "--ribs"]) == 2
-    assert "give dicom too (--ribs with --dicom)" in capsys.readouterr().out
+    assert "give dicom too (--ribs with --dicom)" in capsys.readouterr().err  # refused before any work: stderr

@@ -5,7 +5,8 @@ grown through the rib-cage bone (`ribs/grow.py`, which holds on phantoms and cle
 traced as curves on full-resolution cross-sections (`ribs/traced.py`, which holds where scapulae,
 cartilage, effusions and touching neighbours break the grown regions on real chests). The grown set
 is kept when it is complete; otherwise the traced one is made too and replaces it where its left and
-right ribs agree clearly better (RIB_TRACED_MIN_GAIN_PAIRS more numbered pairs of like length); the
+right ribs agree clearly better (RIB_TRACED_MIN_GAIN_PAIRS more numbered pairs of like length, and
+at least RIB_SKIP_MIN_PAIRS: a few traced pairs on a small or coarse CT are no better evidence); the
 notes say which set was set aside.
 """
 
@@ -17,7 +18,7 @@ from typing import Optional
 import SimpleITK as sitk
 
 from .. import defaults
-from ..preprocess import canonical_volume
+from ..orientation import canonical_volume
 from .anatomy import ColumnLandmarks, column_landmarks
 from .grow import grow_ribs
 from .labels import RibLabels
@@ -46,7 +47,7 @@ def segment_ribs(image: sitk.Image, landmarks: Optional[ColumnLandmarks] = None,
     if method == "grow" or grown.complete():
         return grown
     traced = trace_ribs(image, marks)
-    better = agreement(traced) >= agreement(grown) + defaults.RIB_TRACED_MIN_GAIN_PAIRS
+    better = agreement(traced) >= max(agreement(grown) + defaults.RIB_TRACED_MIN_GAIN_PAIRS, defaults.RIB_SKIP_MIN_PAIRS)
     keep, other, name = (traced, grown, "grown") if better else (grown, traced, "traced")
     keep.notes.append(f"the {name} rib set was set aside ({agreement(other)} numbered left/right pairs of like "
                       f"length, against {agreement(keep)})")

@@ -40,6 +40,26 @@ def ras_to_index(image: sitk.Image, point_ras: Sequence[float]) -> tuple[float, 
     return lps_to_index(image, ras_to_lps(point_ras))
 
 
+def index_to_lps_affine(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
+    """(M, origin) with LPS = origin + M @ (i, j, k) for continuous indices of `image`: the one
+    vectorised voxel -> LPS map (direction times spacing, then the origin) for code that maps many
+    points at once; SimpleITK's per-point transforms are the reference it agrees with."""
+    m = np.array(image.GetDirection(), dtype=float).reshape(3, 3) @ np.diag(np.array(image.GetSpacing(), float))
+    return m, np.array(image.GetOrigin(), dtype=float)
+
+
+def indices_to_lps(image: sitk.Image, ijk: np.ndarray) -> np.ndarray:
+    """(..., 3) continuous (i, j, k) -> (..., 3) LPS mm."""
+    m, origin = index_to_lps_affine(image)
+    return origin + np.asarray(ijk, dtype=float) @ m.T
+
+
+def lps_to_indices(image: sitk.Image, lps: np.ndarray) -> np.ndarray:
+    """(..., 3) LPS mm -> (..., 3) continuous (i, j, k) (the inverse of `indices_to_lps`)."""
+    m, origin = index_to_lps_affine(image)
+    return (np.asarray(lps, dtype=float) - origin) @ np.linalg.inv(m).T
+
+
 def ijk_to_ras_matrix(image: sitk.Image) -> np.ndarray:
     """4x4 IJK -> RAS matrix (what Slicer's SetIJKToRASMatrix wants)."""
     direction = np.array(image.GetDirection(), dtype=float).reshape(3, 3)

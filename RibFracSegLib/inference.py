@@ -20,14 +20,15 @@ import torch
 from torch import nn
 
 from . import defaults
-from .checkpoint import Checkpoint, CheckpointError, build_model, load_checkpoint, stored_precision
+from .checkpoint import Checkpoint, CheckpointError, build_model, load_checkpoint
 from .detections import Detection, FractureResult
 from .errors import Cancelled
 from .geometry import lps_to_ras
 from .networks.fusion import fold_batchnorm, keep_full_resolution_fp32
 from .precision import AutoPrecision, auto_precision
 from .postprocess import Component, PostprocessParams, find_fractures
-from .preprocess import CanonicalVolume, block_any, bone_cells, canonical_volume, normalise
+from .preprocess import block_any, bone_cells, normalise
+from .orientation import CanonicalVolume, canonical_volume
 from .progress import Cancel, Progress
 from .ribs import RibLabels, segment_ribs
 from .candidates.classifier import classify, keep_detections, load_classifier

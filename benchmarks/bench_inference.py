@@ -110,7 +110,8 @@ def run_monai(path: Path, out: Path, model_name: str) -> dict:
     from monai.inferers import sliding_window_inference
     from RibFracSegLib import defaults
     from RibFracSegLib.checkpoint import build_model
-    from RibFracSegLib.preprocess import canonical_volume, normalise
+    from RibFracSegLib.preprocess import normalise
+    from RibFracSegLib.orientation import canonical_volume
     t0 = time.perf_counter()
     image = sitk.ReadImage(str(path))
     read_s = time.perf_counter() - t0
@@ -132,7 +133,7 @@ def save_coverage(image, result, out: Path) -> None:
     """Input-grid voxels some computed patch covers (skipped patches leave theirs at 0), by the pipeline's rule."""
     from RibFracSegLib import defaults
     from RibFracSegLib.inference import fracture_cells
-    from RibFracSegLib.preprocess import canonical_volume
+    from RibFracSegLib.orientation import canonical_volume
     from RibFracSegLib.sliding_window import PatchGrid, covered_voxels, keep_mask
     volume = canonical_volume(image)
     cells, _ = fracture_cells(volume, result.ribs, defaults.BONE_HU)

@@ -21,7 +21,7 @@ import SimpleITK as sitk
 import torch
 
 from RibFracSegLib import defaults
-from RibFracSegLib.preprocess import canonical_image
+from RibFracSegLib.orientation import canonical_image
 from RibFracSegLib.l3 import body_composition, locate_l3
 from RibFracSegLib.l3.dataset import phantom_params
 from RibFracSegLib.l3.decoding import point_to_row

@@ -37,7 +37,7 @@ def both_results(image, ckpt, margin_mm: float):
     from RibFracSegLib import defaults
     from RibFracSegLib.detections import FractureResult
     from RibFracSegLib.inference import segment_ct
-    from RibFracSegLib.preprocess import canonical_volume
+    from RibFracSegLib.orientation import canonical_volume
     from RibFracSegLib.ribs.assign import near_ribs
 
     off = segment_ct(image, ckpt, on_rib=False)

@@ -26,7 +26,8 @@ from real_data import lidc_path  # noqa: E402
 
 from RibFracSegLib import defaults  # noqa: E402
 from RibFracSegLib.ribs.centrelines import ribs_from_label_map  # noqa: E402
-from RibFracSegLib.ribs.frame import (RibFrame, body_centre, ct_affine, frame_to_ct, outward_cosine,  # noqa: E402
+from RibFracSegLib.geometry import index_to_lps_affine  # noqa: E402
+from RibFracSegLib.ribs.frame import (RibFrame, body_centre, frame_to_ct, outward_cosine,  # noqa: E402
                                       rib_frame, section_twist_deg)  # noqa: E402
 from RibFracSegLib.ribs.label_maps import to_rib_labels  # noqa: E402
 from RibFracSegLib.ribs.qc import save_png  # noqa: E402
@@ -42,7 +43,7 @@ def round_trip_mm(frame: RibFrame, ct: sitk.Image, every: int) -> tuple[float, f
     ok = frame.one_to_one(idx)
     back = frame.lps_to_index(frame.index_to_lps(idx[ok]))
     frame_err = float(np.nanmax(np.abs(back - idx[ok]))) * frame.voxel_mm if ok.any() else float("nan")
-    m, origin = ct_affine(ct)
+    m, origin = index_to_lps_affine(ct)
     ijk = np.unique(np.rint(frame.index_to_ct(idx, ct)).astype(int), axis=0)  # CT voxels inside the frame
     ijk = ijk[np.all((ijk >= 0) & (ijk < ct.GetSize()), axis=1)]
     there = frame.ct_to_index(ijk, ct)

@@ -22,7 +22,7 @@ import SimpleITK as sitk  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from real_data import lidc_path  # noqa: E402
 
-from RibFracSegLib.preprocess import canonical_image  # noqa: E402
+from RibFracSegLib.orientation import canonical_image  # noqa: E402
 from RibFracSegLib.l3.projections import compute_projections  # noqa: E402
 from RibFracSegLib.phantom import PhantomParams, generate_phantom  # noqa: E402
 

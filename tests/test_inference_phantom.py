@@ -16,7 +16,7 @@ from RibFracSegLib import geometry
 from RibFracSegLib.inference import segment_ct
 from RibFracSegLib.phantom import PhantomParams, generate_phantom
 from RibFracSegLib.postprocess import PostprocessParams, spine_mask
-from RibFracSegLib.preprocess import canonical_volume
+from RibFracSegLib.orientation import canonical_volume
 
 from inference_helpers import checkpoint
 

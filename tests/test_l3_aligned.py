@@ -8,7 +8,7 @@ import SimpleITK as sitk
 
 from RibFracSegLib.l3.decoding import point_to_row, row_to_point
 from RibFracSegLib.l3.projections import compute_projections
-from RibFracSegLib.preprocess import canonical_image
+from RibFracSegLib.orientation import canonical_image
 
 
 def _patient() -> sitk.Image:

@@ -10,7 +10,7 @@ import SimpleITK as sitk
 
 from RibFracSegLib.phantom.dataset import sample_params
 from RibFracSegLib.phantom.generate import generate_phantom
-from RibFracSegLib.preprocess import canonical_volume
+from RibFracSegLib.orientation import canonical_volume
 from RibFracSegLib.ribs import rib_from_label_value, segment_ribs
 from RibFracSegLib.ribs.assign import locate_on_rib, near_ribs, rib_phrase
 from RibFracSegLib.ribs.label_maps import phantom_to_rib_labels

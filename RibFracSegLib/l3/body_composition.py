@@ -25,7 +25,8 @@ from skimage.morphology import disk
 
 from RibFracSegLib import defaults
 from RibFracSegLib.options import check_height
-from RibFracSegLib.preprocess import canonical_image
+from RibFracSegLib.orientation import canonical_image
+from RibFracSegLib.ribs.anatomy import body_mask
 
 # Per-pixel tissue labels of BodyComposition.mask.
 NONE, MUSCLE, SAT, VAT, IMAT = 0, 1, 2, 3, 4
@@ -90,18 +91,9 @@ def _disk_px(mm: float, pixel_mm: float) -> np.ndarray:
     return disk(max(1, int(round(mm / pixel_mm))))
 
 
-def body_mask(hu: np.ndarray) -> np.ndarray:
-    """Largest connected piece above L3_BODY_HU with holes (gas) filled: drops the table and air."""
-    labels, n = ndimage.label(hu > defaults.L3_BODY_HU)
-    if n == 0:
-        return np.zeros(hu.shape, bool)
-    sizes = ndimage.sum_labels(np.ones(hu.shape), labels, index=np.arange(1, n + 1))
-    return ndimage.binary_fill_holes(labels == 1 + int(np.argmax(sizes)))
-
-
 def compartments(hu: np.ndarray, pixel_mm: float) -> np.ndarray:
     """Tissue label per pixel (NONE/MUSCLE/SAT/VAT/IMAT) of an axial slice in HU."""
-    body = body_mask(hu)
+    body = body_mask(hu, defaults.L3_BODY_HU)
     inside_skin = ndimage.binary_erosion(body, _disk_px(defaults.L3_SKIN_MM, pixel_mm))
     fat = _in(hu, defaults.SAT_HU) & body
     wall = ndimage.binary_closing((hu > defaults.SAT_HU[1]) & inside_skin,

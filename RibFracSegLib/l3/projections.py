@@ -21,7 +21,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from RibFracSegLib import defaults
-from RibFracSegLib.preprocess import canonical_image
+from RibFracSegLib.orientation import canonical_image
 
 
 @dataclass(frozen=True)

@@ -17,15 +17,9 @@ from scipy.spatial import cKDTree
 
 from RibFracSegLib.detections import Detection
 from RibFracSegLib.geometry import lps_to_ras
+from RibFracSegLib.geometry import indices_to_lps
 from RibFracSegLib.ribs.label_maps import phantom_to_rib_labels
 from RibFracSegLib.ribs.labels import Rib, RibLabels, rib_label_value
-
-
-def _voxel_lps(image: sitk.Image, kji: np.ndarray) -> np.ndarray:
-    """(n, 3) array indices [k, j, i] -> LPS mm, vectorised."""
-    direction = np.array(image.GetDirection(), float).reshape(3, 3)
-    spacing = np.array(image.GetSpacing(), float)
-    return np.array(image.GetOrigin()) + (kji[:, ::-1] * spacing) @ direction.T
 
 
 def rib_labels_from_phantom(case, near_mm: float | None = None) -> RibLabels:
@@ -44,7 +38,7 @@ def rib_labels_from_phantom(case, near_mm: float | None = None) -> RibLabels:
         if box is None:
             continue
         kji = np.argwhere(ours[box] == value) + [s.start for s in box]
-        dist, _ = cKDTree(_voxel_lps(case.rib_labels, kji)).query(np.asarray(line, float))
+        dist, _ = cKDTree(indices_to_lps(case.rib_labels, kji[:, ::-1])).query(np.asarray(line, float))
         on_bone = np.flatnonzero(dist <= near)
         if len(on_bone) < 2:
             continue

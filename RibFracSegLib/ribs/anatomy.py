@@ -13,7 +13,7 @@ import numpy as np
 from scipy import ndimage
 
 from .. import defaults
-from ..preprocess import CanonicalVolume, canonical_volume
+from ..orientation import CanonicalVolume, canonical_volume
 
 
 @dataclass
@@ -73,9 +73,10 @@ def fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
     return mask | ~edge[labels]
 
 
-def body_mask(hu: np.ndarray) -> np.ndarray:
-    """The patient: largest connected region above BODY_HU, holes filled slice by slice (lungs inside)."""
-    tissue = hu > defaults.BODY_HU
+def body_mask(hu: np.ndarray, body_hu: float = defaults.BODY_HU) -> np.ndarray:
+    """The patient: largest connected region above `body_hu`, holes filled slice by slice (lungs and
+    bowel gas inside; the table and outside air dropped); a [z, y, x] volume or one axial slice."""
+    tissue = hu > body_hu
     labels, n = ndimage.label(tissue)
     if n == 0:
         return tissue

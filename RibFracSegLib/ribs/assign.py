@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import defaults
 from ..geometry import distance_mm
-from ..preprocess import CanonicalVolume
+from ..orientation import CanonicalVolume
 from .labels import Rib, RibLabels
 
 REGIONS = ("posterior", "lateral", "anterior")  # thirds of a rib's length from its head

@@ -16,16 +16,11 @@ from scipy import ndimage, sparse
 from scipy.sparse.csgraph import dijkstra
 
 from .. import defaults
+from ..geometry import index_to_lps_affine
 from .labels import Rib, RibLabels, rib_from_label_value
 
 _OFFSETS = np.array([(a, b, c) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1)
                      if (a, b, c) > (0, 0, 0)])  # 13 half-neighbourhood offsets (k, j, i)
-
-
-def index_to_lps_matrix(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
-    """(M, origin) with lps = origin + M @ (i, j, k): the image's voxel -> LPS map as arrays."""
-    m = np.array(image.GetDirection(), float).reshape(3, 3) @ np.diag(image.GetSpacing())
-    return m, np.array(image.GetOrigin(), float)
 
 
 def _geodesic(points_mm: np.ndarray, kji: np.ndarray, source: int) -> np.ndarray:
@@ -66,7 +61,7 @@ def centreline_from_mask(mask_kji: np.ndarray, image: sitk.Image, midline_x_lps:
     kji = np.argwhere(piece)
     if len(kji) < 2:
         return np.empty((0, 3))
-    m, origin = index_to_lps_matrix(image)
+    m, origin = index_to_lps_affine(image)
     pts = origin + kji[:, ::-1] @ m.T
     far_a = int(np.argmax(_geodesic(pts, kji, 0)))
     dist_a = _geodesic(pts, kji, far_a)
@@ -104,7 +99,7 @@ def ribs_from_label_map(labels: sitk.Image) -> RibLabels:
     """A `RibLabels` (our convention) with a centreline per rib, computed from the label map alone."""
     arr = sitk.GetArrayViewFromImage(labels)
     values = [int(v) for v in np.unique(arr) if v != 0]
-    m, origin = index_to_lps_matrix(labels)
+    m, origin = index_to_lps_affine(labels)
     all_kji = np.argwhere(arr > 0)
     midline_x = float(np.median(origin[0] + all_kji[:, ::-1] @ m[0])) if len(all_kji) else 0.0
     ribs = []

@@ -31,19 +31,11 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from .. import defaults
-from ..geometry import distance_mm, index_to_lps
+from ..geometry import distance_mm, index_to_lps_affine
 from .labels import Rib
 
 _SEARCH_STEPS = 8  # LPS -> frame: segments walked from the nearest section at most
 _NEWTON_STEPS = 4  # ... and Newton steps within a segment (the section plane moves almost linearly)
-
-
-def ct_affine(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
-    """(M, origin) with LPS = origin + M @ (i, j, k), read off `geometry.index_to_lps` (SimpleITK), so
-    every storage order (flipped, permuted, oblique) is handled where the rest of the project does."""
-    origin = np.asarray(index_to_lps(image, (0, 0, 0)), float)
-    m = np.column_stack([np.asarray(index_to_lps(image, e), float) - origin for e in np.eye(3)])
-    return m, origin
 
 
 @dataclass
@@ -103,7 +95,7 @@ class RibFrame:
 
     def index_to_ct(self, index, ct: sitk.Image) -> np.ndarray:
         """(..., 3) frame index -> (..., 3) continuous CT index (i, j, k): where `sample` reads."""
-        m, origin = ct_affine(ct)
+        m, origin = index_to_lps_affine(ct)
         return (self.index_to_lps(index) - origin) @ np.linalg.inv(m).T
 
     # --- LPS / CT -> frame index ---------------------------------------------------------------------
@@ -157,7 +149,7 @@ class RibFrame:
 
     def ct_to_index(self, ijk, ct: sitk.Image) -> np.ndarray:
         """(..., 3) continuous CT index (i, j, k) -> (..., 3) frame index, NaN beyond the frame."""
-        m, origin = ct_affine(ct)
+        m, origin = index_to_lps_affine(ct)
         return self.lps_to_index(origin + np.asarray(ijk, float) @ m.T)
 
     def _plane_fraction(self, x: np.ndarray, seg: np.ndarray) -> np.ndarray:
@@ -182,7 +174,7 @@ class RibFrame:
         """Read the CT (linear interpolation, `AIR_HU` outside it) into `self.volume` and return it.
         `array`: the CT's voxels in [k, j, i] order if already at hand (saves a copy per rib)."""
         data = sitk.GetArrayViewFromImage(ct) if array is None else array
-        m, origin = ct_affine(ct)
+        m, origin = index_to_lps_affine(ct)
         to_index = np.linalg.inv(m)
         n = 2 * self.half + 1
         across = (np.arange(n) - self.half) * self.voxel_mm
@@ -211,7 +203,7 @@ def frame_to_ct(frame: RibFrame, values: np.ndarray, ct: sitk.Image, out: Option
     active = ndimage.binary_dilation(np.abs(values).reshape(len(values), -1).max(axis=1) > 0)  # sections that write
     if not active.any():
         return out
-    m, origin = ct_affine(ct)
+    m, origin = index_to_lps_affine(ct)
     spacing = np.array(ct.GetSpacing(), float)
     reach = frame.half * frame.voxel_mm * np.sqrt(2.0) + frame.voxel_mm  # a section's corner, and a voxel
     ijk = (frame.points_lps[active] - origin) @ np.linalg.inv(m).T

@@ -9,8 +9,6 @@ into the regions, where `ribs/traced.py` holds better (`segment.segment_ribs` pi
 from __future__ import annotations
 
 import time
-from typing import Optional
-
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
@@ -21,7 +19,7 @@ from .anatomy import ColumnLandmarks, lungs_of
 from .centrelines import centreline_from_mask
 from .cage import bridge_breaks, cage_bone, partition, rib_seeds
 from .regions import input_labels
-from .labels import Rib, RibLabels, rib_label_value
+from .labels import Rib, RibLabels
 from .numbering import RibRegion, number_ribs
 
 

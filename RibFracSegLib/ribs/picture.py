@@ -14,7 +14,7 @@ import SimpleITK as sitk
 from PIL import Image, ImageDraw, ImageFont
 
 from ..io import atomic_path
-from ..preprocess import canonical_volume
+from ..orientation import canonical_volume
 from .labels import RibLabels, rib_from_label_value
 
 PIXEL_MM = 0.6  # picture scale

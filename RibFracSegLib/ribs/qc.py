@@ -11,7 +11,6 @@ found and numbered right and where each fracture sits. Written atomically (Pillo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import product
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -22,11 +21,11 @@ from PIL import Image, ImageDraw, ImageFont
 from .. import defaults
 from ..detections import Detection, type_legend, type_letter
 from ..io import atomic_path
-from ..preprocess import CanonicalVolume, canonical_volume
+from ..orientation import CanonicalVolume, canonical_volume
 from .labels import RibLabels
 from .picture import PIXEL_MM, rib_cage_views
 from .unfold import UnfoldedRibs, unfold_ribs
-from .unfold_marks import UnfoldedMark, index_to_lps_matrix, map_detections, mark_text
+from .unfold_marks import UnfoldedMark, box_corners_lps, map_detections, mark_text
 
 EMPTY = (18, 18, 26)  # no rib sampled here
 MISSING = (70, 28, 28)  # the row of a rib that was not found
@@ -137,13 +136,11 @@ def cage_picture(ct: sitk.Image, rib_labels: RibLabels, detections: Sequence[Det
         front, back = (x + 0.5) * sx / PIXEL_MM, panel_w + gap + (nx - 0.5 - x) * sx / PIXEL_MM
         return [(front * f, y * f), (back * f, y * f)]
 
-    to_lps = index_to_lps_matrix(ct)
     half = 0.5 * defaults.UNFOLD_MIN_BOX_MM / PIXEL_MM * f
     for det in detections:
         if marks is not None and marks.get(det.id) is None:
             continue
-        (i0, j0, k0), (i1, j1, k1) = det.bbox_ijk
-        corners = [to_lps[:3, :3] @ np.array(c, float) + to_lps[:3, 3] for c in product((i0, i1), (j0, j1), (k0, k1))]
+        corners = box_corners_lps(det, ct)
         for panel, (cx, cy) in enumerate(panels_xy(det.center_lps)):
             xy = np.array([panels_xy(c)[panel] for c in corners])
             _box(draw, (min(xy[:, 1].min(), cy - half), min(xy[:, 0].min(), cx - half),

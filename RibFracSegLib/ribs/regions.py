@@ -8,6 +8,7 @@ from scipy import ndimage
 from .. import defaults
 from .anatomy import fill_holes_per_slice
 from .labels import rib_label_value
+from .numbering import RibRegion
 
 
 def input_labels(regions_img: np.ndarray, regions: list[RibRegion], grid, canon) -> tuple[np.ndarray, dict]:

@@ -19,7 +19,8 @@ from scipy.spatial import cKDTree
 from .. import defaults
 from .anatomy import ColumnLandmarks, lungs_of
 from .cage import cage_bone, rib_seeds, thick_structures
-from .centrelines import index_to_lps_matrix, resample_polyline
+from ..geometry import indices_to_lps
+from .centrelines import resample_polyline
 from .labels import Rib, RibLabels
 from .numbering import RibRegion, number_ribs
 from .regions import input_labels
@@ -100,9 +101,7 @@ class _Frame:
     def to_lps(self, mm: np.ndarray) -> np.ndarray:
         if len(mm) == 0:
             return np.empty((0, 3))
-        ijk = self.canon.index_to_input(np.asarray(mm, float) / self.full_mm)
-        m, origin = index_to_lps_matrix(self.canon.source)
-        return origin + ijk @ m.T
+        return indices_to_lps(self.canon.source, self.canon.index_to_input(np.asarray(mm, float) / self.full_mm))
 
 
 def _trace(seed, markers: np.ndarray, frame: _Frame) -> Optional[Trace]:

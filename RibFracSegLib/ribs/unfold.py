@@ -22,7 +22,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from .. import defaults
-from ..geometry import lps_to_ras, ras_to_lps
+from ..geometry import lps_to_indices, lps_to_ras, ras_to_lps
 from .labels import Rib, RibLabels
 
 EZ = np.array([0.0, 0.0, 1.0])  # LPS superior
@@ -228,14 +228,6 @@ def layout_slots(ribs: list[Rib]) -> tuple[dict[int, int], list[RowSlot], list[s
     return slot_of, sorted(slots, key=lambda s: (s.side, s.slot)), notes
 
 
-def _lps_to_index(image: sitk.Image, pts: np.ndarray) -> np.ndarray:
-    """(..., 3) LPS mm -> (..., 3) continuous array index [k, j, i], vectorised."""
-    direction = np.array(image.GetDirection(), float).reshape(3, 3)
-    spacing = np.array(image.GetSpacing(), float)
-    ijk = ((pts - np.array(image.GetOrigin())) @ direction) / spacing
-    return ijk[..., ::-1]
-
-
 def sample_strip(volume: np.ndarray, ct: sitk.Image, strip: RibStrip, half_across_px: int,
                  slab_half_mm: float, slab_step_mm: float, summary: str) -> np.ndarray:
     """(2 * half_across_px + 1, m) HU: rows top (superior) to bottom, columns head to anterior end."""
@@ -244,7 +236,7 @@ def sample_strip(volume: np.ndarray, ct: sitk.Image, strip: RibStrip, half_acros
     depth = np.linspace(-slab_half_mm, slab_half_mm, n_depth) if n_depth > 1 else np.zeros(1)
     pts = (strip.points_lps[None, :, None, :] + across[:, None, None, None] * strip.binormal[None, :, None, :]
            + depth[None, None, :, None] * strip.normal[None, :, None, :])
-    kji = _lps_to_index(ct, pts)
+    kji = lps_to_indices(ct, pts)[..., ::-1]
     shape = np.array(volume.shape)
     lo = np.clip(np.floor(kji.reshape(-1, 3).min(axis=0)).astype(int), 0, shape - 1)
     hi = np.clip(np.ceil(kji.reshape(-1, 3).max(axis=0)).astype(int) + 1, lo + 1, shape)

@@ -18,6 +18,7 @@ import numpy as np
 
 from .. import defaults
 from ..detections import Detection, type_letter
+from ..geometry import indices_to_lps
 from .unfold import UnfoldedRibs
 
 
@@ -53,24 +54,15 @@ class UnfoldedMark:
         return d
 
 
-def _corners_lps(det: Detection, index_to_lps: Optional[np.ndarray]) -> list[np.ndarray]:
-    if index_to_lps is None:
+def box_corners_lps(det: Detection, ct) -> list[np.ndarray]:
+    """The eight corners (LPS mm) of a detection's voxel box on the CT `ct` (none without a CT)."""
+    if ct is None:
         return []
     (i0, j0, k0), (i1, j1, k1) = det.bbox_ijk
-    return [index_to_lps[:3, :3] @ np.array(c, float) + index_to_lps[:3, 3]
-            for c in product((i0, i1), (j0, j1), (k0, k1))]
+    return list(indices_to_lps(ct, np.array(list(product((i0, i1), (j0, j1), (k0, k1))), float)))
 
 
-def index_to_lps_matrix(ct) -> np.ndarray:
-    """4x4 continuous (i, j, k) -> LPS mm of a SimpleITK image."""
-    direction = np.array(ct.GetDirection(), float).reshape(3, 3)
-    m = np.eye(4)
-    m[:3, :3] = direction @ np.diag(ct.GetSpacing())
-    m[:3, 3] = ct.GetOrigin()
-    return m
-
-
-def map_detection(unfolded: UnfoldedRibs, det: Detection, index_to_lps: Optional[np.ndarray] = None,
+def map_detection(unfolded: UnfoldedRibs, det: Detection, ct=None,
                   max_mm: float = defaults.RIB_ASSIGN_MAX_MM) -> Optional[UnfoldedMark]:
     """The detection's mark on the unfolded picture, or None if it lies on no rib."""
     named = det.rib if unfolded.strip(det.rib) is not None else None  # "none", or a rib not unfolded
@@ -79,7 +71,7 @@ def map_detection(unfolded: UnfoldedRibs, det: Detection, index_to_lps: Optional
         return None
     strip = unfolded.strips[pos.strip_index]
     arcs, acrosses = [pos.arc_mm], [pos.across_mm]
-    for corner in _corners_lps(det, index_to_lps):  # the box: the detection's extent along the rib
+    for corner in box_corners_lps(det, ct):  # the box: the detection's extent along the rib
         p, t, n, b = strip.frame_at(pos.arc_mm)
         arcs.append(float(np.clip(pos.arc_mm + np.dot(corner - p, t), 0, strip.length_mm)))
         acrosses.append(float(np.dot(corner - p, b)))
@@ -100,8 +92,7 @@ def map_detection(unfolded: UnfoldedRibs, det: Detection, index_to_lps: Optional
 def map_detections(unfolded: UnfoldedRibs, detections: Sequence[Detection], ct=None,
                    max_mm: float = defaults.RIB_ASSIGN_MAX_MM) -> dict[int, Optional[UnfoldedMark]]:
     """Mark of every detection by id (None where it lies on no rib). `ct` gives the boxes' extent."""
-    matrix = index_to_lps_matrix(ct) if ct is not None else None
-    return {d.id: map_detection(unfolded, d, matrix, max_mm) for d in detections}
+    return {d.id: map_detection(unfolded, d, ct, max_mm) for d in detections}
 
 
 def unfolded_fields(marks: dict[int, Optional[UnfoldedMark]]) -> dict[int, Optional[dict]]:

@@ -9,7 +9,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .. import defaults
-from ..geometry import same_grid
+from ..geometry import index_to_lps_affine, same_grid
 from ..io import InputError
 from ..ribs.labels import RibLabels
 from .frame import RibFrame
@@ -28,8 +28,8 @@ class SimulatedCase:
 
 
 def grid_of(image: sitk.Image, shape_kji: tuple[int, int, int]) -> Grid:
-    matrix = np.array(image.GetDirection(), float).reshape(3, 3) @ np.diag(image.GetSpacing())
-    return Grid(matrix, np.array(image.GetOrigin(), float), tuple(int(v) for v in shape_kji))
+    matrix, origin = index_to_lps_affine(image)
+    return Grid(matrix, origin, tuple(int(v) for v in shape_kji))
 
 
 def _restore_type(values: np.ndarray, like: np.ndarray) -> np.ndarray:

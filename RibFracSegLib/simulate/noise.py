@@ -12,7 +12,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from .. import defaults
-from ..preprocess import canonical_volume
+from ..orientation import canonical_volume
 
 _SMOOTH_VOXELS = 1.5
 

@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw
 
 from ..io import atomic_path
 from ..pictures import grey
-from ..preprocess import canonical_volume
+from ..orientation import canonical_volume
 from .levels import SpineLevels
 
 PIXEL_MM = 0.5

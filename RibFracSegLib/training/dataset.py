@@ -27,7 +27,7 @@ from ..detections import TYPE_CODES
 from ..evaluation.reading import GT_COLUMNS, read_info_csvs
 from ..io import InputError, read_ct
 from ..postprocess import spine_column
-from ..preprocess import canonical_volume
+from ..orientation import canonical_volume
 from .losses import UNKNOWN_TYPE
 
 CACHE_VERSION = 2  # 2: spine column from postprocess.spine_mask (one spine finder)

@@ -166,7 +166,7 @@ def source_series(folder: str | Path, image: sitk.Image) -> SourceSeries:
 
     import pydicom
 
-    from .io import InputWarning
+    from .errors import InputWarning
 
     folder = require_series_folder(folder)
     with warnings.catch_warnings():  # the choice was warned about when the CT was read

@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import platform
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional
 
 import numpy as np
 import SimpleITK as sitk
@@ -28,7 +27,6 @@ import torch
 from . import defaults
 from .checkpoint import Checkpoint, stored_precision  # noqa: F401 (its home is checkpoint.py: inference reads it)
 from .detections import FractureResult
-from .errors import InputError
 from .evaluation.matching import iou_cells
 
 

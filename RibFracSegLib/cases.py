@@ -58,7 +58,7 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
             raise InputError(f"CT not found: {item}. Give a NIfTI/NRRD/MHA file, a DICOM series folder, a folder "
                              "of CTs or a .txt list of paths.")
         if item.is_file() and item.suffix.lower() in defaults.LIST_SUFFIXES:
-            lines = [ln.strip() for ln in item.read_text().splitlines()]
+            lines = [ln.strip() for ln in item.read_text(encoding="utf-8").splitlines()]
             cases += [item.parent / ln for ln in lines if ln and not ln.startswith("#")]
         elif item.is_dir() and any(is_image(p) for p in item.iterdir()):
             cases += _folder_images(item)

@@ -131,7 +131,7 @@ def check_sr(out: Path, case: str, seg, detections: list[Detection], uids: dict[
 def check_report(path: Path, detections: list[Detection], pictures: int) -> str:
     """The page is self-contained (every picture a PNG data URI; no script, link, style import or external
     address) and its fracture table lists every detection, in order."""
-    html = path.read_text()
+    html = path.read_text(encoding="utf-8")  # never the locale's (ASCII in some full runs)
     text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", html)  # what is left must name nothing outside
     assert not re.search(r"<script|<link|<iframe|<object|@import|url\(|https?:|//[a-z0-9]", text, re.I)
     sources = re.findall(r'\b(?:src|href)\s*=\s*"([^"]*)"', html)

@@ -18,6 +18,7 @@ from scipy import ndimage
 from RibFracSegLib import defaults
 from RibFracSegLib.geometry import lps_to_ras, superior_axis
 from RibFracSegLib.l3.projections import Projections
+from RibFracSegLib.spine.bodies import deepest_point
 
 
 def band_columns(width: int, band: float = defaults.L3_TARGET_BAND, reference: int = defaults.L3_INPUT_COLS) -> slice:
@@ -75,8 +76,7 @@ def vertebral_body_ij(proj: Projections, k: int, search_mm: float = 40.0) -> tup
         return proj.centre_i, (axial.shape[0] - 1) / 2.0
     radius = max(1, int(round(2.0 / min(sx, sy))))
     filled = ndimage.binary_fill_holes(ndimage.binary_closing(bone, np.ones((2 * radius + 1,) * 2, bool)))
-    depth = ndimage.distance_transform_edt(filled, sampling=(sy, sx))
-    j, i = np.unravel_index(int(np.argmax(depth)), depth.shape)
+    j, i = deepest_point(filled, (sy, sx))
     return float(i), float(j)
 
 

@@ -52,6 +52,14 @@ def _spine_piece(bone_slice: np.ndarray, cy: int, cx: int) -> np.ndarray:
     return labels == label
 
 
+def deepest_point(mask: np.ndarray, spacing_yx) -> tuple[int, int]:
+    """(row, column) of a 2-D mask's point farthest from its edge (mm): a vertebral body's centre is
+    the deepest point of its bone, whatever mask (arches thin, canal taken out) the caller gives."""
+    depth = ndimage.distance_transform_edt(mask, sampling=tuple(spacing_yx))
+    j, i = np.unravel_index(int(np.argmax(depth)), depth.shape)
+    return int(j), int(i)
+
+
 def body_centres(bone: np.ndarray, hu: np.ndarray, track: SpineTrack, spacing_zyx) -> SpineTrack:
     """The spine track moved to each slice's vertebral body centre: the deepest point of the vertebra's
     bone once the spinal canal is taken out.
@@ -75,8 +83,7 @@ def body_centres(bone: np.ndarray, hu: np.ndarray, track: SpineTrack, spacing_zy
         if piece.sum() * sy * sx < defaults.RIB_SPINE_MIN_AREA_MM2:
             continue
         piece &= ndimage.gaussian_filter(hu[box], sigma) > defaults.SPINE_CANAL_HU
-        depth = ndimage.distance_transform_edt(piece, sampling=(sy, sx))
-        j, i = np.unravel_index(int(np.argmax(depth)), depth.shape)
+        j, i = deepest_point(piece, (sy, sx))
         ys[z], xs[z], seen[z] = y0 + j, x0 + i, True
     if seen.sum() >= 3:
         k = max(3, int(round(defaults.RIB_SPINE_SMOOTH_MM / spacing_zyx[0])) | 1)

@@ -134,14 +134,21 @@ def lung_extent(lungs: np.ndarray, spacing_zyx: tuple[float, float, float]) -> L
                       bool(area[-1] <= defaults.RIB_APEX_AREA_FRACTION * area.max()))
 
 
-def lungs_of(marks: "ColumnLandmarks") -> tuple[LungExtent, Optional[np.ndarray]]:
-    """The lungs' extent and every working voxel's distance to them (mm; None without lungs), as
-    both rib methods (grown, traced) read them."""
+@dataclass
+class Lungs:
+    """The lungs' extent and every working voxel's distance to them (mm; None without lungs)."""
+
+    extent: LungExtent
+    distance: Optional[np.ndarray]
+
+
+def lungs_of(marks: "ColumnLandmarks") -> Lungs:
+    """The lungs as both rib methods (grown, traced) read them, made once per CT."""
     from ..geometry import distance_mm
 
     lungs = lung_mask(marks.grid.hu, marks.body, marks.grid.spacing_zyx)
-    extent = lung_extent(lungs, marks.grid.spacing_zyx)
-    return extent, (distance_mm(~lungs, marks.grid.spacing_zyx) if lungs.any() else None)
+    return Lungs(lung_extent(lungs, marks.grid.spacing_zyx),
+                 distance_mm(~lungs, marks.grid.spacing_zyx) if lungs.any() else None)
 
 
 @dataclass

@@ -15,7 +15,7 @@ from scipy import ndimage
 
 from .. import defaults
 from ..geometry import distance_mm
-from .anatomy import ColumnLandmarks, lungs_of
+from .anatomy import ColumnLandmarks, Lungs
 from .centrelines import centreline_from_mask
 from .cage import bridge_breaks, cage_bone, partition, rib_seeds
 from .regions import input_labels
@@ -23,14 +23,12 @@ from .labels import Rib, RibLabels
 from .numbering import RibRegion, number_ribs
 
 
-def grow_ribs(image: sitk.Image, marks: ColumnLandmarks) -> RibLabels:
+def grow_ribs(image: sitk.Image, marks: ColumnLandmarks, lungs: Lungs) -> RibLabels:
     """Segment and number the ribs of a CT (HU) by growing seeds; unnumbered ribs keep their side."""
-    timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    canon, grid, body, bone, track = marks.canon, marks.grid, marks.body, marks.bone, marks.track
-    sp = grid.spacing_zyx
-    extent, lung_distance = lungs_of(marks)
-    timings["landmarks"] = time.perf_counter() - t0
+    extent, lung_distance = lungs.extent, lungs.distance
+    canon, grid, body, bone, track, sp = marks.canon, marks.grid, marks.body, marks.bone, marks.track, marks.grid.spacing_zyx
+    timings: dict[str, float] = {}
     cage = cage_bone(bone, body, lung_distance, extent, track, sp)
     markers, seeds = rib_seeds(cage, track, sp)
     regions_img = partition(cage, markers, sp)

@@ -17,7 +17,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from .. import defaults
-from .anatomy import ColumnLandmarks, lungs_of
+from .anatomy import ColumnLandmarks, Lungs
 from .cage import cage_bone, rib_seeds, thick_structures
 from ..geometry import indices_to_lps
 from .centrelines import resample_polyline
@@ -26,14 +26,11 @@ from .numbering import RibRegion, number_ribs
 from .regions import input_labels
 from .trace import Sampler, Trace, follow, seed_direction
 
-def trace_ribs(image: sitk.Image, marks: ColumnLandmarks) -> RibLabels:
+def trace_ribs(image: sitk.Image, marks: ColumnLandmarks, lungs: Lungs) -> RibLabels:
     """Segment and number the ribs of a CT (HU) by tracing them; unnumbered ribs keep their side."""
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    canon, grid, body, bone, track = marks.canon, marks.grid, marks.body, marks.bone, marks.track
-    sp = grid.spacing_zyx
-    extent, lung_distance = lungs_of(marks)
-    timings["landmarks"] = time.perf_counter() - t0
+    t0, timings = time.perf_counter(), {}
+    grid, body, bone, track = marks.grid, marks.body, marks.bone, marks.track
+    canon, sp, extent, lung_distance = marks.canon, grid.spacing_zyx, lungs.extent, lungs.distance
     nz = grid.hu.shape[0]
     flat_from = nz if extent.top is None else extent.top - int(round(defaults.RIB_FLAT_RIBS_MM / sp[0]))
     thick = thick_structures(bone, sp, flat_from)

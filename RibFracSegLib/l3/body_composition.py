@@ -26,7 +26,7 @@ from skimage.morphology import disk
 from RibFracSegLib import defaults
 from RibFracSegLib.options import check_height
 from RibFracSegLib.orientation import canonical_image
-from RibFracSegLib.ribs.anatomy import body_mask
+from RibFracSegLib.masks import body_mask
 
 # Per-pixel tissue labels of BodyComposition.mask.
 NONE, MUSCLE, SAT, VAT, IMAT = 0, 1, 2, 3, 4

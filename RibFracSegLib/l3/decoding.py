@@ -18,7 +18,7 @@ from scipy import ndimage
 from RibFracSegLib import defaults
 from RibFracSegLib.geometry import lps_to_ras, superior_axis
 from RibFracSegLib.l3.projections import Projections
-from RibFracSegLib.spine.bodies import deepest_point
+from RibFracSegLib.masks import deepest_point
 
 
 def band_columns(width: int, band: float = defaults.L3_TARGET_BAND, reference: int = defaults.L3_INPUT_COLS) -> slice:

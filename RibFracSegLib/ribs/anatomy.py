@@ -13,6 +13,7 @@ import numpy as np
 from scipy import ndimage
 
 from .. import defaults
+from ..masks import body_mask, fill_holes_per_slice  # noqa: F401 (here for the rib step; other modules import them too)
 from ..orientation import CanonicalVolume, canonical_volume
 
 
@@ -55,33 +56,6 @@ def working_grid(canonical_hu: np.ndarray, spacing_zyx: tuple[float, float, floa
     hu = hu / np.float32(np.prod(factors)) if np.prod(factors) > 1 else hu
     spacing = tuple(float(s * f) for s, f in zip(spacing_zyx, factors))
     return WorkingGrid(hu=hu, spacing_zyx=spacing, factors=factors)
-
-
-def fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
-    """`ndimage.binary_fill_holes` on every axial slice of a [z, y, x] mask (or on one 2-D slice): the
-    background components (4-connected in the slice) that touch no edge of their slice are filled.
-    One labelling of the whole volume instead of one iterated dilation per slice: 10-20x faster on a
-    256x256x200 working grid, identical output."""
-    mask = np.asarray(mask, dtype=bool)
-    cross = ndimage.generate_binary_structure(2, 1)
-    structure = cross if mask.ndim == 2 else np.stack([np.zeros_like(cross), cross, np.zeros_like(cross)])
-    labels, _ = ndimage.label(~mask, structure=structure)
-    edge = np.zeros(labels.max() + 1, bool)
-    for side in (labels[..., 0, :], labels[..., -1, :], labels[..., :, 0], labels[..., :, -1]):
-        edge[np.unique(side)] = True
-    edge[0] = True  # the mask itself
-    return mask | ~edge[labels]
-
-
-def body_mask(hu: np.ndarray, body_hu: float = defaults.BODY_HU) -> np.ndarray:
-    """The patient: largest connected region above `body_hu`, holes filled slice by slice (lungs and
-    bowel gas inside; the table and outside air dropped); a [z, y, x] volume or one axial slice."""
-    tissue = hu > body_hu
-    labels, n = ndimage.label(tissue)
-    if n == 0:
-        return tissue
-    sizes = np.bincount(labels.ravel())[1:]
-    return fill_holes_per_slice(labels == 1 + int(np.argmax(sizes)))
 
 
 def lung_mask(hu: np.ndarray, body: np.ndarray, spacing_zyx: tuple[float, float, float]) -> np.ndarray:

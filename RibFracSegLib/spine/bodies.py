@@ -17,6 +17,7 @@ from scipy.interpolate import make_smoothing_spline
 from scipy.signal import find_peaks
 
 from .. import defaults
+from ..masks import deepest_point
 from ..ribs.anatomy import SpineTrack
 
 
@@ -50,14 +51,6 @@ def _spine_piece(bone_slice: np.ndarray, cy: int, cx: int) -> np.ndarray:
         _, (iy, ix) = ndimage.distance_transform_edt(labels == 0, return_indices=True)
         label = labels[iy[cy, cx], ix[cy, cx]]
     return labels == label
-
-
-def deepest_point(mask: np.ndarray, spacing_yx) -> tuple[int, int]:
-    """(row, column) of a 2-D mask's point farthest from its edge (mm): a vertebral body's centre is
-    the deepest point of its bone, whatever mask (arches thin, canal taken out) the caller gives."""
-    depth = ndimage.distance_transform_edt(mask, sampling=tuple(spacing_yx))
-    j, i = np.unravel_index(int(np.argmax(depth)), depth.shape)
-    return int(j), int(i)
 
 
 def body_centres(bone: np.ndarray, hu: np.ndarray, track: SpineTrack, spacing_zyx) -> SpineTrack:

@@ -18,8 +18,8 @@ from ..geometry import distance_mm
 from .anatomy import ColumnLandmarks, Lungs
 from .centrelines import centreline_from_mask
 from .cage import bridge_breaks, cage_bone, partition, rib_seeds
-from .regions import input_labels
-from .labels import Rib, RibLabels
+from .regions import rib_labels
+from .labels import RibLabels
 from .numbering import RibRegion, number_ribs
 
 
@@ -44,17 +44,10 @@ def grow_ribs(image: sitk.Image, marks: ColumnLandmarks, lungs: Lungs) -> RibLab
     anchor, notes = number_ribs(regions, fov_top_mm=(nz - 1) * sp[0], fov_bottom_mm=0.0, lung_top_mm=lung_top,
                                 apex_in_view=extent.apex_in_view)
     lines = _centrelines(regions_img, regions, track, grid, canon)
-    ribs = [Rib(side=r.side, number=r.number, centreline_lps=lines[r.label], voxel_count=0,
-                number_confidence=r.confidence) for r in regions]
     timings["numbering"] = time.perf_counter() - t0 - sum(timings.values())
-    labels, counts = input_labels(regions_img, regions, grid, canon)
-    for rib, region in zip(ribs, regions):
-        rib.voxel_count = int(counts.get(region.label, 0))
-    out = sitk.GetImageFromArray(labels)
-    out.CopyInformation(image)
-    timings["labels"] = time.perf_counter() - t0 - sum(timings.values())
-    ribs.sort(key=lambda r: (r.side, r.number or 99, -r.centreline_lps[:, 2].mean()))
-    return RibLabels(labels=out, ribs=ribs, numbering=anchor, notes=notes, timings_s=timings)
+    result = rib_labels(image, regions_img, regions, lines, grid, canon, anchor, notes)
+    result.timings_s = {**timings, "labels": time.perf_counter() - t0 - sum(timings.values())}
+    return result
 
 
 def _trim_far(mask: np.ndarray, lung_distance: np.ndarray, seed_mask: np.ndarray) -> np.ndarray:

@@ -1,13 +1,15 @@
-"""A rib step's working-grid regions as a label image on the input grid (both rib methods use it)."""
+"""A rib step's working-grid regions and centrelines as its result: the label image on the input grid and
+one `Rib` each (both rib methods, grown and traced, end here)."""
 
 from __future__ import annotations
 
 import numpy as np
+import SimpleITK as sitk
 from scipy import ndimage
 
 from .. import defaults
 from .anatomy import fill_holes_per_slice
-from .labels import rib_label_value
+from .labels import Rib, RibLabels, rib_label_value
 from .numbering import RibRegion
 
 
@@ -32,3 +34,18 @@ def input_labels(regions_img: np.ndarray, regions: list[RibRegion], grid, canon)
         full[box][~bone] = 0
     counts = {r.label: int(np.count_nonzero(full == value[r.label])) for r in regions}
     return canon.to_input(full), counts
+
+
+def rib_labels(image: sitk.Image, regions_img: np.ndarray, regions: list[RibRegion], lines: dict,
+               grid, canon, anchor: str, notes: list[str]) -> RibLabels:
+    """`RibLabels` of numbered `regions` (working-grid partition `regions_img`, centrelines `lines` by
+    region label): labels on `image`'s grid, ribs sorted by side, number, height."""
+    ribs = [Rib(side=r.side, number=r.number, centreline_lps=lines[r.label], voxel_count=0,
+                number_confidence=r.confidence) for r in regions]
+    labels, counts = input_labels(regions_img, regions, grid, canon)
+    for rib, region in zip(ribs, regions):
+        rib.voxel_count = int(counts.get(region.label, 0))
+    out = sitk.GetImageFromArray(labels)
+    out.CopyInformation(image)
+    ribs.sort(key=lambda r: (r.side, r.number or 99, -r.centreline_lps[:, 2].mean()))
+    return RibLabels(labels=out, ribs=ribs, numbering=anchor, notes=notes)

@@ -21,9 +21,9 @@ from .anatomy import ColumnLandmarks, Lungs
 from .cage import cage_bone, rib_seeds, thick_structures
 from ..geometry import indices_to_lps
 from .centrelines import resample_polyline
-from .labels import Rib, RibLabels
+from .labels import RibLabels
 from .numbering import RibRegion, number_ribs
-from .regions import input_labels
+from .regions import rib_labels
 from .trace import Sampler, Trace, follow, seed_direction
 
 def trace_ribs(image: sitk.Image, marks: ColumnLandmarks, lungs: Lungs) -> RibLabels:
@@ -50,18 +50,11 @@ def trace_ribs(image: sitk.Image, marks: ColumnLandmarks, lungs: Lungs) -> RibLa
                                 apex_in_view=extent.apex_in_view, local_pitch=True)
     lines = {t.seed_label: frame.to_lps(resample_polyline(_smooth(t.points_mm), defaults.CENTRELINE_STEP_MM))
              for t in traces}
-    ribs = [Rib(side=r.side, number=r.number, centreline_lps=lines[r.label], voxel_count=0,
-                number_confidence=r.confidence) for r in regions]
     timings["numbering"] = time.perf_counter() - t0 - sum(timings.values())
     regions_img = _tubes(traces, bone & body & ~thick, frame)
-    labels, counts = input_labels(regions_img, regions, grid, canon)
-    for rib, region in zip(ribs, regions):
-        rib.voxel_count = int(counts.get(region.label, 0))
-    out = sitk.GetImageFromArray(labels)
-    out.CopyInformation(image)
-    timings["labels"] = time.perf_counter() - t0 - sum(timings.values())
-    ribs.sort(key=lambda r: (r.side, r.number or 99, -r.centreline_lps[:, 2].mean()))
-    return RibLabels(labels=out, ribs=ribs, numbering=anchor, notes=notes, timings_s=timings)
+    result = rib_labels(image, regions_img, regions, lines, grid, canon, anchor, notes)
+    result.timings_s = {**timings, "labels": time.perf_counter() - t0 - sum(timings.values())}
+    return result
 
 
 class _Frame:

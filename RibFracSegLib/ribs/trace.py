@@ -51,6 +51,7 @@ class Sampler:
         self.offsets = np.arange(-r, r + h / 2, h)
         a, b = np.meshgrid(self.offsets, self.offsets, indexing="ij")
         self.a, self.b = a.ravel(), b.ravel()
+        self.radius = np.hypot(a, b)  # each pixel's distance from the section's centre (mm)
         # the rib's own share of a section: an ellipse as thick (u) and as tall (v) as a rib, so bone
         # touching it on either face (scapula, clavicle, a neighbour's cartilage) is not taken in
         self.disk = (a / defaults.RIB_TRACE_TAKE_MM[0]) ** 2 + (b / defaults.RIB_TRACE_TAKE_MM[1]) ** 2 <= 1.0
@@ -90,8 +91,7 @@ def _blob(img: np.ndarray, sampler: Sampler) -> Optional[tuple[float, float, flo
     bone = ndimage.binary_fill_holes(bone)
     labels, n = ndimage.label(bone, structure=np.ones((3, 3), bool))
     h = defaults.RIB_TRACE_PIXEL_MM
-    radius = np.hypot(*np.meshgrid(sampler.offsets, sampler.offsets, indexing="ij"))
-    nearest = ndimage.minimum(radius, labels, np.arange(1, n + 1))
+    nearest = ndimage.minimum(sampler.radius, labels, np.arange(1, n + 1))
     k = int(np.argmin(nearest))
     if nearest[k] > defaults.RIB_TRACE_CATCH_MM:
         return None

@@ -10,7 +10,9 @@ and the L3 error (superior distance between the checked L3 and the true body cen
 Real: LIDC-IDRI-0001 named vs its TotalSegmentator vertebra labels (benchmarks/real_data.py; each
 label's body = its anterior 40 % by antero-posterior position, whose mean height must fall inside
 the body we name),
-CRLM-CT-1004 (upper abdomen, 5 mm) L3 with a picture, LIDC-IDRI-0314 (chest) 'not in view'.
+3Dircadb1.1-abdomen (T10-L4, 1.6 mm, contrast) named against the lead's reading (READINGS), CRLM-CT-1004
+(upper abdomen, 5 mm) L3 with a picture, the chests LIDC-IDRI-0314, -0006, CPTAC-LSCC and Lung-PET-CT-Dx
+(5 mm DICOM folder) 'not in view'; a picture each under --out.
 MR: a synthetic MR volume must be refused by the reader with a clear error.
 Times: seconds per CT of `locate_l3_checked` (the image in memory; the read is printed apart), the
 way `ribfracseg l3` runs it, printed with the machine's load (`uptime`): run alone for figures to quote.
@@ -40,6 +42,12 @@ TS_NAMES = {29: "L3", 30: "L2", 31: "L1", **{32 + i: f"T{12 - i}" for i in range
 
 
 SECONDS: list[float] = []  # per CT, every CT of the run
+# The lead's reading of 3Dircadb1.1 (sagittal and posterior coronal MIP, out/l3/ircad_*.png): discs at
+# z 19, 51, 89, 126, 160 and 189 mm; the lowest rib pair's heads on the body 126-160 (T12), whose
+# transverse processes are stubs, the long ones below it lumbar; the iliac crests beside the cut body at the
+# bottom (L4): superior z (LPS, mm) of each body's centre.
+READINGS = {"3Dircadb1.1-abdomen": {"L4": 9.5, "L3": 35.0, "L2": 70.0, "L1": 107.5, "T12": 143.0, "T11": 174.5,
+                                    "T10": 197.0}}
 
 
 def run_ct(image: sitk.Image) -> tuple:
@@ -133,10 +141,10 @@ def _l3_line(check) -> str:
             + (f": {check.review_reason}" if check.review_reason else "") + ")")
 
 
-def _picture(image, check, path: Path) -> None:
+def _picture(image, check, path: Path, reading: dict | None = None) -> None:
     lines = {"L3 count": (check.count_z_mm, (0, 255, 0))} if check.count_z_mm is not None else {}
     lines["network" + ("" if check.network.in_view else " (not in view)")] = (check.network.z_mm, (255, 140, 0))
-    save_spine_png(image, check.levels, path, lines)
+    save_spine_png(image, check.levels, path, lines, reading)
     print(f"  picture: {path}")
 
 
@@ -144,14 +152,22 @@ def real_file(name: str, out: Path) -> None:
     from RibFracSegLib.io import read_ct
 
     t0 = time.perf_counter()
-    image = read_ct(REAL / f"{name}.nii.gz")
+    image = read_ct(REAL / name if (REAL / name).is_dir() else REAL / f"{name}.nii.gz")
     read_s = time.perf_counter() - t0
     check, secs = run_ct(image)
     named = [v.name or "?" for v in check.levels.vertebrae]
     print(f"\n{name}: bodies bottom->top {', '.join(named)} (count from {check.count_anchor})"
           + (f"; notes: {'; '.join(check.notes)}" if check.notes else ""))
+    reading = READINGS.get(name)
+    if reading:
+        said = {n: getattr(containing(check.levels, z), "name", None) for n, z in reading.items()}
+        print(f"  against the reading: {sum(n == f for n, f in said.items())} of {len(said)} named as read, "
+              f"{sum(f is not None and n != f for n, f in said.items())} wrong: "
+              + ", ".join(f"{n}->{f or '?'}" for n, f in said.items()))
+        if check.in_view and "L3" in reading:
+            print(f"  L3 {check.z_mm - reading['L3']:+.1f} mm from the read L3 body centre")
     print(f"  L3: {_l3_line(check)}; {secs:.2f} s (read {read_s:.2f} s)")
-    _picture(image, check, out / f"{name}.spine.png")
+    _picture(image, check, out / f"{name}.spine.png", reading)
 
 
 def mr_refused(out: Path) -> None:
@@ -190,8 +206,9 @@ def main() -> None:
         phantoms(args)
     if not args.no_real:
         lidc_0001(args.out)
-        real_file("CRLM-CT-1004", args.out)
-        real_file("LIDC-IDRI-0314", args.out)
+        for name in ("3Dircadb1.1-abdomen", "CRLM-CT-1004", "LIDC-IDRI-0314", "LIDC-IDRI-0006",
+                     "CPTAC-LSCC-C3N-00247", "Lung-PET-CT-Dx-A0001"):
+            real_file(name, args.out)
     mr_refused(args.out)
     t = np.array(SECONDS)
     print(f"\ntime per CT (locate_l3_checked, {len(t)} CTs): median {np.median(t):.2f} s, max {t.max():.2f} s")

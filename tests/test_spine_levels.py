@@ -161,6 +161,9 @@ def test_l3_check_agree_disagree_and_fallbacks():
         assert flagged.source == "network" and flagged.z_mm == pytest.approx(80.0) and flagged.review
         assert flagged.count_z_mm == pytest.approx(45.0) and "weak count" in flagged.review_reason
         assert check_l3(_Image(), network(50.0), weak_count).source == "count+network"  # agreeing: as before
+        alone_weak = check_l3(_Image(), network(80.0, in_view=False, conf=0.15), weak_count)  # nothing to check it
+        assert alone_weak.source == "count" and alone_weak.z_mm == pytest.approx(45.0) and alone_weak.review
+        assert "nothing to check it against" in alone_weak.review_reason
     overruled = named_levels(["L4", "L3", "L2", "L1", "T12"])
     overruled.anchor, overruled.overruled = "sacrum", True  # the sacrum named it against the ribs' count
     assert check_l3(_Image(), network(80.0), overruled).source == "network"
@@ -326,3 +329,21 @@ def test_a_break_between_the_counting_ribs_and_l3_unnames_l3():
         notes = unname_across_joints(bodies, joints, count_origin(t12, votes))
         names = [v.name for v in bodies]
         assert names[unnamed] == [None] * len(names[unnamed]) and None not in names[named] and notes
+
+
+def test_half_bodies_of_a_contrast_ct_are_no_bodies():
+    """Thin slices with IV contrast (3Dircadb1.1): bright endplates at each disc and a fainter bright band
+    at each body's middle (the basivertebral veins). The fixed height limits pass a chain of half
+    bodies; the body's width (40 mm: a lumbar body is never 18 mm high) rules it out."""
+    dz, rng = 1.6, np.random.default_rng(5)
+    discs = np.arange(20.0, 200.0, 36.0)
+    zs = np.arange(0, 210, dz)
+    d = np.min(np.abs(zs[:, None] - discs[None]), axis=1)
+    mid = np.min(np.abs(zs[:, None] - (discs[None] + 18.0)), axis=1)
+    profile = 180.0 + np.where(d < 4, 200.0, 0.0) + np.where(mid < 3, 90.0, 0.0) + rng.normal(0, 10, zs.size)
+    discness = disc_profile(profile, dz)
+    unchecked, _ = find_discs(discness, dz)
+    assert len(unchecked) > len(discs) + 2  # half bodies taken for bodies
+    found, _ = find_discs(discness, dz, widths_mm=np.full(zs.size, 40.0))
+    assert len(found) == len(discs)
+    assert np.max(np.abs(found * dz - discs)) <= 3.0

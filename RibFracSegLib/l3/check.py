@@ -148,9 +148,11 @@ def check_l3(image: sitk.Image, network: L3Result, levels) -> L3Check:
     weak = net_z is not None and levels is not None and levels.weak
     if l3 is not None:
         diff = None if net_z is None else l3.centre_lps[2] - net_z
-        if net_z is None:
-            review, reason = False, (f"network found no L3 (confidence {network.confidence:.2f}); "
-                                     f"L3 from the count ({anchor})")
+        if net_z is None:  # one source: sure only when the count is (a count up from the lowest ribs is not)
+            review = levels.weak
+            reason = (f"network found no L3 (confidence {network.confidence:.2f}); L3 from the count ({anchor})"
+                      + ("; a weak count (ribs counted from the bottom of the cage or on one side, 11 or 13 "
+                         "rib pairs would move it a vertebra) and nothing to check it against" if review else ""))
         elif abs(diff) <= half:
             review, reason = False, ""
         else:

@@ -119,7 +119,12 @@ def rib_heads(image: sitk.Image, landmarks: Optional[ColumnLandmarks] = None) ->
         zz, yy, xx = np.nonzero(regions_img[box] == seed.label)
         zz, yy, xx = zz + box[0].start, yy + box[1].start, xx + box[2].start
         lateral = np.abs(xx - boxed.x[zz]) * sp[2]
-        if (lateral.max() < defaults.RIB_MIN_REACH_MM or (zz.max() - zz.min()) * sp[0] < defaults.RIB_HEAD_MIN_SPAN_MM
+        span = (zz.max() - zz.min()) * sp[0]
+        # a rib reaches out like a rib, or (ribs 11-12, which fall steeply beside the lumbar column and
+        # meet contrast-lit kidneys and bowel in the box) falls through a rib's height beside it;
+        # transverse processes do neither
+        reach = defaults.RIB_STEEP_REACH_MM if span >= defaults.RIB_STEEP_SPAN_MM else defaults.RIB_MIN_REACH_MM
+        if (lateral.max() < reach or span < defaults.RIB_HEAD_MIN_SPAN_MM
                 or zz.size * np.prod(sp) < defaults.RIB_MIN_VOLUME_MM3):
             continue
         # the head: the medial end of the part beside or behind the vertebral body (a rib's front end,

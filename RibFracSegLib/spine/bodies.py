@@ -122,6 +122,35 @@ def centre_profile(hu: np.ndarray, track: SpineTrack, spacing_zyx, directions: n
     return out
 
 
+def body_widths(bone: np.ndarray, track: SpineTrack, spacing_zyx) -> np.ndarray:
+    """Left-right width (mm) of the vertebral body per slice: the shorter run of (hole-filled) bone on the
+    rows through the body's centre and SPINE_WIDTH_FRONT_MM in front of it, median-filtered over SPINE_WIDTH_MEDIAN_MM; NaN where no slice near has one.
+
+    Why: a body is never much lower than it is wide (real CTs: height with its disc / width 0.6-0.95 from
+    T1 to L5), while the contrast-filled basivertebral veins of a thin-slice CT brighten each body's
+    middle as an endplate does, so that chains of half bodies would pass the fixed height limits."""
+    nz = bone.shape[0]
+    out = np.full(nz, np.nan)
+    front = int(round(defaults.SPINE_WIDTH_FRONT_MM / spacing_zyx[1]))
+    for z in range(nz):
+        cx = int(np.clip(round(track.x[z]), 0, bone.shape[2] - 1))
+        filled = ndimage.binary_fill_holes(bone[z])
+        runs = []  # the centre row meets the rib heads at the costovertebral joints, the row in front the aorta
+        for cy in {int(np.clip(round(track.y[z]) - d, 0, bone.shape[1] - 1)) for d in (0, front)}:
+            labels, _ = ndimage.label(filled[cy])
+            if labels[cx]:
+                runs.append((labels == labels[cx]).sum() * spacing_zyx[2])
+        if runs:
+            out[z] = min(runs)
+    half = max(1, int(round(0.5 * defaults.SPINE_WIDTH_MEDIAN_MM / spacing_zyx[0])))
+    smooth = np.full(nz, np.nan)
+    for z in range(nz):
+        near = out[max(0, z - half):z + half + 1]
+        if np.isfinite(near).sum() >= max(1, half // 2):
+            smooth[z] = np.nanmedian(near)
+    return smooth
+
+
 def column_directions(track: SpineTrack, spacing_zyx) -> np.ndarray:
     """Unit direction (z, y, x in mm) of the column at each slice, from smoothing splines of the track.
 
@@ -175,13 +204,14 @@ def disc_profile(profile: np.ndarray, dz_mm: float) -> np.ndarray:
 
 
 def _chain(discness: np.ndarray, dz_mm: float, scale: float, edges: tuple[bool, bool] = (True, True),
-           arc_mm: np.ndarray | None = None) -> list[int]:
+           arc_mm: np.ndarray | None = None, widths_mm: np.ndarray | None = None) -> list[int]:
     """The best chain of disc slices in one stretch of the column.
 
     Every local maximum is a candidate; the chosen chain maximises the candidates' strength minus a
     penalty on height changes between neighbouring bodies (vertebrae grow slowly down the column),
-    with every body between SPINE_MIN_BODY_MM and SPINE_MAX_BODY_MM: a spurious maximum inside a body
-    would make two short bodies, a missed disc one too tall.
+    with every body between SPINE_MIN_BODY_MM (or SPINE_MIN_BODY_WIDTH_RATIO of the body's width,
+    `widths_mm` per slice, when larger) and SPINE_MAX_BODY_MM: a spurious maximum inside a body would
+    make two short bodies, a missed disc one too tall.
     """
     if discness.size < 3 or not np.any(discness > 0):
         return []
@@ -199,10 +229,12 @@ def _chain(discness: np.ndarray, dz_mm: float, scale: float, edges: tuple[bool, 
     n = cand.size
     best = np.full((n, n), -np.inf)  # best[j, k]: chain ending ... j, k
     prev = np.full((n, n), -1)
+    floor = np.full(discness.size, lo) if widths_mm is None else \
+        np.fmax(lo, defaults.SPINE_MIN_BODY_WIDTH_RATIO * np.nan_to_num(widths_mm, nan=0.0))
     for k in range(n):
         for j in range(k):
             g = z[k] - z[j]
-            if not lo <= g <= hi:
+            if not floor[(cand[j] + cand[k]) // 2] <= g <= hi:
                 continue
             best[j, k] = strength[j] + strength[k]
             for i in np.flatnonzero(np.isfinite(best[:j, j])):
@@ -222,11 +254,13 @@ def _chain(discness: np.ndarray, dz_mm: float, scale: float, edges: tuple[bool, 
     return [int(cand[c]) for c in chain[::-1]]
 
 
-def find_discs(discness: np.ndarray, dz_mm: float, arc_mm: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def find_discs(discness: np.ndarray, dz_mm: float, arc_mm: np.ndarray | None = None,
+               widths_mm: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Working-grid slices (parabola-refined) of the discs along the column, bottom to top, and the
     chain each belongs to: the best chain, then chains of the stretches it leaves above and below
     (where the height ratio broke it). `arc_mm`: each slice's place along the column (column_arc_mm),
-    which the body-height limits measure; slices dz_mm apart when not given."""
+    which the body-height limits measure; slices dz_mm apart when not given. `widths_mm`: the body's
+    width per slice (body_widths), which raises the lower height limit where the body is wide."""
     gap = int(np.ceil(defaults.SPINE_MIN_BODY_MM / dz_mm))
     scale = float(np.percentile(discness, 90)) if discness.size else 0.0
     if scale <= 0:
@@ -239,7 +273,8 @@ def find_discs(discness: np.ndarray, dz_mm: float, arc_mm: np.ndarray | None = N
         if hi - lo < 3:
             continue
         found = [lo + p for p in _chain(discness[lo:hi], dz_mm, scale, edges=(lo == 0, hi == discness.size),
-                                        arc_mm=None if arc_mm is None else arc_mm[lo:hi])]
+                                        arc_mm=None if arc_mm is None else arc_mm[lo:hi],
+                                        widths_mm=None if widths_mm is None else widths_mm[lo:hi])]
         if not found:
             continue
         peaks += found

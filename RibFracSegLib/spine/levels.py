@@ -21,7 +21,7 @@ from .. import defaults
 from ..geometry import lps_to_ras
 from ..ribs.anatomy import column_landmarks
 from ..ribs.heads import RibHeads
-from .bodies import (bodies_between, body_centres, centre_profile, column_arc_mm, column_directions, disc_profile,
+from .bodies import (bodies_between, body_centres, body_widths, centre_profile, column_arc_mm, column_directions, disc_profile,
                      find_discs)
 
 # The column top to bottom; L6 only exists when a transitional count needs it.
@@ -305,7 +305,7 @@ def vertebral_levels(image: sitk.Image, ribs=None, landmarks=None) -> SpineLevel
     track = body_centres(bone, grid.hu, marks.track, sp)
     directions = column_directions(track, sp)
     discs, chains = find_discs(disc_profile(centre_profile(grid.hu, track, sp, directions), sp[0]), sp[0],
-                               column_arc_mm(directions, sp[0]))
+                               column_arc_mm(directions, sp[0]), body_widths(bone, track, sp))
     sacrum = sacrum_top(bone, track, sp)
     found = bodies_between(discs, grid.hu.shape[0], sp[0], chains)
     if sacrum is not None:  # sacral segments are no vertebral bodies

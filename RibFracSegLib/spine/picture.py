@@ -30,8 +30,11 @@ def _canonical_index(canon, image: sitk.Image, lps) -> np.ndarray:
     return np.where(canon.flips, shape - 1 - out, out)
 
 
-def spine_picture(image: sitk.Image, levels: SpineLevels, lines: Optional[dict] = None) -> Image.Image:
-    """The picture; `lines` maps a label (e.g. 'L3 count') to (superior z in mm, RGB colour)."""
+def spine_picture(image: sitk.Image, levels: SpineLevels, lines: Optional[dict] = None,
+                  reading: Optional[dict] = None) -> Image.Image:
+    """The picture; `lines` maps a label (e.g. 'L3 count') to (superior z in mm, RGB colour); `reading`
+    maps a vertebra's name to the superior z (mm) of its body's centre as a reader named it, written in
+    yellow in front of the bodies, so the tool's names (blue, behind) can be checked against it."""
     canon = canonical_volume(image)
     hu = np.asarray(canon.array)
     sz, sy, sx = canon.spacing_zyx
@@ -66,6 +69,8 @@ def spine_picture(image: sitk.Image, levels: SpineLevels, lines: Optional[dict] 
         draw.line([(col + 40, bottom), (col + 70, bottom)], fill=colour, width=2)
         draw.line([(col + 70, top), (col + 70, bottom)], fill=colour, width=1)
         draw.text((col + 76, 0.5 * (top + bottom) - 6), v.name or "?", fill=colour)
+    for name, z_mm in (reading or {}).items():
+        draw.text((col - 150, row(z_mm) - 6), f"{name} (reading)", fill=(255, 255, 0))
     for i, (label, (z_mm, colour)) in enumerate((lines or {}).items()):
         r = row(z_mm)
         draw.line([(0, r), (col + 36, r)], fill=colour, width=2)
@@ -99,9 +104,9 @@ def _with_coronal(sagittal: Image.Image, hu: np.ndarray, spacing_zyx, yc: float,
 
 
 def save_spine_png(image: sitk.Image, levels: SpineLevels, path: str | os.PathLike,
-                   lines: Optional[dict] = None) -> Path:
+                   lines: Optional[dict] = None, reading: Optional[dict] = None) -> Path:
     """Write the picture atomically; returns its path."""
     path = Path(path)
     with atomic_path(path) as tmp:
-        spine_picture(image, levels, lines).save(tmp, format="PNG")
+        spine_picture(image, levels, lines, reading).save(tmp, format="PNG")
     return path

@@ -72,7 +72,7 @@ def test_vertebrae_are_named_points_at_the_body_centres_top_to_bottom(run):
         assert nearest == label, (label, nearest)  # no body named wrong
         assert abs(ras[2] - truth[label][2]) <= TRUTH_TOL_MM, (label, ras[2] - truth[label][2])
         assert points.GetNthControlPointLocked(i)
-    assert points.GetLocked() and points.GetFixedNumberOfControlPoints()
+    assert points.GetLocked()
     assert points.GetAttribute(ANCHOR_ATTRIBUTE) == levels.anchor
     assert points.GetDescription().startswith(f"Vertebral bodies named by counting from {levels.anchor}")
 
@@ -136,3 +136,25 @@ def test_another_ct_s_run_leaves_these_l3_nodes(run):
     kept = [n for n in result.nodes.l3().values() if n is not None]
     assert len(kept) == 4 and all(holder.scene.GetNodeByID(n.GetID()) is n for n in kept)
     assert other_result.nodes.vertebrae.GetName() == "other vertebrae"
+
+
+def test_only_named_bodies_become_points_and_the_description_says_why_l3_wants_a_look():
+    from slicer_scene import make_scene
+
+    from RibFracSegLogicLib.l3_nodes import add_vertebra_points
+
+    def body(name, z):
+        return {"name": name, "centre_ras": [1.0, -30.0, z], "z_top_mm": z + 15, "z_bottom_mm": z - 15, "complete": True}
+
+    scene = make_scene().scene
+    assert add_vertebra_points(scene, {"anchor": "none", "vertebrae": [body(None, -400.0)]}, "ct") is None
+    assert add_vertebra_points(scene, None, "ct") is None and scene.GetNodesByName("ct vertebrae").GetNumberOfItems() == 0
+    levels = {"anchor": "sacrum", "lumbar_count": 5, "notes": ["the sacrum names L5"],
+              "vertebrae": [body("L5", -500.0), body("L4", -470.0), body(None, -440.0)]}  # bottom to top
+    points = add_vertebra_points(scene, levels, "ct", "count (sacrum) and network disagree by 30 mm")
+    assert [points.GetNthControlPointLabel(i) for i in range(points.GetNumberOfControlPoints())] == ["L4", "L5"]
+    assert points.GetNthControlPointPositionVector(1)[2] == -500.0
+    assert points.GetDescription() == (
+        "Vertebral bodies named by counting from sacrum; 5 lumbar bodies between T12 and the sacrum; the sacrum names "
+        "L5; 1 body found but not named (no anchor reaches them): not shown; L3 check: review, count (sacrum) and "
+        "network disagree by 30 mm.")

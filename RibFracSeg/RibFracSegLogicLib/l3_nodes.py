@@ -34,19 +34,23 @@ def named_vertebrae(levels: Optional[dict]) -> list[dict]:
     return sorted((v for v in levels["vertebrae"] if v["name"]), key=lambda v: -v["centre_ras"][2])
 
 
-def count_description(levels: dict) -> str:
-    """How the count named the column: its anchor, what it said, and what was left out."""
+def count_description(levels: dict, l3_review: str = "") -> str:
+    """How the count named the column: its anchor, what it said, what was left out, and why L3 wants a look
+    (the L3 check's reason, e.g. when the network's L3 stands against the count's)."""
     unnamed = sum(1 for v in levels["vertebrae"] if not v["name"])
     parts = [f"Vertebral bodies named by counting from {levels['anchor']}"]
     if levels.get("lumbar_count") is not None:
         parts.append(f"{levels['lumbar_count']} lumbar bodies between T12 and the sacrum")
     parts += list(levels.get("notes", []))
     if unnamed:
-        parts.append(f"{unnamed} bodies found but not named (no anchor reaches them): not shown")
+        parts.append(f"{unnamed} {'body' if unnamed == 1 else 'bodies'} found but not named (no anchor reaches "
+                     "them): not shown")
+    if l3_review:
+        parts.append(f"L3 check: review, {l3_review}")
     return "; ".join(parts) + "."
 
 
-def add_vertebra_points(scene, levels: Optional[dict], name: str):
+def add_vertebra_points(scene, levels: Optional[dict], name: str, l3_review: str = ""):
     """'<name> vertebrae': a locked point per named body at its centre (RAS), or None when the count named
     none. Each point's description gives the body's extent along the column (disc to disc)."""
     bodies = named_vertebrae(levels)
@@ -60,10 +64,9 @@ def add_vertebra_points(scene, levels: Optional[dict], name: str):
         extent = f"S {v['z_bottom_mm']:.1f} to {v['z_top_mm']:.1f} mm ({ends})"
         points.SetNthControlPointDescription(index, f"{v['name']} vertebral body centre; body {extent}")
         points.SetNthControlPointLocked(index, True)
-    points.SetDescription(count_description(levels))
+    points.SetDescription(count_description(levels, l3_review))
     points.SetAttribute(ANCHOR_ATTRIBUTE, str(levels["anchor"]))
-    points.SetLocked(True)
-    points.SetFixedNumberOfControlPoints(True)  # a click in place mode cannot add an unnamed point to the count
+    points.SetLocked(True)  # like the fracture and L3 points: a stray drag cannot move a result
     display = points.GetDisplayNode()
     display.SetSelectedColor(*defaults.VERTEBRA_LABEL_COLOR)
     display.SetColor(*defaults.VERTEBRA_LABEL_COLOR)

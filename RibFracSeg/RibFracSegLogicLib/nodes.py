@@ -248,7 +248,8 @@ def add_run_nodes(scene, volume, output: RunOutput, height_m: Optional[float] = 
         if output.tissues is not None:
             nodes.tissues = add_tissue_segmentation(scene, volume, output.tissues, f"{volume.GetName()} L3 tissues")
         if output.l3 is not None:
-            nodes.vertebrae = add_vertebra_points(scene, output.levels, volume.GetName())
+            review = output.l3.review_reason if getattr(output.l3, "review", False) else ""
+            nodes.vertebrae = add_vertebra_points(scene, output.levels, volume.GetName(), review)
         if ribs and output.fractures.ribs is not None:
             nodes.ribs = add_rib_segmentation(scene, volume, output.fractures.ribs, f"{volume.GetName()} ribs")
         place_with_input(scene, volume, nodes.all())

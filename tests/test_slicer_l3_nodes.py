@@ -158,3 +158,23 @@ def test_only_named_bodies_become_points_and_the_description_says_why_l3_wants_a
         "Vertebral bodies named by counting from sacrum; 5 lumbar bodies between T12 and the sacrum; the sacrum names "
         "L5; 1 body found but not named (no anchor reaches them): not shown; L3 check: review, count (sacrum) and "
         "network disagree by 30 mm.")
+
+
+@pytest.mark.parametrize("spacing", [(0.796875, 0.796875, 5.0), (0.9765625, 0.9765625, 3.0),
+                                     (0.703125, 0.703125, 1.25), (0.7, 1.25, 2.5)])
+def test_a_ct_loaded_by_slicer_reaches_the_library_with_the_file_s_spacing(tmp_path, spacing):
+    """Slicer's reader gives 5 mm slices as 5.000000000000001 mm (spacing from the IJK->RAS matrix): the rib
+    step refused them as coarser than 5 mm, and the L3 count of CRLM-CT-1004 lost its ribs in Slicer."""
+    import SimpleITK as sitk
+    from slicer_scene import make_scene
+
+    from RibFracSegLogicLib.volumes import image_from_volume_node
+
+    image = sitk.Image(8, 7, 6, sitk.sitkInt16)
+    image.SetSpacing(spacing)
+    image.SetOrigin((-198.1999969482422, -204.0, -375.0))
+    path = str(tmp_path / "ct.nii.gz")
+    sitk.WriteImage(image, path)
+    holder = make_scene()
+    node = holder.logics["Volumes"].AddArchetypeVolume(path, "ct")
+    assert image_from_volume_node(node).GetSpacing() == sitk.ReadImage(path).GetSpacing()

@@ -395,8 +395,8 @@ class RibFracSegWidget(*_WIDGET_BASES):
             self._finishRun()
 
     def _finishRun(self) -> None:
+        from RibFracSegLogicLib.panel import show_l3
         from RibFracSegLogicLib.runner import DONE
-        from RibFracSegLogicLib.unfolded import jump_ct_views
 
         run, self._run = self._run, None
         self.ui.progressBar.hide()
@@ -417,9 +417,7 @@ class RibFracSegWidget(*_WIDGET_BASES):
             setattr(self._parameterNode, name, node)
         for pathEdit in self._pathFields.values():
             pathEdit.addCurrentPathToHistory()
-        l3 = outcome.result.output.l3
-        if l3 is not None and l3.in_view:  # the CT views only: an unfolded view keeps its picture
-            jump_ct_views(slicer.mrmlScene, l3.center_ras, exclude=self._unfoldedView)
+        show_l3(slicer.mrmlScene, outcome.result, exclude=self._unfoldedView)  # an unfolded view keeps its picture
         if outcome.unfolded is not None:
             self._hidePicturesFromCTSelector()
             self._showUnfolded(outcome.unfolded)

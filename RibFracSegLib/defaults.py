@@ -49,6 +49,7 @@ VERTEBRA_IDS = {
     "S": 26,
 }
 L3_ID = VERTEBRA_IDS["L3"]
+VERTEBRA_LABEL_COLOR = (0.35, 0.8, 1.0)  # Slicer's '<CT> vertebrae' labels: cyan, apart from the fracture/L3 points' red
 
 # --- Ribs (label image: 1-12 left ribs 1-12, 13-24 right ribs 1-12) ----------------------------
 RIB_UNNUMBERED_LEFT = 25  # a left rib found but not numbered confidently

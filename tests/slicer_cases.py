@@ -26,3 +26,19 @@ def probe_case(folder: Path, orientation: str = "LPS") -> ProbeCase:
     volume = selftest.add_case_volume(holder.scene, selftest.phantom_case(orientation))
     checkpoint = str(probe.write_probe_checkpoint(Path(folder) / "probe.pt"))
     return ProbeCase(holder, RibFracSegLogicBase(holder.scene), volume, checkpoint)
+
+
+def abdomen_case(folder: Path, orientation: str = "LPS", n_fractures: int = 2,
+                 shape: tuple[int, int, int] = (150, 150, 170)) -> tuple:
+    """A thorax+abdomen phantom (L3 in view), its fractures painted for the probe, in a headless scene:
+    (phantom case, marked case, scene holder, volume node, probe checkpoint)."""
+    from RibFracSegLib.phantom import PhantomParams, generate_phantom
+
+    case = generate_phantom(PhantomParams(shape=shape, spacing=(2.2, 2.2, 2.5), fov="thorax_abdomen",
+                                          n_fractures=n_fractures, orientation=orientation, seed=424243))
+    painted = probe.paint_marker(case.image, case.fracture_labels)
+    marked = selftest.MarkedCase("abdomen", painted, case.fracture_labels, {})
+    holder = make_scene()
+    volume = selftest.add_case_volume(holder.scene, marked)
+    checkpoint = str(probe.write_probe_checkpoint(Path(folder) / "probe.pt"))
+    return case, marked, holder, volume, checkpoint

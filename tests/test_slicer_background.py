@@ -104,9 +104,15 @@ def test_exchange_round_trip_keeps_the_l3_check_and_the_tissue_labels(fractures,
     tissues[2, 1, 1] = 1
     tissues[3, 2, 1] = 2
     output.l3, output.tissues = check, tissues
+    bodies = [{"name": "L3", "centre_ras": [1.5, -20.0, -145.25], "z_top_mm": -130.0, "z_bottom_mm": -160.5,
+               "complete": True},
+              {"name": None, "centre_ras": [1.5, -21.0, -180.0], "z_top_mm": -165.0, "z_bottom_mm": -190.0,
+               "complete": False}]
+    output.levels = {"anchor": "rib 12", "notes": ["7 of 8 lowest numbered ribs agree on T12"], "vertebrae": bodies}
     exchange.write_output(tmp_path, output)
     back = exchange.read_output(tmp_path)
     assert back.l3 == check and isinstance(back.l3, L3Check) and back.l3.network == output.l3.network
+    assert back.levels == output.levels  # the vertebral count, for the '<CT> vertebrae' points
     np.testing.assert_array_equal(sitk.GetArrayFromImage(back.tissues), sitk.GetArrayFromImage(tissues))
     assert back.tissues.GetSpacing() == tissues.GetSpacing()
     rows = {m: (v, u, n) for m, v, u, n in body_composition_rows(back.l3, back.body, 1.75)}

@@ -9,12 +9,13 @@ import pytest
 import slicer.util
 import torch
 
+import slicer_cases
 from slicer_cases import probe_case
 from slicer_scene import make_scene
 
 from RibFracSegLib import defaults  # noqa: E402
 from RibFracSegLib.shipped import shipped_model  # noqa: E402
-from RibFracSegLogicLib import probe, selftest  # noqa: E402
+from RibFracSegLogicLib import probe  # noqa: E402
 from RibFracSegLogicLib.logic import RibFracSegLogicBase  # noqa: E402
 from RibFracSegLogicLib.panel import (PATH_FIELDS, PanelInputs, PanelRun, checkpoint_for_run,  # noqa: E402
                                       first_ct_volume, height_to_keep, path_field, picture_volume_ids, run_options,
@@ -147,15 +148,7 @@ def test_the_height_spin_box_keeps_only_unknown_or_heights_a_run_accepts():
 @pytest.fixture(scope="module")
 def abdomen_case(tmp_path_factory):
     """A thorax+abdomen phantom (L3 in view), fractures painted for the probe, in a headless scene."""
-    from RibFracSegLib.phantom import PhantomParams, generate_phantom
-
-    case = generate_phantom(PhantomParams(shape=(150, 150, 170), spacing=(2.2, 2.2, 2.5), fov="thorax_abdomen",
-                                          n_fractures=2, orientation="LPS", seed=424243))
-    marked = selftest.MarkedCase("abdomen", probe.paint_marker(case.image, case.fracture_labels), case.fracture_labels, {})
-    holder = make_scene()
-    volume = selftest.add_case_volume(holder.scene, marked)
-    checkpoint = str(probe.write_probe_checkpoint(tmp_path_factory.mktemp("ckpt") / "probe.pt"))
-    return case, marked, holder, volume, checkpoint
+    return slicer_cases.abdomen_case(tmp_path_factory.mktemp("ckpt"))
 
 
 def _table_rows(table) -> dict[str, float]:
@@ -206,6 +199,13 @@ def test_background_run_with_l3_adds_the_l3_point_and_the_body_composition_table
         assert rows[measure] == pytest.approx(getattr(expected, measure), rel=1e-5), measure
     assert rows["smi"] == pytest.approx(expected.muscle_cm2 / 1.75 ** 2, rel=1e-5) and rows["height_m"] == 1.75
     assert f"L3 at S = {expected_l3.z_mm:.1f} mm." in outcome.message
+    # the vertebral count crossed the worker: the named bodies as labelled points, top to bottom
+    named = sorted((v for v in expected_l3.levels.vertebrae if v.name), key=lambda v: -v.centre_lps[2])
+    points = nodes.vertebrae
+    labels = [points.GetNthControlPointLabel(i) for i in range(points.GetNumberOfControlPoints())]
+    assert named and labels == [v.name for v in named]
+    for i, v in enumerate(named):
+        np.testing.assert_allclose(points.GetNthControlPointPositionVector(i), v.centre_ras, atol=0.01)
     assert len(outcome.result.detections) == nodes.segmentation.GetSegmentation().GetNumberOfSegments() > 0
 
 

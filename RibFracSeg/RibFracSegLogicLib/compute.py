@@ -70,6 +70,7 @@ class RunOutput:
     l3: Any = None  # RibFracSegLib.l3.check.L3Check (count + network) when L3 was asked for
     body: Any = None  # RibFracSegLib.l3.BodyComposition when L3 was in view
     tissues: Any = None  # its tissue mask as a label image on the CT's grid (body_composition.tissue_labels)
+    levels: Optional[dict] = None  # the vertebral count behind L3: SpineLevels.to_dict() (plain data, crosses the worker)
     timings_s: dict[str, float] = field(default_factory=dict)
 
 
@@ -92,6 +93,8 @@ def compute(image: sitk.Image, options: RunOptions, progress: Optional[Progress]
         if cancel is not None and cancel():
             raise Cancelled()
         output.l3, output.body, output.tissues = _l3_and_body(image, options, timings, ribs=fractures.ribs)
+        levels = getattr(output.l3, "levels", None)
+        output.levels = None if levels is None else levels.to_dict()
     return output
 
 

@@ -24,7 +24,7 @@ from .compute import RunOptions, RunOutput
 INPUT_NAME = "input.nrrd"
 OPTIONS_NAME = "options.json"
 RESULT_NAME = "result.json"  # written last: its presence means the result is complete
-RESULT_FORMAT = 3  # 3: L3 as a checked L3Check and the tissue label image; 2: explicit to_dict/from_dict per type
+RESULT_FORMAT = 4  # 4: + the vertebral count (levels); 3: L3 as a checked L3Check and the tissue label image
 BODY_ARRAYS = ("mask", "hu")  # BodyComposition's array fields, saved as .npy
 RIBS_IMAGE, RIBS_CENTRELINES = "ribs.nrrd", "ribs.centrelines.npz"
 TISSUES_IMAGE = "tissues.nrrd"  # the L3 slice's tissue labels on the CT's grid
@@ -126,6 +126,7 @@ def write_output(folder: Path, output: RunOutput) -> None:
         "l3": _l3_to_json(output.l3),
         "body": _body_to_json(output.body, folder),
         "has_tissues": output.tissues is not None,
+        "levels": output.levels,
         "timings_s": output.timings_s,
     }
     if output.tissues is not None:
@@ -148,4 +149,5 @@ def read_output(folder: Path) -> RunOutput:
     )
     tissues = sitk.ReadImage(str(folder / TISSUES_IMAGE)) if summary["has_tissues"] else None
     return RunOutput(fractures=fractures, l3=_l3_from_json(summary["l3"]),
-                     body=_body_from_json(summary["body"], folder), tissues=tissues, timings_s=summary["timings_s"])
+                     body=_body_from_json(summary["body"], folder), tissues=tissues, levels=summary["levels"],
+                     timings_s=summary["timings_s"])

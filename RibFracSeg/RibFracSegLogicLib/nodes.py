@@ -19,6 +19,7 @@ from RibFracSegLib.detections import (Detection, FractureResult, fracture_segmen
 from RibFracSegLib.geometry import ijk_to_ras_matrix
 
 from .compute import RunOutput
+from .l3_nodes import L3_ROLES, add_vertebra_points, mark_l3_nodes, replace_l3_nodes
 from .rib_nodes import add_rib_segmentation
 from .segments import TAG_PREFIX, add_label_segment, new_segmentation_node
 from .terminology import fracture_terminology, rib_side
@@ -37,10 +38,15 @@ class RunNodes:
     l3_table: Any = None
     ribs: Any = None  # '<CT> ribs' segmentation, when asked for
     tissues: Any = None  # '<CT> L3 tissues' segmentation, when L3 was in view
+    vertebrae: Any = None  # '<CT> vertebrae' points (l3_nodes), when L3 was asked for and the count named bodies
 
     def all(self) -> list:
         return [n for n in (self.segmentation, self.points, self.table, self.l3_point, self.l3_table, self.ribs,
-                            self.tissues) if n is not None]
+                            self.tissues, self.vertebrae) if n is not None]
+
+    def l3(self) -> dict:
+        """This run's L3 answer by role (l3_nodes.L3_ROLES)."""
+        return dict(zip(L3_ROLES, (self.l3_point, self.l3_table, self.tissues, self.vertebrae)))
 
 
 def segment_color(index: int) -> tuple[float, float, float]:
@@ -241,9 +247,15 @@ def add_run_nodes(scene, volume, output: RunOutput, height_m: Optional[float] = 
                                                           volume.GetName())
         if output.tissues is not None:
             nodes.tissues = add_tissue_segmentation(scene, volume, output.tissues, f"{volume.GetName()} L3 tissues")
+        if output.l3 is not None:
+            review = output.l3.review_reason if getattr(output.l3, "review", False) else ""
+            nodes.vertebrae = add_vertebra_points(scene, output.levels, volume.GetName(), review)
         if ribs and output.fractures.ribs is not None:
             nodes.ribs = add_rib_segmentation(scene, volume, output.fractures.ribs, f"{volume.GetName()} ribs")
         place_with_input(scene, volume, nodes.all())
+        if output.l3 is not None:  # last, once all is built: this run's L3 answer replaces the CT's previous one
+            mark_l3_nodes(volume, nodes.l3())
+            replace_l3_nodes(scene, volume, nodes.all())
     except BaseException:
         remove_nodes_added_since(scene, before)
         raise

@@ -21,8 +21,8 @@ from RibFracSegLib.shipped import shipped_model
 from .compute import RunOptions
 from .logic import ProcessResult
 from .runner import DONE, BackgroundRun
-from .unfolded import (UnfoldedNodes, add_unfolded_view, is_unfolded_picture, jump_from_picture, jump_to_fracture,
-                       show_in_slice_view, slice_xy_to_ras, unfolded_slice_node, use_unfolded_layout)
+from .unfolded import (UnfoldedNodes, add_unfolded_view, is_unfolded_picture, jump_ct_views, jump_from_picture,
+                       jump_to_fracture, show_in_slice_view, slice_xy_to_ras, unfolded_slice_node, use_unfolded_layout)
 
 logger = logging.getLogger("RibFracSeg")
 TABLE_ATTRIBUTE = "RibFracSeg.FractureTable"  # on the unfolded volume: ID of the same run's fracture table
@@ -263,6 +263,16 @@ def fracture_in_table(table, id_text: str) -> Optional[tuple[int, tuple[float, f
         if int(ids.GetValue(row)) == fracture_id:
             return fracture_id, tuple(float(v) for v in centre.GetTuple3(row))
     return None
+
+
+def show_l3(scene, result: ProcessResult, exclude=None) -> Optional[tuple[float, float, float]]:
+    """After a run: centre the CT views (all but `exclude`, the unfolded view) on L3, so the axial view shows
+    the L3 slice with its tissue masks. Returns L3's RAS position, None when L3 was not asked for or not in view."""
+    l3 = result.output.l3
+    if l3 is None or not l3.in_view:
+        return None
+    jump_ct_views(scene, l3.center_ras, exclude)
+    return tuple(float(v) for v in l3.center_ras)
 
 
 def jump_to_table_row(scene, table, id_text: str, unfolded: Optional[UnfoldedNodes] = None,

@@ -31,8 +31,22 @@ def image_from_volume_node(node) -> sitk.Image:
     image = sitk.GetImageFromArray(np.ascontiguousarray(array))
     directions = vtk.vtkMatrix4x4()
     node.GetIJKToRASDirectionMatrix(directions)
-    return set_ras_geometry(image, node.GetOrigin(), node.GetSpacing(),
+    return set_ras_geometry(image, node.GetOrigin(), spacing_as_written(node.GetSpacing()),
                             slicer.util.arrayFromVTKMatrix(directions)[:3, :3])
+
+
+def spacing_as_written(spacing) -> tuple[float, ...]:
+    """The spacing the file holds. Slicer's readers derive a node's spacing from its IJK->RAS matrix
+    (column norms), which adds a unit in the last place: 5 mm slices come back as 5.000000000000001 mm
+    and the rib step's 5 mm limit then refused them, so the L3 count lost its ribs in Slicer but not on
+    the command line (CRLM-CT-1004). A value within a few units in the last place of a number with at most
+    10 decimals (0.9765625 = 1000/1024) is that number; anything else (a float32 0.699999988 from a NIfTI
+    header) is kept as it is."""
+    out = []
+    for value in map(float, spacing):
+        near = (round(value, d) for d in range(11))
+        out.append(next((s for s in near if abs(value - s) <= 4 * np.spacing(abs(s))), value))
+    return tuple(out)
 
 
 def volume_node_from_image(scene, image: sitk.Image, name: str, node=None):

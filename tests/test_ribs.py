@@ -173,3 +173,11 @@ def test_too_coarse_a_ct_gets_no_ribs_rather_than_wrong_ones():
     image.SetSpacing((5.0, 5.0, 6.0))
     ribs = segment_ribs(image)
     assert ribs.ribs == [] and "too coarse" in ribs.notes[0]
+
+
+def test_five_mm_slices_read_with_a_rounding_error_are_not_too_coarse():
+    """Slicer's reader derives 5 mm slices as 5.000000000000001 mm: still 5 mm, the limit itself."""
+    from RibFracSegLib.ribs.anatomy import too_coarse_for_ribs
+
+    assert too_coarse_for_ribs((5.000000000000001, 0.7, 0.7)) is None
+    assert too_coarse_for_ribs((5.01, 0.7, 0.7)) and too_coarse_for_ribs((2.5, 3.2, 3.2))

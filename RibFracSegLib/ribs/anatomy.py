@@ -197,3 +197,14 @@ def column_landmarks(image, slice_mm: float = 0.0) -> ColumnLandmarks:
     body = body_mask(grid.hu)
     bone = bone_mask(grid.hu, body, grid.spacing_zyx)
     return ColumnLandmarks(canon, grid, body, bone, spine_track(bone, body, grid.spacing_zyx))
+
+
+def too_coarse_for_ribs(spacing_zyx) -> Optional[str]:
+    """Why voxels this size (canonical z, y, x in mm) are too coarse to find ribs, or None. A rib is
+    5-8 mm thick: a few voxels at least. A hair's tolerance, as readers derive 5 mm as 5.000000000000001."""
+    sz, sy, sx = (float(v) for v in spacing_zyx)
+    tol = 1e-6
+    if max(sy, sx) > defaults.RIB_MAX_PIXEL_MM + tol or sz > defaults.RIB_MAX_SLICE_MM + tol:
+        return (f"voxels of {sx:.1f} x {sy:.1f} x {sz:.1f} mm are too coarse to find ribs (needs at most "
+                f"{defaults.RIB_MAX_PIXEL_MM} mm in-plane and {defaults.RIB_MAX_SLICE_MM} mm slices)")
+    return None

@@ -21,7 +21,7 @@ from scipy import ndimage
 
 from .. import defaults
 from ..geometry import distance_mm
-from .anatomy import ColumnLandmarks, SpineTrack, column_landmarks, lung_extent, lung_mask
+from .anatomy import ColumnLandmarks, SpineTrack, column_landmarks, lung_extent, lung_mask, too_coarse_for_ribs
 from .cage import cage_bone, partition, rib_seeds
 from .numbering import RibRegion, number_ribs
 
@@ -81,9 +81,9 @@ def rib_heads(image: sitk.Image, landmarks: Optional[ColumnLandmarks] = None) ->
     t0 = time.perf_counter()
     marks = landmarks if landmarks is not None else column_landmarks(image)
     grid, sp, track = marks.grid, marks.grid.spacing_zyx, marks.track
-    sz, sy, sx = marks.canon.spacing_zyx
-    if max(sy, sx) > defaults.RIB_MAX_PIXEL_MM or sz > defaults.RIB_MAX_SLICE_MM:
-        return RibHeads([], notes=[f"voxels of {sx:.1f} x {sy:.1f} x {sz:.1f} mm are too coarse to find ribs"])
+    coarse = too_coarse_for_ribs(marks.canon.spacing_zyx)
+    if coarse:
+        return RibHeads([], notes=[coarse])
     lungs_full = lung_mask(grid.hu, marks.body, sp)
     extent = lung_extent(lungs_full, sp)
     z = np.arange(grid.hu.shape[0])[:, None, None]

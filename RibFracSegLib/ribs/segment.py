@@ -19,7 +19,7 @@ import SimpleITK as sitk
 
 from .. import defaults
 from ..orientation import canonical_volume
-from .anatomy import ColumnLandmarks, column_landmarks, lungs_of
+from .anatomy import ColumnLandmarks, column_landmarks, lungs_of, too_coarse_for_ribs
 from .grow import grow_ribs
 from .labels import RibLabels
 from .traced import trace_ribs
@@ -31,13 +31,11 @@ def segment_ribs(image: sitk.Image, landmarks: Optional[ColumnLandmarks] = None,
     `method`: "auto" (see the module docstring), "grow" or "trace"."""
     if method not in ("auto", "grow", "trace"):
         raise ValueError(f"method must be auto, grow or trace, got {method!r}")
-    sz, sy, sx = canonical_volume(image).spacing_zyx
-    if max(sy, sx) > defaults.RIB_MAX_PIXEL_MM or sz > defaults.RIB_MAX_SLICE_MM:
+    coarse = too_coarse_for_ribs(canonical_volume(image).spacing_zyx)
+    if coarse:
         empty = sitk.Image(image.GetSize(), sitk.sitkUInt8)
         empty.CopyInformation(image)
-        return RibLabels(labels=empty, ribs=[], numbering="none", notes=[
-            f"voxels of {sx:.1f} x {sy:.1f} x {sz:.1f} mm are too coarse to find ribs (needs at most "
-            f"{defaults.RIB_MAX_PIXEL_MM} mm in-plane and {defaults.RIB_MAX_SLICE_MM} mm slices)"])
+        return RibLabels(labels=empty, ribs=[], numbering="none", notes=[coarse])
     t0 = time.perf_counter()
     marks = landmarks if landmarks is not None else column_landmarks(image)
     lungs = lungs_of(marks)

@@ -388,3 +388,7 @@ CANDIDATE_STORE_VOXELS = 40  # training crops are stored larger and cut at rando
 CANDIDATE_CLASSES = 5  # 0 not a fracture, 1..4 the RibFrac codes
 CANDIDATE_MIN_TYPE_PROBABILITY = 0.4  # below this the classifier abstains on the type (code -1)
 CANDIDATE_BATCH = 64  # crops per forward at inference
+
+# --- Detection in the rib frame (RibFracSegLib.frame_inference) -----------------------------------
+FRAME_COVERED_FLOOR = 1e-6  # frame probabilities are written back as at least this, so every CT voxel some frame
+#   reaches reads > 0 ("covered"); far below any probability threshold

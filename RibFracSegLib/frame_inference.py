@@ -6,13 +6,17 @@ Windows are `patch_size` (a, p, q): along the arc every patch x (1 - overlap) se
 flush with the frame's end (`sliding_window.axis_starts`), centred across the section. They are
 blended with the sliding window's own weights and aggregator (`importance_map`, `SlabAggregator`;
 across, every window of a frame has the same weights, so only the Gaussian along the arc counts).
-The few section voxels outside the window's width take the nearest computed value, so a frame
-covers its whole section: written back with `ribs/frame.frame_to_ct` (max over ribs) as values of
-at least FRAME_COVERED_FLOOR, every CT voxel some frame reaches reads > 0 and is "covered".
+The few section voxels outside the windows' width take the nearest computed value, so a frame
+covers its whole section (what `RibFrame.lps_to_index` calls inside).
+
+The write-back (`ribs/frame.frame_to_ct`, max over ribs) costs seconds per rib when every section
+writes, so values below FRAME_MIN_PROBABILITY are written as 0 and only sections holding more are
+visited. Coverage is asked of the frames only where it decides something (`frames_reach`): on bone,
+to pick the fallback's blocks, and where the fallback's probability exceeds the frames'.
 
 Bone here is what today's sliding window would examine (HU > bone_hu in `inference.fracture_cells`'
 blocks: near the ribs when the rib set is complete, else bone in the body). Its uncovered part
-(a rib not found, ends beyond a traced rib, bone between ribs beyond a frame's reach) picks the
+(a rib not found, ends beyond a traced rib, bone beside the ribs beyond a frame's reach) picks the
 fallback's cells; the result says how much that was. The network and the fallback come in as
 callables (`inference.segment_ct` builds them), so this module needs nothing from inference.py.
 """
@@ -30,6 +34,7 @@ import SimpleITK as sitk
 from . import defaults
 from .checkpoint import Checkpoint, cached_checkpoint
 from .errors import Cancelled, CheckpointError
+from .geometry import indices_to_lps
 from .orientation import CanonicalVolume
 from .preprocess import block_any, patch_batch
 from .progress import Cancel, Progress
@@ -92,14 +97,16 @@ class Fallback:
 class FrameProbability:
     """One CT's fracture probability from the rib frames and the fallback, on the input grid."""
 
-    probability: np.ndarray  # [k, j, i] float32: the frames' where covered, the fallback's elsewhere
-    covered: np.ndarray  # [k, j, i] bool: voxels some rib frame reaches
+    probability: np.ndarray  # [k, j, i] float32: the frames' where a frame reaches, the fallback's elsewhere
+    covered_bone: np.ndarray  # [k, j, i] bool: bone (as below) some frame reaches (other voxels are not asked)
     bone_voxels: int  # bone where fractures are looked for (HU > bone_hu in the rule's blocks)
-    uncovered_bone_voxels: int  # ... of which no frame covers any: examined by the fallback
+    uncovered_bone_voxels: int  # ... of which no frame reaches: examined by the fallback
     voxel_mm3: float
-    rule: str  # which bone: `inference.fracture_cells`' rule ("ribs", "bone (why)") or "none" (all voxels)
+    rule: str  # which bone: `inference.fracture_cells`' rule ("ribs", "bone (why)") or "none" (HU alone)
     frames: int = 0
     windows: int = 0
+    sections: int = 0
+    sections_written: int = 0  # sections holding a value >= FRAME_MIN_PROBABILITY (the write-back visits these)
     fallback_cells: Optional[np.ndarray] = None  # canonical block grid the fallback ran on (None: nothing uncovered)
     fallback_patches_total: int = 0
     fallback_patches: int = 0  # computed
@@ -116,7 +123,8 @@ class FrameProbability:
 
     def summary(self) -> dict:
         """Plain values for the case JSON."""
-        return {"frames": self.frames, "windows": self.windows, "bone_mm3": round(self.bone_voxels * self.voxel_mm3, 1),
+        return {"frames": self.frames, "windows": self.windows, "sections": self.sections,
+                "sections_written": self.sections_written, "bone_mm3": round(self.bone_voxels * self.voxel_mm3, 1),
                 "uncovered_bone_mm3": round(self.uncovered_bone_mm3, 1),
                 "uncovered_bone_percent": round(self.uncovered_bone_percent, 2), "bone_rule": self.rule,
                 "fallback_patches": self.fallback_patches, "fallback_patches_total": self.fallback_patches_total}
@@ -140,7 +148,7 @@ def _frame_values(frame: RibFrame, boxes: Sequence[Box], predict: Predict, patch
                   hu_window: Sequence[float], weights: np.ndarray, batch_size: int,
                   step: Callable[[int], None], cancel: Optional[Cancel]) -> np.ndarray:
     """The blended probabilities of one sampled frame, spread across the whole section (nearest
-    computed value beyond the windows' width) and floored at FRAME_COVERED_FLOOR."""
+    computed value beyond the windows' width), values below FRAME_MIN_PROBABILITY set to 0."""
     aggregator = SlabAggregator(frame.shape, weights)
     for first in range(0, len(boxes), batch_size):
         if cancel is not None and cancel():
@@ -153,7 +161,8 @@ def _frame_values(frame: RibFrame, boxes: Sequence[Box], predict: Predict, patch
     p, q = boxes[0][1], boxes[0][2]
     values = np.pad(out[:, p, q], ((0, 0), (p.start, frame.shape[1] - p.stop), (q.start, frame.shape[2] - q.stop)),
                     mode="edge")
-    return np.maximum(values, np.float32(defaults.FRAME_COVERED_FLOOR))
+    values[values < defaults.FRAME_MIN_PROBABILITY] = 0.0
+    return values
 
 
 def _cells_to_voxels(cells: np.ndarray, shape: Sequence[int], cell: int = defaults.SKIP_CELL_VOXELS) -> np.ndarray:
@@ -162,14 +171,31 @@ def _cells_to_voxels(cells: np.ndarray, shape: Sequence[int], cell: int = defaul
     return full[: shape[0], : shape[1], : shape[2]]
 
 
-def uncovered_bone(volume: CanonicalVolume, covered: np.ndarray, cells: Optional[np.ndarray],
-                   bone_hu: float) -> tuple[np.ndarray, int]:
-    """Canonical mask of bone no frame covers, and the number of bone voxels: bone is HU > `bone_hu`
-    in the blocks `cells` (None: anywhere, inside the body or not, as the sliding window without skipping)."""
+def bone_mask(volume: CanonicalVolume, cells: Optional[np.ndarray], bone_hu: float) -> np.ndarray:
+    """Canonical mask of the bone fractures are looked for in: HU > `bone_hu` in the blocks `cells`
+    (None: anywhere, inside the body or not, as the sliding window without skipping)."""
     bone = volume.array > bone_hu
     if cells is not None:
         bone &= _cells_to_voxels(cells, bone.shape)
-    return bone & ~covered, int(bone.sum())
+    return bone
+
+
+def frames_reach(frames: Sequence[RibFrame], image: sitk.Image, kji: np.ndarray) -> np.ndarray:
+    """(n,) bool: which CT voxels (rows k, j, i) some frame covers (`RibFrame.lps_to_index` finite).
+    Each frame is asked only about voxels within reach of its sections (box, then nearest section)."""
+    lps = indices_to_lps(image, np.asarray(kji, float)[:, ::-1])
+    inside = np.zeros(len(lps), bool)
+    for frame in frames:
+        reach = ((frame.half + 0.5) * np.sqrt(2.0) + 1.0) * frame.voxel_mm  # a section's corner, half a section on
+        lo, hi = frame.points_lps.min(axis=0) - reach, frame.points_lps.max(axis=0) + reach
+        ask = np.flatnonzero(~inside & np.all((lps >= lo) & (lps <= hi), axis=1))
+        if not len(ask):
+            continue
+        distance, _ = frame.tree().query(lps[ask], distance_upper_bound=reach)
+        ask = ask[np.isfinite(distance)]
+        if len(ask):
+            inside[ask[np.isfinite(frame.lps_to_index(lps[ask])[:, 0])]] = True
+    return inside
 
 
 def frame_probability(image: sitk.Image, volume: CanonicalVolume, ribs: Optional[RibLabels], ckpt: Checkpoint,
@@ -205,6 +231,7 @@ def frame_probability(image: sitk.Image, volume: CanonicalVolume, ribs: Optional
     prob = output if output is not None else np.zeros(sitk.GetArrayViewFromImage(image).shape, np.float32)
     array = sitk.GetArrayViewFromImage(image)
     weights = importance_map(patch, blend)
+    written = 0
     for frame, boxes in plans:
         t = time.perf_counter()
         frame.sample(image, array)
@@ -212,21 +239,27 @@ def frame_probability(image: sitk.Image, volume: CanonicalVolume, ribs: Optional
         t = time.perf_counter()
         values = _frame_values(frame, boxes, predict, patch, hu_window, weights, max(1, int(batch_size)), step, cancel)
         frame.volume = None  # one rib's volume at a time
+        written += int(np.count_nonzero(values.reshape(len(values), -1).max(axis=1)))
         timings["frame_network"] += time.perf_counter() - t
         t = time.perf_counter()
         frame_to_ct(frame, values, image, prob)
         timings["write_back"] += time.perf_counter() - t
 
     t = time.perf_counter()
-    covered = prob > 0
-    uncovered, bone_voxels = uncovered_bone(volume, volume.to_canonical(covered), cells, bone_hu)
+    bone = volume.to_input(bone_mask(volume, cells, bone_hu))
+    kji = np.argwhere(bone)
+    covered_bone = np.zeros_like(bone)
+    covered_bone[tuple(kji[frames_reach(frames, image, kji)].T)] = True
+    uncovered = volume.to_canonical(bone & ~covered_bone)
     n_uncovered = int(uncovered.sum())
     fallback_cells = block_any(uncovered) if n_uncovered else None
-    del uncovered
+    del uncovered, kji
     timings["coverage"] = time.perf_counter() - t
-    result = FrameProbability(prob, covered, bone_voxels, n_uncovered, float(np.prod(image.GetSpacing())), rule,
-                              frames=len(frames), windows=n_windows, fallback_cells=fallback_cells,
+    result = FrameProbability(prob, covered_bone, int(bone.sum()), n_uncovered, float(np.prod(image.GetSpacing())),
+                              rule, frames=len(frames), windows=n_windows, sections=sum(f.shape[0] for f in frames),
+                              sections_written=written, fallback_cells=fallback_cells,
                               fallback_patches_total=len(grid), timings_s=timings)
+    del bone
     if fallback_cells is not None:
         t = time.perf_counter()
         result.fallback_patches = int(sum(keep_mask(grid, fallback_cells)))
@@ -234,8 +267,17 @@ def frame_probability(image: sitk.Image, volume: CanonicalVolume, ribs: Optional
         shifted = (lambda d, total: progress(n_windows + d, n_windows + total)) if progress else None
         extra = np.zeros_like(prob)
         result.fallback_stats = fallback.run(fallback_cells, volume.to_canonical(extra), shifted)
-        np.copyto(prob, extra, where=~covered)
+        _merge_fallback(prob, extra, frames, image)
         timings["fallback"] = time.perf_counter() - t
     elif progress:
         progress(n_windows, n_windows)
     return result
+
+
+def _merge_fallback(prob: np.ndarray, extra: np.ndarray, frames: Sequence[RibFrame], image: sitk.Image) -> None:
+    """The fallback's probability where no frame reaches, in place. Only voxels where it exceeds the
+    frames' (and FRAME_MIN_PROBABILITY) are asked: elsewhere a voxel no frame reaches holds 0 either way."""
+    kji = np.argwhere((extra >= defaults.FRAME_MIN_PROBABILITY) & (extra > prob))
+    kji = kji[~frames_reach(frames, image, kji)]
+    cells = tuple(kji.T)
+    prob[cells] = extra[cells]

@@ -34,6 +34,7 @@ BONE_HU = 300.0
 HALF_MM, VOXEL_MM = 7.2, 0.6  # frames of 25 x 25 voxels across; windows 24 wide (as 48 of 51 in the contract)
 BASE = dict(shape=(150, 170, 110), spacing=(2.0, 1.8, 3.0), fov="thorax", seed=21)
 POST = PostprocessParams(remove_spine=False, min_volume_mm3=0.0)
+FALLBACK_P = 0.7
 
 
 def marker_checkpoint(space: str = "ct", fallback: str = "shipped"):
@@ -47,13 +48,14 @@ def marker_checkpoint(space: str = "ct", fallback: str = "shipped"):
 
 
 class Recorder:
-    """A fallback that records the blocks it was handed and computes nothing."""
+    """A fallback that records the blocks it was handed and answers `p` everywhere."""
 
-    def __init__(self):
-        self.cells = None
+    def __init__(self, p: float = 0.0):
+        self.cells, self.p = None, p
 
     def __call__(self, cells, out, progress):
         self.cells = cells.copy()
+        out[...] = self.p
 
 
 def run_frames(image, ribs, ckpt, recorder=None, **kwargs):
@@ -100,7 +102,9 @@ def test_a_mark_in_the_frame_comes_back_on_its_ct_voxels(orientation):
     # and nowhere else: nothing fires two voxels beyond the block
     from scipy import ndimage
     assert not (fired & ~ndimage.binary_dilation(block, iterations=2)).any()
-    assert result.covered[block].all() and result.covered.mean() < 0.2
+    assert result.covered_bone[block].all() and result.covered_bone.mean() < 0.2
+    # only the sections near the mark were written back (the frames read 0 elsewhere)
+    assert 0 < result.sections_written < 0.05 * result.sections
 
 
 def bone_coverage(image, ribs, cells):
@@ -127,7 +131,7 @@ def test_bone_of_a_rib_not_found_goes_through_the_fallback():
     image, volume = case.image, canonical_volume(case.image)
     cells, rule = fracture_cells(volume, ribs, BONE_HU)
     assert rule.startswith("bone (rib set incomplete")
-    recorder = Recorder()
+    recorder = Recorder(FALLBACK_P)
     result = run_frames(image, ribs, marker_checkpoint("rib_frame"), recorder)
     uncovered, bone = bone_coverage(image, ribs, cells)
     assert result.bone_voxels == bone
@@ -141,11 +145,14 @@ def test_bone_of_a_rib_not_found_goes_through_the_fallback():
     assert np.array_equal(recorder.cells, expected) and np.array_equal(result.fallback_cells, expected)
     rib_bone = (sitk.GetArrayViewFromImage(truth.labels) == missing.label) & (sitk.GetArrayViewFromImage(image) > BONE_HU)
     assert (uncovered[rib_bone]).mean() > 0.5  # its neighbours' frames reach a little of it, no more
+    # the fallback's answer where no frame reaches, the frames' (0: no marker) where one does
+    assert np.all(result.probability[uncovered] == FALLBACK_P)
+    assert np.all(result.probability[result.covered_bone] == 0.0)
     rib_cells = block_any(volume.to_canonical(rib_bone & uncovered))
     assert rib_cells.any() and not (rib_cells & ~recorder.cells).any()
     # with the rib found, its frame covers its bone; with the whole set, bone counts near the ribs only
     whole = run_frames(image, truth, marker_checkpoint("rib_frame"))
-    assert (whole.covered[rib_bone]).mean() > 0.95
+    assert (whole.covered_bone[rib_bone]).mean() > 0.95
     near_cells, near_rule = fracture_cells(volume, truth, BONE_HU)
     uncovered_near, bone_near = bone_coverage(image, truth, near_cells)
     assert near_rule == whole.rule == "ribs" and whole.bone_voxels == bone_near < bone

@@ -12,7 +12,8 @@ covers its whole section (what `RibFrame.lps_to_index` calls inside).
 The write-back (`ribs/frame.frame_to_ct`, max over ribs) costs seconds per rib when every section
 writes, so values below FRAME_MIN_PROBABILITY are written as 0 and only sections holding more are
 visited. Coverage is asked of the frames only where it decides something (`frames_reach`): on bone,
-to pick the fallback's blocks, and where the fallback's probability exceeds the frames'.
+to pick the fallback's blocks, and where the fallback's probability reaches the threshold and
+exceeds the frames'.
 
 Bone here is what today's sliding window would examine (HU > bone_hu in `inference.fracture_cells`'
 blocks: near the ribs when the rib set is complete, else bone in the body). Its uncovered part
@@ -44,6 +45,7 @@ from .sliding_window import Box, PatchGrid, SlabAggregator, axis_starts, importa
 
 SPACES = ("ct", "rib_frame")  # preprocessing["space"]: where the network's input lives ("ct" when absent)
 Predict = Callable[[np.ndarray], np.ndarray]  # (n, a, p, q) normalised windows -> (n, a, p, q) probabilities
+_CHUNK = 1 << 20  # CT voxels asked of the frames at a time (their LPS points: 24 MB)
 
 
 def checkpoint_space(ckpt: Checkpoint) -> str:
@@ -202,13 +204,15 @@ def frame_probability(image: sitk.Image, volume: CanonicalVolume, ribs: Optional
                       predict: Predict, fallback: Fallback, *, cells: Optional[np.ndarray], rule: str,
                       bone_hu: float, overlap: float = defaults.OVERLAP, batch_size: int = defaults.CPU_BATCH_SIZE,
                       blend: str = "gaussian", progress: Optional[Progress] = None, cancel: Optional[Cancel] = None,
-                      output: Optional[np.ndarray] = None) -> FrameProbability:
+                      output: Optional[np.ndarray] = None,
+                      decide_from: float = defaults.FRAME_MIN_PROBABILITY) -> FrameProbability:
     """Probability of a CT (input grid) from a rib-frame checkpoint: frames of `ribs` (never segmented
     here), windows through `predict` (`inference._Runner`), write-back, then `fallback` on the blocks
     of uncovered bone. `cells`/`rule`: `inference.fracture_cells` (None, "none": bone anywhere counts).
     progress(done, total) counts windows, then fallback patches (the total first counts every patch the
     fallback could need, then those it does); cancel() is polled before each batch of either.
-    `output`: a zeroed input-grid float32 array to fill."""
+    `output`: a zeroed input-grid float32 array to fill. `decide_from`: the post-processing threshold
+    (the fallback's values below it are merged without asking the frames, `_merge_fallback`)."""
     timings = dict.fromkeys(("frames", "frame_network", "write_back", "coverage", "fallback"), 0.0)
     voxel_mm, half_mm = frame_geometry(ckpt)
     patch = tuple(int(s) for s in ckpt.patch_size)
@@ -249,7 +253,9 @@ def frame_probability(image: sitk.Image, volume: CanonicalVolume, ribs: Optional
     bone = volume.to_input(bone_mask(volume, cells, bone_hu))
     kji = np.argwhere(bone)
     covered_bone = np.zeros_like(bone)
-    covered_bone[tuple(kji[frames_reach(frames, image, kji)].T)] = True
+    for first in range(0, len(kji), _CHUNK):
+        chunk = kji[first:first + _CHUNK]
+        covered_bone[tuple(chunk[frames_reach(frames, image, chunk)].T)] = True
     uncovered = volume.to_canonical(bone & ~covered_bone)
     n_uncovered = int(uncovered.sum())
     fallback_cells = block_any(uncovered) if n_uncovered else None
@@ -267,17 +273,22 @@ def frame_probability(image: sitk.Image, volume: CanonicalVolume, ribs: Optional
         shifted = (lambda d, total: progress(n_windows + d, n_windows + total)) if progress else None
         extra = np.zeros_like(prob)
         result.fallback_stats = fallback.run(fallback_cells, volume.to_canonical(extra), shifted)
-        _merge_fallback(prob, extra, frames, image)
+        _merge_fallback(prob, extra, frames, image, decide_from)
         timings["fallback"] = time.perf_counter() - t
     elif progress:
         progress(n_windows, n_windows)
     return result
 
 
-def _merge_fallback(prob: np.ndarray, extra: np.ndarray, frames: Sequence[RibFrame], image: sitk.Image) -> None:
-    """The fallback's probability where no frame reaches, in place. Only voxels where it exceeds the
-    frames' (and FRAME_MIN_PROBABILITY) are asked: elsewhere a voxel no frame reaches holds 0 either way."""
-    kji = np.argwhere((extra >= defaults.FRAME_MIN_PROBABILITY) & (extra > prob))
-    kji = kji[~frames_reach(frames, image, kji)]
-    cells = tuple(kji.T)
-    prob[cells] = extra[cells]
+def _merge_fallback(prob: np.ndarray, extra: np.ndarray, frames: Sequence[RibFrame], image: sitk.Image,
+                    decide_from: float) -> None:
+    """The fallback's probability where no frame reaches, in place. Coverage is asked only where the
+    fallback says at least `decide_from` (the post-processing threshold: where a detection can come
+    from) and more than the frames; below it the fallback fills the voxels the frames left at 0 (a
+    quiet frame section may then show the fallback's quiet value: neither reaches the threshold)."""
+    kji = np.argwhere((extra >= max(decide_from, defaults.FRAME_MIN_PROBABILITY)) & (extra > prob))
+    for first in range(0, len(kji), _CHUNK):
+        chunk = kji[first:first + _CHUNK]
+        cells = tuple(chunk[~frames_reach(frames, image, chunk)].T)
+        prob[cells] = extra[cells]
+    np.copyto(prob, extra, where=(extra < decide_from) & (prob == 0))

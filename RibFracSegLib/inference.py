@@ -267,7 +267,8 @@ def _prepared_model(ckpt: Checkpoint, dev: torch.device) -> nn.Module:
 def _frame_run(image: sitk.Image, volume: CanonicalVolume, ribs: Optional[RibLabels], ckpt: Checkpoint,
                model: nn.Module, dev: torch.device, *, cells: Optional[np.ndarray], rule: str, bone_hu: float,
                overlap: float, batch_size: int, blend: str, precision: str, progress: Optional[Progress],
-               cancel: Optional[Cancel], output: np.ndarray) -> tuple[FrameProbability, WindowStats]:
+               cancel: Optional[Cancel], output: np.ndarray, decide_from: float
+               ) -> tuple[FrameProbability, WindowStats]:
     """A rib-frame checkpoint's probability (`frame_inference.frame_probability`), its windows run in
     `precision` like patches; bone no frame covers goes through `predict_probability` with the
     checkpoint's fallback (the shipped model), built only when some bone needs it."""
@@ -283,7 +284,7 @@ def _frame_run(image: sitk.Image, volume: CanonicalVolume, ribs: Optional[RibLab
 
     framed = frame_probability(image, volume, ribs, ckpt, runner, Fallback(fallback.patch_size, overlap, run),
                                cells=cells, rule=rule, bone_hu=bone_hu, overlap=overlap, batch_size=batch_size,
-                               blend=blend, progress=progress, cancel=cancel, output=output)
+                               blend=blend, progress=progress, cancel=cancel, output=output, decide_from=decide_from)
     stats = WindowStats(framed.windows + framed.fallback_patches_total,
                         framed.fallback_patches_total - framed.fallback_patches,
                         runner.precision.replace("calibrate", "fp32"), str(runner.device))
@@ -339,7 +340,8 @@ def segment_ct(image: sitk.Image, checkpoint: str | Path | Checkpoint, *, device
     if in_frames:
         framed, stats = _frame_run(image, volume, ribs, ckpt, model, dev, cells=cells, rule=skip_rule,
                                    bone_hu=params.bone_hu, overlap=overlap, batch_size=batch_size, blend=blend,
-                                   precision=precision, progress=progress, cancel=cancel, output=probability_input)
+                                   precision=precision, progress=progress, cancel=cancel, output=probability_input,
+                                   decide_from=params.probability)
         probability = volume.to_canonical(probability_input)
         skip_rule = f"rib frames; where no frame reaches: {skip_rule}"
         timings.update(framed.timings_s)

@@ -394,3 +394,7 @@ CANDIDATE_STORE_VOXELS = 40  # training crops are stored larger and cut at rando
 CANDIDATE_CLASSES = 5  # 0 not a fracture, 1..4 the RibFrac codes
 CANDIDATE_MIN_TYPE_PROBABILITY = 0.4  # below this the classifier abstains on the type (code -1)
 CANDIDATE_BATCH = 64  # crops per forward at inference
+
+# --- Detection in the rib frame (RibFracSegLib.frame_inference) -----------------------------------
+FRAME_MIN_PROBABILITY = 1e-3  # frame and fallback probabilities below this are written as 0 (far below any
+#   threshold): the write-back then visits only sections holding more (about 2-5 s a rib on this CPU when all write)

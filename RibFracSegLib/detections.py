@@ -130,3 +130,5 @@ class FractureResult:
     device: str = "cpu"
     ribs: Optional["RibLabels"] = None  # the ribs the detections were placed on (None: not looked for)
     skip_rule: str = "none"  # which patches were skipped: "ribs" (far from every rib), "bone (why not ribs)", "none"
+    rib_frames: Optional[dict] = None  # a rib-frame checkpoint's coverage (`frame_inference.FrameProbability.summary`)
+    notes: list[str] = field(default_factory=list)  # what a reader of the case should know (e.g. bone no frame covers)

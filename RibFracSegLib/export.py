@@ -94,6 +94,7 @@ def case_summary(result: FractureResult, public_id: str, source: Optional[str] =
             "patches_computed": result.patches_total - result.patches_skipped, "skip_rule": result.skip_rule,
             "timings_s": {k: round(v, 3) for k, v in result.timings_s.items()},
             "ribs": None if result.ribs is None else {k: v for k, v in result.ribs.to_dict().items() if k != "ribs"},
+            "rib_frames": result.rib_frames, "notes": list(result.notes),
             "detections": [d.to_dict() for d in result.detections], **extra}
 
 

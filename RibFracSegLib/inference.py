@@ -23,17 +23,19 @@ from . import defaults
 from .checkpoint import Checkpoint, CheckpointError, build_model, load_checkpoint
 from .detections import Detection, FractureResult
 from .errors import Cancelled
+from .frame_inference import (Fallback, FrameProbability, checkpoint_space, fallback_checkpoint,
+                              frame_probability)
 from .geometry import lps_to_ras
 from .networks.fusion import fold_batchnorm, keep_full_resolution_fp32
 from .precision import AutoPrecision, auto_precision
 from .postprocess import Component, PostprocessParams, find_fractures
-from .preprocess import block_any, bone_cells, normalise
+from .preprocess import block_any, bone_cells, patch_batch
 from .orientation import CanonicalVolume, canonical_volume
 from .progress import Cancel, Progress
 from .ribs import RibLabels, segment_ribs
 from .candidates.classifier import classify, keep_detections, load_classifier
 from .ribs.assign import locate_on_rib, near_ribs
-from .sliding_window import Box, PatchGrid, SlabAggregator, importance_map, keep_mask
+from .sliding_window import PatchGrid, SlabAggregator, importance_map, keep_mask
 
 SUPPORTED_NORMALISATION = "window_to_minus1_1"
 
@@ -165,15 +167,6 @@ class _Runner:
                 x = x.cpu()
 
 
-def _patch_batch(array: np.ndarray, boxes: Sequence[Box], patch_size: Sequence[int],
-                 hu_window: Sequence[float]) -> np.ndarray:
-    """Normalised float32 patches, padded with the window floor (air) where the volume is smaller."""
-    batch = np.full((len(boxes),) + tuple(patch_size), -1.0, dtype=np.float32)
-    for n, box in enumerate(boxes):
-        batch[(n,) + tuple(slice(0, b.stop - b.start) for b in box)] = normalise(array[box], hu_window)
-    return batch
-
-
 def predict_probability(array: np.ndarray, model: nn.Module, *, patch_size: Sequence[int],
                         hu_window: Sequence[float], overlap: float = defaults.OVERLAP,
                         batch_size: int = defaults.CPU_BATCH_SIZE, cells: Optional[np.ndarray] = None,
@@ -199,7 +192,7 @@ def predict_probability(array: np.ndarray, model: nn.Module, *, patch_size: Sequ
         if cancel is not None and cancel():
             raise Cancelled("inference cancelled; no result was produced")
         chunk = boxes[first:first + batch_size]
-        predictions = runner(_patch_batch(array, chunk, patch_size, hu_window))
+        predictions = runner(patch_batch(array, chunk, patch_size, hu_window))
         for box, prediction in zip(chunk, predictions):
             aggregator.add(box, prediction[tuple(slice(0, b.stop - b.start) for b in box)])
         if progress:
@@ -265,6 +258,39 @@ def _check_preprocessing(ckpt: Checkpoint) -> tuple[float, float]:
     return lo, hi
 
 
+def _prepared_model(ckpt: Checkpoint, dev: torch.device) -> nn.Module:
+    """The checkpoint's network for inference: batch norm folded, channels-last on the CPU."""
+    model = fold_batchnorm(build_model(ckpt, dev))
+    return model.to(memory_format=torch.channels_last_3d) if dev.type == "cpu" else model
+
+
+def _frame_run(image: sitk.Image, volume: CanonicalVolume, ribs: Optional[RibLabels], ckpt: Checkpoint,
+               model: nn.Module, dev: torch.device, *, cells: Optional[np.ndarray], rule: str, bone_hu: float,
+               overlap: float, batch_size: int, blend: str, precision: str, progress: Optional[Progress],
+               cancel: Optional[Cancel], output: np.ndarray, decide_from: float
+               ) -> tuple[FrameProbability, WindowStats]:
+    """A rib-frame checkpoint's probability (`frame_inference.frame_probability`), its windows run in
+    `precision` like patches; bone no frame covers goes through `predict_probability` with the
+    checkpoint's fallback (the shipped model), built only when some bone needs it."""
+    runner = _Runner(model, dev, precision, auto_precision(ckpt, dev))
+    fallback = fallback_checkpoint(ckpt)
+    fallback_window = _check_preprocessing(fallback)
+
+    def run(cells_: np.ndarray, out: np.ndarray, progress_: Optional[Progress]) -> WindowStats:
+        return predict_probability(volume.array, _prepared_model(fallback, dev), patch_size=fallback.patch_size,
+                                   hu_window=fallback_window, overlap=overlap, batch_size=batch_size, cells=cells_,
+                                   blend=blend, device=dev, precision=precision, progress=progress_, cancel=cancel,
+                                   output=out, auto=auto_precision(fallback, dev))[1]
+
+    framed = frame_probability(image, volume, ribs, ckpt, runner, Fallback(fallback.patch_size, overlap, run),
+                               cells=cells, rule=rule, bone_hu=bone_hu, overlap=overlap, batch_size=batch_size,
+                               blend=blend, progress=progress, cancel=cancel, output=output, decide_from=decide_from)
+    stats = WindowStats(framed.windows + framed.fallback_patches_total,
+                        framed.fallback_patches_total - framed.fallback_patches,
+                        runner.precision.replace("calibrate", "fp32"), str(runner.device))
+    return framed, stats
+
+
 def segment_ct(image: sitk.Image, checkpoint: str | Path | Checkpoint, *, device: str = "auto",
                overlap: Optional[float] = None, threshold: Optional[float] = None,
                batch_size: Optional[int] = None, return_probability: bool = False,
@@ -289,10 +315,9 @@ def segment_ct(image: sitk.Image, checkpoint: str | Path | Checkpoint, *, device
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         raise ValueError(f"segment_ct needs a 3-D single-channel CT, got {image.GetDimension()}-D with "
                          f"{image.GetNumberOfComponentsPerPixel()} components")
+    in_frames = checkpoint_space(ckpt) == "rib_frame"
     dev = resolve_device(device)
-    model = fold_batchnorm(build_model(ckpt, dev))
-    if dev.type == "cpu":
-        model = model.to(memory_format=torch.channels_last_3d)
+    model = _prepared_model(ckpt, dev)
     params = _postprocess_params(ckpt, threshold, postprocess)
     if on_rib is not None:
         params = replace(params, on_rib=bool(on_rib))
@@ -309,12 +334,22 @@ def segment_ct(image: sitk.Image, checkpoint: str | Path | Checkpoint, *, device
     t = time.perf_counter()
     input_shape = sitk.GetArrayViewFromImage(image).shape
     probability_input = np.zeros(input_shape, dtype=np.float32)  # filled through its canonical view
-    probability, stats = predict_probability(
-        volume.array, model, patch_size=ckpt.patch_size, hu_window=hu_window,
-        overlap=defaults.OVERLAP if overlap is None else overlap,
-        batch_size=batch_size or (defaults.BATCH_SIZE if dev.type == "cuda" else defaults.CPU_BATCH_SIZE),
-        cells=cells, blend=blend, device=dev, precision=precision, progress=progress, cancel=cancel,
-        output=volume.to_canonical(probability_input), auto=auto_precision(ckpt, dev))
+    overlap = defaults.OVERLAP if overlap is None else overlap
+    batch_size = batch_size or (defaults.BATCH_SIZE if dev.type == "cuda" else defaults.CPU_BATCH_SIZE)
+    framed = None
+    if in_frames:
+        framed, stats = _frame_run(image, volume, ribs, ckpt, model, dev, cells=cells, rule=skip_rule,
+                                   bone_hu=params.bone_hu, overlap=overlap, batch_size=batch_size, blend=blend,
+                                   precision=precision, progress=progress, cancel=cancel, output=probability_input,
+                                   decide_from=params.probability)
+        probability = volume.to_canonical(probability_input)
+        skip_rule = f"rib frames; where no frame reaches: {skip_rule}"
+        timings.update(framed.timings_s)
+    else:
+        probability, stats = predict_probability(
+            volume.array, model, patch_size=ckpt.patch_size, hu_window=hu_window, overlap=overlap,
+            batch_size=batch_size, cells=cells, blend=blend, device=dev, precision=precision, progress=progress,
+            cancel=cancel, output=volume.to_canonical(probability_input), auto=auto_precision(ckpt, dev))
     del model
     timings["network"] = time.perf_counter() - t
 
@@ -344,4 +379,6 @@ def segment_ct(image: sitk.Image, checkpoint: str | Path | Checkpoint, *, device
     timings["total"] = time.perf_counter() - start
     return FractureResult(detections=detections, instances=instances, probability=prob_image, timings_s=timings,
                           patches_total=stats.patches_total, patches_skipped=stats.patches_skipped,
-                          device=f"{stats.device} ({stats.precision})", ribs=ribs, skip_rule=skip_rule)
+                          device=f"{stats.device} ({stats.precision})", ribs=ribs, skip_rule=skip_rule,
+                          rib_frames=None if framed is None else framed.summary(),
+                          notes=[] if framed is None else [framed.note()])

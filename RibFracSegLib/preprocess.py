@@ -4,6 +4,8 @@ canonical view, which every pipeline shares, lives in orientation.py)."""
 from __future__ import annotations
 
 
+from typing import Sequence
+
 import numpy as np
 from scipy import ndimage
 
@@ -47,3 +49,13 @@ def bone_cells(array: np.ndarray, bone_hu: float, cell: int = defaults.SKIP_CELL
     sizes = np.bincount(labels.ravel())[1:]
     body = ndimage.binary_dilation(labels == 1 + int(np.argmax(sizes)), iterations=1)
     return bone & body
+
+
+def patch_batch(array: np.ndarray, boxes: Sequence[tuple[slice, ...]], patch_size: Sequence[int],
+                hu_window: Sequence[float]) -> np.ndarray:
+    """Normalised float32 patches of `array` (HU) at `boxes`, padded with the window floor (air) where
+    a box is smaller than `patch_size` (the CT's edge, a rib frame shorter than a window)."""
+    batch = np.full((len(boxes),) + tuple(patch_size), -1.0, dtype=np.float32)
+    for n, box in enumerate(boxes):
+        batch[(n,) + tuple(slice(0, b.stop - b.start) for b in box)] = normalise(array[box], hu_window)
+    return batch

@@ -11,6 +11,15 @@ why, peak RSS, the time ratio to MONAI and the largest probability difference wh
 
     python benchmarks/bench_inference.py [--case phantom|lidc|lidc0314|lidc-tight|all] [--model random16|shipped]
         [--precision auto|fp32|bf16|mixed] [--skip-monai] [--threads 2]
+
+--frames (issue 24): per case, the rib-frame path beside the sliding-window default (the shipped model),
+each in its own process, seconds split into ribs / frames sampling / network / write-back / fallback /
+post-processing, and peak RSS. No trained frame model exists yet: the frame checkpoint is FracNet's U-Net
+with 8 channels, seeded random weights and its output bias lowered by FRAME_BIAS (mostly quiet, as a
+trained detector is, so post-processing is not flooded), windows (64, 48, 48); timings only, no figures
+of detection quality.
+
+    python benchmarks/bench_inference.py --frames --case lidc|lidc0314|all
 """
 
 from __future__ import annotations
@@ -76,7 +85,27 @@ def model_checkpoint(model: str = "random16"):
         from RibFracSegLib.shipped import shipped_model
         return load_checkpoint(shipped_model("fracture"))
     torch.manual_seed(0)
+    if model == "frame8":
+        return frame_checkpoint(build_network("fracnet_unet", first_out_channels=8))
     return Checkpoint.from_model("fracnet_unet", build_network("fracnet_unet"), provenance={"source": "random, seed 0"})
+
+
+FRAME_BIAS = -10.0  # added to the random frame network's output bias: mostly below FRAME_MIN_PROBABILITY, as a trained
+#   detector on intact ribs (the write-back visits only sections above it; the line prints how many did)
+
+
+def frame_checkpoint(network):
+    """A rib-frame checkpoint in the issue-24 contract around `network` (untrained: for timing only)."""
+    import torch
+    from RibFracSegLib import defaults
+    from RibFracSegLib.checkpoint import Checkpoint
+    with torch.no_grad():
+        network.final.bias += FRAME_BIAS
+    pre = {"space": "rib_frame", "hu_window": list(defaults.HU_WINDOW), "normalisation": "window_to_minus1_1",
+           "target_spacing": None, "frame_voxel_mm": 0.6, "frame_half_mm": 15.0}
+    return Checkpoint.from_model("fracnet_unet", network, {"first_out_channels": 8}, patch_size=(64, 48, 48),
+                                 preprocessing=pre, inference={"fallback": "shipped"},
+                                 provenance={"source": f"random, seed 0, output bias {FRAME_BIAS}: timing only"})
 
 
 def peak_rss_mb() -> float:
@@ -97,11 +126,13 @@ def run_ours(path: Path, out: Path, precision: str, model: str) -> dict:
                         return_probability=True)
     seconds = time.perf_counter() - t0 - read_s
     rss = peak_rss_mb()
-    np.save(out, np.ascontiguousarray(sitk.GetArrayViewFromImage(result.probability)))
-    save_coverage(image, result, out.with_name(out.stem + "-covered.npy"))
+    if result.rib_frames is None:  # the maps MONAI's are compared with
+        np.save(out, np.ascontiguousarray(sitk.GetArrayViewFromImage(result.probability)))
+        save_coverage(image, result, out.with_name(out.stem + "-covered.npy"))
     return {"seconds": seconds, "read_s": read_s, "peak_rss_mb": rss, "timings": result.timings_s,
             "patches_total": result.patches_total, "patches_skipped": result.patches_skipped,
-            "skip_rule": result.skip_rule, "device": result.device, "detections": len(result.detections)}
+            "skip_rule": result.skip_rule, "device": result.device, "detections": len(result.detections),
+            "rib_frames": result.rib_frames}
 
 
 def run_monai(path: Path, out: Path, model_name: str) -> dict:
@@ -163,7 +194,9 @@ def spawn(role: str, case: str, args: argparse.Namespace) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--case", choices=[*CASES, "all"], default="all")
-    parser.add_argument("--model", choices=["random16", "shipped"], default="random16")
+    parser.add_argument("--model", choices=["random16", "shipped", "frame8"], default="random16")
+    parser.add_argument("--frames", action="store_true",
+                        help="the rib-frame path (random frame8 checkpoint) beside the shipped sliding-window default")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--precision", default="auto",
                         help="ours: auto|fp32|mixed|bf16 (auto: the checkpoint's calibrated verdict, else the 1e-3 rule)")
@@ -174,6 +207,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         return child(args)
+    if args.frames:
+        for case in (("lidc", "lidc0314") if args.case == "all" else [args.case]):
+            ensure_case(case)
+            frames_beside_default(case, args)
+        return
     for case in (CASES if args.case == "all" else [args.case]):
         ensure_case(case)  # made here once, before the children read it
         if args.compare_only:
@@ -193,6 +231,33 @@ def main() -> None:
             print(f"[{case}] MONAI: {monai['seconds']:.1f} s, peak RSS {monai['peak_rss_mb']:.0f} MB; "
                   f"ours is {monai['seconds'] / ours['seconds']:.2f}x faster", flush=True)
         compare(case, args)
+
+
+def frames_beside_default(case: str, args: argparse.Namespace) -> None:
+    """One process each: the shipped model by sliding window, then the random frame8 checkpoint in rib frames."""
+    for model in ("shipped", "frame8"):
+        run = spawn("ours", case, argparse.Namespace(**{**vars(args), "model": model}))
+        t = run["timings"]
+        if model == "shipped":
+            stages = {"ribs": t["ribs"], "network": t["network"], "post-processing": t["postprocess"]}
+            what = f"sliding window, shipped default: {run['patches_total'] - run['patches_skipped']} patches"
+        else:
+            frames = run["rib_frames"]
+            stages = {"ribs": t["ribs"], "frames sampling": t["frames"], "network": t["frame_network"],
+                      "write-back": t["write_back"], "coverage": t["coverage"], "fallback": t["fallback"],
+                      "post-processing": t["postprocess"]}
+            what = (f"rib frames, random fracnet_unet c=8 (untrained, timing only): {frames['frames']} ribs, "
+                    f"{frames['windows']} windows, {frames['sections_written']} of {frames['sections']} sections "
+                    f"written back; fallback {frames['fallback_patches']} patches on "
+                    f"{frames['uncovered_bone_mm3'] / 1000:.1f} cm^3 of bone in no frame "
+                    f"({frames['uncovered_bone_percent']:.1f}% of {frames['bone_mm3'] / 1000:.1f} cm^3, "
+                    f"rule {frames['bone_rule']})")
+        if "classifier" in t:
+            stages["classifier"] = t["classifier"]
+        print(f"[{case}] {what}; {run['seconds']:.1f} s (read {run['read_s']:.1f} s) = "
+              + ", ".join(f"{k} {v:.1f}" for k, v in stages.items())
+              + f" s; peak RSS {run['peak_rss_mb']:.0f} MB; {run['device']}; {run['detections']} detections",
+              flush=True)
 
 
 def compare(case: str, args: argparse.Namespace) -> None:

@@ -119,7 +119,8 @@ def write_output(folder: Path, output: RunOutput) -> None:
     summary = {
         "detections": [d.to_dict() for d in fr.detections],
         "fracture_meta": {"timings_s": fr.timings_s, "patches_total": fr.patches_total,
-                          "patches_skipped": fr.patches_skipped, "device": fr.device},
+                          "patches_skipped": fr.patches_skipped, "device": fr.device,
+                          "rib_frames": fr.rib_frames, "notes": fr.notes},
         "has_probability": fr.probability is not None,
         "ribs": _ribs_to_json(fr.ribs, folder),
         "format": RESULT_FORMAT,

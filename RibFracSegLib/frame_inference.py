@@ -1,0 +1,295 @@
+"""Fracture probability from a rib-frame checkpoint: a network slid along each straightened rib, its
+probabilities written back onto the CT grid, and bone no frame covers sent through the whole-volume
+sliding window with the shipped model (the fallback), so no bone goes unexamined.
+
+Windows are `patch_size` (a, p, q): along the arc every patch x (1 - overlap) sections, the last
+flush with the frame's end (`sliding_window.axis_starts`), centred across the section. They are
+blended with the sliding window's own weights and aggregator (`importance_map`, `SlabAggregator`;
+across, every window of a frame has the same weights, so only the Gaussian along the arc counts).
+The few section voxels outside the windows' width take the nearest computed value, so a frame
+covers its whole section (what `RibFrame.lps_to_index` calls inside).
+
+The write-back (`ribs/frame.frame_to_ct`, max over ribs) costs seconds per rib when every section
+writes, so values below FRAME_MIN_PROBABILITY are written as 0 and only sections holding more are
+visited. Coverage is asked of the frames only where it decides something (`frames_reach`): on bone,
+to pick the fallback's blocks, and where the fallback's probability reaches the threshold and
+exceeds the frames'.
+
+Bone here is what today's sliding window would examine (HU > bone_hu in `inference.fracture_cells`'
+blocks: near the ribs when the rib set is complete, else bone in the body). Its uncovered part
+(a rib not found, ends beyond a traced rib, bone beside the ribs beyond a frame's reach) picks the
+fallback's cells; the result says how much that was. The network and the fallback come in as
+callables (`inference.segment_ct` builds them), so this module needs nothing from inference.py.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+
+from . import defaults
+from .checkpoint import Checkpoint, cached_checkpoint
+from .errors import Cancelled, CheckpointError
+from .geometry import indices_to_lps
+from .orientation import CanonicalVolume
+from .preprocess import block_any, patch_batch
+from .progress import Cancel, Progress
+from .ribs.frame import RibFrame, frame_to_ct, rib_frames
+from .ribs.labels import RibLabels
+from .sliding_window import Box, PatchGrid, SlabAggregator, axis_starts, importance_map, keep_mask
+
+SPACES = ("ct", "rib_frame")  # preprocessing["space"]: where the network's input lives ("ct" when absent)
+Predict = Callable[[np.ndarray], np.ndarray]  # (n, a, p, q) normalised windows -> (n, a, p, q) probabilities
+_CHUNK = 1 << 20  # CT voxels asked of the frames at a time (their LPS points: 24 MB)
+
+
+def checkpoint_space(ckpt: Checkpoint) -> str:
+    """"rib_frame" or "ct" (a checkpoint without "space" slides over the CT as always)."""
+    space = ckpt.preprocessing.get("space", "ct")
+    if space not in SPACES:
+        raise CheckpointError(f"checkpoint preprocessing space {space!r} is unknown; expected one of {', '.join(SPACES)}")
+    return space
+
+
+def frame_geometry(ckpt: Checkpoint) -> tuple[float, float]:
+    """(voxel_mm, half_mm) of the frames the checkpoint was trained on, checked."""
+    pre = ckpt.preprocessing
+    voxel = float(pre.get("frame_voxel_mm", defaults.RIB_FRAME_VOXEL_MM))
+    half = float(pre.get("frame_half_mm", defaults.RIB_FRAME_HALF_MM))
+    if voxel <= 0 or half < voxel:
+        raise CheckpointError(f"rib-frame checkpoint needs frame_voxel_mm > 0 and frame_half_mm >= frame_voxel_mm, "
+                              f"got {voxel} and {half}")
+    return voxel, half
+
+
+def fallback_checkpoint(ckpt: Checkpoint) -> Checkpoint:
+    """The CT-space checkpoint for bone no frame covers: inference["fallback"], "shipped" (the shipped
+    fracture model, the default) or a checkpoint file."""
+    name = ckpt.inference.get("fallback", "shipped")
+    if name == "shipped":
+        from .shipped import shipped_model
+
+        path = shipped_model("fracture")
+    else:
+        path = Path(str(name))
+    fallback = cached_checkpoint(path)
+    if checkpoint_space(fallback) != "ct" or len(fallback.patch_size) != 3:
+        raise CheckpointError(f"the fallback {path.name} of a rib-frame checkpoint must be a CT-space 3-D fracture "
+                              "checkpoint (e.g. the shipped ribfrac_default.pt)")
+    return fallback
+
+
+@dataclass
+class Fallback:
+    """The whole-volume sliding window for uncovered bone: its patch grid, and `run(cells, output,
+    progress)` filling `output` (a zeroed canonical float32 view) from the patches touching `cells`
+    (the `preprocess.bone_cells` block grid); returns what ran (e.g. `inference.WindowStats`)."""
+
+    patch_size: Sequence[int]
+    overlap: float
+    run: Callable[[np.ndarray, np.ndarray, Optional[Progress]], Any]
+
+
+@dataclass
+class FrameProbability:
+    """One CT's fracture probability from the rib frames and the fallback, on the input grid."""
+
+    probability: np.ndarray  # [k, j, i] float32: the frames' where a frame reaches, the fallback's elsewhere
+    #   (exactly so from the post-processing threshold up; below it, see `_merge_fallback`)
+    covered_bone: np.ndarray  # [k, j, i] bool: bone (as below) some frame reaches (other voxels are not asked)
+    bone_voxels: int  # bone where fractures are looked for (HU > bone_hu in the rule's blocks)
+    uncovered_bone_voxels: int  # ... of which no frame reaches: examined by the fallback
+    voxel_mm3: float
+    rule: str  # which bone: `inference.fracture_cells`' rule ("ribs", "bone (why)") or "none" (HU alone)
+    frames: int = 0
+    windows: int = 0
+    sections: int = 0
+    sections_written: int = 0  # sections holding a value >= FRAME_MIN_PROBABILITY (the write-back visits these)
+    fallback_cells: Optional[np.ndarray] = None  # canonical block grid the fallback ran on (None: nothing uncovered)
+    fallback_patches_total: int = 0
+    fallback_patches: int = 0  # computed
+    fallback_stats: Any = None
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def uncovered_bone_mm3(self) -> float:
+        return self.uncovered_bone_voxels * self.voxel_mm3
+
+    @property
+    def uncovered_bone_percent(self) -> float:
+        return 100.0 * self.uncovered_bone_voxels / max(1, self.bone_voxels)
+
+    def summary(self) -> dict:
+        """Plain values for the case JSON."""
+        return {"frames": self.frames, "windows": self.windows, "sections": self.sections,
+                "sections_written": self.sections_written, "bone_mm3": round(self.bone_voxels * self.voxel_mm3, 1),
+                "uncovered_bone_mm3": round(self.uncovered_bone_mm3, 1),
+                "uncovered_bone_percent": round(self.uncovered_bone_percent, 2), "bone_rule": self.rule,
+                "fallback_patches": self.fallback_patches, "fallback_patches_total": self.fallback_patches_total}
+
+    def note(self) -> str:
+        return (f"rib frames: {self.frames} ribs, {self.windows} windows; {self.uncovered_bone_mm3:.0f} mm^3 of bone "
+                f"({self.uncovered_bone_percent:.1f}% of {self.bone_voxels * self.voxel_mm3:.0f} mm^3, bone rule: "
+                f"{self.rule}) lies in no frame and went through the sliding window ({self.fallback_patches} patches)")
+
+
+def frame_windows(shape: Sequence[int], patch_size: Sequence[int], overlap: float) -> list[Box]:
+    """Window boxes in a frame [a, p, q]: along the arc as the sliding window places patches, centred across."""
+    across = []
+    for n, p in zip(shape[1:], patch_size[1:]):
+        start = max(0, (n - p) // 2)
+        across.append(slice(start, min(n, start + p)))
+    return [(slice(a, min(a + patch_size[0], shape[0])), *across) for a in axis_starts(shape[0], patch_size[0], overlap)]
+
+
+def _frame_values(frame: RibFrame, boxes: Sequence[Box], predict: Predict, patch_size: Sequence[int],
+                  hu_window: Sequence[float], weights: np.ndarray, batch_size: int,
+                  step: Callable[[int], None], cancel: Optional[Cancel]) -> np.ndarray:
+    """The blended probabilities of one sampled frame, spread across the whole section (nearest
+    computed value beyond the windows' width), values below FRAME_MIN_PROBABILITY set to 0."""
+    aggregator = SlabAggregator(frame.shape, weights)
+    for first in range(0, len(boxes), batch_size):
+        if cancel is not None and cancel():
+            raise Cancelled("inference cancelled; no result was produced")
+        chunk = boxes[first:first + batch_size]
+        for box, prediction in zip(chunk, predict(patch_batch(frame.volume, chunk, patch_size, hu_window))):
+            aggregator.add(box, prediction[tuple(slice(0, b.stop - b.start) for b in box)])
+        step(len(chunk))
+    out = aggregator.finish()
+    p, q = boxes[0][1], boxes[0][2]
+    values = np.pad(out[:, p, q], ((0, 0), (p.start, frame.shape[1] - p.stop), (q.start, frame.shape[2] - q.stop)),
+                    mode="edge")
+    values[values < defaults.FRAME_MIN_PROBABILITY] = 0.0
+    return values
+
+
+def _cells_to_voxels(cells: np.ndarray, shape: Sequence[int], cell: int = defaults.SKIP_CELL_VOXELS) -> np.ndarray:
+    """Block grid -> voxel mask of `shape` (each block's voxels take its value)."""
+    full = cells.repeat(cell, 0).repeat(cell, 1).repeat(cell, 2)
+    return full[: shape[0], : shape[1], : shape[2]]
+
+
+def bone_mask(volume: CanonicalVolume, cells: Optional[np.ndarray], bone_hu: float) -> np.ndarray:
+    """Canonical mask of the bone fractures are looked for in: HU > `bone_hu` in the blocks `cells`
+    (None: anywhere, inside the body or not, as the sliding window without skipping)."""
+    bone = volume.array > bone_hu
+    if cells is not None:
+        bone &= _cells_to_voxels(cells, bone.shape)
+    return bone
+
+
+def frames_reach(frames: Sequence[RibFrame], image: sitk.Image, kji: np.ndarray) -> np.ndarray:
+    """(n,) bool: which CT voxels (rows k, j, i) some frame covers (`RibFrame.lps_to_index` finite).
+    Each frame is asked only about voxels within reach of its sections (box, then nearest section)."""
+    lps = indices_to_lps(image, np.asarray(kji, float)[:, ::-1])
+    inside = np.zeros(len(lps), bool)
+    for frame in frames:
+        reach = ((frame.half + 0.5) * np.sqrt(2.0) + 1.0) * frame.voxel_mm  # a section's corner, half a section on
+        lo, hi = frame.points_lps.min(axis=0) - reach, frame.points_lps.max(axis=0) + reach
+        ask = np.flatnonzero(~inside & np.all((lps >= lo) & (lps <= hi), axis=1))
+        if not len(ask):
+            continue
+        distance, _ = frame.tree().query(lps[ask], distance_upper_bound=reach)
+        ask = ask[np.isfinite(distance)]
+        if len(ask):
+            inside[ask[np.isfinite(frame.lps_to_index(lps[ask])[:, 0])]] = True
+    return inside
+
+
+def frame_probability(image: sitk.Image, volume: CanonicalVolume, ribs: Optional[RibLabels], ckpt: Checkpoint,
+                      predict: Predict, fallback: Fallback, *, cells: Optional[np.ndarray], rule: str,
+                      bone_hu: float, overlap: float = defaults.OVERLAP, batch_size: int = defaults.CPU_BATCH_SIZE,
+                      blend: str = "gaussian", progress: Optional[Progress] = None, cancel: Optional[Cancel] = None,
+                      output: Optional[np.ndarray] = None,
+                      decide_from: float = defaults.FRAME_MIN_PROBABILITY) -> FrameProbability:
+    """Probability of a CT (input grid) from a rib-frame checkpoint: frames of `ribs` (never segmented
+    here), windows through `predict` (`inference._Runner`), write-back, then `fallback` on the blocks
+    of uncovered bone. `cells`/`rule`: `inference.fracture_cells` (None, "none": bone anywhere counts).
+    progress(done, total) counts windows, then fallback patches (the total first counts every patch the
+    fallback could need, then those it does); cancel() is polled before each batch of either.
+    `output`: a zeroed input-grid float32 array to fill. `decide_from`: the post-processing threshold
+    (the fallback's values below it are merged without asking the frames, `_merge_fallback`)."""
+    timings = dict.fromkeys(("frames", "frame_network", "write_back", "coverage", "fallback"), 0.0)
+    voxel_mm, half_mm = frame_geometry(ckpt)
+    patch = tuple(int(s) for s in ckpt.patch_size)
+    hu_window = [float(v) for v in ckpt.preprocessing.get("hu_window", defaults.HU_WINDOW)]
+    t = time.perf_counter()
+    frames = rib_frames(ribs.ribs, voxel_mm=voxel_mm, half_mm=half_mm) if ribs is not None else []
+    plans = [(frame, frame_windows(frame.shape, patch, overlap)) for frame in frames]
+    timings["frames"] += time.perf_counter() - t
+    n_windows = sum(len(boxes) for _, boxes in plans)
+    grid = PatchGrid.build(volume.array.shape, fallback.patch_size, fallback.overlap)
+    bound = int(sum(keep_mask(grid, cells)))
+    done = [0, n_windows + bound]
+
+    def step(n: int) -> None:
+        done[0] += n
+        if progress:
+            progress(done[0], done[1])
+
+    step(0)
+    prob = output if output is not None else np.zeros(sitk.GetArrayViewFromImage(image).shape, np.float32)
+    array = sitk.GetArrayViewFromImage(image)
+    weights = importance_map(patch, blend)
+    written = 0
+    for frame, boxes in plans:
+        t = time.perf_counter()
+        frame.sample(image, array)
+        timings["frames"] += time.perf_counter() - t
+        t = time.perf_counter()
+        values = _frame_values(frame, boxes, predict, patch, hu_window, weights, max(1, int(batch_size)), step, cancel)
+        frame.volume = None  # one rib's volume at a time
+        written += int(np.count_nonzero(values.reshape(len(values), -1).max(axis=1)))
+        timings["frame_network"] += time.perf_counter() - t
+        t = time.perf_counter()
+        frame_to_ct(frame, values, image, prob)
+        timings["write_back"] += time.perf_counter() - t
+
+    t = time.perf_counter()
+    bone = volume.to_input(bone_mask(volume, cells, bone_hu))
+    kji = np.argwhere(bone)
+    covered_bone = np.zeros_like(bone)
+    for first in range(0, len(kji), _CHUNK):
+        chunk = kji[first:first + _CHUNK]
+        covered_bone[tuple(chunk[frames_reach(frames, image, chunk)].T)] = True
+    uncovered = volume.to_canonical(bone & ~covered_bone)
+    n_uncovered = int(uncovered.sum())
+    fallback_cells = block_any(uncovered) if n_uncovered else None
+    del uncovered, kji
+    timings["coverage"] = time.perf_counter() - t
+    result = FrameProbability(prob, covered_bone, int(bone.sum()), n_uncovered, float(np.prod(image.GetSpacing())),
+                              rule, frames=len(frames), windows=n_windows, sections=sum(f.shape[0] for f in frames),
+                              sections_written=written, fallback_cells=fallback_cells,
+                              fallback_patches_total=len(grid), timings_s=timings)
+    del bone
+    if fallback_cells is not None:
+        t = time.perf_counter()
+        result.fallback_patches = int(sum(keep_mask(grid, fallback_cells)))
+        done[1] = n_windows + result.fallback_patches
+        shifted = (lambda d, total: progress(n_windows + d, n_windows + total)) if progress else None
+        extra = np.zeros_like(prob)
+        result.fallback_stats = fallback.run(fallback_cells, volume.to_canonical(extra), shifted)
+        _merge_fallback(prob, extra, frames, image, decide_from)
+        timings["fallback"] = time.perf_counter() - t
+    elif progress:
+        progress(n_windows, n_windows)
+    return result
+
+
+def _merge_fallback(prob: np.ndarray, extra: np.ndarray, frames: Sequence[RibFrame], image: sitk.Image,
+                    decide_from: float) -> None:
+    """The fallback's probability where no frame reaches, in place. Coverage is asked only where the
+    fallback says at least `decide_from` (the post-processing threshold: where a detection can come
+    from) and more than the frames; below it the fallback fills the voxels the frames left at 0 (a
+    quiet frame section may then show the fallback's quiet value: neither reaches the threshold)."""
+    kji = np.argwhere((extra >= max(decide_from, defaults.FRAME_MIN_PROBABILITY)) & (extra > prob))
+    for first in range(0, len(kji), _CHUNK):
+        chunk = kji[first:first + _CHUNK]
+        cells = tuple(chunk[~frames_reach(frames, image, chunk)].T)
+        prob[cells] = extra[cells]
+    np.copyto(prob, extra, where=(extra < decide_from) & (prob == 0))

@@ -1,0 +1,209 @@
+"""Detection in the rib frame: windows along each straightened rib, written back onto the CT grid,
+bone no frame covers through the sliding window, and "ct" checkpoints untouched.
+
+The network is a known function (inference_helpers' `test_pointwise`, logit = 20 x): a marker HU
+that only the checkpoint's window lets through fires, everything else stays at 0, so a mark must
+come back where it was painted, whatever the storage order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from RibFracSegLib import frame_inference
+from RibFracSegLib.checkpoint import build_model, save_checkpoint
+from RibFracSegLib.errors import Cancelled
+from RibFracSegLib.inference import _Runner, fracture_cells, segment_ct
+from RibFracSegLib.orientation import canonical_volume
+from RibFracSegLib.phantom import PhantomParams, generate_phantom, rib_labels_from_phantom
+from RibFracSegLib.postprocess import PostprocessParams
+from RibFracSegLib.preprocess import block_any
+from RibFracSegLib.ribs.frame import rib_frames
+from RibFracSegLib.ribs.labels import RibLabels
+
+from inference_helpers import checkpoint
+
+torch.set_num_threads(1)
+MARKER_HU = 3000
+BONE_HU = 300.0
+HALF_MM, VOXEL_MM = 7.2, 0.6  # frames of 25 x 25 voxels across; windows 24 wide (as 48 of 51 in the contract)
+BASE = dict(shape=(150, 170, 110), spacing=(2.0, 1.8, 3.0), fov="thorax", seed=21)
+POST = PostprocessParams(remove_spine=False, min_volume_mm3=0.0)
+FALLBACK_P = 0.7
+
+
+def marker_checkpoint(space: str = "ct", fallback: str = "shipped"):
+    """logit = 20 x on the window (1500, 3000): p > 0.5 exactly where the HU read exceeds 2250."""
+    ckpt = checkpoint("test_pointwise", patch=32, hu_window=(1500.0, 3000.0), gain=20.0, bias=0.0)
+    if space == "rib_frame":
+        ckpt.patch_size = (32, 24, 24)
+        ckpt.preprocessing.update(space="rib_frame", frame_voxel_mm=VOXEL_MM, frame_half_mm=HALF_MM)
+        ckpt.inference = {"fallback": fallback}
+    return ckpt
+
+
+class Recorder:
+    """A fallback that records the blocks it was handed and answers `p` everywhere."""
+
+    def __init__(self, p: float = 0.0):
+        self.cells, self.p = None, p
+
+    def __call__(self, cells, out, progress):
+        self.cells = cells.copy()
+        out[...] = self.p
+
+
+def run_frames(image, ribs, ckpt, recorder=None, **kwargs):
+    volume = canonical_volume(image)
+    cells, rule = fracture_cells(volume, ribs, BONE_HU)
+    recorder = recorder or Recorder()
+    return frame_inference.frame_probability(
+        image, volume, ribs, ckpt, _Runner(build_model(ckpt), torch.device("cpu"), "fp32"),
+        frame_inference.Fallback((32, 32, 32), 0.5, recorder), cells=cells, rule=rule, bone_hu=BONE_HU, **kwargs)
+
+
+def painted(image, ijk_lo, size=3):
+    hu = sitk.GetArrayFromImage(image)
+    i, j, k = ijk_lo
+    hu[k:k + size, j:j + size, i:i + size] = MARKER_HU
+    out = sitk.GetImageFromArray(hu)
+    out.CopyInformation(image)
+    return out
+
+
+@pytest.mark.parametrize("orientation", ["LPS", "RAS", "oblique"])
+def test_a_mark_in_the_frame_comes_back_on_its_ct_voxels(orientation):
+    case = generate_phantom(PhantomParams(orientation=orientation, n_fractures=0, **BASE))
+    ribs = rib_labels_from_phantom(case)
+    rib = ribs.by_name("L6")
+    centre = rib.centreline_lps[len(rib.centreline_lps) // 2] + [2.0, 0.0, 2.0]  # off the centreline: a flip moves it
+    lo = np.rint(case.image.TransformPhysicalPointToContinuousIndex(centre.tolist())).astype(int) - 1
+    image = painted(case.image, lo)
+    result = run_frames(image, ribs, marker_checkpoint("rib_frame"))
+    assert result.frames == 24 and result.windows > 24
+    prob = result.probability
+    spacing = np.array(image.GetSpacing())
+    block = np.zeros(prob.shape, bool)
+    block[lo[2]:lo[2] + 3, lo[1]:lo[1] + 3, lo[0]:lo[0] + 3] = True
+    fired = prob > 0.5
+    assert fired.any() and prob[tuple(lo[::-1] + 1)] > 0.99  # the block's centre voxel
+    # the mark comes back where it was painted: its centre within half a voxel (mm) on every axis
+    def centre_mm(mask, weights=None):
+        kji = np.argwhere(mask)
+        w = None if weights is None else weights[mask]
+        return np.average(kji[:, ::-1], axis=0, weights=w) * spacing
+    error = np.abs(centre_mm(fired, prob) - centre_mm(block))
+    assert np.all(error < spacing / 2), (orientation, error)
+    # and nowhere else: nothing fires two voxels beyond the block
+    from scipy import ndimage
+    assert not (fired & ~ndimage.binary_dilation(block, iterations=2)).any()
+    assert result.covered_bone[block].all() and result.covered_bone.mean() < 0.2
+    # only the sections near the mark were written back (the frames read 0 elsewhere)
+    assert 0 < result.sections_written < 0.05 * result.sections
+
+
+def bone_coverage(image, ribs, cells):
+    """Independently of the write-back: which bone voxels (HU > BONE_HU in the rule's blocks) lie in
+    some frame (`RibFrame.ct_to_index` finite), as a canonical mask of uncovered bone."""
+    volume = canonical_volume(image)
+    hu = sitk.GetArrayViewFromImage(image)
+    cell_mask = volume.to_input(np.kron(cells, np.ones((4, 4, 4), bool))[tuple(slice(0, n) for n in volume.array.shape)])
+    bone = (hu > BONE_HU) & cell_mask
+    kji = np.argwhere(bone)
+    inside = np.zeros(len(kji), bool)
+    for frame in rib_frames(ribs.ribs, voxel_mm=VOXEL_MM, half_mm=HALF_MM):
+        inside |= np.isfinite(frame.ct_to_index(kji[:, ::-1].astype(float), image)[:, 0])
+    uncovered = np.zeros(hu.shape, bool)
+    uncovered[tuple(kji[~inside].T)] = True
+    return uncovered, int(bone.sum())
+
+
+def test_bone_of_a_rib_not_found_goes_through_the_fallback():
+    case = generate_phantom(PhantomParams(orientation="LPI", n_fractures=0, **BASE))
+    truth = rib_labels_from_phantom(case)
+    missing = truth.by_name("R7")
+    ribs = dataclasses.replace(truth, ribs=[r for r in truth.ribs if r is not missing])
+    image, volume = case.image, canonical_volume(case.image)
+    cells, rule = fracture_cells(volume, ribs, BONE_HU)
+    assert rule.startswith("bone (rib set incomplete")
+    recorder = Recorder(FALLBACK_P)
+    result = run_frames(image, ribs, marker_checkpoint("rib_frame"), recorder)
+    uncovered, bone = bone_coverage(image, ribs, cells)
+    assert result.bone_voxels == bone
+    assert result.uncovered_bone_voxels == uncovered.sum()
+    voxel_mm3 = float(np.prod(image.GetSpacing()))
+    assert result.uncovered_bone_mm3 == pytest.approx(uncovered.sum() * voxel_mm3)
+    assert result.uncovered_bone_percent == pytest.approx(100.0 * uncovered.sum() / bone)
+    assert 5.0 < result.uncovered_bone_percent < 95.0  # the spine, scapulae, sternum and R7 are in no frame
+    # the fallback ran on exactly the blocks of uncovered bone, and they hold the missing rib's bone
+    expected = block_any(volume.to_canonical(uncovered))
+    assert np.array_equal(recorder.cells, expected) and np.array_equal(result.fallback_cells, expected)
+    rib_bone = (sitk.GetArrayViewFromImage(truth.labels) == missing.label) & (sitk.GetArrayViewFromImage(image) > BONE_HU)
+    assert (uncovered[rib_bone]).mean() > 0.5  # its neighbours' frames reach a little of it, no more
+    # the fallback's answer where no frame reaches, the frames' (0: no marker) where one does
+    assert np.all(result.probability[uncovered] == FALLBACK_P)
+    assert np.all(result.probability[result.covered_bone] == 0.0)
+    rib_cells = block_any(volume.to_canonical(rib_bone & uncovered))
+    assert rib_cells.any() and not (rib_cells & ~recorder.cells).any()
+    # with the rib found, its frame covers its bone; with the whole set, bone counts near the ribs only
+    whole = run_frames(image, truth, marker_checkpoint("rib_frame"))
+    assert (whole.covered_bone[rib_bone]).mean() > 0.95
+    near_cells, near_rule = fracture_cells(volume, truth, BONE_HU)
+    uncovered_near, bone_near = bone_coverage(image, truth, near_cells)
+    assert near_rule == whole.rule == "ribs" and whole.bone_voxels == bone_near < bone
+    assert whole.uncovered_bone_voxels == uncovered_near.sum() < result.uncovered_bone_voxels
+
+
+def marked_fractures(case):
+    hu = sitk.GetArrayFromImage(case.image)
+    hu[sitk.GetArrayViewFromImage(case.fracture_labels) > 0] = MARKER_HU
+    image = sitk.GetImageFromArray(hu)
+    image.CopyInformation(case.image)
+    return image
+
+
+def test_segment_ct_with_a_frame_checkpoint_and_a_ct_checkpoint(tmp_path, monkeypatch):
+    case = generate_phantom(PhantomParams(orientation="RAS", n_fractures=3, **BASE))
+    image, truth = marked_fractures(case), rib_labels_from_phantom(case)
+    spacing = np.array(image.GetSpacing())
+    # a "ct" checkpoint runs the sliding window exactly as before: the frame code is never called
+    calls = []
+    real = frame_inference.frame_probability
+    monkeypatch.setattr("RibFracSegLib.inference.frame_probability", lambda *a, **k: calls.append(1) or real(*a, **k))
+    ct = segment_ct(image, marker_checkpoint("ct"), ribs=truth, overlap=0.5, precision="fp32", postprocess=POST)
+    explicit = marker_checkpoint("ct")
+    explicit.preprocessing["space"] = "ct"
+    again = segment_ct(image, explicit, ribs=truth, overlap=0.5, precision="fp32", postprocess=POST)
+    assert calls == [] and ct.rib_frames is None and ct.notes == [] and ct.skip_rule == "ribs"
+    assert ct.detections == again.detections
+    assert np.array_equal(sitk.GetArrayViewFromImage(ct.instances) > 0,
+                          sitk.GetArrayViewFromImage(case.fracture_labels) > 0)
+    # a frame checkpoint: the same fractures, on their ribs; the fallback (a "ct" checkpoint file) finds
+    # the one on a rib the rib step missed
+    fallback = save_checkpoint(tmp_path / "fallback.pt", marker_checkpoint("ct"))
+    missed = case.fractures[0].rib
+    ribs = dataclasses.replace(truth, ribs=[r for r in truth.ribs if r.name != missed])
+    progress, polls = [], []
+    framed = segment_ct(image, marker_checkpoint("rib_frame", str(fallback)), ribs=ribs, overlap=0.5,
+                        precision="fp32", postprocess=POST, progress=lambda d, t: progress.append((d, t)))
+    assert calls == [1] and framed.skip_rule.startswith("rib frames; where no frame reaches: bone (rib set incomplete")
+    assert framed.rib_frames["frames"] == 23 and "mm^3 of bone" in framed.notes[0]
+    assert framed.rib_frames["uncovered_bone_mm3"] > 0 and framed.rib_frames["fallback_patches"] > 0
+    for t in case.fractures:
+        near = [d for d in framed.detections if np.all(np.abs(np.array(d.centroid_ijk) - t.center_ijk) * spacing
+                                                          < spacing)]
+        assert len(near) == 1, (t.rib, [d.centroid_ijk for d in framed.detections])
+        assert near[0].rib == t.rib or t.rib == missed
+    assert len(framed.detections) == len(case.fractures)
+    done = [d for d, _ in progress]
+    assert done == sorted(done) and progress[-1][0] == progress[-1][1] > framed.rib_frames["windows"]
+    # cancel stops the frame loop
+    with pytest.raises(Cancelled):
+        segment_ct(image, marker_checkpoint("rib_frame", str(fallback)), ribs=truth, precision="fp32",
+                   cancel=lambda: polls.append(1) or len(polls) > 3)
+    assert len(polls) == 4

@@ -281,6 +281,7 @@ FRACTURE_KIND_WEIGHT = {1: 0.3, 2: 0.35, 3: 0.2, 4: 0.15}  # displaced, non-disp
 # --- Fracture simulation in real CTs (RibFracSegLib.simulate) -----------------------------------
 SIMULATION_FINE_MM = 0.35  # breaks are built on sub-voxels at most this size, then averaged
 SIMULATION_FRAME_STEP_MM = 0.25  # centreline sampling for arc / foot-point look-ups
+SIMULATION_TANGENT_SMOOTH_MM = 2.0  # the simulator's rib tangents: the centreline smoothed over this (sigma)
 SIMULATION_HEAD_CLEAR_MM = 25.0  # no break closer to the rib head than this (nor past 85 % of the rib)
 SIMULATION_MIN_SEPARATION_MM = 30.0  # between breaks on one rib
 SIMULATION_WINDOW_MM = 12.0  # along the rib, the cut plane decides the side; beyond, the arc does

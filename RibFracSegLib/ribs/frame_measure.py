@@ -21,6 +21,7 @@ volume, so blur and thick slices keep it) and its mass-weighted centroid on (u, 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Optional, Sequence
 
@@ -90,8 +91,10 @@ def _profile(volume: np.ndarray, voxel_mm: float) -> _Profile:
     window = max(3, int(round(defaults.FRAME_MEASURE_LEVEL_MM / voxel_mm)) | 1)
     bony = mass > defaults.FRAME_MEASURE_MIN_BONE * np.median(mass[mass > 0]) if (mass > 0).any() else mass > 0
     # the level over sections holding bone only: past the rib's end (cartilage) it must not sag to 0
-    level = np.nan_to_num(ndimage.generic_filter(np.where(bony, mass, np.nan), np.nanmedian, size=window,
-                                                 mode="constant", cval=np.nan))
+    with warnings.catch_warnings():  # windows past the rib's end hold no bone: level 0 there
+        warnings.simplefilter("ignore", RuntimeWarning)
+        level = np.nan_to_num(ndimage.generic_filter(np.where(bony, mass, np.nan), np.nanmedian, size=window,
+                                                     mode="constant", cval=np.nan))
     return _Profile(mass * voxel_mm ** 2, centroid, level * voxel_mm ** 2)
 
 

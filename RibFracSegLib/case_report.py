@@ -20,7 +20,7 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from .detections import Detection, FractureResult, type_legend, type_text
+from .detections import Detection, FractureResult, fracture_text, type_legend
 from .io import write_text
 from .provenance import TOOL_NAME, ModelInfo
 
@@ -70,7 +70,7 @@ def size_mm(d: Detection, spacing: Sequence[float]) -> str:
 def fracture_rows(detections: Sequence[Detection], spacing: Sequence[float]) -> list[tuple]:
     from .ribs.assign import rib_phrase
 
-    return [(d.id, rib_phrase(d.rib, d.rib_region), type_text(d.label_code, d.code_probabilities),
+    return [(d.id, rib_phrase(d.rib, d.rib_region), fracture_text(d),
              f"{d.confidence:.2f}", f"{d.volume_mm3:.0f}", size_mm(d, spacing),
              ", ".join(f"{v:.1f}" for v in d.center_ras)) for d in detections]
 

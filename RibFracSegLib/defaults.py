@@ -284,6 +284,7 @@ FRACTURE_KIND_WEIGHT = {1: 0.3, 2: 0.35, 3: 0.2, 4: 0.15}  # displaced, non-disp
 # --- Fracture simulation in real CTs (RibFracSegLib.simulate) -----------------------------------
 SIMULATION_FINE_MM = 0.35  # breaks are built on sub-voxels at most this size, then averaged
 SIMULATION_FRAME_STEP_MM = 0.25  # centreline sampling for arc / foot-point look-ups
+SIMULATION_TANGENT_SMOOTH_MM = 2.0  # the simulator's rib tangents: the centreline smoothed over this (sigma)
 SIMULATION_HEAD_CLEAR_MM = 25.0  # no break closer to the rib head than this (nor past 85 % of the rib)
 SIMULATION_MIN_SEPARATION_MM = 30.0  # between breaks on one rib
 SIMULATION_WINDOW_MM = 12.0  # along the rib, the cut plane decides the side; beyond, the arc does
@@ -328,6 +329,36 @@ RIB_FRAME_TURN_SMOOTH_MM = 40.0  # the untwisted frame turns towards "outward" a
 #   LIDC-IDRI-0001: at most 0.7 degrees per section, u within 31 degrees of outward (None: no twist, up to 80 off)
 RIB_FRAME_OUTWARD_MIN = 0.5  # "outward" (away from the body's axis, across the rib) counts where this much of it
 #   is across the rib: not on the neck, which runs nearly straight away from the axis
+
+# --- A detection measured in its rib's frame (RibFracSegLib.ribs.frame_measure); thresholds chosen on
+# fractures simulated into LIDC-IDRI-0001 and phantoms (benchmarks/bench_frame_types.py), never LIDC-IDRI-0314
+FRAME_MEASURE_HALF_MM = 32.0  # arc sampled either side of a detection: a segmental partner lies 16-28 mm away
+FRAME_MEASURE_LINE_SMOOTH_MM = 10.0  # the measuring frame's centreline smoothing (sigma): a traced line bends at a break less
+FRAME_MEASURE_TUBE_MM = 11.0  # bone this far from the centreline is the rib's (a shifted piece stays inside)
+FRAME_MEASURE_CORE_MM = 4.0  # ... when its component reaches this close to the centreline (not a neighbour rib)
+FRAME_MEASURE_BONE_HU = 250.0  # bone, after a Gaussian of FRAME_MEASURE_SMOOTH_MM
+FRAME_MEASURE_SMOOTH_MM = 0.6
+FRAME_MEASURE_ARC_REACH_MM = 1.5  # bone's mass is read this far along the arc beyond it (partial volume at a gap's faces)
+FRAME_MEASURE_MIN_BONE = 0.2  # sections with less than this share of the stretch's median mass hold no rib (its end)
+FRAME_MEASURE_LEVEL_MM = 15.0  # the rib's own mass level: running median over this arc (a dip is shorter)
+FRAME_BREAK_MIN_DEFICIT = 0.15  # a break: the section mass falls this far below the level somewhere ...
+FRAME_BREAK_EDGE_DEFICIT = 0.05  # ... its dip runs while the deficit stays above this
+FRAME_BREAK_MIN_GAP_MM = 0.4  # ... and its integrated gap is at least this ...
+FRAME_BREAK_MAX_GAP_MM = 8.0  # ... and at most this (longer: a rib's trace or bone missing, e.g. rib 1 under the clavicle)
+FRAME_BREAK_NEAR_MM = 8.0  # a break belongs to the detection when its dip comes this close to the detection's centre
+FRAME_FIT_MM = 8.0  # centroid lines are fitted over this arc beyond each side of a dip ...
+FRAME_FIT_GUARD_MM = 1.2  # ... leaving this much next to the dip out (those sections hold both pieces)
+FRAME_FLANK_MAX_EXCESS = 0.1  # a dip's level is read on flank sections with at most this much excess bone (not a fold)
+FRAME_FIT_MIN_SECTIONS = 4
+FRAME_SEGMENTAL_MAX_MM = 30.0  # two breaks this close on one rib are one segmental fracture ...
+FRAME_SEGMENTAL_MIN_GAP_MM = 1.2  # ... the second one a clear break: this gap (real ribs dip by up to ~1 mm where intact) ...
+FRAME_SEGMENTAL_MIN_DEFICIT = 0.35  # ... and this deep (intact dips on LIDC-IDRI-0001 reach 0.27)
+FRAME_DISPLACED_STEP_MM = 0.8  # a break is displaced from this step-off ...
+FRAME_DISPLACED_ANGLE_DEG = 25.0  # ... or this angulation (intact and cracked ribs read up to ~19 degrees: noise) ...
+FRAME_DISPLACED_GAP_MM = 2.5  # ... or this gap
+FRAME_BULGE_NEAR_MM = 4.0  # a fold is looked for this close to the detection's centre (a buckle is ~5 mm long)
+FRAME_BUCKLE_BULGE = 0.25  # no break, and this much more bone locally: a buckle's fold (cracks read up to 0.23)
+FRAME_BUCKLE_STRONG_BULGE = 0.45  # a buckle even beside a dip (buckles read 0.3-1.2, single breaks up to 0.36)
 
 # --- Rib-unfolded view (RibFracSegLib.ribs.unfold / .qc) ----------------------------------------
 UNFOLD_PIXEL_MM = 0.5  # fixed size of an unfolded pixel, along and across the rib

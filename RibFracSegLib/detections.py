@@ -36,6 +36,12 @@ class Detection:
     # probability, `label_code` its type (-1 when it abstains), and these keep the details.
     code_probabilities: tuple[float, ...] = ()  # P(code 1..4 | fracture): displaced, non-displaced, buckle, segmental
     network_confidence: Optional[float] = None  # the segmentation network's mean probability
+    # Measured in the rib's own frame (RibFracSegLib.ribs.frame_measure); None / () / -1 where not measured.
+    gap_mm: Optional[float] = None  # along the rib, where the cortex is interrupted (0: no break seen)
+    step_mm: Optional[float] = None  # cortical step-off across the break
+    step_uv_mm: tuple[float, ...] = ()  # that step outward (u) and head-wards (v)
+    angulation_deg: Optional[float] = None  # between the rib's axis either side of the break
+    frame_code: int = -1  # the type the measurements alone give (label_code: the one reported)
 
     def __post_init__(self) -> None:
         # plain Python numbers, so the JSON summary and the Slicer exchange take them (numpy's do not)
@@ -45,8 +51,11 @@ class Detection:
                              f"give one per RibFrac code {TYPE_CODES} or none (no classifier)")
         object.__setattr__(self, "code_probabilities", probabilities)
         object.__setattr__(self, "label_code", int(self.label_code))
-        if self.network_confidence is not None:
-            object.__setattr__(self, "network_confidence", float(self.network_confidence))
+        for name in ("network_confidence", "gap_mm", "step_mm", "angulation_deg"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, float(getattr(self, name)))
+        object.__setattr__(self, "step_uv_mm", tuple(float(v) for v in self.step_uv_mm))
+        object.__setattr__(self, "frame_code", int(self.frame_code))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -89,6 +98,24 @@ def type_text(code: int, probabilities: Sequence[float] = ()) -> str:
     """'displaced 0.82' (with the classifier's probability), 'displaced', or 'type undefined'."""
     p = type_probability(code, probabilities)
     return fracture_type(code) if p is None else f"{fracture_type(code)} {p:.2f}"
+
+
+def measures_text(gap_mm: Optional[float] = None, step_mm: Optional[float] = None,
+                  angulation_deg: Optional[float] = None) -> str:
+    """'3.1 mm step, 1.7 mm gap, 8 deg': the rib-frame measurements that were made ('' for none)."""
+    parts = [f"{step_mm:.1f} mm step" if step_mm is not None else "",
+             f"{gap_mm:.1f} mm gap" if gap_mm is not None else "",
+             f"{angulation_deg:.0f} deg" if angulation_deg is not None else ""]
+    return ", ".join(p for p in parts if p)
+
+
+def fracture_text(d) -> str:
+    """'displaced 0.82, 3.1 mm step, 1.7 mm gap, 8 deg': the type and the frame's measurements, from a
+    Detection or its JSON dict (older summaries without measurements: the type alone)."""
+    get = d.get if isinstance(d, dict) else lambda k, default=None: getattr(d, k, default)
+    measured = measures_text(get("gap_mm"), get("step_mm"), get("angulation_deg"))
+    kind = type_text(get("label_code", -1), get("code_probabilities") or ())
+    return f"{kind}, {measured}" if measured else kind
 
 
 def type_letter(code: int) -> str:

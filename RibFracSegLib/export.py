@@ -26,7 +26,8 @@ from .io import OutputError, write_image, write_text
 
 CSV_COLUMNS = ("public_id", "label_id", "confidence", "label_code")
 RIB_TABLE = "ribfrac-pred-ribs.tsv"  # side table: a .tsv, so the evaluator's "first *.csv" never picks it up
-RIB_COLUMNS = ("public_id", "label_id", "rib", "rib_arc_mm", "rib_region")
+RIB_COLUMNS = ("public_id", "label_id", "rib", "rib_arc_mm", "rib_region", "gap_mm", "step_mm", "angulation_deg")
+MEASURES = ("gap_mm", "step_mm", "angulation_deg")  # measured in the rib's frame (ribs/frame_measure); empty: not measured
 UINT8_LIMIT = 255  # the official evaluator casts labels to uint8
 
 
@@ -58,9 +59,10 @@ def submission_rows(public_id: str, detections: Iterable[Detection | dict]) -> l
 
 
 def rib_rows(public_id: str, detections: Iterable[Detection | dict]) -> list[dict]:
-    """A case's rows of the rib side table: which rib each detection is on."""
+    """A case's rows of the rib side table: which rib each detection is on, and what its rib frame measured."""
     return [{"public_id": public_id, "label_id": d["id"], "rib": d["rib"],
-             "rib_arc_mm": "" if d["rib_arc_mm"] is None else f"{d['rib_arc_mm']:.1f}", "rib_region": d["rib_region"]}
+             "rib_arc_mm": "" if d["rib_arc_mm"] is None else f"{d['rib_arc_mm']:.1f}", "rib_region": d["rib_region"],
+             **{k: "" if d.get(k) is None else f"{d[k]:.1f}" for k in MEASURES}}
             for d in _as_dicts(detections)]
 
 

@@ -35,6 +35,7 @@ from .progress import Cancel, Progress
 from .ribs import RibLabels, segment_ribs
 from .candidates.classifier import classify, keep_detections, load_classifier
 from .ribs.assign import locate_on_rib, near_ribs
+from .ribs.frame_measure import measure_detections
 from .sliding_window import PatchGrid, SlabAggregator, importance_map, keep_mask
 
 SUPPORTED_NORMALISATION = "window_to_minus1_1"
@@ -367,6 +368,10 @@ def segment_ct(image: sitk.Image, checkpoint: str | Path | Checkpoint, *, device
         detections = keep_detections(classify(image, detections, load_classifier(ckpt.candidate_classifier, dev),
                                               dev), labels)
         timings["classifier"] = time.perf_counter() - t
+    if ribs is not None and ribs.ribs and detections:  # gap, step-off, angulation in the rib's own frame
+        t = time.perf_counter()
+        detections = measure_detections(image, detections, ribs.ribs)
+        timings["measure"] = time.perf_counter() - t
     t = time.perf_counter()
     instances = sitk.GetImageFromArray(labels)
     instances.CopyInformation(image)

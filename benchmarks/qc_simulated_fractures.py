@@ -32,7 +32,7 @@ from real_data import lidc_path  # noqa: E402
 from RibFracSegLib.defaults import FRACTURE_CODES  # noqa: E402
 from RibFracSegLib.simulate.case import grid_of, simulate_case  # noqa: E402
 from RibFracSegLib.simulate.dataset import load_ribs  # noqa: E402
-from RibFracSegLib.simulate.frame import RibFrame  # noqa: E402
+from RibFracSegLib.ribs.frame import RibFrame  # noqa: E402
 
 WINDOW = (-450, 1350)
 PIXEL_MM = 0.25
@@ -46,8 +46,8 @@ def sample(arr: np.ndarray, grid, lps: np.ndarray, order: int = 1) -> np.ndarray
 def straightened(frame: RibFrame, arc: float, half_len: float = 30.0, half_w: float = 12.0):
     """Points of two curved planar reformats around `arc`: across = radial (edge-on) and cranio-caudal (face-on)."""
     s = np.arange(arc - half_len, arc + half_len, PIXEL_MM)
-    idx = np.clip(np.searchsorted(frame.arc_mm, s), 0, len(frame.arc_mm) - 1)
-    p, t = frame.points[idx], frame.tangents[idx]
+    idx = np.clip(np.rint((s - frame.arc0_mm) / frame.voxel_mm).astype(int), 0, len(frame.points_lps) - 1)
+    p, t = frame.points_lps[idx], frame.tangent[idx]
     radial = np.cross(t, [0.0, 0.0, 1.0])
     radial /= np.linalg.norm(radial, axis=1, keepdims=True)
     face = np.cross(t, radial)

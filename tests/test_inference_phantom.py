@@ -55,6 +55,8 @@ def test_detection_centroids_equal_phantom_truth(orientation):
                           sitk.GetArrayViewFromImage(case.fracture_labels) > 0)
     groups = _detections_by_truth(result, case)
     assert sum(len(g) for g in groups.values()) == len(result.detections)  # every detection is on one truth
+    on_rib = [d for d in result.detections if d.rib != "none"]  # measured in their rib's frame by segment_ct
+    assert on_rib and all(d.gap_mm is not None and d.frame_code >= 0 for d in on_rib)
     for truth in case.fractures:
         pieces = groups[truth.label_id]
         weights = np.array([d.voxel_count for d in pieces], dtype=float)

@@ -11,10 +11,11 @@ import SimpleITK as sitk
 
 from RibFracSegLib.phantom import PhantomParams, generate_phantom
 from RibFracSegLib.ribs.centrelines import ribs_from_label_map
+from RibFracSegLib.ribs.frame import centreline_frame
 from RibFracSegLib.ribs.label_maps import phantom_to_rib_labels
+from RibFracSegLib.ribs.labels import Rib
 from RibFracSegLib.simulate import simulate_case
 from RibFracSegLib.simulate.case import grid_of
-from RibFracSegLib.simulate.frame import RibFrame
 from RibFracSegLib.simulate.plan import make_spec
 from RibFracSegLib.simulate.render import build_fracture
 
@@ -71,8 +72,8 @@ def test_ct_unchanged_outside_each_fractures_neighbourhood(chest, simulated):
     lps = grid.to_lps(changed)
     reach = np.zeros(len(changed), bool)
     for b in simulated.fractures:
-        centre, _ = RibFrame.from_centreline(
-            next(r.centreline_lps for r in chest[1].ribs if r.label == b.spec.rib_label)).at(b.spec.center_arc_mm)
+        centre, _ = centreline_frame(
+            next(r for r in chest[1].ribs if r.label == b.spec.rib_label)).at(b.spec.center_arc_mm)
         reach |= np.linalg.norm(lps - centre, axis=1) <= b.spec.reach_mm + 2 * max(PARAMS.spacing)
     assert reach.all()
 
@@ -81,7 +82,7 @@ def _one(chest, kind, rib_name, arc, noise_seed=2, **override):
     """Build one fracture of `kind` with chosen sizes; (before, after, labels, spec, frame, grid)."""
     case, ribs = chest
     rib = ribs.by_name(rib_name)
-    frame = RibFrame.from_centreline(rib.centreline_lps)
+    frame = centreline_frame(rib)
     breaks = (arc, arc + 22.0) if kind == 4 else (arc,)
     spec = replace(make_spec(1, kind, rib.label, rib.name, frame, breaks, np.random.default_rng(1)), **override)
     before = arr(case.image).astype(np.float32)
@@ -207,7 +208,7 @@ def test_a_rib_mask_is_split_from_a_close_neighbour_with_the_same_value():
     rib_map[8:12, 22:26, 5:75] = 25
     kji = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1)
     lps = kji[..., ::-1].astype(float)
-    bars = [RibFrame.from_centreline(np.array([[0.0, y, 10.0], [79.0, y, 10.0]])) for y in (15.5, 23.5)]
+    bars = [centreline_frame(Rib("L", None, np.array([[0.0, y, 10.0], [79.0, y, 10.0]]))) for y in (15.5, 23.5)]
     spec = make_spec(1, 1, 25, "unnumbered L", bars[0], (40.0,), np.random.default_rng(0))
     mine = _rib_mask(rib_map, spec, bars[0], bars[1:], lps, np.ones(3))
     assert mine is not None and mine.sum() == 4 * 4 * 70

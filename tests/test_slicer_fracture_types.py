@@ -114,3 +114,22 @@ def test_the_worker_result_keeps_the_type_fields(tmp_path):
     back = exchange.read_output(tmp_path).fractures.detections
     assert back == result.detections
     assert back[0].code_probabilities == (0.82, 0.1, 0.05, 0.03) and back[0].network_confidence == 0.7
+
+
+def test_the_table_says_what_the_rib_frame_measured():
+    holder = make_scene()
+    image = oblique_image()
+    volume = add_case_volume(holder.scene, MarkedCase("oblique", image, image, {}))
+    result = hand_made_result(image)
+    measured = dict(gap_mm=1.7, step_mm=3.1, step_uv_mm=(3.0, 0.78), angulation_deg=8.2, frame_code=1)
+    result.detections = [replace(d, **TYPES[d.id], **(measured if d.id == 1 else {})) for d in result.detections]
+    added = RibFracSegLogicBase(holder.scene).add_results(volume, RunOutput(fractures=result), _options())
+    table, points = added.nodes.table.GetTable(), added.nodes.points
+    column = table.GetColumnByName
+    assert column("measured").GetValue(0) == "displaced 0.82, 3.1 mm step, 1.7 mm gap, 8 deg"
+    assert column("measured").GetValue(1) == "buckle 0.60"  # not measured: the type alone
+    assert [column("step_mm").GetValue(0), column("gap_mm").GetValue(0), column("angulation_deg").GetValue(0)] == \
+        pytest.approx([3.1, 1.7, 8.2])
+    assert math.isnan(column("gap_mm").GetValue(1)) and math.isnan(column("step_mm").GetValue(2))
+    assert points.GetNthControlPointDescription(0).endswith(", displaced 0.82, 3.1 mm step, 1.7 mm gap, 8 deg")
+    assert check_nodes(added) == []

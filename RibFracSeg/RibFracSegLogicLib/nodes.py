@@ -14,8 +14,8 @@ import SimpleITK as sitk
 import slicer
 import vtk
 
-from RibFracSegLib.detections import (Detection, FractureResult, fracture_segment_name, fracture_type, known_type,
-                                      type_probability, type_text)
+from RibFracSegLib.detections import (Detection, FractureResult, fracture_segment_name, fracture_text, fracture_type,
+                                      known_type, type_probability)
 from RibFracSegLib.geometry import ijk_to_ras_matrix
 
 from .compute import RunOutput
@@ -89,8 +89,7 @@ def add_fracture_points(scene, detections: list[Detection], name: str):
     for d in detections:
         index = points.AddControlPoint(vtk.vtkVector3d(*d.center_ras), fracture_label(d))
         points.SetNthControlPointDescription(
-            index, f"Fracture {d.id}: confidence {d.confidence:.3f}, {d.volume_mm3:.0f} mm3, "
-                   f"{type_text(d.label_code, d.code_probabilities)}")
+            index, f"Fracture {d.id}: confidence {d.confidence:.3f}, {d.volume_mm3:.0f} mm3, {fracture_text(d)}")
         points.SetNthControlPointLocked(index, True)
     return points
 
@@ -117,6 +116,8 @@ def add_detections_table(scene, detections: list[Detection], name: str):
     ids, conf, vol, code = vtk.vtkIntArray(), vtk.vtkDoubleArray(), vtk.vtkDoubleArray(), vtk.vtkIntArray()
     kind, kind_p = vtk.vtkStringArray(), vtk.vtkDoubleArray()
     rib, arc, region = vtk.vtkStringArray(), vtk.vtkDoubleArray(), vtk.vtkStringArray()
+    measured = vtk.vtkStringArray()
+    measures = {name: vtk.vtkDoubleArray() for name in ("gap_mm", "step_mm", "angulation_deg")}
     centre = vtk.vtkDoubleArray()
     centre.SetNumberOfComponents(3)
     for d in detections:
@@ -131,6 +132,10 @@ def add_detections_table(scene, detections: list[Detection], name: str):
         rib.InsertNextValue(d.rib)
         arc.InsertNextValue(float("nan") if d.rib_arc_mm is None else float(d.rib_arc_mm))
         region.InsertNextValue(d.rib_region)
+        measured.InsertNextValue(fracture_text(d))
+        for name, array in measures.items():
+            value = getattr(d, name)
+            array.InsertNextValue(float("nan") if value is None else float(value))
     _column(table, ids, "id", description="fracture id (segment 'Fracture N ...')")
     _column(table, conf, "confidence", description="fracture confidence: the type classifier's when it ran, "
                                                      "else the network's mean probability over the fracture")
@@ -142,6 +147,12 @@ def add_detections_table(scene, detections: list[Detection], name: str):
     _column(table, rib, "rib", description="L1-L12 / R1-R12, 'unnumbered L/R', or 'none' (on no rib found)")
     _column(table, arc, "rib_arc_mm", unit="mm", description="distance along the rib from its head (NaN: no rib)")
     _column(table, region, "rib_region", description="posterior / lateral / anterior third of the rib")
+    _column(table, measured, "measured", description="type and what the rib's frame measured: 'displaced, 3.1 mm step'")
+    _column(table, measures["gap_mm"], "gap_mm", unit="mm", description="along the rib where the cortex is "
+            "interrupted (0: no break seen; NaN: not measured)")
+    _column(table, measures["step_mm"], "step_mm", unit="mm", description="cortical step-off across the break")
+    _column(table, measures["angulation_deg"], "angulation_deg", unit="deg",
+            description="angle between the rib's axis either side of the break")
     return table
 
 

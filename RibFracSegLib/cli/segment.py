@@ -87,12 +87,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def detection_line(d: dict) -> str:
-    """One row of the printed table from a summary's detection: id, confidence, type, rib, RAS."""
-    from RibFracSegLib.detections import type_text
+    """One row of the printed table from a summary's detection: id, confidence, type and measurements, rib, RAS."""
+    from RibFracSegLib.detections import fracture_text
     from RibFracSegLib.ribs.assign import rib_phrase
 
     ras = ", ".join(f"{v:.1f}" for v in d["center_ras"])
-    kind = type_text(d.get("label_code", -1), d.get("code_probabilities") or ())
+    kind = fracture_text(d)
     return f"  {d['id']:>3}  {d['confidence']:.2f}  {kind:<18}  {rib_phrase(d['rib'], d['rib_region']):<28}  RAS ({ras}) mm"
 
 

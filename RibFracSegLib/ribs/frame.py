@@ -32,6 +32,7 @@ from scipy.spatial import cKDTree
 
 from .. import defaults
 from ..geometry import distance_mm, index_to_lps_affine
+from .centrelines import resample_polyline
 from .labels import Rib
 
 _SEARCH_STEPS = 8  # LPS -> frame: segments walked from the nearest section at most
@@ -73,6 +74,28 @@ class RibFrame:
     def arc_mm(self, a) -> np.ndarray:
         """Arc length from the rib's head of (continuous) section index `a`."""
         return self.arc0_mm + np.asarray(a, float) * self.voxel_mm
+
+    def at(self, arc_mm: float) -> tuple[np.ndarray, np.ndarray]:
+        """(centreline point, tangent) of the first section at or past `arc_mm` from the head."""
+        i = int(np.clip(np.ceil((arc_mm - self.arc0_mm) / self.voxel_mm - 1e-9), 0, len(self.points_lps) - 1))
+        return self.points_lps[i], self.tangent[i]
+
+    def locate(self, points_lps) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(arc mm, foot point, distance mm) of the nearest section centre to each point: a quick
+        look-up for points near the rib (`lps_to_index` is the exact map)."""
+        dist, idx = self.tree().query(points_lps)
+        return self.arc_mm(idx), self.points_lps[idx], dist
+
+    def crop(self, first: int, stop: int) -> "RibFrame":
+        """The sections `first` to `stop - 1` as a frame of their own (arc positions kept; the volume
+        cropped too when sampled): sample a short stretch of a rib without the rest."""
+        first, stop = max(0, int(first)), min(len(self.points_lps), int(stop))
+        if stop - first < 2:
+            raise ValueError(f"a frame needs 2 sections or more; sections {first}..{stop} of {self.name} give fewer")
+        s = slice(first, stop)
+        return RibFrame(self.name, self.side, self.number, self.voxel_mm, self.half, float(self.arc_mm(first)),
+                        self.points_lps[s], self.tangent[s], self.u[s], self.v[s],
+                        None if self.volume is None else self.volume[s])
 
     # --- frame index -> LPS -> CT ------------------------------------------------------------------
     def _segment(self, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -307,27 +330,10 @@ def rotation_minimising_axes(points: np.ndarray, tangent: np.ndarray, first: np.
     return r
 
 
-def rib_frame(rib: Rib, centre_lps: Optional[Sequence[float]] = None, voxel_mm: float = defaults.RIB_FRAME_VOXEL_MM,
-              half_mm: float = defaults.RIB_FRAME_HALF_MM, smooth_mm: float = defaults.RIB_FRAME_SMOOTH_MM,
-              end_mm: float = defaults.RIB_FRAME_END_MM,
-              turn_smooth_mm: Optional[float] = defaults.RIB_FRAME_TURN_SMOOTH_MM) -> Optional[RibFrame]:
-    """The frame of one rib (not sampled yet), or None when its centreline is shorter than 2 voxels.
-    `centre_lps`: a point on the body's vertical axis (`rib_frames` passes the centre of all ribs);
-    by default the rib's own centroid (the rib curves round the chest). The rotation-minimising
-    axes are turned towards "outward" as seen over `turn_smooth_mm` of arc (None: one turn for the
-    whole rib, no twist at all)."""
-    if voxel_mm <= 0 or half_mm < voxel_mm:
-        raise ValueError(f"rib frame needs voxel_mm > 0 and half_mm >= voxel_mm, got {voxel_mm}, {half_mm}")
-    line = np.asarray(rib.centreline_lps, float)
-    if len(line) < 2 or rib.length_mm < 2 * voxel_mm:
-        return None
-    centre = np.mean(line, axis=0) if centre_lps is None else np.asarray(centre_lps, float)
-    smooth, lead_mm = _smooth_line(line, min(voxel_mm, 1.0), smooth_mm, end_mm)
-    arc = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(smooth, axis=0), axis=1))]
-    at = np.arange(int(np.floor(arc[-1] / voxel_mm + 1e-6)) + 1) * voxel_mm  # equal arc steps
-    pts = np.column_stack([np.interp(at, arc, smooth[:, a]) for a in range(3)])
-    t = np.gradient(pts, axis=0)
-    t /= np.linalg.norm(t, axis=1, keepdims=True)
+def _frame(rib: Rib, pts: np.ndarray, t: np.ndarray, centre: np.ndarray, voxel_mm: float, half_mm: float,
+           arc0_mm: float, turn_smooth_mm: Optional[float]) -> RibFrame:
+    """The frame through section centres `pts` (every `voxel_mm` of arc) with unit tangents `t`: the
+    rotation-minimising axes turned towards "outward" from the vertical axis through `centre`."""
     out = _outward(pts, t, centre)
     weight = np.linalg.norm(out, axis=1)
     head = weight[: max(1, len(pts) // 10)]
@@ -351,8 +357,53 @@ def rib_frame(rib: Rib, centre_lps: Optional[Sequence[float]] = None, voxel_mm: 
     v = np.cross(t, u)
     if v[:, 2].sum() < 0:
         v = -v
-    return RibFrame(rib.name, rib.side, rib.number, float(voxel_mm), int(round(half_mm / voxel_mm)), -lead_mm,
+    return RibFrame(rib.name, rib.side, rib.number, float(voxel_mm), int(round(half_mm / voxel_mm)), float(arc0_mm),
                     pts, t, u, v)
+
+
+def _unit_tangents(points: np.ndarray) -> np.ndarray:
+    t = np.gradient(points, axis=0)
+    return t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-9)
+
+
+def rib_frame(rib: Rib, centre_lps: Optional[Sequence[float]] = None, voxel_mm: float = defaults.RIB_FRAME_VOXEL_MM,
+              half_mm: float = defaults.RIB_FRAME_HALF_MM, smooth_mm: float = defaults.RIB_FRAME_SMOOTH_MM,
+              end_mm: float = defaults.RIB_FRAME_END_MM,
+              turn_smooth_mm: Optional[float] = defaults.RIB_FRAME_TURN_SMOOTH_MM) -> Optional[RibFrame]:
+    """The frame of one rib (not sampled yet), or None when its centreline is shorter than 2 voxels.
+    `centre_lps`: a point on the body's vertical axis (`rib_frames` passes the centre of all ribs);
+    by default the rib's own centroid (the rib curves round the chest). The rotation-minimising
+    axes are turned towards "outward" as seen over `turn_smooth_mm` of arc (None: one turn for the
+    whole rib, no twist at all)."""
+    if voxel_mm <= 0 or half_mm < voxel_mm:
+        raise ValueError(f"rib frame needs voxel_mm > 0 and half_mm >= voxel_mm, got {voxel_mm}, {half_mm}")
+    line = np.asarray(rib.centreline_lps, float)
+    if len(line) < 2 or rib.length_mm < 2 * voxel_mm:
+        return None
+    centre = np.mean(line, axis=0) if centre_lps is None else np.asarray(centre_lps, float)
+    smooth, lead_mm = _smooth_line(line, min(voxel_mm, 1.0), smooth_mm, end_mm)
+    arc = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(smooth, axis=0), axis=1))]
+    at = np.arange(int(np.floor(arc[-1] / voxel_mm + 1e-6)) + 1) * voxel_mm  # equal arc steps
+    pts = np.column_stack([np.interp(at, arc, smooth[:, a]) for a in range(3)])
+    return _frame(rib, pts, _unit_tangents(pts), centre, voxel_mm, half_mm, -lead_mm, turn_smooth_mm)
+
+
+def centreline_frame(rib: Rib, step_mm: float = defaults.SIMULATION_FRAME_STEP_MM,
+                     tangent_smooth_mm: float = defaults.SIMULATION_TANGENT_SMOOTH_MM,
+                     centre_lps: Optional[Sequence[float]] = None,
+                     half_mm: float = defaults.RIB_FRAME_HALF_MM) -> Optional[RibFrame]:
+    """A frame whose sections sit on the rib's centreline as given (resampled every `step_mm` or a
+    little less, not smoothed, no run-on: arc 0 is the traced head), tangents from the line smoothed
+    over `tangent_smooth_mm` (a voxel-wise centreline wobbles; the rib does not). The simulator
+    places breaks in the rib's own bone with it; None for a centreline shorter than 2 steps."""
+    line = np.asarray(rib.centreline_lps, float)
+    if len(line) < 2 or rib.length_mm < 2 * step_mm:
+        return None
+    pts = resample_polyline(line, step_mm)
+    step = rib.length_mm / (len(pts) - 1)
+    t = _unit_tangents(ndimage.gaussian_filter1d(pts, tangent_smooth_mm / step, axis=0, mode="nearest"))
+    centre = np.mean(line, axis=0) if centre_lps is None else np.asarray(centre_lps, float)
+    return _frame(rib, pts, t, centre, step, max(half_mm, step), 0.0, defaults.RIB_FRAME_TURN_SMOOTH_MM)
 
 
 def body_centre(ribs: Sequence[Rib]) -> np.ndarray:

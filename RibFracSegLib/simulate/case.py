@@ -11,8 +11,8 @@ import SimpleITK as sitk
 from .. import defaults
 from ..geometry import index_to_lps_affine, same_grid
 from ..io import InputError
+from ..ribs.frame import body_centre, centreline_frame
 from ..ribs.labels import RibLabels
-from .frame import RibFrame
 from .plan import draw_arc, draw_kind, make_spec
 from .render import BuiltFracture, Grid, build_fracture
 
@@ -50,8 +50,10 @@ def simulate_case(image: sitk.Image, ribs: RibLabels, n_fractures: int, rng: np.
     labels = np.zeros(hu.shape, np.uint16)
     rib_map = sitk.GetArrayViewFromImage(ribs.labels)
     grid = grid_of(image, hu.shape)
-    usable = [r for r in ribs.ribs if len(r.centreline_lps) >= 2]
-    frames = [RibFrame.from_centreline(r.centreline_lps) for r in usable]
+    centre = body_centre(ribs.ribs) if ribs.ribs else None
+    pairs = [(r, centreline_frame(r, centre_lps=centre)) for r in ribs.ribs]
+    usable = [r for r, f in pairs if f is not None]
+    frames = [f for _, f in pairs if f is not None]
     weight = np.array([defaults.FRACTURE_RIB_WEIGHT[r.number - 1] if r.number else 0.5 for r in usable], float)
     built: list[BuiltFracture] = []
     taken: dict[int, list[float]] = {}

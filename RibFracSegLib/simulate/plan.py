@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import defaults
-from .frame import RibFrame, perpendicular_basis, rotate_towards
+from ..ribs.frame import RibFrame
 
 Vec = tuple[float, float, float]
 
@@ -54,6 +54,21 @@ class FractureSpec:
     @property
     def center_arc_mm(self) -> float:
         return 0.5 * (self.breaks_mm[0] + self.breaks_mm[-1])
+
+
+def perpendicular_basis(tangent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two unit vectors completing `tangent` to an orthonormal frame."""
+    helper = np.array([0.0, 0.0, 1.0]) if abs(tangent[2]) < 0.9 else np.array([1.0, 0.0, 0.0])
+    e1 = np.cross(tangent, helper)
+    e1 /= np.linalg.norm(e1)
+    return e1, np.cross(tangent, e1)
+
+
+def rotate_towards(tangent: np.ndarray, direction: np.ndarray, degrees: float) -> np.ndarray:
+    """`tangent` tilted by `degrees` towards `direction` (a unit vector perpendicular to it)."""
+    a = np.deg2rad(degrees)
+    v = np.cos(a) * tangent + np.sin(a) * direction
+    return v / np.linalg.norm(v)
 
 
 def _v(x: np.ndarray) -> Vec:
@@ -116,3 +131,18 @@ def make_spec(label_id: int, kind: int, rib_label: int, rib: str, frame: RibFram
     shift = float(rng.uniform(*defaults.SEGMENTAL_SHIFT_MM))
     return FractureSpec(**common, gap_mm=float(rng.uniform(*defaults.DISPLACED_GAP_MM)), moved_piece=1,
                         shift_lps=_v(shift * side))
+
+
+def planned_measures(spec: FractureSpec, frame: RibFrame, near_lps) -> tuple[float, float, float]:
+    """What a measurement in the rib's frame should read at the break of `spec` nearest `near_lps`:
+    (gap along the arc mm, step across the rib mm, angulation degrees). The gap is the cut's width
+    along its normal, widened or narrowed by the moved piece's shift along that normal, over
+    cos(the cut's tilt from the cross-section): every line along the rib crosses that much of it."""
+    index = int(np.argmin([np.linalg.norm(frame.at(t)[0] - np.asarray(near_lps, float)) for t in spec.breaks_mm]))
+    tangent = frame.at(spec.breaks_mm[index])[1]
+    normal = np.asarray(spec.normals[index], float)
+    shift = np.asarray(spec.shift_lps, float)
+    moved = 0.0 if spec.moved_piece < 0 else (1.0 if spec.moved_piece == index + 1 else -1.0) * float(shift @ normal)
+    gap = 0.0 if spec.kind == 3 else max(0.0, spec.gap_mm + moved) / max(abs(float(normal @ tangent)), 1e-6)
+    step = float(np.linalg.norm(shift - shift.dot(tangent) * tangent))
+    return gap, step, float(spec.angulation_deg)

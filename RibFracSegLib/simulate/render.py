@@ -21,9 +21,9 @@ import numpy as np
 from scipy import ndimage
 
 from .. import defaults
-from .frame import RibFrame, perpendicular_basis
+from ..ribs.frame import RibFrame
 from .noise import local_noise_sd, noise_field
-from .plan import FractureSpec
+from .plan import FractureSpec, perpendicular_basis
 
 
 @dataclass(frozen=True)

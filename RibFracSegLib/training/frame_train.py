@@ -115,10 +115,11 @@ class _Cases:
                 self.pending.remove(source)
                 self._add(case, step)
 
-    def build(self, step: int, seconds: float, until_fractures: bool = False) -> None:
+    def build(self, step: int, seconds: float, until_fractures: bool = False,
+              stop: Optional[Callable[[], bool]] = None) -> None:
         """Build pending cases for up to `seconds` (or, with `until_fractures`, until a case has fractures)."""
         t0 = time.perf_counter()
-        while self.pending:
+        while self.pending and not (stop is not None and stop()):
             if until_fractures and any(c.fractures for c in self.cases):
                 break
             if not until_fractures and time.perf_counter() - t0 >= seconds:
@@ -158,7 +159,7 @@ def train(config: FrameTrainConfig, sources: Sequence[FrameSource], cache_dir: s
         log(f"resumed from {resume} at step {state['step']}")
     cases = _Cases(sources, cache, state["joined"], log)
     cases.join_cached(state["step"])
-    cases.build(state["step"], 0.0, until_fractures=True)
+    cases.build(state["step"], 0.0, until_fractures=True, stop=stop)
     if not cases.cases:
         raise ValueError("no training case has rib frames: every source failed to give ribs")
     prov = dict(provenance or {}) | {"train_config": config.to_dict()}
@@ -205,7 +206,7 @@ def train(config: FrameTrainConfig, sources: Sequence[FrameSource], cache_dir: s
             if stopping:
                 break
             if cases.pending and state["step"] < config.steps:
-                cases.build(state["step"], save_minutes * 60)
+                cases.build(state["step"], save_minutes * 60, stop=stop)
                 t_log = time.perf_counter()
             last_save = time.perf_counter()
     return {"step": state["step"], "losses": losses, "cases": [c.key for c in cases.cases]}

@@ -80,12 +80,13 @@ def _config(args: argparse.Namespace):
 
 def _sources(args: argparse.Namespace):
     from .. import defaults
-    from ..training.frame_dataset import phantom_sources, real_cts, real_sources
+    from ..training.frame_dataset import interleave, phantom_sources, real_cts, real_sources
 
     phantoms = phantom_sources(args.phantoms, args.phantom_size, args.phantom_slice)
     cts = real_cts(None if args.real == "none" else args.real, None if args.lidc == "none" else args.lidc)
     real = real_sources(cts, args.seeds or defaults.FRAME_REAL_SEEDS, args.fractures or defaults.FRAME_REAL_FRACTURES)
-    sources = phantoms + real
+    by_seed = sorted(real, key=lambda s: (s.seed, [c for c, _ in cts].index(s.name)))  # every CT's first copy first
+    sources = interleave(by_seed, phantoms)
     if not sources:
         raise ValueError("no training sources: give --phantoms above 0, --real or --lidc.")
     return sources

@@ -101,6 +101,15 @@ def real_sources(cts: Sequence[tuple[str, str | Path]], seeds: Sequence[int] = d
     return [FrameSource("real", name, int(s), str(p), n_fractures=n_fractures) for name, p in cts for s in seeds]
 
 
+def interleave(*groups: Sequence[FrameSource]) -> list[FrameSource]:
+    """One source of each group in turn (a run that builds its cases as it goes sees real anatomy and
+    phantoms from the start, not one kind for its first hour)."""
+    out = []
+    for i in range(max((len(g) for g in groups), default=0)):
+        out += [g[i] for g in groups if i < len(g)]
+    return out
+
+
 # --- one case on disk --------------------------------------------------------------------------------
 @dataclass
 class FrameCase:

@@ -157,6 +157,8 @@ def train(config: FrameTrainConfig, sources: Sequence[FrameSource], cache_dir: s
         torch.set_rng_state(saved["torch_rng"])
         state = json.loads(saved["state"])
         log(f"resumed from {resume} at step {state['step']}")
+    if provenance and provenance.get("command"):  # each start of the run, for the model card
+        state["commands"] = state.get("commands", []) + [provenance["command"]]
     cases = _Cases(sources, cache, state["joined"], log)
     cases.join_cached(state["step"])
     cases.build(state["step"], 0.0, until_fractures=True, stop=stop)
@@ -262,7 +264,7 @@ def model_card(config: FrameTrainConfig, state: dict, cases: Sequence[FrameCase]
         f"loss Dice + {config.loss.bce_weight} BCE; last logged loss {last.get('loss', 'n/a')}.",
         f"- Hours: {state['train_seconds'] / 3600:.2f} training, {state.get('build_seconds', 0.0) / 3600:.2f} building "
         f"frames, on {device.type} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads).",
-        f"- Command: `{provenance.get('command', 'ribfracseg train-frame')}`",
+        "- Commands (each start of the run): " + "; ".join(f"`{c}`" for c in state.get("commands", [])),
         "",
     ]
     return "\n".join(lines)

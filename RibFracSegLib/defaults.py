@@ -360,6 +360,17 @@ FRAME_BULGE_NEAR_MM = 4.0  # a fold is looked for this close to the detection's 
 FRAME_BUCKLE_BULGE = 0.25  # no break, and this much more bone locally: a buckle's fold (cracks read up to 0.23)
 FRAME_BUCKLE_STRONG_BULGE = 0.45  # a buckle even beside a dip (buckles read 0.3-1.2, single breaks up to 0.36)
 
+# --- Training in the rib frame (RibFracSegLib.training.frame_dataset / frame_train) --------------
+FRAME_WINDOW = (64, 48, 48)  # (arc, u, v) voxels a frame network sees: 38 mm of rib, the centre 48 of 51 across
+FRAME_HELD_OUT = ("LIDC-IDRI-0314",)  # issue 24's held-out real chest CT: never a frame training source
+FRAME_REAL_SEEDS = (0, 1, 2)  # simulated copies of each real CT (fractures differ per seed)
+FRAME_REAL_FRACTURES = 8  # fractures simulated into each copy, the four RibFrac types in turn
+FRAME_CROSSING_MM = 12.0  # a section whose centre is this close to another rib's centreline is a "crossing"
+FRAME_FOREIGN_BONE_MM = 9.0  # bone in a section beyond this from the centreline is another structure ...
+FRAME_FOREIGN_BONE_SHARE = 0.03  # ... and a section with this share of such pixels is a "crossing" too
+FRAME_OWN_FRACTURE_MM = 8.0  # a fracture piece centred this close to the frame's centreline is its rib's own
+#   (farther: a neighbour rib's break at the section's edge, labelled but not a positive window's centre)
+
 # --- Rib-unfolded view (RibFracSegLib.ribs.unfold / .qc) ----------------------------------------
 UNFOLD_PIXEL_MM = 0.5  # fixed size of an unfolded pixel, along and across the rib
 UNFOLD_HALF_ACROSS_MM = 15.0  # strip reaches this far above and below the centreline (ribs are 10-15 mm high)

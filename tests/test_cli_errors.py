@@ -72,6 +72,11 @@ CASES = {
                                            str(t / "l3.pt")], "notes.pt"),
                  ("missing --init", lambda t: ["train-l3", "--phantoms", "1", "--init", MISSING + ".pt", "--out",
                                                str(t / "l3.pt")], MISSING)],
+    "train-frame": [("missing real CT folder", lambda t: ["train-frame", "--real", MISSING, "--lidc", "none", "--out",
+                                                          str(t / "o")], MISSING),
+                    ("hparams not JSON", lambda t: ["train-frame", "--hparams", "{x", "--out", str(t / "o")], "--hparams"),
+                    ("missing --resume", lambda t: ["train-frame", "--real", "none", "--lidc", "none", "--resume",
+                                                    MISSING + ".pt", "--out", str(t / "o")], MISSING)],
 }
 
 

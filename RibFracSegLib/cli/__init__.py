@@ -25,6 +25,7 @@ COMMANDS = {
     "train-candidates": ("RibFracSegLib.cli.train_candidates", "train the second stage (fracture or not, and its type) into a fracture checkpoint"),
     "calibrate-precision": ("RibFracSegLib.cli.calibrate", "choose the fastest precision that keeps a fracture checkpoint's fractures, store it in the checkpoint"),
     "train-l3": ("RibFracSegLib.cli.train_l3", "train the L3 locator"),
+    "train-frame": ("RibFracSegLib.cli.train_frame", "train a fracture detector along straightened ribs (rib frame), resumable"),
 }
 
 

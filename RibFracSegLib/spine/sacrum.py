@@ -65,8 +65,9 @@ def _follow(bone: np.ndarray, track, spacing_zyx, disk) -> tuple[np.ndarray, np.
     Seeded by the median body centre over the highest SPINE_SACRUM_SEED_MM of the track (the column
     above any pelvis in the CT), each slice takes the piece of thick bone on the column's axis whose
     front lies within SPINE_SACRUM_STEP_MM of the last front and that is at least
-    SPINE_SACRUM_BODY_MIN_MM wide (a vertebral body or the sacrum, not the aorta in front of it); across
-    a disc nothing is taken and the last position kept. The body's centre lies its half-depth (read
+    SPINE_SACRUM_BODY_MIN_MM wide (a vertebral body or the sacrum, not the aorta in front of it); the
+    last front is the median of the last five taken (an endplate's front juts out). Across a disc
+    nothing is taken and the last position kept. The body's centre lies its half-depth (read
     at the seed) behind the front."""
     nz = bone.shape[0]
     sz, sy, sx = spacing_zyx
@@ -75,10 +76,10 @@ def _follow(bone: np.ndarray, track, spacing_zyx, disk) -> tuple[np.ndarray, np.
     seen = np.flatnonzero(track.seen)
     seed = seen[seen >= seen[-1] - defaults.SPINE_SACRUM_SEED_MM / sz]
     x, y = float(np.median(track.x[seed])), float(np.median(track.y[seed]))
-    front, depth = None, []
-    head_rows = max(1, int(round(10.0 / sy)))
+    fronts, depth = [], []
+    head_rows = max(1, int(round(defaults.SPINE_SACRUM_FRONT_MM / sy)))
     for z in range(int(seed[-1]), -1, -1):
-        ref = front if front is not None else y - defaults.SPINE_SACRUM_STEP_MM / sy
+        ref = float(np.median(fronts[-5:])) if fronts else y - defaults.SPINE_SACRUM_STEP_MM / 2.0 / sy
         wy, wx = _window(bone.shape[1:], ref, x, (40.0, 70.0), 60.0, sy, sx)
         labels, _ = ndimage.label(_thick(bone[z, wy, wx], disk))
         cx = int(np.clip(round(x) - wx.start, 0, labels.shape[1] - 1))
@@ -102,7 +103,7 @@ def _follow(bone: np.ndarray, track, spacing_zyx, disk) -> tuple[np.ndarray, np.
             x += float(np.clip(0.5 * (lateral[0] + lateral[-1]) - x, -1.0, 1.0))
         if z in seed:
             depth.append(track.y[z] - f)
-        front = f
+        fronts.append(f)
         y = f + (float(np.median(depth)) if depth else defaults.SPINE_SACRUM_BODY_MIN_MM / 2.0 / sy)
         xs[z], ys[z], found[z] = x, y, True
     return xs, ys, found

@@ -366,6 +366,7 @@ SPINE_SACRUM_WIDTH_MM = 75.0  # bone at the body's antero-posterior level wider 
 SPINE_SACRUM_MIN_MM = 12.0  # ... over at least this height below the lowest disc
 SPINE_SACRUM_BAND_MM = 4.0  # ... measured within this of the body's antero-posterior centre
 SPINE_SACRUM_GAP_MM = 12.0  # ... gaps narrower than this (foramina, sacroiliac joints) bridged
+SPINE_SACRUM_BRIDGE_MM = 6.0  # ... and runs of such slices this far apart joined (a foramen's, a tilted CT's slice)
 SPINE_SACRUM_OPEN_MM = 6.0  # ... after an opening this wide (the width is read at the body's level: no ribs there)
 SPINE_SACRUM_REACH_MM = 150.0  # ... measured this far left and right of the column at most
 SPINE_SACRUM_SIDE_SHARE = 0.6  # ... reaching at least this share of half that width to each side (crests: one side)

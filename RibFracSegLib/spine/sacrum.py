@@ -140,6 +140,8 @@ def find_sacrum(bone: np.ndarray, track, spacing_zyx) -> SacrumFinding:
         left[z], right[z] = _reach(bone, z, ys[z], xs[z], spacing_zyx, disk)
     side = defaults.SPINE_SACRUM_WIDTH_MM / 2.0 * defaults.SPINE_SACRUM_SIDE_SHARE
     wide = (left + right > defaults.SPINE_SACRUM_WIDTH_MM) & (np.minimum(left, right) > side)
+    bridge = np.ones(max(1, int(np.ceil(defaults.SPINE_SACRUM_BRIDGE_MM / sz))) + 1, bool)
+    wide |= ndimage.binary_closing(wide, bridge)  # a foramen's slice, or a tilted CT's, breaks no run
     need = max(1, int(np.ceil(defaults.SPINE_SACRUM_MIN_MM / sz)))
     run_top = run_bottom = None
     z = 0

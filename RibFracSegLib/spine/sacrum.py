@@ -67,8 +67,9 @@ def _follow(bone: np.ndarray, track, spacing_zyx, disk) -> tuple[np.ndarray, np.
     front lies within SPINE_SACRUM_STEP_MM of the last front and that is at least
     SPINE_SACRUM_BODY_MIN_MM wide (a vertebral body or the sacrum, not the aorta in front of it); the
     last front is the median of the last five taken (an endplate's front juts out). Across a disc
-    nothing is taken and the last position kept. The body's centre lies its half-depth (read
-    at the seed) behind the front."""
+    nothing is taken and the last position kept; lost for longer than SPINE_SACRUM_LOST_MM (a steep
+    lordosis on thick slices), the walk starts again from the track's body there. The body's centre
+    lies its half-depth (read at the seed) behind the front."""
     nz = bone.shape[0]
     sz, sy, sx = spacing_zyx
     half = max(1, int(round(defaults.SPINE_SACRUM_AXIS_MM / sx)))
@@ -78,7 +79,10 @@ def _follow(bone: np.ndarray, track, spacing_zyx, disk) -> tuple[np.ndarray, np.
     x, y = float(np.median(track.x[seed])), float(np.median(track.y[seed]))
     fronts, depth = [], []
     head_rows = max(1, int(round(defaults.SPINE_SACRUM_FRONT_MM / sy)))
+    lost, lost_after = 0, max(2, int(np.ceil(defaults.SPINE_SACRUM_LOST_MM / sz)))
     for z in range(int(seed[-1]), -1, -1):
+        if lost >= lost_after and track.seen[z]:  # lost for longer than a disc: start again from the track
+            fronts, x, y, lost = [], float(track.x[z]), float(track.y[z]), 0
         ref = float(np.median(fronts[-5:])) if fronts else y - defaults.SPINE_SACRUM_STEP_MM / 2.0 / sy
         wy, wx = _window(bone.shape[1:], ref, x, (40.0, 70.0), 60.0, sy, sx)
         labels, _ = ndimage.label(_thick(bone[z, wy, wx], disk))
@@ -95,9 +99,10 @@ def _follow(bone: np.ndarray, track, spacing_zyx, disk) -> tuple[np.ndarray, np.
                     best is None or abs(f - ref) < abs(best[0] - ref)):
                 best = (f, cols + wx.start)
         if best is None:
-            xs[z], ys[z] = x, y
+            xs[z], ys[z], lost = x, y, lost + 1
             continue
         f, cols = best
+        lost = 0
         lateral = cols[np.abs(cols - x) * sx <= defaults.SPINE_SACRUM_WIDTH_MM / 2.0]
         if lateral.size:  # the column shifts sideways slowly (scoliosis); a cut through tilted alae jumps
             x += float(np.clip(0.5 * (lateral[0] + lateral[-1]) - x, -1.0, 1.0))

@@ -4,10 +4,11 @@ The sacrum is the column's lowest bone wider than any vertebral body at the body
 antero-posterior level: the alae spread left and right of S1's body, and lower down the sacrum
 is joined to both ilia across the thin sacroiliac joints. The iliac crests, which reach the L4/L5
 disc, are wide bone too, but each lies to one side, apart from the column: nothing wide crosses
-the midline at L5. So the sacrum is found as a run of slices where the bone piece that holds the
-column's body reaches far to both sides, continuous upward with the column through a disc; its top
-is then read on the column's axis, where bone starts below the L5/S1 disc (the S1 endplate's centre;
-its anterior edge, the promontory, lies lower where the endplate tilts forward).
+the midline at L5. So the sacrum is found as a run of slices where bone at the column's body level
+reaches far to both sides of it, gaps no wider than a joint or a foramen bridged, with the column's
+bodies continuing above it across a disc; its top is then read on the column's axis, where bone
+starts below the L5/S1 disc (the S1 endplate's centre; its anterior edge, the promontory, lies
+lower where the endplate tilts forward).
 
 The column is followed down from the spine track's vertebral bodies above, not read off the track
 in the pelvis, where a track can slide onto an iliac wing.
@@ -174,10 +175,8 @@ def _endplate(bone, xs, ys, found, run_top: int, run_bottom: int, width: float, 
     nz = bone.shape[0]
     sz, sy, sx = spacing_zyx
     reach = int(np.ceil(defaults.SPINE_SACRUM_PLATE_MM / sz))
-    r = defaults.SPINE_SACRUM_AXIS_MM
-    ry, rx = max(1, int(round(r / sy))), max(1, int(round(r / sx)))
-    yy, xx = np.ogrid[-ry:ry + 1, -rx:rx + 1]
-    small = (yy / ry) ** 2 + (xx / rx) ** 2 <= 1.0
+    small = _disk((sy, sx), 2.0 * defaults.SPINE_SACRUM_AXIS_MM)
+    ry, rx = small.shape[0] // 2, small.shape[1] // 2
 
     def filled(z: int) -> float:
         cy, cx = int(round(ys[z])), int(round(xs[z]))

@@ -37,7 +37,8 @@ SPINE_MARGIN_MM = 5.0
 
 # --- Phantoms -----------------------------------------------------------------------------------
 PHANTOM_FIELDS_OF_VIEW = ("thorax", "thorax_abdomen", "abdomen_pelvis")
-PHANTOM_EXTRA_FIELDS_OF_VIEW = ("abdomen",)  # short upper-abdomen scans (T10-L4), only asked for by name
+PHANTOM_EXTRA_FIELDS_OF_VIEW = ("abdomen", "lumbar_pelvis")  # only asked for by name: short upper-abdomen scans
+# (T10-L4); lumbar spine and pelvis from L2 down, starting below the ribs (the count can only start at the sacrum)
 PHANTOM_ORIENTATIONS = ("LPS", "RAS", "LPI", "oblique")
 PHANTOM_MIN_SIZE, PHANTOM_MAX_SIZE = 64, 1024  # in-plane matrix that `phantom --size` and `demo --size` accept
 
@@ -411,8 +412,22 @@ SPINE_MAX_HEIGHT_RATIO = 1.4  # neighbouring bodies (with their discs) never dif
 SPINE_ODD_BODY = 1.4  # a body taller (or shorter) than this times its neighbours' median stops the count
 SPINE_SACRUM_WIDTH_MM = 75.0  # bone at the body's antero-posterior level wider than this is the sacrum
 SPINE_SACRUM_MIN_MM = 12.0  # ... over at least this height below the lowest disc
-SPINE_SACRUM_CROP_MM = 40.0  # ... on rows this far in front of / behind it (the marrow filled, the opening)
 SPINE_SACRUM_BAND_MM = 4.0  # ... measured within this of the body's antero-posterior centre
+SPINE_SACRUM_GAP_MM = 6.0  # ... gaps narrower than this (foramina, sacroiliac joints) bridged
+SPINE_SACRUM_BRIDGE_MM = 6.0  # ... and runs of such slices this far apart joined (a foramen's, a tilted CT's slice)
+SPINE_SACRUM_OPEN_MM = 6.0  # ... after an opening this wide (the width is read at the body's level: no ribs there)
+SPINE_SACRUM_REACH_MM = 150.0  # ... measured this far left and right of the column at most
+SPINE_SACRUM_SIDE_SHARE = 0.6  # ... reaching at least this share of half that width to each side (crests: one side)
+SPINE_SACRUM_SEED_MM = 60.0  # spine.sacrum follows the column down from the track's highest this many mm of bodies
+SPINE_SACRUM_STEP_MM = 20.0  # ... taking on each slice the bone whose front is within this of the last front
+SPINE_SACRUM_LOST_MM = 20.0  # ... and, finding none over this height (more than a disc), starts again from the track
+SPINE_SACRUM_BODY_MIN_MM = 28.0  # ... and at least this wide over its front SPINE_SACRUM_FRONT_MM (a body, not
+SPINE_SACRUM_FRONT_MM = 15.0  # the aorta in front of it: 3Dircadb1.1's T10-T11 bodies 31-39 mm, its aorta 19-21 mm)
+SPINE_SACRUM_AXIS_MM = 6.0  # the column's axis: a strip (and a disk on it) this far either side of its centre
+SPINE_SACRUM_PLATE_MM = 25.0  # the L5/S1 disc is looked for on the axis within this of where the sacrum widens
+SPINE_SACRUM_ABOVE_MM = 40.0  # ... and a vertebral body on the column within this above the endplate
+SPINE_SACRUM_SURE_MM = 30.0  # a wide run this tall is sure (confidence 1; less scales down)
+SPINE_SACRUM_MIN_CONFIDENCE = 0.5  # spine.levels counts from the sacrum found at least this surely
 SPINE_RIB_HEAD_ON_BODY = 0.75  # ribs 1, 10-12 meet Tk on its upper half (LIDC-IDRI-0001: 0.45-0.8; ribs 2-9: at its top disc)
 SPINE_RIB_AGREE_BODIES = 0.5  # a rib head within this many bodies of where the count puts it agrees with the count
 SPINE_RIB_DRIFT_BODIES = 0.75  # the ribs at and above a level off the count by this (median): a disc missed or doubled there

@@ -5,8 +5,11 @@ phantoms and the real CTs, with every figure issue 11's "Done means" asks for.
 
 Phantoms: held-out seeds (training used 1000+/5000+), realistic grids from phantom.dataset.sample_params
 with 1.25-5 mm slices and every storage order, fields of view cycling thorax+abdomen, abdomen+pelvis and
-thorax (L3 must be 'not in view'). Per phantom: each true vertebra named right, wrong or left unnamed,
-and the L3 error (superior distance between the checked L3 and the true body centre).
+thorax (L3 must be 'not in view'), then the pelvis set: abdomen+pelvis and lumbar+pelvis (from L2 down,
+no rib in view: L3 can only come from the sacrum's count) in each storage order. Per phantom: each true
+vertebra named right, wrong or left unnamed, the L3 error (superior distance between the checked L3 and
+the true body centre), and the sacrum: its top's error (found - true S1 endplate centre, superior mm),
+'missed', or 'false!' when it is found but not in view ('-').
 Real: LIDC-IDRI-0001 named vs its TotalSegmentator vertebra labels (benchmarks/real_data.py; each
 label's body = its anterior 40 % by antero-posterior position, whose mean height must fall inside
 the body we name),
@@ -31,12 +34,14 @@ import SimpleITK as sitk
 import torch
 
 from RibFracSegLib.l3.check import locate_l3_checked
+from RibFracSegLib.defaults import PHANTOM_ORIENTATIONS
 from RibFracSegLib.phantom import generate_phantom
 from RibFracSegLib.phantom.dataset import sample_params
 from RibFracSegLib.spine.picture import save_spine_png
 
 REAL = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "real"
 FOVS = ("thorax_abdomen", "abdomen_pelvis", "thorax")
+PELVIS_FOVS = ("abdomen_pelvis", "lumbar_pelvis")  # the pelvis set: each in every storage order
 SLICES = (2.5, 5.0, 1.25, 3.0)
 TS_NAMES = {29: "L3", 30: "L2", 31: "L1", **{32 + i: f"T{12 - i}" for i in range(12)}, 44: "C7", 45: "C6", 46: "C5"}
 
@@ -62,13 +67,39 @@ def containing(levels, z: float):
     return next((v for v in levels.vertebrae if v.z_bottom_mm < z <= v.z_top_mm), None)
 
 
-def phantoms(args) -> None:
-    print(f"{'case':<24}{'grid':>22}{'orient':>8}{'anchor':>10}{'right':>6}{'wrong':>6}{'unnamed':>8}"
-          f"{'L3 err mm':>10}{'source':>15}{'review':>7}{'s/CT':>6}")
-    errors, thorax_ok, thorax_n, totals = [], 0, 0, np.zeros(3, int)
+def phantom_cases(args):
+    """(label, params): the cycle of fields of view, then the pelvis set in every storage order."""
     for i in range(args.n):
         fov = FOVS[i % 3]
-        params = sample_params(args.seed + i, size=args.size, fov=fov, n_fractures=0, slice_mm=SLICES[i % 4])
+        yield f"{args.seed + i}-{fov}", sample_params(args.seed + i, size=args.size, fov=fov, n_fractures=0,
+                                                      slice_mm=SLICES[i % 4])
+    if args.no_pelvis_set:
+        return
+    for k, (orientation, fov) in enumerate((o, f) for o in PHANTOM_ORIENTATIONS for f in PELVIS_FOVS):
+        seed = args.seed + 500 + k
+        yield f"{seed}-{fov}", sample_params(seed, size=args.size, fov=fov, n_fractures=0, orientation=orientation,
+                                             slice_mm=SLICES[(k + 1) % 4])
+
+
+def sacrum_cell(levels, case) -> tuple[str, float | None]:
+    """The sacrum column: top's error in mm (found - truth), 'missed', 'false!' or '-'; and the error."""
+    truth = case.sacrum_top_lps
+    found = levels.sacrum_top_mm
+    if truth is None:
+        return ("false!" if found is not None else "-"), None
+    if found is None:
+        return "missed", None
+    return f"{found - truth[2]:+.1f}", found - truth[2]
+
+
+def phantoms(args) -> None:
+    print(f"{'case':<24}{'grid':>22}{'orient':>8}{'anchor':>10}{'right':>6}{'wrong':>6}{'unnamed':>8}"
+          f"{'L3 err mm':>10}{'source':>15}{'review':>7}{'sacrum':>8}{'s/CT':>6}")
+    errors, thorax_ok, thorax_n, totals = [], 0, 0, np.zeros(3, int)
+    pelvis_errors, sacrum_err, sacrum_n, sacrum_missed, sacrum_false = [], [], 0, 0, 0
+    below_ribs = []  # lumbar+pelvis: (L3 named from the sacrum's count, L3 error)
+    for label, params in phantom_cases(args):
+        fov = params.fov
         case = generate_phantom(params)
         check, secs = run_ct(case.image)
         right = wrong = unnamed = 0
@@ -79,6 +110,12 @@ def phantoms(args) -> None:
             wrong += name is not None and name != truth.name
             unnamed += name is None
         totals += (right, wrong, unnamed)
+        cell, s_err = sacrum_cell(check.levels, case)
+        sacrum_n += case.sacrum_top_lps is not None
+        sacrum_missed += cell == "missed"
+        sacrum_false += cell == "false!"
+        if s_err is not None:
+            sacrum_err.append(abs(s_err))
         if case.l3 is None:
             thorax_n += 1
             thorax_ok += not check.in_view
@@ -86,14 +123,27 @@ def phantoms(args) -> None:
         else:
             e = abs(check.z_mm - case.l3.center_lps[2]) if check.in_view else float("inf")
             errors.append(e)
+            if case.sacrum_top_lps is not None:
+                pelvis_errors.append(e)
+            if fov == "lumbar_pelvis":
+                below_ribs.append((check.count_anchor == "sacrum" and "count" in check.source, e))
             err = f"{e:.1f}"
         grid = "x".join(f"{v:.2f}" for v in params.spacing)
-        print(f"{f'{args.seed + i}-{fov}':<24}{grid:>22}{params.orientation:>8}{check.count_anchor:>10}{right:>6}"
-              f"{wrong:>6}{unnamed:>8}{err:>10}{check.source:>15}{str(check.review):>7}{secs:>6.1f}")
+        print(f"{label:<24}{grid:>22}{params.orientation:>8}{check.count_anchor:>10}{right:>6}"
+              f"{wrong:>6}{unnamed:>8}{err:>10}{check.source:>15}{str(check.review):>7}{cell:>8}{secs:>6.1f}")
     print(f"\nphantoms: vertebrae named right {totals[0]}, wrong {totals[1]}, unnamed {totals[2]}")
     if errors:
         print(f"phantoms with L3: median L3 error {np.median(errors):.2f} mm, max {np.max(errors):.2f} mm "
               f"(n={len(errors)}; inf = reported not in view)")
+    if pelvis_errors:
+        print(f"phantoms with the sacrum in view: median L3 error {np.median(pelvis_errors):.2f} mm, "
+              f"max {np.max(pelvis_errors):.2f} mm (n={len(pelvis_errors)})")
+    print(f"sacrum: found on {sacrum_n - sacrum_missed} of {sacrum_n} phantoms with it in view"
+          + (f" (|error| median {np.median(sacrum_err):.1f} mm, max {np.max(sacrum_err):.1f} mm)" if sacrum_err else "")
+          + f"; found where not in view: {sacrum_false}")
+    if below_ribs:
+        print(f"lumbar+pelvis (no rib in view): L3 from the sacrum's count on {sum(s for s, _ in below_ribs)} of "
+              f"{len(below_ribs)}, median L3 error {np.median([e for _, e in below_ribs]):.2f} mm")
     print(f"thorax-only phantoms 'not in view': {thorax_ok} of {thorax_n}")
 
 
@@ -195,6 +245,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench-out/levels"))
     parser.add_argument("--no-real", action="store_true")
     parser.add_argument("--real-only", action="store_true")
+    parser.add_argument("--no-pelvis-set", action="store_true", help="only the --n cycle (no pelvis set)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from RibFracSegLib.l3.locator import load_locator

@@ -88,7 +88,7 @@ class Anatomy:
         v = self.by_name = {vb.name: vb for vb in self.vertebrae}
         self.z_sacrum_top = v["L5"].z_bottom - self.disc_height("L5")
         self.z_sacrum_bottom = self.z_sacrum_top - SACRUM_HEIGHT * s
-        self.z_crest = v["L4"].z_center
+        self.z_crest = v["L4"].z_bottom - 0.5 * self.disc_height("L4")  # iliac crests: the L4/L5 disc
         zt1, zt4, zt8, zt12 = v["T1"].z_top, v["T4"].z_center, v["T8"].z_center, v["T12"].z_center
         zl3 = v["L3"].z_center
         # Outline control points (z, Bx, By), top to bottom, jittered per patient.

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from RibFracSegLib.defaults import VERTEBRA_IDS
 from RibFracSegLib.phantom.anatomy import Anatomy
+from RibFracSegLib.phantom.pelvis import paint_pelvis
 from RibFracSegLib.phantom.tissue import Tissue as T
 from RibFracSegLib.phantom.variation import paint_extras
 
@@ -54,6 +54,13 @@ class SliceCanvas:
         if level:
             self.level[sy, sx][mask] = level
 
+    def ellipsoid(self, value: int, z: float, center, semi, where=None, region=None) -> None:
+        """Paint the section at height z of the ellipsoid at `center` (x, y, z) with semi-axes `semi`."""
+        dz = (z - center[2]) / semi[2]
+        if abs(dz) < 1:
+            k = np.sqrt(1 - dz * dz)
+            self.ellipse(value, center[0], center[1], semi[0] * k, semi[1] * k, where=where, region=region)
+
     def shelled_ellipse(self, cx, cy, ax, ay, shell_mm, level=0, core=T.CANCELLOUS, shell=T.CORTICAL,
                         where=None) -> None:
         self.ellipse(shell, cx, cy, ax, ay, where=where, level=level)
@@ -78,7 +85,7 @@ def paint_slice(canvas: SliceCanvas, z: float, anat: Anatomy, texture) -> None:
     _paint_shoulder_girdle(canvas, z, anat, cx, cy, yc)
     _paint_spine(canvas, z, anat, y_spine)
     _paint_sternum(canvas, z, anat, cy, yc)
-    _paint_pelvis(canvas, z, anat)
+    paint_pelvis(canvas, z, anat)
     if anat.variation is not None:
         paint_extras(canvas, z, anat, bx, by)
 
@@ -140,15 +147,15 @@ def _paint_cavity(c: SliceCanvas, z, anat: Anatomy, cx, cy, yc, y_spine, texture
         if z < anat.z_diaphragm:
             c.ellipse(T.BLOOD, -22 * s, y_spine - hd_z - 10 * s, 11 * s, 10 * s)
     # Upper-abdominal organs under the domes.
-    _ellipsoid(c, T.LIVER, z, (-60 * s, yc - 5 * s, anat.z_diaphragm - 70 * s), (85 * s, 80 * s, 92 * s),
+    c.ellipsoid(T.LIVER, z, (-60 * s, yc - 5 * s, anat.z_diaphragm - 70 * s), (85 * s, 80 * s, 92 * s),
                where=abdomen, region=(T.VISCERAL_FAT, T.BOWEL, T.GAS))
-    _ellipsoid(c, T.SPLEEN, z, (78 * s, yc + 40 * s, anat.z_diaphragm - 70 * s), (30 * s, 45 * s, 55 * s),
+    c.ellipsoid(T.SPLEEN, z, (78 * s, yc + 40 * s, anat.z_diaphragm - 70 * s), (30 * s, 45 * s, 55 * s),
                where=abdomen)
-    _ellipsoid(c, T.SOFT, z, (45 * s, yc - 35 * s, anat.z_diaphragm - 60 * s), (42 * s, 32 * s, 45 * s),
+    c.ellipsoid(T.SOFT, z, (45 * s, yc - 35 * s, anat.z_diaphragm - 60 * s), (42 * s, 32 * s, 45 * s),
                where=abdomen, region=(T.VISCERAL_FAT, T.BOWEL, T.GAS))
     zl1 = vt["L1"].z_center
     for side in (-1, 1):
-        _ellipsoid(c, T.KIDNEY, z, (side * 68 * s, y_spine, zl1 - (12 * s if side < 0 else 0)),
+        c.ellipsoid(T.KIDNEY, z, (side * 68 * s, y_spine, zl1 - (12 * s if side < 0 else 0)),
                    (27 * s, 24 * s, 55 * s))
         # Psoas: grows from T12 down to L5 beside the bodies.
         if vt["T12"].z_bottom > z > anat.z_sacrum_top - 20 * s:
@@ -157,14 +164,7 @@ def _paint_cavity(c: SliceCanvas, z, anat: Anatomy, cx, cy, yc, y_spine, texture
             hw = float(np.interp(z, [vb.z_center for vb in anat.vertebrae[::-1]],
                                  [vb.half_width for vb in anat.vertebrae[::-1]]))
             c.ellipse(T.MUSCLE, side * (hw + 2 * s + r), y_spine + 4 * s, r, r * 1.1)
-    _ellipsoid(c, T.BLADDER, z, (0, yc - 35 * s, anat.z_sacrum_bottom + 5 * s), (45 * s, 40 * s, 40 * s))
-
-
-def _ellipsoid(c: SliceCanvas, value, z, center, semi, where=None, region=None) -> None:
-    dz = (z - center[2]) / semi[2]
-    if abs(dz) < 1:
-        k = np.sqrt(1 - dz * dz)
-        c.ellipse(value, center[0], center[1], semi[0] * k, semi[1] * k, where=where, region=region)
+    c.ellipsoid(T.BLADDER, z, (0, yc - 35 * s, anat.z_sacrum_bottom + 5 * s), (45 * s, 40 * s, 40 * s))
 
 
 def _paint_spine(c: SliceCanvas, z, anat: Anatomy, y_spine) -> None:
@@ -260,25 +260,3 @@ def _paint_sternum(c: SliceCanvas, z, anat: Anatomy, cy, yc) -> None:
     y0 = yc - cy - 6 * s
     c.shelled_ellipse(0, y0, half_w, 6 * s, 1.2 * s,
                       where=lambda X, Y: np.abs(X) < half_w)
-
-
-def _paint_pelvis(c: SliceCanvas, z, anat: Anatomy) -> None:
-    s = anat.scale
-    y_l5 = anat.by_name["L5"].y_body
-    zt, zb = anat.z_sacrum_top, anat.z_sacrum_bottom
-    if zb < z <= zt:
-        frac = (zt - z) / (zt - zb)
-        c.shelled_ellipse(0, y_l5 + 25 * s * frac, 50 * s * (1 - 0.6 * frac), 18 * s * (1 - 0.4 * frac),
-                          1.5 * s, level=VERTEBRA_IDS["S"])
-    if zb - 30 * s < z < anat.z_crest:
-        depth = (anat.z_crest - z) / (anat.z_crest - zb + 30 * s)
-        radius = 75 * s * (1 - 0.35 * depth)
-        for side in (-1, 1):
-            ring = lambda X, Y, r=radius: (np.abs(np.hypot(X, Y) - r) < 4 * s) & (Y > -45 * s) & (X * side > 0)  # noqa: E731
-            c.ellipse(T.CORTICAL, side * 35 * s, y_l5 - 25 * s, radius + 5 * s, radius + 5 * s, where=ring)
-            inner = lambda X, Y, r=radius: (np.abs(np.hypot(X, Y) - r) < 1.8 * s) & (Y > -43 * s) & (X * side > 0)  # noqa: E731
-            c.ellipse(T.CANCELLOUS, side * 35 * s, y_l5 - 25 * s, radius + 5 * s, radius + 5 * s, where=inner)
-    zf = zb - 15 * s
-    for side in (-1, 1):
-        _ellipsoid(c, T.CORTICAL, z, (side * 88 * s, y_l5 - 45 * s, zf), (24 * s, 24 * s, 24 * s))
-        _ellipsoid(c, T.CANCELLOUS, z, (side * 88 * s, y_l5 - 45 * s, zf), (22 * s, 22 * s, 22 * s))

@@ -22,8 +22,9 @@ from RibFracSegLib.defaults import PHANTOM_FIELDS_OF_VIEW, PHANTOM_ORIENTATIONS
 from RibFracSegLib.io import write_image, write_text
 from RibFracSegLib.phantom.generate import PhantomCase, PhantomParams, generate_phantom
 
-_FOV_EXTENT_MM = {"thorax": 330.0, "thorax_abdomen": 480.0, "abdomen_pelvis": 440.0}
-_MAX_FRACTURES = {"thorax": 10, "thorax_abdomen": 10, "abdomen_pelvis": 3}
+_FOV_EXTENT_MM = {"thorax": 330.0, "thorax_abdomen": 480.0, "abdomen_pelvis": 440.0,
+                  "lumbar_pelvis": 290.0}  # lumbar_pelvis: L2 to below the sacrum, no rib in view
+_MAX_FRACTURES = {"thorax": 10, "thorax_abdomen": 10, "abdomen_pelvis": 3, "lumbar_pelvis": 0}
 SLICE_THICKNESSES_MM = (0.625, 0.8, 1.0, 1.25, 1.5, 2.0, 2.5)
 
 

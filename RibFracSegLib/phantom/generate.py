@@ -21,6 +21,7 @@ from RibFracSegLib.phantom.anatomy import LEVELS, Anatomy
 from RibFracSegLib.phantom.body import SliceCanvas, paint_slice
 from RibFracSegLib.phantom.fractures import FracturePlan, plan_fractures
 from RibFracSegLib.phantom.grid import canonical_grid, stored_direction, stored_grid, to_stored
+from RibFracSegLib.phantom.pelvis import sacrum_landmarks
 from RibFracSegLib.phantom.ribs import separate_from_bone, sweep_rib
 from RibFracSegLib.phantom.tissue import RIB_BONE, hu_tables, is_bone
 from RibFracSegLib.phantom.variation import draw_variation
@@ -32,7 +33,7 @@ KIND_NAMES = {1: "displaced", 2: "non-displaced", 3: "buckle", 4: "segmental"}
 class PhantomParams:
     shape: tuple[int, int, int] = (256, 256, 160)  # (i, j, k) voxels
     spacing: tuple[float, float, float] = (1.3, 1.3, 2.0)  # mm
-    fov: str = "thorax"  # thorax | thorax_abdomen | abdomen_pelvis
+    fov: str = "thorax"  # thorax | thorax_abdomen | abdomen_pelvis (| abdomen | lumbar_pelvis, by name)
     body_scale: float = 1.0
     fat_mm: float = 18.0
     n_fractures: int = 4
@@ -78,6 +79,16 @@ class PhantomCase:
     fractures: list[FractureTruth]
     vertebrae: list[VertebraTruth]  # those whose body centre is in the field of view
     rib_centerlines_lps: dict[str, np.ndarray] = field(default_factory=dict)
+    landmarks_lps: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # pelvis.sacrum_landmarks
+
+    @property
+    def sacrum_top_lps(self) -> Optional[tuple[float, float, float]]:
+        """Centre of the S1 endplate (LPS mm) when it is in the field of view, else None."""
+        p = self.landmarks_lps.get("S1 endplate")
+        if p is None:
+            return None
+        ijk = self.image.TransformPhysicalPointToContinuousIndex(p)
+        return p if all(-0.5 <= i <= n - 0.5 for i, n in zip(ijk, self.image.GetSize())) else None
 
     @property
     def l3(self) -> Optional[VertebraTruth]:
@@ -92,10 +103,11 @@ def _fov_center_z(anat: Anatomy, fov: str, extent_mm: float, rng: np.random.Gene
     top, bottom = {"thorax": (v["T1"].z_top + 45 * s, v["L1"].z_center),
                    "thorax_abdomen": (v["T1"].z_top + 30 * s, v["L4"].z_bottom),
                    "abdomen_pelvis": (v["T10"].z_top, anat.z_sacrum_bottom - 40 * s),
-                   "abdomen": (v["T10"].z_center, v["L4"].z_center)}[fov]
+                   "abdomen": (v["T10"].z_center, v["L4"].z_center),
+                   "lumbar_pelvis": (v["L2"].z_top, anat.z_sacrum_bottom - 40 * s)}[fov]
     zc = 0.5 * (top + bottom) + rng.uniform(-10, 10)
     if anat.variation is not None and fov != "thorax":  # where a scan starts and stops varies
-        zc += rng.uniform(-35, 35)
+        zc += rng.uniform(-35, 35 if fov != "lumbar_pelvis" else 0)  # (below the ribs: never higher)
     if fov == "thorax":  # a chest CT must not reach L3
         zc = max(zc, v["L3"].z_top + 5 + extent_mm / 2)
     return zc
@@ -137,7 +149,8 @@ def generate_phantom(params: PhantomParams) -> PhantomCase:
         if all(-0.5 <= i <= n - 0.5 for i, n in zip(ijk, image.GetSize())):
             vertebrae.append(VertebraTruth(vb.name, vb.label_id, tuple(ijk), lps, lps_to_ras(lps)))
     centerlines = {r.label: r.points + offset for r in anat.ribs}
-    return PhantomCase(params, image, maps[3], maps[1], maps[0], maps[2], fractures, vertebrae, centerlines)
+    landmarks = {k: tuple(float(c) for c in p + offset) for k, p in sacrum_landmarks(anat).items()}
+    return PhantomCase(params, image, maps[3], maps[1], maps[0], maps[2], fractures, vertebrae, centerlines, landmarks)
 
 
 def _render(anat: Anatomy, plans: list[FracturePlan], axes, rng: np.random.Generator):

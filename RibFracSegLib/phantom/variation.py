@@ -34,6 +34,8 @@ class Variation:
     marrow_hu: float | None = None  # vertebral marrow (None: the regular 230 HU)
     rib_drop: float = 1.0  # x how far each rib's front end lies below its head
     floating_rib_length: float = 1.0  # x the arc of ribs 11 and 12
+    sacral_tilt_deg: float = 20.0  # S1 endplate against L5's lower plate (phantom.pelvis)
+    pelvis_width: float = 1.0  # x the iliac wings' lateral reach
 
     def spine_x(self, z: np.ndarray) -> np.ndarray:
         """Lateral shift of the column at height z (anatomy mm)."""
@@ -54,7 +56,8 @@ def draw_variation(rng: np.random.Generator, levels: list[str]) -> Variation:
                      arms=bool(rng.random() < 0.4),
                      table_gap_mm=float(rng.uniform(2, 40)) if rng.random() < 0.7 else None,
                      table_mm=float(rng.uniform(2, 8)), marrow_hu=float(rng.uniform(180, 420)),
-                     rib_drop=float(rng.uniform(0.7, 1.6)), floating_rib_length=float(rng.uniform(0.6, 1.3)))
+                     rib_drop=float(rng.uniform(0.7, 1.6)), floating_rib_length=float(rng.uniform(0.6, 1.3)),
+                     sacral_tilt_deg=float(rng.uniform(10, 30)), pelvis_width=float(rng.uniform(0.9, 1.08)))
 
 
 def paint_extras(c, z: float, anat, bx: float, by: float) -> None:

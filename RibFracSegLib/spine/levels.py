@@ -15,7 +15,6 @@ from typing import Optional
 
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage
 
 from .. import defaults
 from ..geometry import lps_to_ras
@@ -23,6 +22,7 @@ from ..ribs.anatomy import column_landmarks
 from ..ribs.heads import RibHeads
 from .bodies import (bodies_between, body_centres, body_widths, centre_profile, column_arc_mm, column_directions, disc_profile,
                      find_discs)
+from .sacrum import sacrum_top
 
 # The column top to bottom; L6 only exists when a transitional count needs it.
 SEQUENCE = [f"C{i}" for i in range(1, 8)] + [f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 7)]
@@ -93,45 +93,6 @@ def weak_ribs(numbering: str, sides: int) -> bool:
     """A rib count is weak when the ribs were numbered from the bottom of a cut cage (ambiguous: 11 or 13
     pairs, a hypoplastic 12th; ../shared/reference/ribs.md) or only one side's ribs set it."""
     return "rib 1" not in numbering.split(" and ") or sides < 2
-
-
-def sacrum_top(bone: np.ndarray, track, spacing_zyx) -> Optional[float]:
-    """Working slice where the sacrum begins, or None: the top of the lowest run (>= SPINE_SACRUM_MIN_MM,
-    in the CT's lower half) of slices where thick bone runs left-right through the vertebral body's
-    centre wider than a lumbar body - the sacral alae. Ribs are thin and vanish in the opening; rib
-    heads and transverse processes lie behind the body's centre."""
-    sz, sy, sx = spacing_zyx
-    r = defaults.RIB_SPINE_OPEN_MM / 2.0
-    ry, rx = max(1, int(round(r / sy))), max(1, int(round(r / sx)))
-    yy, xx = np.ogrid[-ry:ry + 1, -rx:rx + 1]
-    disk = (yy / ry) ** 2 + (xx / rx) ** 2 <= 1.0
-    nz = bone.shape[0]
-    band = max(1, int(round(defaults.SPINE_SACRUM_BAND_MM / sy)))
-    rows = int(np.ceil(defaults.SPINE_SACRUM_CROP_MM / sy))
-    wide = np.zeros(nz, bool)
-    for z in range(nz // 2 + 1):
-        if not bone[z].any():
-            continue
-        cy = int(np.clip(round(track.y[z]), 0, bone.shape[1] - 1))
-        y0 = max(0, cy - rows)  # rows enough to hold the body's marrow (filled) and the opening
-        thick = ndimage.binary_opening(ndimage.binary_fill_holes(bone[z, y0:cy + rows + 1]), disk)
-        thick = thick[max(0, cy - y0 - band):cy - y0 + band + 1]
-        labels, _ = ndimage.label(thick.any(axis=0))  # left-right runs of bone at the body's level
-        lab = labels[int(np.clip(round(track.x[z]), 0, bone.shape[2] - 1))]
-        wide[z] = bool(lab) and (labels == lab).sum() * sx > defaults.SPINE_SACRUM_WIDTH_MM
-    need = max(1, int(np.ceil(defaults.SPINE_SACRUM_MIN_MM / sz)))
-    z = 0
-    while z < nz:
-        if wide[z]:
-            top = z
-            while top + 1 < nz and wide[top + 1]:
-                top += 1
-            if top - z + 1 >= need:
-                return float(top)
-            z = top + 1
-        else:
-            z += 1
-    return None
 
 
 def _body_position(z_mm: float, vertebrae: list[Vertebra]) -> Optional[float]:

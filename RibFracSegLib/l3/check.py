@@ -178,7 +178,9 @@ def check_l3(image: sitk.Image, network: L3Result, levels) -> L3Check:
                   if review else "")
         return L3Check(False, "count", network.z_mm, network.center_lps, network.slice_index, review, reason,
                        anchor, lumbar, None, net_z, None, network, levels, notes)
-    reason = f"no vertebral count ({anchor if anchor != 'none' else 'no anchor in view'}): network alone"
+    reason = (f"{lumbar} bodies between the ribs' T12 and the sacrum (transitional, or miscounted): no lumbar "
+              "body named; network alone" if lumbar is not None and lumbar != 5 else
+              f"no vertebral count ({anchor if anchor != 'none' else 'no anchor in view'}): network alone")
     return L3Check(network.in_view, "network" if network.in_view else "none", network.z_mm, network.center_lps,
                    network.slice_index, network.in_view, reason, anchor, lumbar, None, net_z, None, network, levels,
                    notes)

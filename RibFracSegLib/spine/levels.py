@@ -3,8 +3,9 @@
 Anchors (../shared/reference/ribs.md): rib k's head sits at Tk, so every numbered rib votes for where
 T12 is (the 12th rib directly, the 1st by counting 11 bodies down); the lowest body above the sacrum
 is L5. The ribs name the column when they agree; the sacrum names it otherwise and checks them when
-both are in view. 4 or 6 bodies between T12 and the sacrum (transitional anatomy) are named counting
-down from T12, and the result says so.
+both are in view. 4 or 6 bodies between T12 and the sacrum (transitional anatomy, or a count off by a
+body: at 5 mm slices the ribs' T12 is sometimes a body low) leave the lumbar bodies unnamed, and the
+result says so: the L3 check then takes the network's L3, for review.
 """
 
 from __future__ import annotations
@@ -238,9 +239,9 @@ def name_vertebrae(vertebrae: list[Vertebra], t12: Optional[int], l5: Optional[i
                          "neither anchor is used")
             anchors.clear()
             lumbar, l5, t12 = None, None, None
-        elif lumbar != 5:
-            notes.append(f"transitional anatomy: {lumbar} lumbar vertebrae between the 12th rib's vertebra and "
-                         f"the sacrum; named counting down from T12 (the lowest lumbar is L{lumbar})")
+        elif lumbar != 5:  # transitional anatomy, or one of the counts off by a body: which, the count cannot tell
+            notes.append(f"{lumbar} bodies between the ribs' T12 and the sacrum (transitional anatomy, or a body "
+                         "miscounted): the lumbar bodies are left unnamed")
     if t12 is not None:
         anchor, ref, ref_name = rib_label, t12, "T12"
     elif l5 is not None:
@@ -248,7 +249,7 @@ def name_vertebrae(vertebrae: list[Vertebra], t12: Optional[int], l5: Optional[i
     else:
         return "none", anchors, lumbar, notes + ["no anchor in view (ribs, sacrum): bodies left unnamed"]
     top = SEQUENCE.index(ref_name)
-    last = SEQUENCE.index(f"L{lumbar}") if lumbar and lumbar > 5 else SEQUENCE.index("L5")
+    last = SEQUENCE.index("T12") if lumbar and lumbar != 5 else SEQUENCE.index("L5")
     for i, v in enumerate(vertebrae):
         k = top - (i - ref)
         v.name = SEQUENCE[k] if 0 <= k <= last and (l5 is None or i >= l5) else None

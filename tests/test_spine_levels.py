@@ -70,6 +70,9 @@ def test_sacrum_alone_and_conflicts():
     anchor, _, _, notes = name_vertebrae(bodies, t12=7, l5=0, ribs_weak=True)  # 7 lumbar: the ribs are wrong
     assert anchor == "sacrum" and [v.name for v in bodies][:6] == ["L5", "L4", "L3", "L2", "L1", "T12"]
     assert any("named from the sacrum" in n for n in notes)
+    bodies = fake_bodies(9)  # 6 lumbar from a weak count (5 mm pelvis phantoms: T12 a body low): the sacrum names
+    anchor, _, lumbar, _ = name_vertebrae(bodies, t12=6, l5=0, ribs_weak=True)
+    assert anchor == "sacrum" and lumbar is None and [v.name for v in bodies][:6] == ["L5", "L4", "L3", "L2", "L1", "T12"]
 
 
 def rib(side, number, z, x=25.0):

@@ -222,15 +222,17 @@ def unname_across_joints(vertebrae: list[Vertebra], joints: list[bool], anchor: 
 def name_vertebrae(vertebrae: list[Vertebra], t12: Optional[int], l5: Optional[int], rib_label: str = "rib 12",
                    ribs_weak: bool = False) -> tuple[str, dict, Optional[int], list[str]]:
     """Name bodies (bottom to top) from the ribs' T12 (`t12`, may lie outside the list) or else the
-    sacrum's L5; the other is a check. When they conflict, a weak rib count (`ribs_weak`: counted from
-    the bottom of a cut cage, or on one side) gives way to the sacrum; otherwise neither is used.
+    sacrum's L5; the other is a check. When they conflict (other than 5 lumbar bodies between), a weak
+    rib count (`ribs_weak`: counted from the bottom of a cut cage, or on one side) gives way to the
+    sacrum; a strong one keeps T12 and up when 4 or 6 lie between, leaving the lumbar bodies unnamed,
+    and otherwise neither is used.
     Returns (anchor used, anchors found, lumbar count, notes)."""
     anchors = {k: v for k, v in ((rib_label, t12), ("sacrum", l5)) if v is not None}
     notes, lumbar = [], None
     if t12 is not None and l5 is not None:
         lumbar = t12 - l5
-        if not 4 <= lumbar <= 6 and ribs_weak:
-            notes.append(f"{lumbar} bodies between the ribs' T12 and the sacrum (4-6 possible); the ribs were "
+        if lumbar != 5 and ribs_weak:  # a count up from the lowest ribs is the likelier one to be off
+            notes.append(f"{lumbar} bodies between the ribs' T12 and the sacrum; the ribs were "
                          "counted from the bottom or on one side: named from the sacrum")
             anchors.pop(rib_label)
             lumbar, t12 = None, None

@@ -193,7 +193,7 @@ def locate_l3_checked(image: sitk.Image, checkpoint=None, ribs=None, count: str 
     spine, a fraction of the rib step's time), and when neither they, being few, nor the sacrum give a
     count, from the full rib step."""
     from RibFracSegLib.ribs import segment_ribs
-    from RibFracSegLib.ribs.anatomy import column_landmarks
+    from RibFracSegLib.ribs.anatomy import column_landmarks, working_factors
     from RibFracSegLib.ribs.heads import rib_heads
     from RibFracSegLib.spine import vertebral_levels
 
@@ -210,7 +210,11 @@ def locate_l3_checked(image: sitk.Image, checkpoint=None, ribs=None, count: str 
     levels = vertebral_levels(image, heads, landmarks=marks)
     few = ribs is None and sum(h.number is not None for h in heads.heads) < defaults.SPINE_FEW_HEADS
     if few and levels.anchor == "none":  # a cut cage the box saw little of: the segmented ribs may say more
-        full = vertebral_levels(image, segment_ribs(image), landmarks=marks)  # the rib step on its own grid
+        # the rib step's heads (grown: the count needs heads, not whole ribs), on the count's grid when that
+        # is the rib step's own (slices of 2.5 mm and more), else on its own
+        own = working_factors(marks.canon.array.shape, marks.canon.spacing_zyx) == tuple(marks.grid.factors)
+        full = vertebral_levels(image, segment_ribs(image, landmarks=marks if own else None, method="grow"),
+                                landmarks=marks)
         if full.anchor.startswith("rib"):
             full.notes.insert(0, "the rib heads near the spine gave no count: counted from the segmented ribs")
             levels = full

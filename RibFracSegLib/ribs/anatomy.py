@@ -36,13 +36,18 @@ class WorkingGrid:
         return out[: shape[0], : shape[1], : shape[2]]
 
 
+def working_factors(shape, spacing_zyx, slice_mm: float = 0.0) -> tuple[int, int, int]:
+    """Voxels per working voxel along (z, y, x): about RIB_WORK_MM, slices about `slice_mm` when coarser."""
+    work = (max(defaults.RIB_WORK_MM, slice_mm), defaults.RIB_WORK_MM, defaults.RIB_WORK_MM)
+    return tuple(max(1, min(n, int(round(w / s))))  # never more than the axis holds
+                 for n, s, w in zip(shape, spacing_zyx, work))
+
+
 def working_grid(canonical_hu: np.ndarray, spacing_zyx: tuple[float, float, float], slice_mm: float = 0.0
                  ) -> WorkingGrid:
     """Average blocks of voxels so each working voxel is about RIB_WORK_MM (never finer than the input),
     and each working slice about `slice_mm` when that is coarser (the vertebral count's grid)."""
-    work = (max(defaults.RIB_WORK_MM, slice_mm), defaults.RIB_WORK_MM, defaults.RIB_WORK_MM)
-    factors = tuple(max(1, min(n, int(round(w / s))))  # never more than the axis holds
-                    for n, s, w in zip(canonical_hu.shape, spacing_zyx, work))
+    factors = working_factors(canonical_hu.shape, spacing_zyx, slice_mm)
     shape = [max(1, n // f) for n, f in zip(canonical_hu.shape, factors)]
     crop = canonical_hu[: shape[0] * factors[0], : shape[1] * factors[1], : shape[2] * factors[2]]
     hu = np.maximum(crop, np.float32(defaults.AIR_HU), dtype=np.float32)

@@ -24,7 +24,7 @@ from .checkpoint import Checkpoint, CheckpointError, build_model, load_checkpoin
 from .detections import Detection, FractureResult
 from .errors import Cancelled
 from .frame_inference import (Fallback, FrameProbability, checkpoint_space, fallback_checkpoint,
-                              frame_probability)
+                              found_by_fallback, frame_probability)
 from .geometry import lps_to_ras
 from .networks.fusion import fold_batchnorm, keep_full_resolution_fp32
 from .precision import AutoPrecision, auto_precision
@@ -264,6 +264,24 @@ def _prepared_model(ckpt: Checkpoint, dev: torch.device) -> nn.Module:
     return model.to(memory_format=torch.channels_last_3d) if dev.type == "cpu" else model
 
 
+def _second_stage(image: sitk.Image, detections: list[Detection], labels: np.ndarray, ckpt: Checkpoint,
+                  framed: Optional[FrameProbability], dev: torch.device) -> list[Detection]:
+    """The candidate classifier re-scores, types and drops detections (`labels` erased and renumbered
+    to match). A rib-frame checkpoint's detections found by its fallback go through the fallback
+    checkpoint's classifier, so a fracture keeps the confidence the CT path gives it; the others
+    through the frame checkpoint's own (none: kept as they are)."""
+    groups = [(detections, ckpt.candidate_classifier)]
+    if framed is not None:
+        by_fallback = found_by_fallback(framed, labels, {d.id: d.voxel_count for d in detections})
+        groups = [([d for d in detections if d.id not in by_fallback], ckpt.candidate_classifier),
+                  ([d for d in detections if d.id in by_fallback], fallback_checkpoint(ckpt).candidate_classifier)]
+    if not any(section and group for group, section in groups):
+        return detections
+    kept = [d for group, section in groups
+            for d in (classify(image, group, load_classifier(section, dev), dev) if section and group else group)]
+    return keep_detections(sorted(kept, key=lambda d: d.id), labels)
+
+
 def _frame_run(image: sitk.Image, volume: CanonicalVolume, ribs: Optional[RibLabels], ckpt: Checkpoint,
                model: nn.Module, dev: torch.device, *, cells: Optional[np.ndarray], rule: str, bone_hu: float,
                overlap: float, batch_size: int, blend: str, precision: str, progress: Optional[Progress],
@@ -362,10 +380,9 @@ def segment_ct(image: sitk.Image, checkpoint: str | Path | Checkpoint, *, device
     voxel_mm3 = float(np.prod(image.GetSpacing()))
     detections = [_detection(c, volume, image, voxel_mm3, ribs) for c in components]
     timings["postprocess"] = time.perf_counter() - t
-    if classify_candidates and ckpt.candidate_classifier:
+    if classify_candidates:
         t = time.perf_counter()
-        detections = keep_detections(classify(image, detections, load_classifier(ckpt.candidate_classifier, dev),
-                                              dev), labels)
+        detections = _second_stage(image, detections, labels, ckpt, framed, dev)
         timings["classifier"] = time.perf_counter() - t
     t = time.perf_counter()
     instances = sitk.GetImageFromArray(labels)

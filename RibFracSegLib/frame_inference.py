@@ -3,7 +3,8 @@ probabilities written back onto the CT grid, and what the frames cannot examine 
 whole-volume sliding window with the shipped model (the fallback; its detections through that model's
 second stage, `inference.segment_ct`).
 
-Windows are `patch_size` (a, p, q): along the arc every patch x (1 - overlap) sections, the last
+Windows are `patch_size` (a, p, q): along the arc every patch x (1 - overlap) sections (`frame_overlap`:
+the checkpoint's, else RIB_FRAME_OVERLAP; the sliding window's overlap is the fallback's), the last
 flush with the frame's end (`sliding_window.axis_starts`), centred across the section. They are
 blended with the sliding window's own weights and aggregator (`importance_map`, `SlabAggregator`;
 across, every window of a frame has the same weights, so only the Gaussian along the arc counts).
@@ -68,6 +69,14 @@ def frame_geometry(ckpt: Checkpoint) -> tuple[float, float]:
         raise CheckpointError(f"rib-frame checkpoint needs frame_voxel_mm > 0 and frame_half_mm >= frame_voxel_mm, "
                               f"got {voxel} and {half}")
     return voxel, half
+
+
+def frame_overlap(ckpt: Checkpoint) -> float:
+    """Windows' overlap along the arc: the checkpoint's inference["frame_overlap"], else RIB_FRAME_OVERLAP."""
+    overlap = float(ckpt.inference.get("frame_overlap", defaults.RIB_FRAME_OVERLAP))
+    if not 0.0 <= overlap < 1.0:
+        raise CheckpointError(f"rib-frame checkpoint frame_overlap must be in [0, 1), got {overlap}")
+    return overlap
 
 
 def fallback_checkpoint(ckpt: Checkpoint) -> Checkpoint:
@@ -245,7 +254,7 @@ def frames_reach(frames: Sequence[RibFrame], image: sitk.Image, kji: np.ndarray)
 
 def frame_probability(image: sitk.Image, volume: CanonicalVolume, ribs: Optional[RibLabels], ckpt: Checkpoint,
                       predict: Predict, fallback: Fallback, *, cells: Optional[np.ndarray], rule: str,
-                      bone_hu: float, overlap: float = defaults.OVERLAP, batch_size: int = defaults.CPU_BATCH_SIZE,
+                      bone_hu: float, overlap: Optional[float] = None, batch_size: int = defaults.CPU_BATCH_SIZE,
                       blend: str = "gaussian", progress: Optional[Progress] = None, cancel: Optional[Cancel] = None,
                       output: Optional[np.ndarray] = None,
                       decide_from: float = defaults.FRAME_MIN_PROBABILITY) -> FrameProbability:
@@ -254,7 +263,7 @@ def frame_probability(image: sitk.Image, volume: CanonicalVolume, ribs: Optional
     of uncovered bone. `cells`/`rule`: `inference.fracture_cells` (None, "none": bone anywhere counts).
     progress(done, total) counts windows, then fallback patches (the total first counts every patch the
     fallback could need, then those it does); cancel() is polled before each batch of either.
-    `output`: a zeroed input-grid float32 array to fill. `decide_from`: the post-processing threshold
+    `overlap`: the windows' along the arc (None: `frame_overlap`). `output`: a zeroed input-grid float32 array to fill. `decide_from`: the post-processing threshold
     (the fallback's values below it are merged without asking the frames, `_merge_fallback`)."""
     timings = dict.fromkeys(("frames", "frame_network", "write_back", "coverage", "fallback"), 0.0)
     voxel_mm, half_mm = frame_geometry(ckpt)
@@ -262,6 +271,7 @@ def frame_probability(image: sitk.Image, volume: CanonicalVolume, ribs: Optional
     hu_window = [float(v) for v in ckpt.preprocessing.get("hu_window", defaults.HU_WINDOW)]
     t = time.perf_counter()
     frames = rib_frames(ribs.ribs, voxel_mm=voxel_mm, half_mm=half_mm) if ribs is not None else []
+    overlap = frame_overlap(ckpt) if overlap is None else overlap
     plans = [(frame, frame_windows(frame.shape, patch, overlap)) for frame in frames]
     timings["frames"] += time.perf_counter() - t
     n_windows = sum(len(boxes) for _, boxes in plans)

@@ -301,7 +301,7 @@ def _frame_run(image: sitk.Image, volume: CanonicalVolume, ribs: Optional[RibLab
                                    output=out, auto=auto_precision(fallback, dev))[1]
 
     framed = frame_probability(image, volume, ribs, ckpt, runner, Fallback(fallback.patch_size, overlap, run),
-                               cells=cells, rule=rule, bone_hu=bone_hu, overlap=overlap, batch_size=batch_size,
+                               cells=cells, rule=rule, bone_hu=bone_hu, batch_size=batch_size,
                                blend=blend, progress=progress, cancel=cancel, output=output, decide_from=decide_from)
     stats = WindowStats(framed.windows + framed.fallback_patches_total,
                         framed.fallback_patches_total - framed.fallback_patches,

@@ -354,7 +354,7 @@ def _merge_fallback(prob: np.ndarray, extra: np.ndarray, frames: Sequence[RibFra
     quiet frame section may then show the fallback's quiet value: neither reaches the threshold).
     Returns the voxels (rows k, j, i) where the fallback's value from `decide_from` up was taken."""
     taken = []
-    slab = max(1, _CHUNK // max(1, prob[0].size))  # whole-volume masks in slabs: peak memory stays that of the arrays
+    slab = max(1, (_CHUNK // 4) // max(1, prob[0].size))  # masks in slabs (a slice of 512^2): the arrays set the peak
     for k0 in range(0, len(prob), slab):
         p, e = prob[k0:k0 + slab], extra[k0:k0 + slab]
         kji = np.argwhere((e >= max(decide_from, defaults.FRAME_MIN_PROBABILITY)) & (e > p))
@@ -362,5 +362,5 @@ def _merge_fallback(prob: np.ndarray, extra: np.ndarray, frames: Sequence[RibFra
             kji[:, 0] += k0
             taken.append(kji[~frames_reach(frames, image, kji)])
             prob[tuple(taken[-1].T)] = extra[tuple(taken[-1].T)]
-        np.copyto(p, e, where=(e < decide_from) & (p == 0))
+        np.copyto(p, e, where=(e > 0) & (e < decide_from) & (p == 0))  # no zeros over zeros: untouched pages stay unmapped
     return np.concatenate(taken) if taken else np.zeros((0, 3), np.int64)

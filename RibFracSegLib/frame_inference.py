@@ -114,7 +114,8 @@ class FrameProbability:
 
     probability: np.ndarray  # [k, j, i] float32: the frames' where a frame reaches, the fallback's elsewhere
     #   (exactly so from the post-processing threshold up; below it, see `_merge_fallback`)
-    covered_bone: np.ndarray  # [k, j, i] bool: bone (as below) some frame reaches (other voxels are not asked)
+    covered_bone: Optional[np.ndarray]  # [k, j, i] bool: bone (as below) some frame reaches (other voxels are not
+    #   asked; `segment_ct` drops it once the fallback has run)
     bone_voxels: int  # bone where fractures are looked for (HU > bone_hu in the rule's blocks)
     uncovered_bone_voxels: int  # ... of which no frame reaches
     voxel_mm3: float

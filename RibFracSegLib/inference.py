@@ -360,6 +360,7 @@ def segment_ct(image: sitk.Image, checkpoint: str | Path | Checkpoint, *, device
                                    bone_hu=params.bone_hu, overlap=overlap, batch_size=batch_size, blend=blend,
                                    precision=precision, progress=progress, cancel=cancel, output=probability_input,
                                    decide_from=params.probability)
+        framed.covered_bone = None  # a byte a voxel, not needed past the fallback's choice
         probability = volume.to_canonical(probability_input)
         skip_rule = f"rib frames; where no frame reaches: {skip_rule}"
         timings.update(framed.timings_s)

@@ -1,8 +1,10 @@
 """Fracture probability from a rib-frame checkpoint: a network slid along each straightened rib, its
-probabilities written back onto the CT grid, and bone no frame covers sent through the whole-volume
-sliding window with the shipped model (the fallback), so no bone goes unexamined.
+probabilities written back onto the CT grid, and what the frames cannot examine sent through the
+whole-volume sliding window with the shipped model (the fallback; its detections through that model's
+second stage, `inference.segment_ct`).
 
-Windows are `patch_size` (a, p, q): along the arc every patch x (1 - overlap) sections, the last
+Windows are `patch_size` (a, p, q): along the arc every patch x (1 - overlap) sections (`frame_overlap`:
+the checkpoint's, else RIB_FRAME_OVERLAP; the sliding window's overlap is the fallback's), the last
 flush with the frame's end (`sliding_window.axis_starts`), centred across the section. They are
 blended with the sliding window's own weights and aggregator (`importance_map`, `SlabAggregator`;
 across, every window of a frame has the same weights, so only the Gaussian along the arc counts).
@@ -16,15 +18,18 @@ to pick the fallback's blocks, and where the fallback's probability reaches the 
 exceeds the frames'.
 
 Bone here is what today's sliding window would examine (HU > bone_hu in `inference.fracture_cells`'
-blocks: near the ribs when the rib set is complete, else bone in the body). Its uncovered part
-(a rib not found, ends beyond a traced rib, bone beside the ribs beyond a frame's reach) picks the
-fallback's cells; the result says how much that was. The network and the fallback come in as
+blocks: near the ribs when the rib set is complete, else bone in the body). Of its part no frame
+reaches, the fallback examines (`fallback_bone`) bone labelled rib when the rib set is complete (a
+rib's ends beyond its frame), all of it when the set is incomplete (a rib not found); bone that is
+neither (spine, sternum, scapulae beside a complete set) goes unexamined, and the result says how
+many mm^3 (`FrameProbability.summary`, `note`). The network and the fallback come in as
 callables (`inference.segment_ct` builds them), so this module needs nothing from inference.py.
 """
 
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -67,6 +72,14 @@ def frame_geometry(ckpt: Checkpoint) -> tuple[float, float]:
     return voxel, half
 
 
+def frame_overlap(ckpt: Checkpoint) -> float:
+    """Windows' overlap along the arc: the checkpoint's inference["frame_overlap"], else RIB_FRAME_OVERLAP."""
+    overlap = float(ckpt.inference.get("frame_overlap", defaults.RIB_FRAME_OVERLAP))
+    if not 0.0 <= overlap < 1.0:
+        raise CheckpointError(f"rib-frame checkpoint frame_overlap must be in [0, 1), got {overlap}")
+    return overlap
+
+
 def fallback_checkpoint(ckpt: Checkpoint) -> Checkpoint:
     """The CT-space checkpoint for bone no frame covers: inference["fallback"], "shipped" (the shipped
     fracture model, the default) or a checkpoint file."""
@@ -101,11 +114,14 @@ class FrameProbability:
 
     probability: np.ndarray  # [k, j, i] float32: the frames' where a frame reaches, the fallback's elsewhere
     #   (exactly so from the post-processing threshold up; below it, see `_merge_fallback`)
-    covered_bone: np.ndarray  # [k, j, i] bool: bone (as below) some frame reaches (other voxels are not asked)
+    covered_bone: Optional[np.ndarray]  # [k, j, i] bool: bone (as below) some frame reaches (other voxels are not
+    #   asked; `segment_ct` drops it once the fallback has run)
     bone_voxels: int  # bone where fractures are looked for (HU > bone_hu in the rule's blocks)
-    uncovered_bone_voxels: int  # ... of which no frame reaches: examined by the fallback
+    uncovered_bone_voxels: int  # ... of which no frame reaches
     voxel_mm3: float
     rule: str  # which bone: `inference.fracture_cells`' rule ("ribs", "bone (why)") or "none" (HU alone)
+    fallback_bone_voxels: int = 0  # ... of the uncovered bone, what the fallback examines (`fallback_bone`);
+    #   the rest (spine, sternum, scapulae when the rib set is complete) is examined by nothing
     frames: int = 0
     windows: int = 0
     sections: int = 0
@@ -114,6 +130,8 @@ class FrameProbability:
     fallback_patches_total: int = 0
     fallback_patches: int = 0  # computed
     fallback_stats: Any = None
+    fallback_voxels: Optional[np.ndarray] = None  # (n, 3) rows k, j, i holding the fallback's value from the
+    #   post-processing threshold up: a detection made mostly of these was found by the fallback
     timings_s: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -124,18 +142,43 @@ class FrameProbability:
     def uncovered_bone_percent(self) -> float:
         return 100.0 * self.uncovered_bone_voxels / max(1, self.bone_voxels)
 
+    @property
+    def unexamined_bone_voxels(self) -> int:
+        """Bone in no frame that the fallback leaves alone (not rib, the rib set being complete)."""
+        return self.uncovered_bone_voxels - self.fallback_bone_voxels
+
     def summary(self) -> dict:
         """Plain values for the case JSON."""
+        mm3 = self.voxel_mm3
         return {"frames": self.frames, "windows": self.windows, "sections": self.sections,
-                "sections_written": self.sections_written, "bone_mm3": round(self.bone_voxels * self.voxel_mm3, 1),
+                "sections_written": self.sections_written, "bone_mm3": round(self.bone_voxels * mm3, 1),
                 "uncovered_bone_mm3": round(self.uncovered_bone_mm3, 1),
-                "uncovered_bone_percent": round(self.uncovered_bone_percent, 2), "bone_rule": self.rule,
+                "uncovered_bone_percent": round(self.uncovered_bone_percent, 2),
+                "fallback_bone_mm3": round(self.fallback_bone_voxels * mm3, 1),
+                "unexamined_bone_mm3": round(self.unexamined_bone_voxels * mm3, 1),
+                "unexamined_bone_percent": round(100.0 * self.unexamined_bone_voxels / max(1, self.bone_voxels), 2),
+                "bone_rule": self.rule,
                 "fallback_patches": self.fallback_patches, "fallback_patches_total": self.fallback_patches_total}
 
     def note(self) -> str:
-        return (f"rib frames: {self.frames} ribs, {self.windows} windows; {self.uncovered_bone_mm3:.0f} mm^3 of bone "
-                f"({self.uncovered_bone_percent:.1f}% of {self.bone_voxels * self.voxel_mm3:.0f} mm^3, bone rule: "
-                f"{self.rule}) lies in no frame and went through the sliding window ({self.fallback_patches} patches)")
+        mm3 = self.voxel_mm3
+        text = (f"rib frames: {self.frames} ribs, {self.windows} windows; {self.uncovered_bone_mm3:.0f} mm^3 of bone "
+                f"({self.uncovered_bone_percent:.1f}% of {self.bone_voxels * mm3:.0f} mm^3, bone rule: {self.rule}) "
+                f"lies in no frame; {self.fallback_bone_voxels * mm3:.0f} mm^3 of it went through the sliding window "
+                f"({self.fallback_patches} patches)")
+        if self.unexamined_bone_voxels:
+            text += (f"; {self.unexamined_bone_voxels * mm3:.0f} mm^3 of bone was not examined (the rib set is "
+                     "complete and it is not labelled rib: spine, sternum, scapulae)")
+        return text
+
+
+def found_by_fallback(framed: FrameProbability, instances: np.ndarray, counts: dict[int, int]) -> set[int]:
+    """Ids of the instances (input-grid labels, voxel count per id) most of whose voxels hold the
+    fallback's value: they go through the fallback checkpoint's second stage."""
+    if framed.fallback_voxels is None or not len(framed.fallback_voxels) or not counts:
+        return set()
+    hits = np.bincount(instances[tuple(framed.fallback_voxels.T)].ravel(), minlength=max(counts) + 1)
+    return {i for i, n in counts.items() if 2 * hits[i] > n}
 
 
 def frame_windows(shape: Sequence[int], patch_size: Sequence[int], overlap: float) -> list[Box]:
@@ -183,15 +226,30 @@ def bone_mask(volume: CanonicalVolume, cells: Optional[np.ndarray], bone_hu: flo
     return bone
 
 
+def fallback_bone(uncovered: np.ndarray, ribs: Optional[RibLabels]) -> np.ndarray:
+    """What the fallback examines of the bone no frame reaches (input grid): with a complete rib set
+    (`RibLabels.complete`) only bone labelled as rib (any label, unnumbered included: a rib's bone
+    beyond its frame's ends, a stretch the frame misses); the spine, sternum and scapulae are not
+    ribs and stay unexamined. With an incomplete set a missed rib may lie anywhere: all of it."""
+    if ribs is None or not ribs.complete():
+        return uncovered
+    return uncovered & (sitk.GetArrayViewFromImage(ribs.labels) > 0)
+
+
 def frames_reach(frames: Sequence[RibFrame], image: sitk.Image, kji: np.ndarray) -> np.ndarray:
     """(n,) bool: which CT voxels (rows k, j, i) some frame covers (`RibFrame.lps_to_index` finite).
-    Each frame is asked only about voxels within reach of its sections (box, then nearest section)."""
+    Each frame is asked only about voxels within reach of its sections (box: its S range from the
+    points sorted by S, then L and P; then nearest section)."""
     lps = indices_to_lps(image, np.asarray(kji, float)[:, ::-1])
     inside = np.zeros(len(lps), bool)
+    by_s = np.argsort(lps[:, 2], kind="stable")
+    s_sorted = lps[by_s, 2]
     for frame in frames:
         reach = ((frame.half + 0.5) * np.sqrt(2.0) + 1.0) * frame.voxel_mm  # a section's corner, half a section on
         lo, hi = frame.points_lps.min(axis=0) - reach, frame.points_lps.max(axis=0) + reach
-        ask = np.flatnonzero(~inside & np.all((lps >= lo) & (lps <= hi), axis=1))
+        ask = by_s[np.searchsorted(s_sorted, lo[2], "left"):np.searchsorted(s_sorted, hi[2], "right")]
+        ask = ask[~inside[ask]]
+        ask = ask[np.all((lps[ask, :2] >= lo[:2]) & (lps[ask, :2] <= hi[:2]), axis=1)]
         if not len(ask):
             continue
         distance, _ = frame.tree().query(lps[ask], distance_upper_bound=reach)
@@ -203,7 +261,7 @@ def frames_reach(frames: Sequence[RibFrame], image: sitk.Image, kji: np.ndarray)
 
 def frame_probability(image: sitk.Image, volume: CanonicalVolume, ribs: Optional[RibLabels], ckpt: Checkpoint,
                       predict: Predict, fallback: Fallback, *, cells: Optional[np.ndarray], rule: str,
-                      bone_hu: float, overlap: float = defaults.OVERLAP, batch_size: int = defaults.CPU_BATCH_SIZE,
+                      bone_hu: float, overlap: Optional[float] = None, batch_size: int = defaults.CPU_BATCH_SIZE,
                       blend: str = "gaussian", progress: Optional[Progress] = None, cancel: Optional[Cancel] = None,
                       output: Optional[np.ndarray] = None,
                       decide_from: float = defaults.FRAME_MIN_PROBABILITY) -> FrameProbability:
@@ -212,7 +270,7 @@ def frame_probability(image: sitk.Image, volume: CanonicalVolume, ribs: Optional
     of uncovered bone. `cells`/`rule`: `inference.fracture_cells` (None, "none": bone anywhere counts).
     progress(done, total) counts windows, then fallback patches (the total first counts every patch the
     fallback could need, then those it does); cancel() is polled before each batch of either.
-    `output`: a zeroed input-grid float32 array to fill. `decide_from`: the post-processing threshold
+    `overlap`: the windows' along the arc (None: `frame_overlap`). `output`: a zeroed input-grid float32 array to fill. `decide_from`: the post-processing threshold
     (the fallback's values below it are merged without asking the frames, `_merge_fallback`)."""
     timings = dict.fromkeys(("frames", "frame_network", "write_back", "coverage", "fallback"), 0.0)
     voxel_mm, half_mm = frame_geometry(ckpt)
@@ -220,6 +278,7 @@ def frame_probability(image: sitk.Image, volume: CanonicalVolume, ribs: Optional
     hu_window = [float(v) for v in ckpt.preprocessing.get("hu_window", defaults.HU_WINDOW)]
     t = time.perf_counter()
     frames = rib_frames(ribs.ribs, voxel_mm=voxel_mm, half_mm=half_mm) if ribs is not None else []
+    overlap = frame_overlap(ckpt) if overlap is None else overlap
     plans = [(frame, frame_windows(frame.shape, patch, overlap)) for frame in frames]
     timings["frames"] += time.perf_counter() - t
     n_windows = sum(len(boxes) for _, boxes in plans)
@@ -237,13 +296,16 @@ def frame_probability(image: sitk.Image, volume: CanonicalVolume, ribs: Optional
     array = sitk.GetArrayViewFromImage(image)
     weights = importance_map(patch, blend)
     written = 0
+    t = time.perf_counter()
+    from .distributed import worker_threads  # the cores this process may use (no dask import at module level)
+
+    with ThreadPoolExecutor(max(1, min(len(frames), worker_threads(1)))) as pool:
+        list(pool.map(lambda f: f.sample(image, array), frames))  # interpolation frees the GIL: 1.85x on 2 cores
+    timings["frames"] += time.perf_counter() - t
     for frame, boxes in plans:
         t = time.perf_counter()
-        frame.sample(image, array)
-        timings["frames"] += time.perf_counter() - t
-        t = time.perf_counter()
         values = _frame_values(frame, boxes, predict, patch, hu_window, weights, max(1, int(batch_size)), step, cancel)
-        frame.volume = None  # one rib's volume at a time
+        frame.volume = None  # freed once its windows ran (all ribs' volumes together: ~100 MB)
         written += int(np.count_nonzero(values.reshape(len(values), -1).max(axis=1)))
         timings["frame_network"] += time.perf_counter() - t
         t = time.perf_counter()
@@ -257,15 +319,19 @@ def frame_probability(image: sitk.Image, volume: CanonicalVolume, ribs: Optional
     for first in range(0, len(kji), _CHUNK):
         chunk = kji[first:first + _CHUNK]
         covered_bone[tuple(chunk[frames_reach(frames, image, chunk)].T)] = True
-    uncovered = volume.to_canonical(bone & ~covered_bone)
+    del kji
+    uncovered = bone & ~covered_bone
     n_uncovered = int(uncovered.sum())
-    fallback_cells = block_any(uncovered) if n_uncovered else None
-    del uncovered, kji
+    examined = fallback_bone(uncovered, ribs)
+    n_examined = int(examined.sum())
+    del uncovered
+    fallback_cells = block_any(volume.to_canonical(examined)) if n_examined else None
+    del examined
     timings["coverage"] = time.perf_counter() - t
     result = FrameProbability(prob, covered_bone, int(bone.sum()), n_uncovered, float(np.prod(image.GetSpacing())),
-                              rule, frames=len(frames), windows=n_windows, sections=sum(f.shape[0] for f in frames),
-                              sections_written=written, fallback_cells=fallback_cells,
-                              fallback_patches_total=len(grid), timings_s=timings)
+                              rule, fallback_bone_voxels=n_examined, frames=len(frames), windows=n_windows,
+                              sections=sum(f.shape[0] for f in frames), sections_written=written,
+                              fallback_cells=fallback_cells, fallback_patches_total=len(grid), timings_s=timings)
     del bone
     if fallback_cells is not None:
         t = time.perf_counter()
@@ -274,7 +340,7 @@ def frame_probability(image: sitk.Image, volume: CanonicalVolume, ribs: Optional
         shifted = (lambda d, total: progress(n_windows + d, n_windows + total)) if progress else None
         extra = np.zeros_like(prob)
         result.fallback_stats = fallback.run(fallback_cells, volume.to_canonical(extra), shifted)
-        _merge_fallback(prob, extra, frames, image, decide_from)
+        result.fallback_voxels = _merge_fallback(prob, extra, frames, image, decide_from)
         timings["fallback"] = time.perf_counter() - t
     elif progress:
         progress(n_windows, n_windows)
@@ -282,14 +348,20 @@ def frame_probability(image: sitk.Image, volume: CanonicalVolume, ribs: Optional
 
 
 def _merge_fallback(prob: np.ndarray, extra: np.ndarray, frames: Sequence[RibFrame], image: sitk.Image,
-                    decide_from: float) -> None:
+                    decide_from: float) -> np.ndarray:
     """The fallback's probability where no frame reaches, in place. Coverage is asked only where the
     fallback says at least `decide_from` (the post-processing threshold: where a detection can come
     from) and more than the frames; below it the fallback fills the voxels the frames left at 0 (a
-    quiet frame section may then show the fallback's quiet value: neither reaches the threshold)."""
-    kji = np.argwhere((extra >= max(decide_from, defaults.FRAME_MIN_PROBABILITY)) & (extra > prob))
-    for first in range(0, len(kji), _CHUNK):
-        chunk = kji[first:first + _CHUNK]
-        cells = tuple(chunk[~frames_reach(frames, image, chunk)].T)
-        prob[cells] = extra[cells]
-    np.copyto(prob, extra, where=(extra < decide_from) & (prob == 0))
+    quiet frame section may then show the fallback's quiet value: neither reaches the threshold).
+    Returns the voxels (rows k, j, i) where the fallback's value from `decide_from` up was taken."""
+    taken = []
+    slab = max(1, (_CHUNK // 4) // max(1, prob[0].size))  # masks in slabs (a slice of 512^2): the arrays set the peak
+    for k0 in range(0, len(prob), slab):
+        p, e = prob[k0:k0 + slab], extra[k0:k0 + slab]
+        kji = np.argwhere((e >= max(decide_from, defaults.FRAME_MIN_PROBABILITY)) & (e > p))
+        if len(kji):
+            kji[:, 0] += k0
+            taken.append(kji[~frames_reach(frames, image, kji)])
+            prob[tuple(taken[-1].T)] = extra[tuple(taken[-1].T)]
+        np.copyto(p, e, where=(e > 0) & (e < decide_from) & (p == 0))  # no zeros over zeros: untouched pages stay unmapped
+    return np.concatenate(taken) if taken else np.zeros((0, 3), np.int64)

@@ -24,7 +24,7 @@ from .checkpoint import Checkpoint, CheckpointError, build_model, load_checkpoin
 from .detections import Detection, FractureResult
 from .errors import Cancelled
 from .frame_inference import (Fallback, FrameProbability, checkpoint_space, fallback_checkpoint,
-                              frame_probability)
+                              found_by_fallback, frame_probability)
 from .geometry import lps_to_ras
 from .networks.fusion import fold_batchnorm, keep_full_resolution_fp32
 from .precision import AutoPrecision, auto_precision
@@ -265,6 +265,24 @@ def _prepared_model(ckpt: Checkpoint, dev: torch.device) -> nn.Module:
     return model.to(memory_format=torch.channels_last_3d) if dev.type == "cpu" else model
 
 
+def _second_stage(image: sitk.Image, detections: list[Detection], labels: np.ndarray, ckpt: Checkpoint,
+                  framed: Optional[FrameProbability], dev: torch.device) -> list[Detection]:
+    """The candidate classifier re-scores, types and drops detections (`labels` erased and renumbered
+    to match). A rib-frame checkpoint's detections found by its fallback go through the fallback
+    checkpoint's classifier, so a fracture keeps the confidence the CT path gives it; the others
+    through the frame checkpoint's own (none: kept as they are)."""
+    groups = [(detections, ckpt.candidate_classifier)]
+    if framed is not None:
+        by_fallback = found_by_fallback(framed, labels, {d.id: d.voxel_count for d in detections})
+        groups = [([d for d in detections if d.id not in by_fallback], ckpt.candidate_classifier),
+                  ([d for d in detections if d.id in by_fallback], fallback_checkpoint(ckpt).candidate_classifier)]
+    if not any(section and group for group, section in groups):
+        return detections
+    kept = [d for group, section in groups
+            for d in (classify(image, group, load_classifier(section, dev), dev) if section and group else group)]
+    return keep_detections(sorted(kept, key=lambda d: d.id), labels)
+
+
 def _frame_run(image: sitk.Image, volume: CanonicalVolume, ribs: Optional[RibLabels], ckpt: Checkpoint,
                model: nn.Module, dev: torch.device, *, cells: Optional[np.ndarray], rule: str, bone_hu: float,
                overlap: float, batch_size: int, blend: str, precision: str, progress: Optional[Progress],
@@ -284,7 +302,7 @@ def _frame_run(image: sitk.Image, volume: CanonicalVolume, ribs: Optional[RibLab
                                    output=out, auto=auto_precision(fallback, dev))[1]
 
     framed = frame_probability(image, volume, ribs, ckpt, runner, Fallback(fallback.patch_size, overlap, run),
-                               cells=cells, rule=rule, bone_hu=bone_hu, overlap=overlap, batch_size=batch_size,
+                               cells=cells, rule=rule, bone_hu=bone_hu, batch_size=batch_size,
                                blend=blend, progress=progress, cancel=cancel, output=output, decide_from=decide_from)
     stats = WindowStats(framed.windows + framed.fallback_patches_total,
                         framed.fallback_patches_total - framed.fallback_patches,
@@ -343,6 +361,7 @@ def segment_ct(image: sitk.Image, checkpoint: str | Path | Checkpoint, *, device
                                    bone_hu=params.bone_hu, overlap=overlap, batch_size=batch_size, blend=blend,
                                    precision=precision, progress=progress, cancel=cancel, output=probability_input,
                                    decide_from=params.probability)
+        framed.covered_bone = None  # a byte a voxel, not needed past the fallback's choice
         probability = volume.to_canonical(probability_input)
         skip_rule = f"rib frames; where no frame reaches: {skip_rule}"
         timings.update(framed.timings_s)
@@ -363,10 +382,9 @@ def segment_ct(image: sitk.Image, checkpoint: str | Path | Checkpoint, *, device
     voxel_mm3 = float(np.prod(image.GetSpacing()))
     detections = [_detection(c, volume, image, voxel_mm3, ribs) for c in components]
     timings["postprocess"] = time.perf_counter() - t
-    if classify_candidates and ckpt.candidate_classifier:
+    if classify_candidates:
         t = time.perf_counter()
-        detections = keep_detections(classify(image, detections, load_classifier(ckpt.candidate_classifier, dev),
-                                              dev), labels)
+        detections = _second_stage(image, detections, labels, ckpt, framed, dev)
         timings["classifier"] = time.perf_counter() - t
     if ribs is not None and ribs.ribs and detections:  # gap, step-off, angulation in the rib's own frame
         t = time.perf_counter()

@@ -248,10 +248,11 @@ def frames_beside_default(case: str, args: argparse.Namespace) -> None:
                       "post-processing": t["postprocess"]}
             what = (f"rib frames, random fracnet_unet c=8 (untrained, timing only): {frames['frames']} ribs, "
                     f"{frames['windows']} windows, {frames['sections_written']} of {frames['sections']} sections "
-                    f"written back; fallback {frames['fallback_patches']} patches on "
-                    f"{frames['uncovered_bone_mm3'] / 1000:.1f} cm^3 of bone in no frame "
+                    f"written back; {frames['uncovered_bone_mm3'] / 1000:.1f} cm^3 of bone in no frame "
                     f"({frames['uncovered_bone_percent']:.1f}% of {frames['bone_mm3'] / 1000:.1f} cm^3, "
-                    f"rule {frames['bone_rule']})")
+                    f"rule {frames['bone_rule']}): fallback {frames['fallback_patches']} patches on "
+                    f"{frames['fallback_bone_mm3'] / 1000:.1f} cm^3, {frames['unexamined_bone_mm3'] / 1000:.1f} cm^3 "
+                    f"({frames['unexamined_bone_percent']:.1f}%) not rib and unexamined")
         if "classifier" in t:
             stages["classifier"] = t["classifier"]
         print(f"[{case}] {what}; {run['seconds']:.1f} s (read {run['read_s']:.1f} s) = "

@@ -14,11 +14,13 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from torch import nn
 
 from RibFracSegLib import frame_inference
-from RibFracSegLib.checkpoint import build_model, save_checkpoint
+from RibFracSegLib.checkpoint import build_model, load_checkpoint, save_checkpoint
 from RibFracSegLib.errors import Cancelled
 from RibFracSegLib.inference import _Runner, fracture_cells, segment_ct
+from RibFracSegLib.networks import register_network
 from RibFracSegLib.orientation import canonical_volume
 from RibFracSegLib.phantom import PhantomParams, generate_phantom, rib_labels_from_phantom
 from RibFracSegLib.postprocess import PostprocessParams
@@ -207,3 +209,96 @@ def test_segment_ct_with_a_frame_checkpoint_and_a_ct_checkpoint(tmp_path, monkey
         segment_ct(image, marker_checkpoint("rib_frame", str(fallback)), ribs=truth, precision="fp32",
                    cancel=lambda: polls.append(1) or len(polls) > 3)
     assert len(polls) == 4
+
+
+def test_with_a_complete_rib_set_the_fallback_examines_rib_bone_only():
+    """A complete set: of the bone no frame reaches, the fallback gets what is labelled rib (here the
+    anterior end of L6, whose traced centreline stops short); spine, sternum and scapulae are counted
+    as unexamined, in mm^3."""
+    case = generate_phantom(PhantomParams(orientation="LPI", n_fractures=0, **BASE))
+    truth = rib_labels_from_phantom(case)
+    short = truth.by_name("L6")
+    cut = int(0.6 * len(short.centreline_lps))
+    ribs = dataclasses.replace(truth, ribs=[dataclasses.replace(r, centreline_lps=r.centreline_lps[:cut])
+                                            if r is short else r for r in truth.ribs])
+    assert ribs.complete()
+    image, volume = case.image, canonical_volume(case.image)
+    cells, rule = fracture_cells(volume, ribs, BONE_HU)
+    recorder = Recorder(FALLBACK_P)
+    result = run_frames(image, ribs, marker_checkpoint("rib_frame"), recorder)
+    uncovered, bone = bone_coverage(image, ribs, cells)
+    labelled = sitk.GetArrayViewFromImage(ribs.labels) > 0
+    examined = uncovered & labelled
+    assert rule == result.rule == "ribs" and result.bone_voxels == bone
+    assert result.uncovered_bone_voxels == uncovered.sum()
+    assert result.fallback_bone_voxels == examined.sum()
+    assert result.unexamined_bone_voxels == (uncovered & ~labelled).sum()
+    # the cut-off end of L6 is rib-labelled bone beyond its frame: most of the examined bone
+    end = (sitk.GetArrayViewFromImage(ribs.labels) == short.label) & uncovered
+    assert end.sum() > 0.5 * examined.sum() > 0
+    # far more bone lies in no frame than the fallback examines (the spine and sternum are not ribs)
+    assert result.unexamined_bone_voxels > 2 * result.fallback_bone_voxels
+    np.testing.assert_array_equal(recorder.cells, block_any(volume.to_canonical(examined)))
+    voxel_mm3 = float(np.prod(image.GetSpacing()))
+    summary = result.summary()
+    assert summary["unexamined_bone_mm3"] == pytest.approx(round((uncovered & ~labelled).sum() * voxel_mm3, 1))
+    assert summary["fallback_bone_mm3"] == pytest.approx(round(examined.sum() * voxel_mm3, 1))
+    assert f"{(uncovered & ~labelled).sum() * voxel_mm3:.0f} mm^3 of bone was not examined" in result.note()
+    # the rib end gets the fallback's answer; no unexamined voxel outside the fallback's blocks does
+    assert np.all(result.probability[examined] == FALLBACK_P)
+    outside = ~volume.to_input(np.kron(recorder.cells, np.ones((4, 4, 4), bool))[
+        tuple(slice(0, n) for n in volume.array.shape)])
+    assert (uncovered & ~labelled & outside).any()
+    # the same rib set made incomplete (L6 unnumbered, R6 gone): all bone in no frame goes to the fallback
+    partial = dataclasses.replace(ribs, ribs=[r for r in ribs.ribs if r.name != "R6"])
+    assert not partial.complete()
+    incomplete = run_frames(image, partial, marker_checkpoint("rib_frame"))
+    assert incomplete.fallback_bone_voxels == incomplete.uncovered_bone_voxels > result.uncovered_bone_voxels
+    assert incomplete.unexamined_bone_voxels == 0 and "not examined" not in incomplete.note()
+
+
+@register_network("test_crop_mean")
+class CropMean(nn.Module):
+    """A second stage whose fracture probability follows the crop's mean (normalised): any shift of the
+    crop's centre changes it, so equal confidences mean the same fracture scored the same way."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = x.mean(dim=(1, 2, 3, 4))
+        return torch.stack([-3 * m, 0 * m, 0 * m, 0 * m, 0 * m], dim=1)
+
+
+def with_classifier(ckpt):
+    ckpt.candidate_classifier = {"arch": "test_crop_mean", "hparams": {}, "state_dict": {}, "crop_voxels": 8,
+                                 "crop_mm": 3.0, "min_probability": 0.0, "min_type_probability": 0.4}
+    return ckpt
+
+
+def test_a_fallback_detection_is_scored_by_the_fallbacks_second_stage(tmp_path):
+    case = generate_phantom(PhantomParams(orientation="RAS", n_fractures=3, **BASE))
+    image, truth = marked_fractures(case), rib_labels_from_phantom(case)
+    spacing = np.array(image.GetSpacing())
+    fallback = save_checkpoint(tmp_path / "fallback.pt", with_classifier(marker_checkpoint("ct")))
+    ct = segment_ct(image, load_checkpoint(fallback), ribs=truth, overlap=0.5, precision="fp32", postprocess=POST)
+    missed = case.fractures[0].rib
+    ribs = dataclasses.replace(truth, ribs=[r for r in truth.ribs if r.name != missed])
+    framed = segment_ct(image, marker_checkpoint("rib_frame", str(fallback)), ribs=ribs, overlap=0.5,
+                        precision="fp32", postprocess=POST)
+    assert len(ct.detections) == len(framed.detections) == len(case.fractures)
+
+    def at(result, t):
+        near = [d for d in result.detections
+                if np.all(np.abs(np.array(d.centroid_ijk) - t.center_ijk) * spacing < spacing)]
+        assert len(near) == 1
+        return near[0]
+
+    for t in case.fractures:
+        c, f = at(ct, t), at(framed, t)
+        assert c.network_confidence is not None and abs(c.confidence - c.network_confidence) > 0.05
+        if t.rib == missed:  # found by the fallback: re-scored by the shipped model's classifier, as on the CT path
+            assert f.centroid_ijk == pytest.approx(c.centroid_ijk)
+            assert f.confidence == pytest.approx(c.confidence, abs=1e-6)
+            assert f.network_confidence == pytest.approx(c.network_confidence, abs=1e-3)
+        else:  # found in a frame: the frame checkpoint has no second stage
+            assert f.network_confidence is None and f.label_code == -1 and f.confidence > 0.5
+    labels = sitk.GetArrayViewFromImage(framed.instances)
+    assert sorted(np.unique(labels[labels > 0]).tolist()) == [d.id for d in framed.detections] == [1, 2, 3]

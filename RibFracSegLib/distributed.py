@@ -8,11 +8,10 @@ that declare a `GPU` resource (`dask worker --resources GPU=1`, dask-jobqueue's
 
 from __future__ import annotations
 
-import os
 from typing import Callable, Iterator, Optional
 
 from .cases import case_id
-from .options import SegmentOptions
+from .options import SegmentOptions, worker_threads
 from .pipeline import FAILED, CaseReport
 
 
@@ -23,13 +22,6 @@ def _require_dask():
         raise RuntimeError("--workers/--scheduler need Dask: pip install 'ribfracseg[dask]' "
                            "(or run without them: cases then run one after another)") from None
     return distributed
-
-
-def worker_threads(workers: int, cpus: Optional[int] = None) -> int:
-    """torch threads per worker so that workers x threads fits the cores (at least 1)."""
-    if cpus is None:
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cpus // max(1, workers))
 
 
 def _client(distributed, workers: int, scheduler: Optional[str], gpu: bool):

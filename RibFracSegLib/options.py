@@ -7,11 +7,20 @@ option and what to give instead.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Optional
 
 from . import defaults
+
+
+def worker_threads(workers: int, cpus: Optional[int] = None) -> int:
+    """torch threads per worker so that workers x threads fits the cores this process may use (at least 1);
+    here, torch- and dask-free, for the Dask runner and the frame sampler alike."""
+    if cpus is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cpus // max(1, workers))
 
 
 def check_height(height_m: Optional[float], name: str = "height") -> Optional[float]:

@@ -90,7 +90,7 @@ def test_segment_options_round_trip_and_refuse_unknown_keys():
 
 
 def test_dask_workers_split_the_cores_without_oversubscribing():
-    from RibFracSegLib.distributed import worker_threads
+    from RibFracSegLib.options import worker_threads
 
     assert [worker_threads(w, cpus=16) for w in (1, 2, 3, 16, 32)] == [16, 8, 5, 1, 1]
     assert worker_threads(2) * 2 <= max(2, os.cpu_count() or 1)

@@ -299,6 +299,7 @@ def test_a_fallback_detection_is_scored_by_the_fallbacks_second_stage(tmp_path):
             assert f.confidence == pytest.approx(c.confidence, abs=1e-6)
             assert f.network_confidence == pytest.approx(c.network_confidence, abs=1e-3)
         else:  # found in a frame: the frame checkpoint has no second stage
-            assert f.network_confidence is None and f.label_code == -1 and f.confidence > 0.5
+            assert f.network_confidence is None and f.confidence > 0.5
+            assert f.label_code == f.frame_code  # typed in its rib's frame, not by a classifier
     labels = sitk.GetArrayViewFromImage(framed.instances)
     assert sorted(np.unique(labels[labels > 0]).tolist()) == [d.id for d in framed.detections] == [1, 2, 3]

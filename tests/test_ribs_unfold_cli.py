@@ -13,6 +13,7 @@ from RibFracSegLib.checkpoint import save_checkpoint
 from RibFracSegLib.cli import main
 from RibFracSegLib.phantom.dataset import sample_params
 from RibFracSegLib.phantom.generate import generate_phantom
+from RibFracSegLib.ribs.qc import LEGEND_PX
 
 from test_inference_phantom import MARKER_CKPT, _marked
 
@@ -44,4 +45,6 @@ def test_segment_qc_and_ribs_unfold_write_pictures_and_unfolded_fields(tmp_path)
     ribs_out = tmp_path / "ribs"
     assert main(["ribs", str(tmp_path / "RibFrac7-image.nii.gz"), "--out", str(ribs_out), "--unfold"]) == 0
     assert {p.name for p in ribs_out.glob("*.png")} == {"RibFrac7-ribs.png", "RibFrac7-unfolded.png", "RibFrac7-qc.png"}
-    assert Image.open(ribs_out / "RibFrac7-unfolded.png").size == flat.size  # same ribs, same layout
+    typed = any(d["label_code"] in (1, 2, 3, 4) for d in on_ribs)  # typed in the rib frame: a key line below
+    assert typed  # same ribs, same layout; the ribs alone have no fractures, so no key line
+    assert Image.open(ribs_out / "RibFrac7-unfolded.png").size == (flat.width, flat.height - LEGEND_PX)

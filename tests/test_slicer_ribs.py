@@ -15,6 +15,7 @@ from slicer_scene import add_module_path, make_scene
 add_module_path()
 
 from RibFracSegLib import defaults  # noqa: E402
+from RibFracSegLib.detections import known_type  # noqa: E402
 from RibFracSegLib.ribs import rib_from_label_value  # noqa: E402
 from RibFracSegLogicLib import probe, selftest, terminology  # noqa: E402
 from RibFracSegLogicLib.logic import RibFracSegLogicBase  # noqa: E402
@@ -92,8 +93,10 @@ def test_fractures_are_named_and_tabled_by_their_rib(chest):
     names = [s.GetName() for s in _segments(result.nodes.segmentation)]
     for d, name in zip(detections, names):
         side = {"L": "left", "R": "right"}.get(d.rib[:1])
+        kind = known_type(d.label_code)  # measured in the rib's frame when on a rib (no classifier here)
         expected = f"Fracture {d.id}" if d.rib == "none" else f"Fracture {d.id} - {side} rib {d.rib[1:]}, {d.rib_region}"
-        assert name == expected
+        assert name == (f"{expected}, {kind}" if kind and d.rib != "none" else expected)
+        assert d.rib == "none" or (kind and d.frame_code == d.label_code)
     table = result.nodes.table.GetTable()
     rib, arc, region = (table.GetColumnByName(c) for c in ("rib", "rib_arc_mm", "rib_region"))
     assert [rib.GetValue(r) for r in range(len(detections))] == [d.rib for d in detections]

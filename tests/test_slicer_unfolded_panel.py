@@ -16,6 +16,7 @@ import torch
 from slicer_scene import add_module_path, make_scene
 
 from RibFracSegLib import defaults
+from RibFracSegLib.detections import known_type
 
 add_module_path()
 
@@ -91,7 +92,8 @@ def test_a_successful_run_adds_the_picture_and_a_point_per_fracture_on_a_rib(fin
     assert nodes.points.GetNumberOfControlPoints() == 4
     for index, (det_id, mark) in enumerate(sorted(marked.items())):
         det = next(d for d in detections if d.id == det_id)
-        assert nodes.points.GetNthControlPointLabel(index) == f"F{det_id} {det.rib}" and mark.rib == det.rib
+        kind = known_type(det.label_code)  # the type measured in the rib's frame
+        assert kind and nodes.points.GetNthControlPointLabel(index) == f"F{det_id} {det.rib} {kind}" and mark.rib == det.rib
         position = nodes.points.GetNthControlPointPositionVector(index)
         assert np.allclose(position, unfolded_mod.picture_ras(nodes.unfolded, mark.row, mark.col))
         behind = unfolded_mod.ct_ras_from_picture(nodes.unfolded, position)

@@ -109,12 +109,21 @@ def measures_text(gap_mm: Optional[float] = None, step_mm: Optional[float] = Non
     return ", ".join(p for p in parts if p)
 
 
+def detection_type_text(d) -> str:
+    """The type of a Detection or its JSON dict: 'displaced 0.82' when the classifier's call stands (with
+    its probability), 'displaced' when the rib frame's measurements made the call (the classifier's
+    probability of another type's code would read as doubt: 'displaced 0.00')."""
+    get = d.get if isinstance(d, dict) else lambda k, default=None: getattr(d, k, default)
+    code, frame = int(get("label_code", -1)), int(get("frame_code", -1) if get("frame_code") is not None else -1)
+    return type_text(code, () if frame == code and frame in TYPE_CODES else (get("code_probabilities") or ()))
+
+
 def fracture_text(d) -> str:
     """'displaced 0.82, 3.1 mm step, 1.7 mm gap, 8 deg': the type and the frame's measurements, from a
     Detection or its JSON dict (older summaries without measurements: the type alone)."""
     get = d.get if isinstance(d, dict) else lambda k, default=None: getattr(d, k, default)
     measured = measures_text(get("gap_mm"), get("step_mm"), get("angulation_deg"))
-    kind = type_text(get("label_code", -1), get("code_probabilities") or ())
+    kind = detection_type_text(d)
     return f"{kind}, {measured}" if measured else kind
 
 

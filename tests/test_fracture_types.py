@@ -4,6 +4,7 @@ readers, and the CLI tables (`segment`, `demo`)."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from types import SimpleNamespace
 
@@ -100,3 +101,10 @@ def test_demo_rows_say_the_type_given():
     assert "  type undefined      right rib 6" in demo.found_line(truth, DETECTIONS[3], 0.61, 1.5)
     assert demo.false_positive_line(DETECTIONS[1]) == ("false positive 2: confidence 0.70, buckle 0.60, 12 mm³ at RAS "
                                                        "(-10, 20, -30), right rib 6, lateral")
+    # typed by the rib frame's measurements against the classifier's choice: no classifier probability shown
+    # (it was 'displaced 0.00' in the demo: the classifier's probability of the frame's code)
+    framed = dataclasses.replace(DETECTIONS[1], label_code=1, frame_code=1, gap_mm=1.7, step_mm=3.1, angulation_deg=8.0)
+    assert "  displaced           right rib 6" in demo.found_line(truth, framed, 0.61, 1.5)
+    assert ", displaced, 3.1 mm step, 1.7 mm gap, 8 deg, 12 mm³" in demo.false_positive_line(framed)
+    kept = dataclasses.replace(DETECTIONS[0], frame_code=2)  # the classifier's call stood: its probability shown
+    assert "displaced 0.82" in demo.found_line(truth, kept, 0.61, 1.5)

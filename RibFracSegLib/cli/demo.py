@@ -88,18 +88,18 @@ def run(args: argparse.Namespace) -> int:
 
 def found_line(f, d, iou: float, offset_mm: float) -> str:
     """A truth fracture's row: its type and rib, the detection that found it and the type it was given."""
-    from RibFracSegLib.detections import type_text
+    from RibFracSegLib.detections import detection_type_text
     from RibFracSegLib.ribs.assign import rib_phrase
 
     return (f"{f.label_id:>5} {f.kind:>14} {f.rib:>4}  {d.id:>8} {iou:5.2f} {d.confidence:5.2f} {offset_mm:9.1f}"
-            f"  {type_text(d.label_code, d.code_probabilities):<18}  {rib_phrase(d.rib, d.rib_region)}")
+            f"  {detection_type_text(d):<18}  {rib_phrase(d.rib, d.rib_region)}")
 
 
 def false_positive_line(d) -> str:
-    from RibFracSegLib.detections import type_text
+    from RibFracSegLib.detections import fracture_text
     from RibFracSegLib.ribs.assign import rib_phrase
 
-    return (f"false positive {d.id}: confidence {d.confidence:.2f}, {type_text(d.label_code, d.code_probabilities)}, "
+    return (f"false positive {d.id}: confidence {d.confidence:.2f}, {fracture_text(d)}, "
             f"{d.volume_mm3:.0f} mm³ at RAS ({', '.join(f'{v:.0f}' for v in d.center_ras)}), "
             f"{rib_phrase(d.rib, d.rib_region)}")
 

@@ -110,12 +110,15 @@ def measures_text(gap_mm: Optional[float] = None, step_mm: Optional[float] = Non
 
 
 def detection_type_text(d) -> str:
-    """The type of a Detection or its JSON dict: 'displaced 0.82' when the classifier's call stands (with
-    its probability), 'displaced' when the rib frame's measurements made the call (the classifier's
-    probability of another type's code would read as doubt: 'displaced 0.00')."""
+    """The type of a Detection or its JSON dict: 'displaced 0.82' with the classifier's probability when
+    the classifier chose that type too, 'displaced' when the rib frame's measurements overruled it (the
+    classifier's probability of the frame's type would read as doubt: 'displaced 0.00')."""
     get = d.get if isinstance(d, dict) else lambda k, default=None: getattr(d, k, default)
     code, frame = int(get("label_code", -1)), int(get("frame_code", -1) if get("frame_code") is not None else -1)
-    return type_text(code, () if frame == code and frame in TYPE_CODES else (get("code_probabilities") or ()))
+    probabilities = tuple(get("code_probabilities") or ())
+    overruled = (frame == code and frame in TYPE_CODES and len(probabilities) == len(TYPE_CODES)
+                 and TYPE_CODES[max(range(len(probabilities)), key=probabilities.__getitem__)] != code)  # the classifier chose another type
+    return type_text(code, () if overruled else probabilities)
 
 
 def fracture_text(d) -> str:

@@ -108,3 +108,5 @@ def test_demo_rows_say_the_type_given():
     assert ", displaced, 3.1 mm step, 1.7 mm gap, 8 deg, 12 mm³" in demo.false_positive_line(framed)
     kept = dataclasses.replace(DETECTIONS[0], frame_code=2)  # the classifier's call stood: its probability shown
     assert "displaced 0.82" in demo.found_line(truth, kept, 0.61, 1.5)
+    agreed = dataclasses.replace(DETECTIONS[0], frame_code=1)  # frame and classifier agree: the probability too
+    assert "displaced 0.82" in demo.found_line(truth, agreed, 0.61, 1.5)

@@ -27,11 +27,12 @@ import torch
 
 from .. import defaults
 from ..checkpoint import Checkpoint, save_checkpoint
-from ..io import atomic_path, write_text
+from ..io import write_text
 from ..networks import build_network
 from .frame_dataset import FrameCase, FrameSource, load_case, read_case
 from .frame_sampler import KINDS, FrameAugmentConfig, FrameSamplerConfig, augment_intensity, make_batch, sample_windows
 from .losses import LossConfig, segmentation_loss
+from .resume_state import load_train_state, save_train_state
 from .trainer import _forward
 
 
@@ -148,14 +149,7 @@ def train(config: FrameTrainConfig, sources: Sequence[FrameSource], cache_dir: s
     aug_gen = torch.Generator().manual_seed(config.seed + 1)
     state = {"step": 0, "joined": [], "train_seconds": 0.0, "build_seconds": 0.0, "history": []}
     if resume:
-        saved = torch.load(Path(resume), map_location="cpu", weights_only=True)
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["optimizer"])
-        sched.load_state_dict(saved["scheduler"])
-        rng.bit_generator.state = json.loads(saved["numpy_rng"])
-        aug_gen.set_state(saved["aug_rng"])
-        torch.set_rng_state(saved["torch_rng"])
-        state = json.loads(saved["state"])
+        state = load_train_state(Path(resume), model, opt, sched, rng, aug_gen)
         log(f"resumed from {resume} at step {state['step']}")
     if provenance and provenance.get("command"):  # each start of the run, for the model card
         state["commands"] = state.get("commands", []) + [provenance["command"]]
@@ -221,11 +215,7 @@ def save_run(out: Path, model, opt, sched, rng, aug_gen, state: dict, config: Fr
     ckpt = to_checkpoint(model, config, provenance | {"step": state["step"], "train_hours": hours,
                                                       "data": data_summary(cases)})
     save_checkpoint(out / "last.pt", ckpt)
-    payload = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-               "numpy_rng": json.dumps(rng.bit_generator.state), "aug_rng": aug_gen.get_state(),
-               "torch_rng": torch.get_rng_state(), "state": json.dumps(state), "config": json.dumps(config.to_dict())}
-    with atomic_path(out / "train_state.pt") as tmp:
-        torch.save(payload, tmp)
+    save_train_state(out / "train_state.pt", model, opt, sched, rng, aug_gen, state, config=json.dumps(config.to_dict()))
     write_text(model_card(config, state, cases, provenance, device), out / "model_card.md")
 
 

@@ -21,12 +21,12 @@ import torch
 from .. import defaults
 from ..checkpoint import Checkpoint, save_checkpoint
 from ..inference import _probabilities
-from ..io import atomic_path
 from ..networks import build_network
 from ..preprocess import normalise
 from .augment import AugmentConfig, augment_batch
 from .dataset import TrainingVolume, class_hparams, class_meaning, num_classes, target_patch
 from .losses import LossConfig, segmentation_loss
+from .resume_state import load_train_state, save_train_state
 from .sampler import SamplerConfig, crop, sample_centres
 from .validation import ValidationCase, validate
 
@@ -139,14 +139,7 @@ def train(config: TrainConfig, volumes: Sequence[TrainingVolume], out_dir: str |
     aug_gen = torch.Generator().manual_seed(config.seed + 1)
     state = {"epoch": 0, "best_froc": -1.0, "best_epoch": -1, "history": []}
     if resume:
-        saved = torch.load(Path(resume), map_location="cpu", weights_only=True)
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["optimizer"])
-        sched.load_state_dict(saved["scheduler"])
-        rng.bit_generator.state = json.loads(saved["numpy_rng"])
-        aug_gen.set_state(saved["aug_rng"])
-        torch.set_rng_state(saved["torch_rng"])
-        state = json.loads(saved["state"])
+        state = load_train_state(Path(resume), model, opt, sched, rng, aug_gen)
         log(f"resumed from {resume} at epoch {state['epoch']} (best FROC {state['best_froc']:.4f})")
     base_prov = dict(provenance or {}) | {"train_config": config.to_dict()}
     if num_classes(config.classes) > 1:
@@ -197,18 +190,10 @@ def train(config: TrainConfig, volumes: Sequence[TrainingVolume], out_dir: str |
             shutil.copyfile(out / "last.pt", out / "best.pt")
         elif not val_cases:
             shutil.copyfile(out / "last.pt", out / "best.pt")
-        _save_state(out / "train_state.pt", model, opt, sched, rng, aug_gen, state)
+        save_train_state(out / "train_state.pt", model, opt, sched, rng, aug_gen, state)
         log(json.dumps(entry))
     return {"best_froc": state["best_froc"], "best_epoch": state["best_epoch"], "epoch": state["epoch"],
             "last_loss": last_loss}
-
-
-def _save_state(path: Path, model, opt, sched, rng, aug_gen, state: dict) -> None:
-    payload = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-               "numpy_rng": json.dumps(rng.bit_generator.state), "aug_rng": aug_gen.get_state(),
-               "torch_rng": torch.get_rng_state(), "state": json.dumps(state)}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
 
 
 def _log_images(writer, model, x: torch.Tensor, y: torch.Tensor, epoch: int) -> None:

@@ -36,6 +36,21 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def run_log(folder):
+    """A training run's log: each message printed and appended to <folder>/train.log (line-buffered, so a
+    run stopped midway keeps every line); the folder is made."""
+    from pathlib import Path
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    log_file = open(Path(folder) / "train.log", "a", buffering=1, encoding="utf-8")
+
+    def log(message: str) -> None:
+        print(message, flush=True)
+        log_file.write(message + "\n")
+
+    return log
+
+
 def refuse(err: BaseException | str) -> int:
     """Print `error: <message>` as one line on stderr; the exit status of a refused run (2)."""
     named = isinstance(err, OSError) and err.filename and err.strerror

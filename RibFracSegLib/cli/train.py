@@ -11,6 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+from . import run_log
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, nargs="+", help="RibFrac-layout training folder(s)")
@@ -163,12 +165,7 @@ def run(args: argparse.Namespace) -> int:
     except (InputError, ValueError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    out.mkdir(parents=True, exist_ok=True)
-    log_file = open(out / "train.log", "a", buffering=1)
-
-    def log(message: str) -> None:
-        print(message, flush=True)
-        log_file.write(message + "\n")
+    log = run_log(out)
 
     writer = None
     if args.tensorboard:

@@ -15,6 +15,8 @@ import signal
 import sys
 from pathlib import Path
 
+from . import run_log
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/frame", help="output folder (default runs/frame)")
@@ -117,12 +119,7 @@ def run(args: argparse.Namespace) -> int:
     except (InputError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    out.mkdir(parents=True, exist_ok=True)
-    log_file = open(out / "train.log", "a", buffering=1)
-
-    def log(message: str) -> None:
-        print(message, flush=True)
-        log_file.write(message + "\n")
+    log = run_log(out)
 
     if args.prepare:
         cases = load_cases(sources, args.cache, log)

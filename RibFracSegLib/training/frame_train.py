@@ -31,9 +31,9 @@ from ..io import write_text
 from ..networks import build_network
 from .frame_dataset import FrameCase, FrameSource, load_case, read_case
 from .frame_sampler import KINDS, FrameAugmentConfig, FrameSamplerConfig, augment_intensity, make_batch, sample_windows
-from .losses import LossConfig, segmentation_loss
+from .losses import LossConfig
 from .resume_state import load_train_state, save_train_state
-from .trainer import _forward
+from .trainer import train_step
 
 
 @dataclass
@@ -170,16 +170,8 @@ def train(config: FrameTrainConfig, sources: Sequence[FrameSource], cache_dir: s
         images, targets = make_batch(cases.cases, windows, config.sampler)
         x = augment_intensity(torch.from_numpy(images).to(device), config.augment, aug_gen)
         y = torch.from_numpy(targets).to(device)
-        if device.type == "cpu":
-            x = x.contiguous(memory_format=torch.channels_last_3d)
-        output, vae_term = _forward(model, x)
-        loss = segmentation_loss(output, y, config.loss, vae_term)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+        losses.append(train_step(model, x, y, config.loss, opt, sched))
         state["step"] += 1
-        losses.append(float(loss.detach()))
         window_losses.append(losses[-1])
         for w in windows:
             kinds[w.kind] += 1

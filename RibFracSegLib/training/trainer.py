@@ -155,15 +155,7 @@ def train(config: TrainConfig, volumes: Sequence[TrainingVolume], out_dir: str |
             x = torch.from_numpy(images).to(device)
             y = torch.from_numpy(targets).to(device)
             x, y = augment_batch(x, y, config.augment, aug_gen)
-            if device.type == "cpu":
-                x = x.contiguous(memory_format=torch.channels_last_3d)
-            output, vae_term = _forward(model, x)
-            loss = segmentation_loss(output, y, config.loss, vae_term)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(float(loss.detach()))
+            losses.append(train_step(model, x, y, config.loss, opt, sched))
         last_loss = float(np.mean(losses))
         entry = {"epoch": epoch, "loss": last_loss, "cases": len(volumes), "lr": float(sched.get_last_lr()[0]),
                  "seconds": round(time.perf_counter() - t0, 1)}
@@ -194,6 +186,20 @@ def train(config: TrainConfig, volumes: Sequence[TrainingVolume], out_dir: str |
         log(json.dumps(entry))
     return {"best_froc": state["best_froc"], "best_epoch": state["best_epoch"], "epoch": state["epoch"],
             "last_loss": last_loss}
+
+
+def train_step(model, x: torch.Tensor, y: torch.Tensor, loss_config: LossConfig, opt, sched) -> float:
+    """One optimisation step on a batch (channels-last on the CPU, where its 3-D convolutions are faster);
+    returns the loss. Every segmentation trainer steps through here."""
+    if x.device.type == "cpu":
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    output, vae_term = _forward(model, x)
+    loss = segmentation_loss(output, y, loss_config, vae_term)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    return float(loss.detach())
 
 
 def _log_images(writer, model, x: torch.Tensor, y: torch.Tensor, epoch: int) -> None:

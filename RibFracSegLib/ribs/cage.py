@@ -23,7 +23,7 @@ from .. import defaults
 from ..geometry import distance_mm
 from typing import Optional
 
-from .anatomy import LungExtent, SpineTrack
+from .anatomy import ColumnLandmarks, LungExtent, Lungs, SpineTrack
 
 
 def _offsets(track: SpineTrack, shape: tuple[int, int, int], spacing_zyx) -> tuple[np.ndarray, np.ndarray]:
@@ -61,6 +61,11 @@ def thick_structures(bone: np.ndarray, spacing_zyx: tuple[float, float, float], 
     return thick
 
 
+def flat_ribs_from(lungs: LungExtent, nz: int, spacing_zyx) -> int:
+    """First working slice of the apex region where ribs 1-2 lie flat (`thick_structures`)."""
+    return nz if lungs.top is None else lungs.top - int(round(defaults.RIB_FLAT_RIBS_MM / spacing_zyx[0]))
+
+
 def cage_bone(bone: np.ndarray, body: np.ndarray, lung_distance: Optional[np.ndarray], lungs: LungExtent,
               track: SpineTrack, spacing_zyx: tuple[float, float, float],
               thick: Optional[np.ndarray] = None) -> np.ndarray:
@@ -71,9 +76,8 @@ def cage_bone(bone: np.ndarray, body: np.ndarray, lung_distance: Optional[np.nda
     spine = (adx < defaults.RIB_SPINE_HALF_WIDTH_MM) & (dy > -defaults.RIB_SPINE_FRONT_MM)
     sternum = (adx < defaults.RIB_STERNUM_HALF_WIDTH_MM) & (dy <= -defaults.RIB_SPINE_FRONT_MM)
     nz = bone.shape[0]
-    flat_from = nz if lungs.top is None else lungs.top - int(round(defaults.RIB_FLAT_RIBS_MM / spacing_zyx[0]))
     if thick is None:
-        thick = thick_structures(bone, spacing_zyx, flat_from)
+        thick = thick_structures(bone, spacing_zyx, flat_ribs_from(lungs, nz, spacing_zyx))
     cage = bone & body & ~spine & ~sternum & ~thick
     if lung_distance is None or lungs.top is None:
         return cage
@@ -89,6 +93,26 @@ def cage_bone(bone: np.ndarray, body: np.ndarray, lung_distance: Optional[np.nda
     top = (z >= lungs.top - int(round(defaults.RIB_CLAVICLE_BELOW_APEX_MM / spacing_zyx[0])))[:, None, None]
     clavicle = far & top & (dy < -defaults.RIB_SCAPULA_FRONT_MM)
     return cage & ~scapula & ~clavicle
+
+
+@dataclass
+class CageStart:
+    """What both rib methods start from, made once per CT (`cage_start`): structures thicker than a
+    rib, the cage bone without them, and one seed per rib (marker image and `Seed`s). Read-only."""
+
+    thick: np.ndarray
+    cage: np.ndarray
+    markers: np.ndarray
+    seeds: list
+
+
+def cage_start(marks: ColumnLandmarks, lungs: Lungs) -> CageStart:
+    """The cage and seeds of a CT's `ColumnLandmarks` and `Lungs` (grown and traced ribs both use them)."""
+    bone, sp = marks.bone, marks.grid.spacing_zyx
+    thick = thick_structures(bone, sp, flat_ribs_from(lungs.extent, bone.shape[0], sp))
+    cage = cage_bone(bone, marks.body, lungs.distance, lungs.extent, marks.track, sp, thick=thick)
+    markers, seeds = rib_seeds(cage, marks.track, sp)
+    return CageStart(thick, cage, markers, seeds)
 
 
 @dataclass

@@ -9,6 +9,8 @@ into the regions, where `ribs/traced.py` holds better (`segment.segment_ribs` pi
 from __future__ import annotations
 
 import time
+from typing import Optional
+
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
@@ -17,20 +19,21 @@ from .. import defaults
 from ..geometry import distance_mm
 from .anatomy import ColumnLandmarks, Lungs
 from .centrelines import centreline_from_mask
-from .cage import bridge_breaks, cage_bone, partition, rib_seeds
+from .cage import CageStart, bridge_breaks, cage_start, partition
 from .regions import rib_labels
 from .labels import RibLabels
 from .numbering import RibRegion, number_ribs
 
 
-def grow_ribs(image: sitk.Image, marks: ColumnLandmarks, lungs: Lungs) -> RibLabels:
-    """Segment and number the ribs of a CT (HU) by growing seeds; unnumbered ribs keep their side."""
+def grow_ribs(image: sitk.Image, marks: ColumnLandmarks, lungs: Lungs, start: Optional[CageStart] = None) -> RibLabels:
+    """Segment and number the ribs of a CT (HU) by growing seeds; unnumbered ribs keep their side.
+    `start`: the CT's `cage_start` (made here when not given)."""
     t0 = time.perf_counter()
     extent, lung_distance = lungs.extent, lungs.distance
-    canon, grid, body, bone, track, sp = marks.canon, marks.grid, marks.body, marks.bone, marks.track, marks.grid.spacing_zyx
+    canon, grid, body, track, sp = marks.canon, marks.grid, marks.body, marks.track, marks.grid.spacing_zyx
     timings: dict[str, float] = {}
-    cage = cage_bone(bone, body, lung_distance, extent, track, sp)
-    markers, seeds = rib_seeds(cage, track, sp)
+    start = start if start is not None else cage_start(marks, lungs)
+    cage, markers, seeds = start.cage, start.markers, start.seeds
     regions_img = partition(cage, markers, sp)
     timings["partition"] = time.perf_counter() - t0 - sum(timings.values())
     regions = _rib_regions(regions_img, seeds, track, sp, lung_distance, extent, markers)

@@ -23,16 +23,22 @@ def input_labels(regions_img: np.ndarray, regions: list[RibRegion], grid, canon)
     for r in regions:
         value[r.label] = rib_label_value(r.side, r.number)
     shape = canon.array.shape
-    full = value[grid.upsample(regions_img, shape)]
-    box = ndimage.find_objects((full > 0).astype(np.uint8))
-    if box:
-        box = box[0]
+    full = np.zeros(shape, np.uint8)
+    work = value[regions_img]
+    found = ndimage.find_objects((work > 0).astype(np.uint8))
+    counts = dict.fromkeys((r.label for r in regions), 0)
+    if found:  # only the ribs' box is brought to full resolution (the nearest-neighbour copy of it)
+        box = tuple(slice(w.start * f, n if w.stop == m else min(n, w.stop * f))
+                    for w, f, n, m in zip(found[0], grid.factors, shape, work.shape))
+        block = grid.upsample(work[found[0]], tuple(b.stop - b.start for b in box))
         hu = ndimage.uniform_filter(np.asarray(canon.array[box], dtype=np.float32), size=(1, 3, 3))
-        inside = full[box] > 0
+        inside = block > 0
         bone = inside & (hu > defaults.RIB_BONE_HU_FULL)
         bone = fill_holes_per_slice(bone) & inside
-        full[box][~bone] = 0
-    counts = {r.label: int(np.count_nonzero(full == value[r.label])) for r in regions}
+        block[~bone] = 0
+        full[box] = block
+        per_value = np.bincount(block.ravel(), minlength=256)
+        counts = {r.label: int(per_value[value[r.label]]) for r in regions}
     return canon.to_input(full), counts
 
 

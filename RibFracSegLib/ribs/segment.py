@@ -20,6 +20,7 @@ import SimpleITK as sitk
 from .. import defaults
 from ..orientation import canonical_volume
 from .anatomy import ColumnLandmarks, column_landmarks, lungs_of, too_coarse_for_ribs
+from .cage import cage_start
 from .grow import grow_ribs
 from .labels import RibLabels
 from .traced import trace_ribs
@@ -39,13 +40,14 @@ def segment_ribs(image: sitk.Image, landmarks: Optional[ColumnLandmarks] = None,
     t0 = time.perf_counter()
     marks = landmarks if landmarks is not None else column_landmarks(image)
     lungs = lungs_of(marks)
+    start = cage_start(marks, lungs)  # both methods start from the same cage and seeds
     shared = time.perf_counter() - t0
     if method == "trace":
-        return _timed(trace_ribs(image, marks, lungs), shared)
-    grown = _timed(grow_ribs(image, marks, lungs), shared)
+        return _timed(trace_ribs(image, marks, lungs, start), shared)
+    grown = _timed(grow_ribs(image, marks, lungs, start), shared)
     if method == "grow" or grown.complete():
         return grown
-    traced = trace_ribs(image, marks, lungs)
+    traced = trace_ribs(image, marks, lungs, start)
     better = agreement(traced) >= max(agreement(grown) + defaults.RIB_TRACED_MIN_GAIN_PAIRS, defaults.RIB_SKIP_MIN_PAIRS)
     keep, other, name = (traced, grown, "grown") if better else (grown, traced, "traced")
     keep.notes.append(f"the {name} rib set was set aside ({agreement(other)} numbered left/right pairs of like "

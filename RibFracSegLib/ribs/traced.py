@@ -18,7 +18,7 @@ from scipy.spatial import cKDTree
 
 from .. import defaults
 from .anatomy import ColumnLandmarks, Lungs
-from .cage import cage_bone, rib_seeds, thick_structures
+from .cage import CageStart, cage_start
 from ..geometry import indices_to_lps
 from .centrelines import resample_polyline
 from .labels import RibLabels
@@ -26,16 +26,15 @@ from .numbering import RibRegion, number_ribs
 from .regions import rib_labels
 from .trace import Sampler, Trace, follow, seed_direction
 
-def trace_ribs(image: sitk.Image, marks: ColumnLandmarks, lungs: Lungs) -> RibLabels:
-    """Segment and number the ribs of a CT (HU) by tracing them; unnumbered ribs keep their side."""
+def trace_ribs(image: sitk.Image, marks: ColumnLandmarks, lungs: Lungs, start: Optional[CageStart] = None) -> RibLabels:
+    """Segment and number the ribs of a CT (HU) by tracing them; unnumbered ribs keep their side.
+    `start`: the CT's `cage_start`, when the grown ribs made it already."""
     t0, timings = time.perf_counter(), {}
     grid, body, bone, track = marks.grid, marks.body, marks.bone, marks.track
-    canon, sp, extent, lung_distance = marks.canon, grid.spacing_zyx, lungs.extent, lungs.distance
+    canon, sp, extent = marks.canon, grid.spacing_zyx, lungs.extent
     nz = grid.hu.shape[0]
-    flat_from = nz if extent.top is None else extent.top - int(round(defaults.RIB_FLAT_RIBS_MM / sp[0]))
-    thick = thick_structures(bone, sp, flat_from)
-    cage = cage_bone(bone, body, lung_distance, extent, track, sp, thick=thick)
-    markers, seeds = rib_seeds(cage, track, sp)
+    start = start if start is not None else cage_start(marks, lungs)
+    thick, markers, seeds = start.thick, start.markers, start.seeds
     timings["seeds"] = time.perf_counter() - t0 - sum(timings.values())
     frame = _Frame(grid, canon, track, body)
     traces = [t for t in (_trace(seed, markers, frame) for seed in seeds) if t is not None]

@@ -14,7 +14,7 @@ covers its whole section (what `RibFrame.lps_to_index` calls inside).
 The write-back (`ribs/frame.frame_to_ct`, max over ribs) costs seconds per rib when every section
 writes, so values below FRAME_MIN_PROBABILITY are written as 0 and only sections holding more are
 visited. Coverage is asked of the frames only where it decides something (`frames_reach`): on bone,
-to pick the fallback's blocks, and where the fallback's probability reaches the threshold and
+to place the fallback's windows, and where the fallback's probability reaches the threshold and
 exceeds the frames'.
 
 Bone here is what today's sliding window would examine (HU > bone_hu in `inference.fracture_cells`'
@@ -22,7 +22,9 @@ blocks: near the ribs when the rib set is complete, else bone in the body). Of i
 reaches, the fallback examines (`fallback_bone`) bone labelled rib when the rib set is complete (a
 rib's ends beyond its frame), all of it when the set is incomplete (a rib not found); bone that is
 neither (spine, sternum, scapulae beside a complete set) goes unexamined, and the result says how
-many mm^3 (`FrameProbability.summary`, `note`). The network and the fallback come in as
+many mm^3 (`FrameProbability.summary`, `note`). The frames run on `frame_end_mm` past each traced end
+(rib heads reach past the trace), and the fallback computes only a few windows holding every voxel
+it examines in their core (`window_cover.cover_windows`), not every grid patch touching one. The network and the fallback come in as
 callables (`inference.segment_ct` builds them), so this module needs nothing from inference.py.
 """
 
@@ -42,12 +44,13 @@ from .checkpoint import Checkpoint, cached_checkpoint
 from .errors import Cancelled, CheckpointError
 from .geometry import indices_to_lps
 from .orientation import CanonicalVolume
-from .preprocess import block_any, patch_batch
+from .preprocess import patch_batch
 from .options import worker_threads
 from .progress import Cancel, Progress
 from .ribs.frame import RibFrame, frame_to_ct, rib_frames
 from .ribs.labels import RibLabels
 from .sliding_window import Box, PatchGrid, SlabAggregator, axis_starts, importance_map, keep_mask
+from .window_cover import cover_windows
 
 SPACES = ("ct", "rib_frame")  # preprocessing["space"]: where the network's input lives ("ct" when absent)
 Predict = Callable[[np.ndarray], np.ndarray]  # (n, a, p, q) normalised windows -> (n, a, p, q) probabilities
@@ -81,6 +84,15 @@ def frame_overlap(ckpt: Checkpoint) -> float:
     return overlap
 
 
+def frame_end_mm(ckpt: Checkpoint) -> float:
+    """How far the frames run on past each rib's traced ends: the checkpoint's inference["frame_end_mm"],
+    else RIB_FRAME_INFERENCE_END_MM (rib heads reach a few mm past the training frames' run-on)."""
+    end = float(ckpt.inference.get("frame_end_mm", defaults.RIB_FRAME_INFERENCE_END_MM))
+    if not 0.0 <= end <= 50.0:
+        raise CheckpointError(f"rib-frame checkpoint frame_end_mm must be in [0, 50] mm, got {end}")
+    return end
+
+
 def fallback_checkpoint(ckpt: Checkpoint) -> Checkpoint:
     """The CT-space checkpoint for bone no frame covers: inference["fallback"], "shipped" (the shipped
     fracture model, the default) or a checkpoint file."""
@@ -100,9 +112,10 @@ def fallback_checkpoint(ckpt: Checkpoint) -> Checkpoint:
 
 @dataclass
 class Fallback:
-    """The whole-volume sliding window for uncovered bone: its patch grid, and `run(cells, output,
-    progress)` filling `output` (a zeroed canonical float32 view) from the patches touching `cells`
-    (the `preprocess.bone_cells` block grid); returns what ran (e.g. `inference.WindowStats`)."""
+    """The sliding-window model for uncovered bone: its patch size, the grid's overlap (the patches
+    it would compute, `FrameProbability.fallback_patches_total`), and `run(boxes, output, progress)`
+    filling `output` (a zeroed canonical float32 view) from patches at `boxes` (canonical, placed by
+    `window_cover.cover_windows`); returns what ran (e.g. `inference.WindowStats`)."""
 
     patch_size: Sequence[int]
     overlap: float
@@ -127,9 +140,9 @@ class FrameProbability:
     windows: int = 0
     sections: int = 0
     sections_written: int = 0  # sections holding a value >= FRAME_MIN_PROBABILITY (the write-back visits these)
-    fallback_cells: Optional[np.ndarray] = None  # canonical block grid the fallback ran on (None: nothing uncovered)
-    fallback_patches_total: int = 0
-    fallback_patches: int = 0  # computed
+    fallback_boxes: Optional[list] = None  # canonical patch boxes the fallback ran (None: nothing to examine)
+    fallback_patches_total: int = 0  # the fallback's whole grid
+    fallback_patches: int = 0  # computed (len(fallback_boxes))
     fallback_stats: Any = None
     fallback_voxels: Optional[np.ndarray] = None  # (n, 3) rows k, j, i holding the fallback's value from the
     #   post-processing threshold up: a detection made mostly of these was found by the fallback
@@ -267,8 +280,8 @@ def frame_probability(image: sitk.Image, volume: CanonicalVolume, ribs: Optional
                       output: Optional[np.ndarray] = None,
                       decide_from: float = defaults.FRAME_MIN_PROBABILITY) -> FrameProbability:
     """Probability of a CT (input grid) from a rib-frame checkpoint: frames of `ribs` (never segmented
-    here), windows through `predict` (`inference._Runner`), write-back, then `fallback` on the blocks
-    of uncovered bone. `cells`/`rule`: `inference.fracture_cells` (None, "none": bone anywhere counts).
+    here), windows through `predict` (`inference._Runner`), write-back, then `fallback` on windows
+    covering the uncovered bone it examines (`fallback_bone`). `cells`/`rule`: `inference.fracture_cells` (None, "none": bone anywhere counts).
     progress(done, total) counts windows, then fallback patches (the total first counts every patch the
     fallback could need, then those it does); cancel() is polled before each batch of either.
     `overlap`: the windows' along the arc (None: `frame_overlap`). `output`: a zeroed input-grid float32 array to fill. `decide_from`: the post-processing threshold
@@ -278,7 +291,8 @@ def frame_probability(image: sitk.Image, volume: CanonicalVolume, ribs: Optional
     patch = tuple(int(s) for s in ckpt.patch_size)
     hu_window = [float(v) for v in ckpt.preprocessing.get("hu_window", defaults.HU_WINDOW)]
     t = time.perf_counter()
-    frames = rib_frames(ribs.ribs, voxel_mm=voxel_mm, half_mm=half_mm) if ribs is not None else []
+    frames = (rib_frames(ribs.ribs, voxel_mm=voxel_mm, half_mm=half_mm, end_mm=frame_end_mm(ckpt))
+              if ribs is not None else [])
     overlap = frame_overlap(ckpt) if overlap is None else overlap
     plans = [(frame, frame_windows(frame.shape, patch, overlap)) for frame in frames]
     timings["frames"] += time.perf_counter() - t
@@ -325,26 +339,34 @@ def frame_probability(image: sitk.Image, volume: CanonicalVolume, ribs: Optional
     examined = fallback_bone(uncovered, ribs)
     n_examined = int(examined.sum())
     del uncovered
-    fallback_cells = block_any(volume.to_canonical(examined)) if n_examined else None
+    fallback_boxes = None
+    if n_examined:
+        fallback_boxes = cover_windows(np.argwhere(volume.to_canonical(examined)), volume.array.shape,
+                                       fallback.patch_size, fallback_margin(fallback.patch_size))
     del examined
     timings["coverage"] = time.perf_counter() - t
     result = FrameProbability(prob, covered_bone, int(bone.sum()), n_uncovered, float(np.prod(image.GetSpacing())),
                               rule, fallback_bone_voxels=n_examined, frames=len(frames), windows=n_windows,
                               sections=sum(f.shape[0] for f in frames), sections_written=written,
-                              fallback_cells=fallback_cells, fallback_patches_total=len(grid), timings_s=timings)
+                              fallback_boxes=fallback_boxes, fallback_patches_total=len(grid), timings_s=timings)
     del bone
-    if fallback_cells is not None:
+    if fallback_boxes is not None:
         t = time.perf_counter()
-        result.fallback_patches = int(sum(keep_mask(grid, fallback_cells)))
+        result.fallback_patches = len(fallback_boxes)
         done[1] = n_windows + result.fallback_patches
         shifted = (lambda d, total: progress(n_windows + d, n_windows + total)) if progress else None
         extra = np.zeros_like(prob)
-        result.fallback_stats = fallback.run(fallback_cells, volume.to_canonical(extra), shifted)
+        result.fallback_stats = fallback.run(fallback_boxes, volume.to_canonical(extra), shifted)
         result.fallback_voxels = _merge_fallback(prob, extra, frames, image, decide_from)
         timings["fallback"] = time.perf_counter() - t
     elif progress:
         progress(n_windows, n_windows)
     return result
+
+
+def fallback_margin(patch_size: Sequence[int]) -> int:
+    """Voxels every examined voxel keeps from its fallback window's faces (FALLBACK_CORE_MARGIN)."""
+    return int(round(defaults.FALLBACK_CORE_MARGIN * min(int(p) for p in patch_size)))
 
 
 def _merge_fallback(prob: np.ndarray, extra: np.ndarray, frames: Sequence[RibFrame], image: sitk.Image,

@@ -9,6 +9,13 @@ segmented once, untimed here (bench_inference --frames times them).
 
     python benchmarks/bench_frame_speed.py [--case lidc|lidc0314] [--precisions fp32,bf16]
         [--overlaps 0.25,0.5] [--batches 1,2,4,8] [--threads 2]
+
+--fallback: only the fallback's cost, before and after issue 24's cut: rib-labelled bone in no frame (mm^3, pieces)
+and the patches computed for it, with the training frames' run-on (RIB_FRAME_END_MM) and the overlapped grid
+(every patch touching that bone's blocks: before) against the inference run-on (`frame_inference.frame_end_mm`)
+and `window_cover.cover_windows` (after); no network runs.
+
+    python benchmarks/bench_frame_speed.py --fallback [--case lidc|lidc0314|all]
 """
 
 from __future__ import annotations
@@ -24,12 +31,19 @@ from bench_inference import ensure_case, model_checkpoint  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--case", choices=["lidc", "lidc0314"], default="lidc")
+    parser.add_argument("--case", choices=["lidc", "lidc0314", "all"], default="lidc")
+    parser.add_argument("--fallback", action="store_true", help="fallback patches and uncovered rib bone, before/after")
     parser.add_argument("--precisions", default="fp32,bf16")
     parser.add_argument("--overlaps", default="0.25,0.5")
     parser.add_argument("--batches", default="1,2,4,8")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    if args.fallback:
+        for case in (("lidc", "lidc0314") if args.case == "all" else (args.case,)):
+            fallback_before_after(case)
+        return
+    if args.case == "all":
+        parser.error("--case all goes with --fallback only")
     import numpy as np
     import SimpleITK as sitk
     import torch
@@ -86,6 +100,50 @@ def main() -> None:
     covered = frames_reach(frames, image, kji)
     print(f"[{args.case}] coverage: {len(kji)} bone voxels (rule {rule}), {covered.mean():.1%} in a frame, "
           f"{time.perf_counter() - t:.2f} s", flush=True)
+
+
+def fallback_before_after(case: str) -> None:
+    """Rib-labelled bone no frame reaches and the fallback patches it costs: training run-on + grid, then the
+    inference run-on + grid, then the inference run-on + cover windows (what `frame_probability` does)."""
+    import numpy as np
+    import SimpleITK as sitk
+    from scipy import ndimage
+    from RibFracSegLib import defaults
+    from RibFracSegLib.frame_inference import bone_mask, fallback_bone, fallback_margin, frames_reach
+    from RibFracSegLib.inference import fracture_cells
+    from RibFracSegLib.orientation import canonical_volume
+    from RibFracSegLib.preprocess import block_any
+    from RibFracSegLib.ribs import segment_ribs
+    from RibFracSegLib.ribs.frame import rib_frames
+    from RibFracSegLib.shipped import shipped_model
+    from RibFracSegLib.checkpoint import load_checkpoint
+    from RibFracSegLib.sliding_window import PatchGrid, keep_mask
+    from RibFracSegLib.window_cover import cover_windows
+
+    image = sitk.ReadImage(str(ensure_case(case)))
+    ribs = segment_ribs(image)
+    ckpt = model_checkpoint("frame8")
+    patch = tuple(load_checkpoint(shipped_model("fracture")).patch_size)
+    volume = canonical_volume(image)
+    cells, rule = fracture_cells(volume, ribs, defaults.BONE_HU)
+    kji = np.argwhere(volume.to_input(bone_mask(volume, cells, defaults.BONE_HU)))
+    grid = PatchGrid.build(volume.array.shape, patch, 0.5)
+    mm3 = float(np.prod(image.GetSpacing()))
+    for end_mm in (defaults.RIB_FRAME_END_MM, defaults.RIB_FRAME_INFERENCE_END_MM):
+        frames = rib_frames(ribs.ribs, voxel_mm=ckpt.preprocessing["frame_voxel_mm"],
+                            half_mm=ckpt.preprocessing["frame_half_mm"], end_mm=end_mm)
+        uncovered = np.zeros(sitk.GetArrayViewFromImage(image).shape, bool)
+        uncovered[tuple(kji[~frames_reach(frames, image, kji)].T)] = True
+        examined = volume.to_canonical(fallback_bone(uncovered, ribs))
+        pieces = ndimage.label(examined, np.ones((3, 3, 3)))[1]
+        t = time.perf_counter()
+        boxes = cover_windows(np.argwhere(examined), examined.shape, patch, fallback_margin(patch))
+        cover_s = time.perf_counter() - t
+        grid_patches = sum(keep_mask(grid, block_any(examined))) if examined.any() else 0
+        print(f"[{case}] run-on {end_mm:.0f} mm ({sum(f.shape[0] for f in frames)} sections), rule {rule}: "
+              f"{uncovered.sum() * mm3:.0f} mm^3 of bone in no frame, {examined.sum() * mm3:.0f} mm^3 of it for the "
+              f"fallback in {pieces} pieces: grid {grid_patches} patches, cover {len(boxes)} windows "
+              f"({cover_s:.2f} s to place)", flush=True)
 
 
 if __name__ == "__main__":

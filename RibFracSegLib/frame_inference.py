@@ -23,8 +23,10 @@ reaches, the fallback examines (`fallback_bone`) bone labelled rib when the rib 
 rib's ends beyond its frame), all of it when the set is incomplete (a rib not found); bone that is
 neither (spine, sternum, scapulae beside a complete set) goes unexamined, and the result says how
 many mm^3 (`FrameProbability.summary`, `note`). The frames run on `frame_end_mm` past each traced end
-(rib heads reach past the trace), and the fallback computes only a few windows holding every voxel
-it examines in their core (`window_cover.cover_windows`), not every grid patch touching one. The network and the fallback come in as
+(rib heads reach past the trace); bone labelled rib that lies beside its own rib's frame, not past an
+end, is another structure grown into the label (`beside_own_frame`: reported, not examined); and the
+fallback computes only a few windows holding every voxel it examines in their core
+(`window_cover.cover_windows`), not every grid patch touching one. The network and the fallback come in as
 callables (`inference.segment_ct` builds them), so this module needs nothing from inference.py.
 """
 
@@ -38,6 +40,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import SimpleITK as sitk
+from scipy.spatial import cKDTree
 
 from . import defaults
 from .checkpoint import Checkpoint, cached_checkpoint
@@ -48,7 +51,7 @@ from .preprocess import patch_batch
 from .options import worker_threads
 from .progress import Cancel, Progress
 from .ribs.frame import RibFrame, frame_to_ct, rib_frames
-from .ribs.labels import RibLabels
+from .ribs.labels import RibLabels, rib_label_value
 from .sliding_window import Box, PatchGrid, SlabAggregator, axis_starts, importance_map, keep_mask
 from .window_cover import cover_windows
 
@@ -136,6 +139,7 @@ class FrameProbability:
     rule: str  # which bone: `inference.fracture_cells`' rule ("ribs", "bone (why)") or "none" (HU alone)
     fallback_bone_voxels: int = 0  # ... of the uncovered bone, what the fallback examines (`fallback_bone`);
     #   the rest (spine, sternum, scapulae when the rib set is complete) is examined by nothing
+    beside_rib_voxels: int = 0  # ... of that rest, bone labelled rib beside its own rib's frame (`beside_own_frame`)
     frames: int = 0
     windows: int = 0
     sections: int = 0
@@ -171,6 +175,7 @@ class FrameProbability:
                 "fallback_bone_mm3": round(self.fallback_bone_voxels * mm3, 1),
                 "unexamined_bone_mm3": round(self.unexamined_bone_voxels * mm3, 1),
                 "unexamined_bone_percent": round(100.0 * self.unexamined_bone_voxels / max(1, self.bone_voxels), 2),
+                "beside_rib_mm3": round(self.beside_rib_voxels * mm3, 1),
                 "bone_rule": self.rule,
                 "fallback_patches": self.fallback_patches, "fallback_patches_total": self.fallback_patches_total}
 
@@ -182,7 +187,11 @@ class FrameProbability:
                 f"({self.fallback_patches} patches)")
         if self.unexamined_bone_voxels:
             text += (f"; {self.unexamined_bone_voxels * mm3:.0f} mm^3 of bone was not examined (the rib set is "
-                     "complete and it is not labelled rib: spine, sternum, scapulae)")
+                     "complete and it is not labelled rib: spine, sternum, scapulae")
+            if self.beside_rib_voxels:
+                text += (f"; {self.beside_rib_voxels * mm3:.0f} mm^3 of it labelled rib but beside its rib's frame, "
+                         "more than the frame's half width off the centreline: another structure in the label")
+            text += ")"
         return text
 
 
@@ -240,14 +249,44 @@ def bone_mask(volume: CanonicalVolume, cells: Optional[np.ndarray], bone_hu: flo
     return bone
 
 
-def fallback_bone(uncovered: np.ndarray, ribs: Optional[RibLabels]) -> np.ndarray:
+def fallback_bone(uncovered: np.ndarray, ribs: Optional[RibLabels], frames: Sequence[RibFrame] = (),
+                  image: Optional[sitk.Image] = None) -> np.ndarray:
     """What the fallback examines of the bone no frame reaches (input grid): with a complete rib set
     (`RibLabels.complete`) only bone labelled as rib (any label, unnumbered included: a rib's bone
     beyond its frame's ends, a stretch the frame misses); the spine, sternum and scapulae are not
-    ribs and stay unexamined. With an incomplete set a missed rib may lie anywhere: all of it."""
+    ribs and stay unexamined. With `frames` (and the CT `image`), labelled bone beside its own rib's
+    frame is left out too (`beside_own_frame`). With an incomplete set a missed rib may lie anywhere:
+    all of it."""
     if ribs is None or not ribs.complete():
         return uncovered
-    return uncovered & (sitk.GetArrayViewFromImage(ribs.labels) > 0)
+    labelled = uncovered & (sitk.GetArrayViewFromImage(ribs.labels) > 0)
+    if frames and image is not None:
+        labelled &= ~beside_own_frame(labelled, ribs, frames, image)
+    return labelled
+
+
+def beside_own_frame(mask: np.ndarray, ribs: RibLabels, frames: Sequence[RibFrame], image: sitk.Image) -> np.ndarray:
+    """Voxels of `mask` (in no frame, labelled rib) whose nearest section of their own rib's frame is
+    not its first or last: beside the rib, more than the frame's half width off its centreline, not past
+    an end. A rib's bone lies within RIB_TRACE_TUBE_MM of it; such voxels are another structure grown
+    into the label (on LIDC-IDRI-0001 contrast-filled veins and the manubrium, 2.8 cm^3 by rib 1).
+    Past an end the rib may go on beyond its trace: those stay (nearest section first or last)."""
+    out = np.zeros(mask.shape, bool)
+    kji = np.argwhere(mask)
+    if not len(kji):
+        return out
+    value = sitk.GetArrayViewFromImage(ribs.labels)[tuple(kji.T)]
+    lps = indices_to_lps(image, kji[:, ::-1].astype(float))
+    beside = np.zeros(len(kji), bool)
+    for label in np.unique(value):
+        own = [f for f in frames if rib_label_value(f.side, f.number) == label]
+        if not own:
+            continue
+        interior = np.concatenate([np.arange(len(f.points_lps)) % (len(f.points_lps) - 1) > 0 for f in own])
+        pick = value == label
+        beside[pick] = interior[cKDTree(np.concatenate([f.points_lps for f in own])).query(lps[pick])[1]]
+    out[tuple(kji[beside].T)] = True
+    return out
 
 
 def frames_reach(frames: Sequence[RibFrame], image: sitk.Image, kji: np.ndarray) -> np.ndarray:
@@ -336,8 +375,9 @@ def frame_probability(image: sitk.Image, volume: CanonicalVolume, ribs: Optional
     del kji
     uncovered = bone & ~covered_bone
     n_uncovered = int(uncovered.sum())
-    examined = fallback_bone(uncovered, ribs)
+    examined = fallback_bone(uncovered, ribs, frames, image)
     n_examined = int(examined.sum())
+    n_beside = int(fallback_bone(uncovered, ribs).sum()) - n_examined if ribs is not None and ribs.complete() else 0
     del uncovered
     fallback_boxes = None
     if n_examined:
@@ -346,7 +386,7 @@ def frame_probability(image: sitk.Image, volume: CanonicalVolume, ribs: Optional
     del examined
     timings["coverage"] = time.perf_counter() - t
     result = FrameProbability(prob, covered_bone, int(bone.sum()), n_uncovered, float(np.prod(image.GetSpacing())),
-                              rule, fallback_bone_voxels=n_examined, frames=len(frames), windows=n_windows,
+                              rule, fallback_bone_voxels=n_examined, beside_rib_voxels=n_beside, frames=len(frames), windows=n_windows,
                               sections=sum(f.shape[0] for f in frames), sections_written=written,
                               fallback_boxes=fallback_boxes, fallback_patches_total=len(grid), timings_s=timings)
     del bone

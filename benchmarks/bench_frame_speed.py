@@ -12,8 +12,9 @@ segmented once, untimed here (bench_inference --frames times them).
 
 --fallback: only the fallback's cost, before and after issue 24's cut: rib-labelled bone in no frame (mm^3, pieces)
 and the patches computed for it, with the training frames' run-on (RIB_FRAME_END_MM) and the overlapped grid
-(every patch touching that bone's blocks: before) against the inference run-on (`frame_inference.frame_end_mm`)
-and `window_cover.cover_windows` (after); no network runs.
+on all of it (before) against the inference run-on (`frame_inference.frame_end_mm`), without the labelled bone
+beside its rib's frame (`frame_inference.beside_own_frame`), and `window_cover.cover_windows` (after); each
+step's share printed; no network runs.
 
     python benchmarks/bench_frame_speed.py --fallback [--case lidc|lidc0314|all]
 """
@@ -48,7 +49,8 @@ def main() -> None:
     import SimpleITK as sitk
     import torch
     from RibFracSegLib import defaults
-    from RibFracSegLib.frame_inference import _frame_values, bone_mask, frame_geometry, frame_windows, frames_reach
+    from RibFracSegLib.frame_inference import (_frame_values, bone_mask, frame_end_mm, frame_geometry, frame_windows,
+                                               frames_reach)
     from RibFracSegLib.inference import _prepared_model, _Runner, fracture_cells
     from RibFracSegLib.orientation import canonical_volume
     from RibFracSegLib.precision import auto_precision
@@ -65,7 +67,7 @@ def main() -> None:
     patch = tuple(ckpt.patch_size)
     hu_window = ckpt.preprocessing["hu_window"]
     t = time.perf_counter()
-    frames = rib_frames(ribs.ribs, voxel_mm=voxel, half_mm=half)
+    frames = rib_frames(ribs.ribs, voxel_mm=voxel, half_mm=half, end_mm=frame_end_mm(ckpt))
     built = time.perf_counter() - t
     t = time.perf_counter()
     volumes = [frame.sample(image, array) for frame in frames]
@@ -103,8 +105,9 @@ def main() -> None:
 
 
 def fallback_before_after(case: str) -> None:
-    """Rib-labelled bone no frame reaches and the fallback patches it costs: training run-on + grid, then the
-    inference run-on + grid, then the inference run-on + cover windows (what `frame_probability` does)."""
+    """Rib-labelled bone no frame reaches and the fallback patches it costs, per run-on (training's, inference's):
+    by the grid and by cover windows, on all labelled bone and without what lies beside its rib's frame (the
+    inference run-on, beside-frame bone left out, cover windows: what `frame_probability` does)."""
     import numpy as np
     import SimpleITK as sitk
     from scipy import ndimage
@@ -134,16 +137,19 @@ def fallback_before_after(case: str) -> None:
                             half_mm=ckpt.preprocessing["frame_half_mm"], end_mm=end_mm)
         uncovered = np.zeros(sitk.GetArrayViewFromImage(image).shape, bool)
         uncovered[tuple(kji[~frames_reach(frames, image, kji)].T)] = True
-        examined = volume.to_canonical(fallback_bone(uncovered, ribs))
-        pieces = ndimage.label(examined, np.ones((3, 3, 3)))[1]
+        labelled = volume.to_canonical(fallback_bone(uncovered, ribs))
+        examined = volume.to_canonical(fallback_bone(uncovered, ribs, frames, image))
         t = time.perf_counter()
         boxes = cover_windows(np.argwhere(examined), examined.shape, patch, fallback_margin(patch))
         cover_s = time.perf_counter() - t
-        grid_patches = sum(keep_mask(grid, block_any(examined))) if examined.any() else 0
+        counts = [sum(keep_mask(grid, block_any(m))) if m.any() else 0 for m in (labelled, examined)]
+        labelled_cover = len(cover_windows(np.argwhere(labelled), examined.shape, patch, fallback_margin(patch)))
         print(f"[{case}] run-on {end_mm:.0f} mm ({sum(f.shape[0] for f in frames)} sections), rule {rule}: "
-              f"{uncovered.sum() * mm3:.0f} mm^3 of bone in no frame, {examined.sum() * mm3:.0f} mm^3 of it for the "
-              f"fallback in {pieces} pieces: grid {grid_patches} patches, cover {len(boxes)} windows "
-              f"({cover_s:.2f} s to place)", flush=True)
+              f"{uncovered.sum() * mm3:.0f} mm^3 of bone in no frame; labelled rib {labelled.sum() * mm3:.0f} mm^3 in "
+              f"{ndimage.label(labelled, np.ones((3, 3, 3)))[1]} pieces (grid {counts[0]} patches, cover "
+              f"{labelled_cover}), of it beside its rib's frame {(labelled.sum() - examined.sum()) * mm3:.0f} mm^3; "
+              f"the fallback examines {examined.sum() * mm3:.0f} mm^3: grid {counts[1]} patches, cover {len(boxes)} "
+              f"windows ({cover_s:.2f} s to place)", flush=True)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 
 from RibFracSegLib import defaults, frame_inference
@@ -80,3 +81,48 @@ def test_frames_run_on_past_a_head_the_trace_stopped_short_of():
     assert after.fallback_bone_voxels == 0 and after.fallback_patches == 0 and after.fallback_boxes is None
     assert after.uncovered_bone_voxels <= before.uncovered_bone_voxels - before.fallback_bone_voxels
     assert after.windows >= before.windows
+
+
+def with_labelled_blob(case, ribs, centre_lps, label, hu=700.0, size=3):
+    """The CT and the rib labels with a cube of bone (`size` voxels a side) labelled `label` at `centre_lps`."""
+    ijk = np.rint(case.image.TransformPhysicalPointToContinuousIndex([float(v) for v in centre_lps])).astype(int)
+    lo = ijk - size // 2
+    box = tuple(slice(a, a + size) for a in lo[::-1])
+    ct, labels = sitk.GetArrayFromImage(case.image), sitk.GetArrayFromImage(ribs.labels)
+    ct[box], labels[box] = hu, label
+    images = []
+    for array, like in ((ct, case.image), (labels, ribs.labels)):
+        images.append(sitk.GetImageFromArray(array))
+        images[-1].CopyInformation(like)
+    blob = np.zeros(ct.shape, bool)
+    blob[box] = True
+    return images[0], dataclasses.replace(ribs, labels=images[1]), blob
+
+
+def test_bone_labelled_rib_beside_its_frame_is_reported_not_examined_but_past_its_end_is_examined():
+    """Bone grown into L6's label 14 mm out from its mid-arc (beyond the frame's half width, as contrast-filled
+    veins grow into rib 1's label on LIDC-IDRI-0001) is counted unexamined and named in the note; the same bone
+    30 mm past L6's anterior end (where a rib goes on beyond a trace that stopped short) goes to the fallback."""
+    case = generate_phantom(PhantomParams(orientation="LPI", n_fractures=0, **BASE))
+    truth = rib_labels_from_phantom(case)
+    rib = truth.by_name("L6")
+    from RibFracSegLib.ribs.frame import body_centre, rib_frame
+    frame = rib_frame(rib, body_centre(truth.ribs), voxel_mm=0.6, half_mm=7.2)
+    mid = len(frame.points_lps) // 2
+    beside, past = frame.points_lps[mid] + 14.0 * frame.u[mid], frame.points_lps[-1] + 30.0 * frame.tangent[-1]
+    results = {}
+    for name, where in (("beside", beside), ("past", past)):
+        image, ribs, blob = with_labelled_blob(case, truth, where, rib.label)
+        assert ribs.complete()
+        results[name] = run_frames(image, ribs, marker_checkpoint("rib_frame"), Recorder(0.7)), image, blob
+    result, image, blob = results["beside"]
+    bone = blob & (sitk.GetArrayViewFromImage(image) > 300.0)
+    assert bone.sum() == 27 and result.beside_rib_voxels == 27 and result.fallback_bone_voxels == 0
+    assert result.fallback_patches == 0 and np.all(result.probability[bone] == 0.0)
+    assert result.unexamined_bone_voxels >= 27 and result.summary()["beside_rib_mm3"] == pytest.approx(
+        round(27 * float(np.prod(image.GetSpacing())), 1))
+    assert "labelled rib but beside its rib's frame" in result.note()
+    result, image, blob = results["past"]
+    bone = blob & (sitk.GetArrayViewFromImage(image) > 300.0)
+    assert result.beside_rib_voxels == 0 and result.fallback_bone_voxels == bone.sum() == 27
+    assert result.fallback_patches == 1 and np.all(result.probability[bone] == 0.7)

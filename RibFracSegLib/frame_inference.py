@@ -144,7 +144,7 @@ class FrameProbability:
     windows: int = 0
     sections: int = 0
     sections_written: int = 0  # sections holding a value >= FRAME_MIN_PROBABILITY (the write-back visits these)
-    fallback_boxes: Optional[list] = None  # canonical patch boxes the fallback ran (None: nothing to examine)
+    fallback_boxes: Optional[list[Box]] = None  # canonical patch boxes the fallback ran (None: nothing to examine)
     fallback_patches_total: int = 0  # the fallback's whole grid
     fallback_patches: int = 0  # computed (len(fallback_boxes))
     fallback_stats: Any = None
@@ -320,7 +320,8 @@ def frame_probability(image: sitk.Image, volume: CanonicalVolume, ribs: Optional
                       decide_from: float = defaults.FRAME_MIN_PROBABILITY) -> FrameProbability:
     """Probability of a CT (input grid) from a rib-frame checkpoint: frames of `ribs` (never segmented
     here), windows through `predict` (`inference._Runner`), write-back, then `fallback` on windows
-    covering the uncovered bone it examines (`fallback_bone`). `cells`/`rule`: `inference.fracture_cells` (None, "none": bone anywhere counts).
+    covering the uncovered bone it examines (`fallback_bone`). `cells`/`rule`: `inference.fracture_cells`
+    (None, "none": bone anywhere counts).
     progress(done, total) counts windows, then fallback patches (the total first counts every patch the
     fallback could need, then those it does); cancel() is polled before each batch of either.
     `overlap`: the windows' along the arc (None: `frame_overlap`). `output`: a zeroed input-grid float32 array to fill. `decide_from`: the post-processing threshold
@@ -386,7 +387,8 @@ def frame_probability(image: sitk.Image, volume: CanonicalVolume, ribs: Optional
     del examined
     timings["coverage"] = time.perf_counter() - t
     result = FrameProbability(prob, covered_bone, int(bone.sum()), n_uncovered, float(np.prod(image.GetSpacing())),
-                              rule, fallback_bone_voxels=n_examined, beside_rib_voxels=n_beside, frames=len(frames), windows=n_windows,
+                              rule, fallback_bone_voxels=n_examined, beside_rib_voxels=n_beside, frames=len(frames),
+                              windows=n_windows,
                               sections=sum(f.shape[0] for f in frames), sections_written=written,
                               fallback_boxes=fallback_boxes, fallback_patches_total=len(grid), timings_s=timings)
     del bone

@@ -14,7 +14,7 @@ segmented once, untimed here (bench_inference --frames times them).
 and the patches computed for it, with the training frames' run-on (RIB_FRAME_END_MM) and the overlapped grid
 on all of it (before) against the inference run-on (`frame_inference.frame_end_mm`), without the labelled bone
 beside its rib's frame (`frame_inference.beside_own_frame`), and `window_cover.cover_windows` (after); each
-step's share printed; no network runs.
+step's share printed; then with R7 left out (an incomplete set: all bone in no frame); no network runs.
 
     python benchmarks/bench_frame_speed.py --fallback [--case lidc|lidc0314|all]
 """
@@ -112,7 +112,8 @@ def fallback_before_after(case: str) -> None:
     import SimpleITK as sitk
     from scipy import ndimage
     from RibFracSegLib import defaults
-    from RibFracSegLib.frame_inference import bone_mask, fallback_bone, fallback_margin, frames_reach
+    import dataclasses
+    from RibFracSegLib.frame_inference import bone_mask, fallback_bone, fallback_margin, frame_end_mm, frames_reach
     from RibFracSegLib.inference import fracture_cells
     from RibFracSegLib.orientation import canonical_volume
     from RibFracSegLib.preprocess import block_any
@@ -150,6 +151,20 @@ def fallback_before_after(case: str) -> None:
               f"{labelled_cover}), of it beside its rib's frame {(labelled.sum() - examined.sum()) * mm3:.0f} mm^3; "
               f"the fallback examines {examined.sum() * mm3:.0f} mm^3: grid {counts[1]} patches, cover {len(boxes)} "
               f"windows ({cover_s:.2f} s to place)", flush=True)
+    # a rib not found (R7 left out): the set is incomplete, all bone in the body in no frame goes to the fallback
+    partial = dataclasses.replace(ribs, ribs=[r for r in ribs.ribs if r.name != "R7"])
+    cells, rule = fracture_cells(volume, partial, defaults.BONE_HU)
+    kji = np.argwhere(volume.to_input(bone_mask(volume, cells, defaults.BONE_HU)))
+    frames = rib_frames(partial.ribs, voxel_mm=ckpt.preprocessing["frame_voxel_mm"],
+                        half_mm=ckpt.preprocessing["frame_half_mm"], end_mm=frame_end_mm(ckpt))
+    uncovered = np.zeros(sitk.GetArrayViewFromImage(image).shape, bool)
+    uncovered[tuple(kji[~frames_reach(frames, image, kji)].T)] = True
+    examined = volume.to_canonical(fallback_bone(uncovered, partial, frames, image))
+    t = time.perf_counter()
+    boxes = cover_windows(np.argwhere(examined), examined.shape, patch, fallback_margin(patch))
+    print(f"[{case}] R7 left out, rule {rule[:24]}...: the fallback examines {examined.sum() * mm3 / 1000:.1f} cm^3: "
+          f"grid {sum(keep_mask(grid, block_any(examined)))} patches, cover {len(boxes)} windows "
+          f"({time.perf_counter() - t:.2f} s to place)", flush=True)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ covers its whole section (what `RibFrame.lps_to_index` calls inside).
 The write-back (`ribs/frame.frame_to_ct`, max over ribs) costs seconds per rib when every section
 writes, so values below FRAME_MIN_PROBABILITY are written as 0 and only sections holding more are
 visited. Coverage is asked of the frames only where it decides something (`frames_reach`): on bone,
-to pick the fallback's blocks, and where the fallback's probability reaches the threshold and
+to place the fallback's windows, and where the fallback's probability reaches the threshold and
 exceeds the frames'.
 
 Bone here is what today's sliding window would examine (HU > bone_hu in `inference.fracture_cells`'
@@ -22,7 +22,11 @@ blocks: near the ribs when the rib set is complete, else bone in the body). Of i
 reaches, the fallback examines (`fallback_bone`) bone labelled rib when the rib set is complete (a
 rib's ends beyond its frame), all of it when the set is incomplete (a rib not found); bone that is
 neither (spine, sternum, scapulae beside a complete set) goes unexamined, and the result says how
-many mm^3 (`FrameProbability.summary`, `note`). The network and the fallback come in as
+many mm^3 (`FrameProbability.summary`, `note`). The frames run on `frame_end_mm` past each traced end
+(rib heads reach past the trace); bone labelled rib that lies beside its own rib's frame, not past an
+end, is another structure grown into the label (`beside_own_frame`: reported, not examined); and the
+fallback computes only a few windows holding every voxel it examines in their core
+(`window_cover.cover_windows`), not every grid patch touching one. The network and the fallback come in as
 callables (`inference.segment_ct` builds them), so this module needs nothing from inference.py.
 """
 
@@ -36,18 +40,20 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import SimpleITK as sitk
+from scipy.spatial import cKDTree
 
 from . import defaults
 from .checkpoint import Checkpoint, cached_checkpoint
 from .errors import Cancelled, CheckpointError
 from .geometry import indices_to_lps
 from .orientation import CanonicalVolume
-from .preprocess import block_any, patch_batch
+from .preprocess import patch_batch
 from .options import worker_threads
 from .progress import Cancel, Progress
 from .ribs.frame import RibFrame, frame_to_ct, rib_frames
-from .ribs.labels import RibLabels
+from .ribs.labels import RibLabels, rib_label_value
 from .sliding_window import Box, PatchGrid, SlabAggregator, axis_starts, importance_map, keep_mask
+from .window_cover import cover_windows
 
 SPACES = ("ct", "rib_frame")  # preprocessing["space"]: where the network's input lives ("ct" when absent)
 Predict = Callable[[np.ndarray], np.ndarray]  # (n, a, p, q) normalised windows -> (n, a, p, q) probabilities
@@ -81,6 +87,15 @@ def frame_overlap(ckpt: Checkpoint) -> float:
     return overlap
 
 
+def frame_end_mm(ckpt: Checkpoint) -> float:
+    """How far the frames run on past each rib's traced ends: the checkpoint's inference["frame_end_mm"],
+    else RIB_FRAME_INFERENCE_END_MM (rib heads reach a few mm past the training frames' run-on)."""
+    end = float(ckpt.inference.get("frame_end_mm", defaults.RIB_FRAME_INFERENCE_END_MM))
+    if not 0.0 <= end <= 50.0:
+        raise CheckpointError(f"rib-frame checkpoint frame_end_mm must be in [0, 50] mm, got {end}")
+    return end
+
+
 def fallback_checkpoint(ckpt: Checkpoint) -> Checkpoint:
     """The CT-space checkpoint for bone no frame covers: inference["fallback"], "shipped" (the shipped
     fracture model, the default) or a checkpoint file."""
@@ -100,9 +115,10 @@ def fallback_checkpoint(ckpt: Checkpoint) -> Checkpoint:
 
 @dataclass
 class Fallback:
-    """The whole-volume sliding window for uncovered bone: its patch grid, and `run(cells, output,
-    progress)` filling `output` (a zeroed canonical float32 view) from the patches touching `cells`
-    (the `preprocess.bone_cells` block grid); returns what ran (e.g. `inference.WindowStats`)."""
+    """The sliding-window model for uncovered bone: its patch size, the grid's overlap (the patches
+    it would compute, `FrameProbability.fallback_patches_total`), and `run(boxes, output, progress)`
+    filling `output` (a zeroed canonical float32 view) from patches at `boxes` (canonical, placed by
+    `window_cover.cover_windows`); returns what ran (e.g. `inference.WindowStats`)."""
 
     patch_size: Sequence[int]
     overlap: float
@@ -123,13 +139,14 @@ class FrameProbability:
     rule: str  # which bone: `inference.fracture_cells`' rule ("ribs", "bone (why)") or "none" (HU alone)
     fallback_bone_voxels: int = 0  # ... of the uncovered bone, what the fallback examines (`fallback_bone`);
     #   the rest (spine, sternum, scapulae when the rib set is complete) is examined by nothing
+    beside_rib_voxels: int = 0  # ... of that rest, bone labelled rib beside its own rib's frame (`beside_own_frame`)
     frames: int = 0
     windows: int = 0
     sections: int = 0
     sections_written: int = 0  # sections holding a value >= FRAME_MIN_PROBABILITY (the write-back visits these)
-    fallback_cells: Optional[np.ndarray] = None  # canonical block grid the fallback ran on (None: nothing uncovered)
-    fallback_patches_total: int = 0
-    fallback_patches: int = 0  # computed
+    fallback_boxes: Optional[list[Box]] = None  # canonical patch boxes the fallback ran (None: nothing to examine)
+    fallback_patches_total: int = 0  # the fallback's whole grid
+    fallback_patches: int = 0  # computed (len(fallback_boxes))
     fallback_stats: Any = None
     fallback_voxels: Optional[np.ndarray] = None  # (n, 3) rows k, j, i holding the fallback's value from the
     #   post-processing threshold up: a detection made mostly of these was found by the fallback
@@ -158,6 +175,7 @@ class FrameProbability:
                 "fallback_bone_mm3": round(self.fallback_bone_voxels * mm3, 1),
                 "unexamined_bone_mm3": round(self.unexamined_bone_voxels * mm3, 1),
                 "unexamined_bone_percent": round(100.0 * self.unexamined_bone_voxels / max(1, self.bone_voxels), 2),
+                "beside_rib_mm3": round(self.beside_rib_voxels * mm3, 1),
                 "bone_rule": self.rule,
                 "fallback_patches": self.fallback_patches, "fallback_patches_total": self.fallback_patches_total}
 
@@ -169,7 +187,11 @@ class FrameProbability:
                 f"({self.fallback_patches} patches)")
         if self.unexamined_bone_voxels:
             text += (f"; {self.unexamined_bone_voxels * mm3:.0f} mm^3 of bone was not examined (the rib set is "
-                     "complete and it is not labelled rib: spine, sternum, scapulae)")
+                     "complete and it is not labelled rib: spine, sternum, scapulae")
+            if self.beside_rib_voxels:
+                text += (f"; {self.beside_rib_voxels * mm3:.0f} mm^3 of it labelled rib but beside its rib's frame, "
+                         "more than the frame's half width off the centreline: another structure in the label")
+            text += ")"
         return text
 
 
@@ -227,14 +249,44 @@ def bone_mask(volume: CanonicalVolume, cells: Optional[np.ndarray], bone_hu: flo
     return bone
 
 
-def fallback_bone(uncovered: np.ndarray, ribs: Optional[RibLabels]) -> np.ndarray:
+def fallback_bone(uncovered: np.ndarray, ribs: Optional[RibLabels], frames: Sequence[RibFrame] = (),
+                  image: Optional[sitk.Image] = None) -> np.ndarray:
     """What the fallback examines of the bone no frame reaches (input grid): with a complete rib set
     (`RibLabels.complete`) only bone labelled as rib (any label, unnumbered included: a rib's bone
     beyond its frame's ends, a stretch the frame misses); the spine, sternum and scapulae are not
-    ribs and stay unexamined. With an incomplete set a missed rib may lie anywhere: all of it."""
+    ribs and stay unexamined. With `frames` (and the CT `image`), labelled bone beside its own rib's
+    frame is left out too (`beside_own_frame`). With an incomplete set a missed rib may lie anywhere:
+    all of it."""
     if ribs is None or not ribs.complete():
         return uncovered
-    return uncovered & (sitk.GetArrayViewFromImage(ribs.labels) > 0)
+    labelled = uncovered & (sitk.GetArrayViewFromImage(ribs.labels) > 0)
+    if frames and image is not None:
+        labelled &= ~beside_own_frame(labelled, ribs, frames, image)
+    return labelled
+
+
+def beside_own_frame(mask: np.ndarray, ribs: RibLabels, frames: Sequence[RibFrame], image: sitk.Image) -> np.ndarray:
+    """Voxels of `mask` (in no frame, labelled rib) whose nearest section of their own rib's frame is
+    not its first or last: beside the rib, more than the frame's half width off its centreline, not past
+    an end. A rib's bone lies within RIB_TRACE_TUBE_MM of it; such voxels are another structure grown
+    into the label (on LIDC-IDRI-0001 contrast-filled veins and the manubrium, 2.8 cm^3 by rib 1).
+    Past an end the rib may go on beyond its trace: those stay (nearest section first or last)."""
+    out = np.zeros(mask.shape, bool)
+    kji = np.argwhere(mask)
+    if not len(kji):
+        return out
+    value = sitk.GetArrayViewFromImage(ribs.labels)[tuple(kji.T)]
+    lps = indices_to_lps(image, kji[:, ::-1].astype(float))
+    beside = np.zeros(len(kji), bool)
+    for label in np.unique(value):
+        own = [f for f in frames if rib_label_value(f.side, f.number) == label]
+        if not own:
+            continue
+        interior = np.concatenate([np.arange(len(f.points_lps)) % (len(f.points_lps) - 1) > 0 for f in own])
+        pick = value == label
+        beside[pick] = interior[cKDTree(np.concatenate([f.points_lps for f in own])).query(lps[pick])[1]]
+    out[tuple(kji[beside].T)] = True
+    return out
 
 
 def frames_reach(frames: Sequence[RibFrame], image: sitk.Image, kji: np.ndarray) -> np.ndarray:
@@ -267,8 +319,9 @@ def frame_probability(image: sitk.Image, volume: CanonicalVolume, ribs: Optional
                       output: Optional[np.ndarray] = None,
                       decide_from: float = defaults.FRAME_MIN_PROBABILITY) -> FrameProbability:
     """Probability of a CT (input grid) from a rib-frame checkpoint: frames of `ribs` (never segmented
-    here), windows through `predict` (`inference._Runner`), write-back, then `fallback` on the blocks
-    of uncovered bone. `cells`/`rule`: `inference.fracture_cells` (None, "none": bone anywhere counts).
+    here), windows through `predict` (`inference._Runner`), write-back, then `fallback` on windows
+    covering the uncovered bone it examines (`fallback_bone`). `cells`/`rule`: `inference.fracture_cells`
+    (None, "none": bone anywhere counts).
     progress(done, total) counts windows, then fallback patches (the total first counts every patch the
     fallback could need, then those it does); cancel() is polled before each batch of either.
     `overlap`: the windows' along the arc (None: `frame_overlap`). `output`: a zeroed input-grid float32 array to fill. `decide_from`: the post-processing threshold
@@ -278,7 +331,8 @@ def frame_probability(image: sitk.Image, volume: CanonicalVolume, ribs: Optional
     patch = tuple(int(s) for s in ckpt.patch_size)
     hu_window = [float(v) for v in ckpt.preprocessing.get("hu_window", defaults.HU_WINDOW)]
     t = time.perf_counter()
-    frames = rib_frames(ribs.ribs, voxel_mm=voxel_mm, half_mm=half_mm) if ribs is not None else []
+    frames = (rib_frames(ribs.ribs, voxel_mm=voxel_mm, half_mm=half_mm, end_mm=frame_end_mm(ckpt))
+              if ribs is not None else [])
     overlap = frame_overlap(ckpt) if overlap is None else overlap
     plans = [(frame, frame_windows(frame.shape, patch, overlap)) for frame in frames]
     timings["frames"] += time.perf_counter() - t
@@ -322,29 +376,39 @@ def frame_probability(image: sitk.Image, volume: CanonicalVolume, ribs: Optional
     del kji
     uncovered = bone & ~covered_bone
     n_uncovered = int(uncovered.sum())
-    examined = fallback_bone(uncovered, ribs)
+    examined = fallback_bone(uncovered, ribs, frames, image)
     n_examined = int(examined.sum())
+    n_beside = int(fallback_bone(uncovered, ribs).sum()) - n_examined if ribs is not None and ribs.complete() else 0
     del uncovered
-    fallback_cells = block_any(volume.to_canonical(examined)) if n_examined else None
+    fallback_boxes = None
+    if n_examined:
+        fallback_boxes = cover_windows(np.argwhere(volume.to_canonical(examined)), volume.array.shape,
+                                       fallback.patch_size, fallback_margin(fallback.patch_size))
     del examined
     timings["coverage"] = time.perf_counter() - t
     result = FrameProbability(prob, covered_bone, int(bone.sum()), n_uncovered, float(np.prod(image.GetSpacing())),
-                              rule, fallback_bone_voxels=n_examined, frames=len(frames), windows=n_windows,
+                              rule, fallback_bone_voxels=n_examined, beside_rib_voxels=n_beside, frames=len(frames),
+                              windows=n_windows,
                               sections=sum(f.shape[0] for f in frames), sections_written=written,
-                              fallback_cells=fallback_cells, fallback_patches_total=len(grid), timings_s=timings)
+                              fallback_boxes=fallback_boxes, fallback_patches_total=len(grid), timings_s=timings)
     del bone
-    if fallback_cells is not None:
+    if fallback_boxes is not None:
         t = time.perf_counter()
-        result.fallback_patches = int(sum(keep_mask(grid, fallback_cells)))
+        result.fallback_patches = len(fallback_boxes)
         done[1] = n_windows + result.fallback_patches
         shifted = (lambda d, total: progress(n_windows + d, n_windows + total)) if progress else None
         extra = np.zeros_like(prob)
-        result.fallback_stats = fallback.run(fallback_cells, volume.to_canonical(extra), shifted)
+        result.fallback_stats = fallback.run(fallback_boxes, volume.to_canonical(extra), shifted)
         result.fallback_voxels = _merge_fallback(prob, extra, frames, image, decide_from)
         timings["fallback"] = time.perf_counter() - t
     elif progress:
         progress(n_windows, n_windows)
     return result
+
+
+def fallback_margin(patch_size: Sequence[int]) -> int:
+    """Voxels every examined voxel keeps from its fallback window's faces (FALLBACK_CORE_MARGIN)."""
+    return int(round(defaults.FALLBACK_CORE_MARGIN * min(int(p) for p in patch_size)))
 
 
 def _merge_fallback(prob: np.ndarray, extra: np.ndarray, frames: Sequence[RibFrame], image: sitk.Image,

@@ -36,7 +36,7 @@ from .ribs import RibLabels, segment_ribs
 from .candidates.classifier import classify, keep_detections, load_classifier
 from .ribs.assign import locate_on_rib, near_ribs
 from .ribs.frame_measure import measure_detections
-from .sliding_window import PatchGrid, SlabAggregator, importance_map, keep_mask
+from .sliding_window import Box, PatchGrid, SlabAggregator, importance_map, keep_mask
 
 SUPPORTED_NORMALISATION = "window_to_minus1_1"
 
@@ -174,16 +174,19 @@ def predict_probability(array: np.ndarray, model: nn.Module, *, patch_size: Sequ
                         blend: str = "gaussian", device: torch.device = torch.device("cpu"),
                         precision: str = "auto", progress: Optional[Progress] = None,
                         cancel: Optional[Cancel] = None, output: Optional[np.ndarray] = None,
-                        auto: Optional[AutoPrecision] = None) -> tuple[np.ndarray, WindowStats]:
+                        auto: Optional[AutoPrecision] = None,
+                        boxes: Optional[Sequence[Box]] = None) -> tuple[np.ndarray, WindowStats]:
     """Blended probability map (float32, shape of `array`) of a 3-D HU array by sliding window.
 
     `cells` (from `preprocess.bone_cells`) marks where fractures may be; patches touching none are
     skipped and their voxels get no contribution (0 where no computed patch covers them).
     `output` (zeroed float32, e.g. a canonical view of an input-grid array) receives the map in place.
     `auto` is what precision "auto" tries (`precision.auto_precision`; default: uncalibrated).
+    `boxes`: the patches to compute instead of the grid's (the rib-frame fallback's, `window_cover`).
     """
     grid = PatchGrid.build(array.shape, patch_size, overlap)
-    boxes = [box for box, keep in zip(grid.boxes(), keep_mask(grid, cells)) if keep]
+    if boxes is None:
+        boxes = [box for box, keep in zip(grid.boxes(), keep_mask(grid, cells)) if keep]
     aggregator = SlabAggregator(array.shape, importance_map(patch_size, blend), output)
     runner = _Runner(model, device, precision, auto)
     if progress:
@@ -295,9 +298,9 @@ def _frame_run(image: sitk.Image, volume: CanonicalVolume, ribs: Optional[RibLab
     fallback = fallback_checkpoint(ckpt)
     fallback_window = _check_preprocessing(fallback)
 
-    def run(cells_: np.ndarray, out: np.ndarray, progress_: Optional[Progress]) -> WindowStats:
+    def run(boxes: list, out: np.ndarray, progress_: Optional[Progress]) -> WindowStats:
         return predict_probability(volume.array, _prepared_model(fallback, dev), patch_size=fallback.patch_size,
-                                   hu_window=fallback_window, overlap=overlap, batch_size=batch_size, cells=cells_,
+                                   hu_window=fallback_window, overlap=overlap, batch_size=batch_size, boxes=boxes,
                                    blend=blend, device=dev, precision=precision, progress=progress_, cancel=cancel,
                                    output=out, auto=auto_precision(fallback, dev))[1]
 

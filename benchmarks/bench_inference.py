@@ -251,8 +251,9 @@ def frames_beside_default(case: str, args: argparse.Namespace) -> None:
                     f"written back; {frames['uncovered_bone_mm3'] / 1000:.1f} cm^3 of bone in no frame "
                     f"({frames['uncovered_bone_percent']:.1f}% of {frames['bone_mm3'] / 1000:.1f} cm^3, "
                     f"rule {frames['bone_rule']}): fallback {frames['fallback_patches']} patches on "
-                    f"{frames['fallback_bone_mm3'] / 1000:.1f} cm^3, {frames['unexamined_bone_mm3'] / 1000:.1f} cm^3 "
-                    f"({frames['unexamined_bone_percent']:.1f}%) not rib and unexamined")
+                    f"{frames['fallback_bone_mm3'] / 1000:.2f} cm^3, {frames['unexamined_bone_mm3'] / 1000:.1f} cm^3 "
+                    f"({frames['unexamined_bone_percent']:.1f}%) unexamined: not rib, or labelled rib beside its rib's "
+                    f"frame ({frames.get('beside_rib_mm3', 0.0) / 1000:.2f} cm^3)")
         if "classifier" in t:
             stages["classifier"] = t["classifier"]
         print(f"[{case}] {what}; {run['seconds']:.1f} s (read {run['read_s']:.1f} s) = "

@@ -27,6 +27,8 @@ from RibFracSegLib.postprocess import PostprocessParams
 from RibFracSegLib.preprocess import block_any
 from RibFracSegLib.ribs.frame import rib_frames
 from RibFracSegLib.ribs.labels import RibLabels
+from RibFracSegLib.sliding_window import PatchGrid, keep_mask
+from RibFracSegLib.window_cover import in_cores
 
 from inference_helpers import checkpoint
 
@@ -37,6 +39,7 @@ HALF_MM, VOXEL_MM = 7.2, 0.6  # frames of 25 x 25 voxels across; windows 24 wide
 BASE = dict(shape=(150, 170, 110), spacing=(2.0, 1.8, 3.0), fov="thorax", seed=21)
 POST = PostprocessParams(remove_spine=False, min_volume_mm3=0.0)
 FALLBACK_P = 0.7
+END_MM = frame_inference.frame_end_mm(checkpoint("test_pointwise", patch=32))  # frames' run-on past the traced ends
 
 
 def marker_checkpoint(space: str = "ct", fallback: str = "shipped"):
@@ -50,14 +53,21 @@ def marker_checkpoint(space: str = "ct", fallback: str = "shipped"):
 
 
 class Recorder:
-    """A fallback that records the blocks it was handed and answers `p` everywhere."""
+    """A fallback that records the windows it was handed and answers `p` in them."""
 
     def __init__(self, p: float = 0.0):
-        self.cells, self.p = None, p
+        self.boxes, self.p = None, p
 
-    def __call__(self, cells, out, progress):
-        self.cells = cells.copy()
-        out[...] = self.p
+    def __call__(self, boxes, out, progress):
+        self.boxes = list(boxes)
+        for box in boxes:
+            out[box] = self.p
+
+
+def held_by_windows(volume, mask, boxes, patch=32):
+    """Does every voxel of the input-grid `mask` lie in the core of one of `boxes` (canonical)?"""
+    return in_cores(np.argwhere(volume.to_canonical(mask)), boxes, volume.array.shape,
+                    frame_inference.fallback_margin((patch,) * 3)).all()
 
 
 def run_frames(image, ribs, ckpt, recorder=None, **kwargs):
@@ -118,7 +128,7 @@ def bone_coverage(image, ribs, cells):
     bone = (hu > BONE_HU) & cell_mask
     kji = np.argwhere(bone)
     inside = np.zeros(len(kji), bool)
-    for frame in rib_frames(ribs.ribs, voxel_mm=VOXEL_MM, half_mm=HALF_MM):
+    for frame in rib_frames(ribs.ribs, voxel_mm=VOXEL_MM, half_mm=HALF_MM, end_mm=END_MM):
         inside |= np.isfinite(frame.ct_to_index(kji[:, ::-1].astype(float), image)[:, 0])
     uncovered = np.zeros(hu.shape, bool)
     uncovered[tuple(kji[~inside].T)] = True
@@ -142,16 +152,17 @@ def test_bone_of_a_rib_not_found_goes_through_the_fallback():
     assert result.uncovered_bone_mm3 == pytest.approx(uncovered.sum() * voxel_mm3)
     assert result.uncovered_bone_percent == pytest.approx(100.0 * uncovered.sum() / bone)
     assert 5.0 < result.uncovered_bone_percent < 95.0  # the spine, scapulae, sternum and R7 are in no frame
-    # the fallback ran on exactly the blocks of uncovered bone, and they hold the missing rib's bone
-    expected = block_any(volume.to_canonical(uncovered))
-    assert np.array_equal(recorder.cells, expected) and np.array_equal(result.fallback_cells, expected)
+    # the fallback's windows hold every uncovered voxel in their core, far fewer than the grid's patches
+    #   touching that bone (the grid: up to 8 per voxel)
+    assert recorder.boxes == result.fallback_boxes and held_by_windows(volume, uncovered, recorder.boxes)
+    grid = PatchGrid.build(volume.array.shape, (32, 32, 32), 0.5)
+    assert result.fallback_patches == len(recorder.boxes) < 0.5 * sum(keep_mask(grid, block_any(
+        volume.to_canonical(uncovered))))
     rib_bone = (sitk.GetArrayViewFromImage(truth.labels) == missing.label) & (sitk.GetArrayViewFromImage(image) > BONE_HU)
     assert (uncovered[rib_bone]).mean() > 0.5  # its neighbours' frames reach a little of it, no more
     # the fallback's answer where no frame reaches, the frames' (0: no marker) where one does
     assert np.all(result.probability[uncovered] == FALLBACK_P)
     assert np.all(result.probability[result.covered_bone] == 0.0)
-    rib_cells = block_any(volume.to_canonical(rib_bone & uncovered))
-    assert rib_cells.any() and not (rib_cells & ~recorder.cells).any()
     # with the rib found, its frame covers its bone; with the whole set, bone counts near the ribs only
     whole = run_frames(image, truth, marker_checkpoint("rib_frame"))
     assert (whole.covered_bone[rib_bone]).mean() > 0.95
@@ -238,17 +249,19 @@ def test_with_a_complete_rib_set_the_fallback_examines_rib_bone_only():
     assert end.sum() > 0.5 * examined.sum() > 0
     # far more bone lies in no frame than the fallback examines (the spine and sternum are not ribs)
     assert result.unexamined_bone_voxels > 2 * result.fallback_bone_voxels
-    np.testing.assert_array_equal(recorder.cells, block_any(volume.to_canonical(examined)))
+    assert held_by_windows(volume, examined, recorder.boxes)
     voxel_mm3 = float(np.prod(image.GetSpacing()))
     summary = result.summary()
     assert summary["unexamined_bone_mm3"] == pytest.approx(round((uncovered & ~labelled).sum() * voxel_mm3, 1))
     assert summary["fallback_bone_mm3"] == pytest.approx(round(examined.sum() * voxel_mm3, 1))
     assert f"{(uncovered & ~labelled).sum() * voxel_mm3:.0f} mm^3 of bone was not examined" in result.note()
-    # the rib end gets the fallback's answer; no unexamined voxel outside the fallback's blocks does
+    # the rib end gets the fallback's answer; unexamined bone outside the fallback's windows does not
     assert np.all(result.probability[examined] == FALLBACK_P)
-    outside = ~volume.to_input(np.kron(recorder.cells, np.ones((4, 4, 4), bool))[
-        tuple(slice(0, n) for n in volume.array.shape)])
-    assert (uncovered & ~labelled & outside).any()
+    windows = np.zeros(volume.array.shape, bool)
+    for box in recorder.boxes:
+        windows[box] = True
+    outside = ~volume.to_input(windows)
+    assert (uncovered & ~labelled & outside).any() and np.all(result.probability[uncovered & outside] == 0.0)
     # the same rib set made incomplete (L6 unnumbered, R6 gone): all bone in no frame goes to the fallback
     partial = dataclasses.replace(ribs, ribs=[r for r in ribs.ribs if r.name != "R6"])
     assert not partial.complete()

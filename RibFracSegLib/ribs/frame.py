@@ -37,6 +37,7 @@ from .labels import Rib
 
 _SEARCH_STEPS = 8  # LPS -> frame: segments walked from the nearest section at most
 _NEWTON_STEPS = 4  # ... and Newton steps within a segment (the section plane moves almost linearly)
+_WALK_TOLERANCE = 1e-6  # a point on a section plane may end the walk a rounding error outside its segment
 
 
 @dataclass
@@ -138,6 +139,8 @@ class RibFrame:
             seg = seg + move
             moved = move != 0
             f[moved] = self._plane_fraction(flat[moved], seg[moved])
+        lost = ((f < -_WALK_TOLERANCE) & (seg > 0)) | ((f > 1 + _WALK_TOLERANCE) & (seg < last))  # no bracketing
+        #   planes within the walk: a point far from the rib whose plane fraction ran off (extrapolated it can look inside)
         p, u, v = self._at(seg, f)
         d = flat - p
         uu, vv, uv = (np.einsum("ij,ij->i", a, b) for a, b in ((u, u), (v, v), (u, v)))
@@ -147,7 +150,7 @@ class RibFrame:
         cross_q = (uu * dv - uv * du) / det
         out = np.column_stack([seg + f, cross_p / self.voxel_mm + self.half, cross_q / self.voxel_mm + self.half])
         hi = np.array(self.shape, float) - 0.5
-        out[np.any((out < -0.5) | (out > hi), axis=1)] = np.nan
+        out[np.any((out < -0.5) | (out > hi), axis=1) | lost] = np.nan
         return out.reshape(x.shape)
 
     def stretch(self, index) -> np.ndarray:

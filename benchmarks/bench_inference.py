@@ -14,12 +14,11 @@ why, peak RSS, the time ratio to MONAI and the largest probability difference wh
 
 --frames (issue 24): per case, the rib-frame path beside the sliding-window default (the shipped model),
 each in its own process, seconds split into ribs / frames sampling / network / write-back / fallback /
-post-processing, and peak RSS. No trained frame model exists yet: the frame checkpoint is FracNet's U-Net
-with 8 channels, seeded random weights and its output bias lowered by FRAME_BIAS (mostly quiet, as a
-trained detector is, so post-processing is not flooded), windows (64, 48, 48); timings only, no figures
-of detection quality.
+post-processing, and peak RSS. The frame checkpoint is --frame-checkpoint PATH (a trained one), else
+FracNet's U-Net with 8 channels, seeded random weights and its output bias lowered by FRAME_BIAS (mostly
+quiet, as a trained detector is, so post-processing is not flooded), windows (64, 48, 48): timings only.
 
-    python benchmarks/bench_inference.py --frames --case lidc|lidc0314|all
+    python benchmarks/bench_inference.py --frames --case lidc|lidc0314|all [--frame-checkpoint PATH]
 """
 
 from __future__ import annotations
@@ -77,13 +76,15 @@ def write_tight(path: Path, out: Path) -> None:
     sitk.WriteImage(image[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]], str(out), useCompression=True)
 
 
-def model_checkpoint(model: str = "random16"):
+def model_checkpoint(model: str = "random16", frame_path: str = ""):
     import torch
     from RibFracSegLib.checkpoint import Checkpoint, load_checkpoint
     from RibFracSegLib.networks import build_network
     if model == "shipped":
         from RibFracSegLib.shipped import shipped_model
         return load_checkpoint(shipped_model("fracture"))
+    if model == "frame8" and frame_path:  # a trained frame checkpoint
+        return load_checkpoint(frame_path)
     torch.manual_seed(0)
     if model == "frame8":
         return frame_checkpoint(build_network("fracnet_unet", first_out_channels=8))
@@ -116,13 +117,13 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def run_ours(path: Path, out: Path, precision: str, model: str) -> dict:
+def run_ours(path: Path, out: Path, precision: str, model: str, frame_path: str = "") -> dict:
     import SimpleITK as sitk
     from RibFracSegLib.inference import segment_ct
     t0 = time.perf_counter()
     image = sitk.ReadImage(str(path))
     read_s = time.perf_counter() - t0
-    result = segment_ct(image, model_checkpoint(model), device="cpu", overlap=OVERLAP, precision=precision,
+    result = segment_ct(image, model_checkpoint(model, frame_path), device="cpu", overlap=OVERLAP, precision=precision,
                         return_probability=True)
     seconds = time.perf_counter() - t0 - read_s
     rss = peak_rss_mb()
@@ -177,13 +178,13 @@ def child(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     out = CACHE / f"{args.case}-{args.child}-{args.model}-{args.precision}.npy"
     path = ensure_case(args.case)
-    figures = run_ours(path, out, args.precision, args.model) if args.child == "ours" else run_monai(path, out, args.model)
+    figures = run_ours(path, out, args.precision, args.model, args.frame_checkpoint) if args.child == "ours" else run_monai(path, out, args.model)
     print(json.dumps(figures))
 
 
 def spawn(role: str, case: str, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--child", role, "--case", case, "--threads", str(args.threads),
-           "--precision", args.precision, "--model", args.model]
+           "--precision", args.precision, "--model", args.model, "--frame-checkpoint", args.frame_checkpoint]
     # Both engines get the same thread settings; passive OpenMP waiting keeps two threads from spinning
     # against each other when other processes share the cores (2.5x faster under load here).
     env = dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
@@ -197,6 +198,8 @@ def main() -> None:
     parser.add_argument("--model", choices=["random16", "shipped", "frame8"], default="random16")
     parser.add_argument("--frames", action="store_true",
                         help="the rib-frame path (random frame8 checkpoint) beside the shipped sliding-window default")
+    parser.add_argument("--frame-checkpoint", default="",
+                        help="--frames: this trained rib-frame checkpoint instead of the random frame8 one")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--precision", default="auto",
                         help="ours: auto|fp32|mixed|bf16 (auto: the checkpoint's calibrated verdict, else the 1e-3 rule)")
@@ -234,7 +237,7 @@ def main() -> None:
 
 
 def frames_beside_default(case: str, args: argparse.Namespace) -> None:
-    """One process each: the shipped model by sliding window, then the random frame8 checkpoint in rib frames."""
+    """One process each: the shipped model by sliding window, then the frame checkpoint (trained or random) in rib frames."""
     for model in ("shipped", "frame8"):
         run = spawn("ours", case, argparse.Namespace(**{**vars(args), "model": model}))
         t = run["timings"]
@@ -246,7 +249,8 @@ def frames_beside_default(case: str, args: argparse.Namespace) -> None:
             stages = {"ribs": t["ribs"], "frames sampling": t["frames"], "network": t["frame_network"],
                       "write-back": t["write_back"], "coverage": t["coverage"], "fallback": t["fallback"],
                       "post-processing": t["postprocess"]}
-            what = (f"rib frames, random fracnet_unet c=8 (untrained, timing only): {frames['frames']} ribs, "
+            name = args.frame_checkpoint or "random fracnet_unet c=8 (untrained, timing only)"
+            what = (f"rib frames, {name}: {frames['frames']} ribs, "
                     f"{frames['windows']} windows, {frames['sections_written']} of {frames['sections']} sections "
                     f"written back; {frames['uncovered_bone_mm3'] / 1000:.1f} cm^3 of bone in no frame "
                     f"({frames['uncovered_bone_percent']:.1f}% of {frames['bone_mm3'] / 1000:.1f} cm^3, "

@@ -5,10 +5,10 @@ FP/scan on every real CT (no known fracture) and their mean, held-out phantoms (
 Each figure for the first stage alone and with the candidate classifier (what `segment` ships).
 The sets and the cached first stage: `detector_sets.py`.
 
-    python benchmarks/bench_real_detector.py --checkpoint A.pt [--against B.pt] [--sets ...] [--limit N]
+    python benchmarks/bench_real_detector.py --checkpoint A.pt [--against B.pt] [--sets ...] [--cases ...]
 
 B defaults to the shipped default (`shipped_model("fracture")`); --checkpoint defaults to it too (then
-one column pair). --limit N runs only the first N cases of each set (a quick end-to-end check).
+one column pair). --cases NAME ... runs only those cases (a quick end-to-end check; sets without one are left out).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ TYPES = ("Displaced", "Nondisplaced", "Buckle", "Segmental")
 STAGE_NAMES = {"stage1": "1st", "stage2": "+cls"}
 
 
-def column_scores(tag: str, path: str, set_names: list[str], limit, log) -> dict:
+def column_scores(tag: str, path: str, set_names: list[str], only, log) -> dict:
     from RibFracSegLib.candidates.classifier import load_classifier
     from RibFracSegLib.checkpoint import load_checkpoint
 
@@ -36,12 +36,15 @@ def column_scores(tag: str, path: str, set_names: list[str], limit, log) -> dict
     space = ckpt.preprocessing.get("space", "ct")
     log(f"{tag}: {path}: {ckpt.arch} {ckpt.hparams}, {space}, thresholds {ckpt.thresholds}; candidate classifier: "
         f"{'floor %.2f' % spec.min_probability if spec else 'none'}")
+    if space == "rib_frame" and spec is None:
+        log(f"  note: {tag} has no classifier of its own; `segment` still re-scores its fallback's detections with the "
+            "fallback's classifier, which +cls here does not (first_stage.second_stage): +cls = 1st for it")
     scores = {name: score_set(tag, name, [(p.name.replace("-image.nii.gz", ""), p)
-                                          for p in sorted(gt.glob("*-image.nii.gz"))], gt, ckpt, spec, limit, log)
+                                          for p in sorted(gt.glob("*-image.nii.gz"))], gt, ckpt, spec, only, log)
               for name, gt in labelled_sets(set_names).items()}
     if "real" in set_names:
-        scores["real"] = score_set(tag, "real", real_cases(), None, ckpt, spec, limit, log)
-    return scores
+        scores["real"] = score_set(tag, "real", real_cases(), None, ckpt, spec, only, log)
+    return {name: score for name, score in scores.items() if score is not None}
 
 
 def ratio(found: int, total: int) -> str:
@@ -74,7 +77,8 @@ def rows_for(scores: dict) -> list[tuple[str, list[str]]]:
             add(f"FP {case}", lambda s, c=case: str(real.counts[s][c]))
         add(f"FP/scan mean over {len(cases)} real CTs", lambda s: f"{np.mean(list(real.counts[s].values())):.2f}")
         others = [c for c in cases if c != "LIDC-IDRI-0314"]
-        add("  ... without LIDC-IDRI-0314", lambda s: f"{np.mean([real.counts[s][c] for c in others]):.2f}")
+        if others and len(others) < len(cases):
+            add("  ... without LIDC-IDRI-0314", lambda s: f"{np.mean([real.counts[s][c] for c in others]):.2f}")
         add("  first stage s per real CT", lambda s: f"{np.mean(list(real.seconds.values())):.1f}")
     if "phantoms" in scores:
         ph = scores["phantoms"]
@@ -110,7 +114,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sets", nargs="*", default=["simulated", "real", "phantoms"],
                         choices=["simulated", "real", "phantoms"])
-    parser.add_argument("--limit", type=int, default=None, help="only the first N cases of each set")
+    parser.add_argument("--cases", nargs="*", default=None, help="only these cases (a quick end-to-end check)")
     parser.add_argument("--only", choices=["A", "B"], help="run one checkpoint only (fill its cache)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -120,7 +124,8 @@ def main() -> None:
         {"A": args.checkpoint, "B": args.against}
     if args.only:
         paths = {args.only: paths.get(args.only, args.checkpoint)}
-    columns = {tag: column_scores(tag, path, args.sets, args.limit, log) for tag, path in paths.items()}
+    only = set(args.cases) if args.cases else None
+    columns = {tag: column_scores(tag, path, args.sets, only, log) for tag, path in paths.items()}
     print("\n" + "; ".join(f"{tag} = {path}" for tag, path in paths.items()) +
           "; 1st = first stage alone, +cls = with the candidate classifier (what `segment` gives). Operating point: "
           "each checkpoint's own thresholds; recall per type counts a fracture hit at IoU > 0.2.")

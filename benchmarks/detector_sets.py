@@ -125,15 +125,17 @@ class SetScore:
 
 
 def score_set(tag: str, name: str, cases: list[tuple[str, Path]], gt: Optional[Path], ckpt, spec,
-              limit: Optional[int] = None, log=print) -> SetScore:
+              only: Optional[set[str]] = None, log=print) -> Optional[SetScore]:
     """Both stages of `ckpt` on every case (first stage cached), predictions in RibFrac layout under
-    CACHE/pred/<tag>/<name>/<stage>, scored against `gt` when given."""
+    CACHE/pred/<tag>/<name>/<stage>, scored against `gt` when given; `only`: those cases (None when none is here)."""
     from RibFracSegLib.evaluation import evaluate_cases, match_dirs, recall_by_type
     from RibFracSegLib.export import write_case_tables
     from RibFracSegLib.first_stage import run_case
     from RibFracSegLib.io import read_ct
 
-    cases = cases[:limit] if limit else cases
+    cases = [c for c in cases if only is None or c[0] in only]
+    if not cases:
+        return None
     out = {s: CACHE / "pred" / tag / name / s for s in STAGES}
     for folder in out.values():
         folder.mkdir(parents=True, exist_ok=True)
@@ -151,7 +153,7 @@ def score_set(tag: str, name: str, cases: list[tuple[str, Path]], gt: Optional[P
         log(f"  {tag} {name} {case}: {len(stages['stage1'].detections)} -> {len(stages['stage2'].detections)} "
             f"detections; first stage {score.seconds[case]:.1f} s")
     if gt is not None:
-        if limit:  # score only the cases run
+        if only is not None:  # score only the cases run
             gt = joined(CACHE / "gt_subset" / name, [gt], {c for c, _ in cases})
         for stage, folder in out.items():
             matched = match_dirs(folder, gt)

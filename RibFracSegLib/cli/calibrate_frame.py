@@ -3,7 +3,8 @@ floor on its training sources' real CTs and write a copy with it (RibFracSegLib.
 
 The CTs: every real CT of --real except the held-out LIDC-IDRI-0314, and LIDC-IDRI-0001 (--lidc), as
 they are (no fracture: every detection is false) and with fractures simulated at --seeds. Each run is
-cached in --cache, so a second calibration (another --max-fp) costs no network run.
+cached in --cache (shared with benchmarks/bench_real_detector.py), so a second calibration (another
+--max-fp) or the benchmark of the calibrated checkpoint costs no network run on those CTs.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"fractures simulated per copy (default {defaults.FRAME_REAL_FRACTURES})")
     parser.add_argument("--max-fp", type=float, default=defaults.FRAME_CALIBRATION_MAX_FP,
                         help=f"false positives allowed per fracture-free scan (default {defaults.FRAME_CALIBRATION_MAX_FP})")
-    parser.add_argument("--cache", default=".cache/calibrate_frame", help="cached runs (default .cache/calibrate_frame)")
+    parser.add_argument("--cache", default=".cache/bench_real/stage1",
+                        help="cached first-stage runs (default .cache/bench_real/stage1, benchmarks/bench_real_detector.py's: "
+                             "a real CT run once serves both)")
     parser.add_argument("--frames-cache", default=".cache/frames",
                         help="train-frame's --cache: each real CT's ribs found there once (default .cache/frames)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")

@@ -8,6 +8,7 @@ keep the true ones; with a looser FP limit the same floor still wins (same recal
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -105,3 +106,30 @@ def test_the_held_out_ct_is_refused(phantom, tmp_path):
 def test_candidate_floors_lie_between_confidences():
     assert candidate_floors([0.2, 0.6, 0.2, 0.4]) == pytest.approx([0.0, 0.3, 0.5, 0.600001])
     assert candidate_floors([]) == [0.0]
+
+
+def test_a_floor_on_the_cached_run_is_the_run_with_that_floor(phantom, tmp_path):
+    """Two painted marks read as two detections of mean probability ~1.0 and ~0.8 (logit = 20 x on the
+    window (1500, 3000)); the cached run has both, and floor 0.9 on it gives exactly what `segment_ct`
+    gives with min_confidence 0.9: one detection, the same instances."""
+    from RibFracSegLib.first_stage import above_floor, with_floor
+    from RibFracSegLib.inference import segment_ct
+
+    image, _ = phantom
+    hu = sitk.GetArrayFromImage(image)
+    z, y, x = (s // 2 for s in hu.shape)
+    hu[z:z + 4, y - 40:y - 36, x - 45:x - 41] = 3000
+    hu[z:z + 4, y - 40:y - 36, x + 41:x + 45] = 2300
+    marked = sitk.GetImageFromArray(hu)
+    marked.CopyInformation(image)
+    ckpt = checkpoint("test_pointwise", patch=32, hu_window=(1500.0, 3000.0), gain=20.0, bias=0.0)
+    ckpt.thresholds.update(min_volume_mm3=0.0, min_confidence=0.0)
+    stage = first_stage(ckpt, marked, "marks", tmp_path, find_ribs=False)
+    assert sorted(round(d.confidence, 1) for d in stage.detections) == [0.8, 1.0]
+    ref = segment_ct(marked, with_floor(ckpt, 0.9), classify_candidates=False, find_ribs=False, precision="fp32")
+    got = above_floor(stage, 0.9)
+    assert len(ref.detections) == len(got.detections) == 1
+    assert got.detections[0].confidence == pytest.approx(ref.detections[0].confidence)
+    assert np.array_equal(sitk.GetArrayFromImage(got.instances), sitk.GetArrayFromImage(ref.instances))
+    assert run_key(with_floor(ckpt, 0.9)) == run_key(ckpt)
+    assert run_key(ckpt) != run_key(dataclasses.replace(ckpt, thresholds={**ckpt.thresholds, "probability": 0.3}))

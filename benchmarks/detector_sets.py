@@ -78,16 +78,18 @@ def simulated_0314(folder: Path) -> Path:
 
 def joined(folder: Path, sources: list[Path], only: Optional[set[str]] = None) -> Path:
     """A folder of links to the labelled cases (all, or those named in `only`) and info tables of
-    several RibFrac-layout folders."""
+    several RibFrac-layout folders. Links only added (a benchmark running beside this one may be reading
+    it), except for a subset (`only`), whose folder is rebuilt."""
     folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.iterdir():
-        old.unlink()
-    for n, src in enumerate(sources):
-        for f in list(src.glob("*-image.nii.gz")) + list(src.glob("*-label.nii.gz")):
-            if only is None or f.name.rsplit("-", 1)[0] in only:
-                (folder / f.name).symlink_to(f.resolve())
-        for m, info in enumerate(sorted(src.glob("*.csv"))):
-            (folder / f"info-{n}-{m}.csv").symlink_to(info.resolve())
+    if only is not None:
+        for old in folder.iterdir():
+            old.unlink()
+    links = [(f.name, f) for src in sources for f in list(src.glob("*-image.nii.gz")) + list(src.glob("*-label.nii.gz"))
+             if only is None or f.name.rsplit("-", 1)[0] in only]
+    links += [(f"info-{n}.csv", src / "ribfrac-test-info.csv") for n, src in enumerate(sources)]
+    for name, target in links:
+        if not (folder / name).is_symlink():
+            (folder / name).symlink_to(target.resolve())
     return folder
 
 
@@ -127,7 +129,7 @@ class SetScore:
 def score_set(tag: str, name: str, cases: list[tuple[str, Path]], gt: Optional[Path], ckpt, spec,
               only: Optional[set[str]] = None, log=print) -> Optional[SetScore]:
     """Both stages of `ckpt` on every case (first stage cached), predictions in RibFrac layout under
-    CACHE/pred/<tag>/<name>/<stage>, scored against `gt` when given; `only`: those cases (None when none is here)."""
+    CACHE/pred/<run>-floor<f>/<name>/<stage>, scored against `gt` when given; `only`: those cases (None when none is here)."""
     from RibFracSegLib.evaluation import evaluate_cases, match_dirs, recall_by_type
     from RibFracSegLib.export import write_case_tables
     from RibFracSegLib.first_stage import run_case
@@ -136,7 +138,10 @@ def score_set(tag: str, name: str, cases: list[tuple[str, Path]], gt: Optional[P
     cases = [c for c in cases if only is None or c[0] in only]
     if not cases:
         return None
-    out = {s: CACHE / "pred" / tag / name / s for s in STAGES}
+    from RibFracSegLib.first_stage import run_key
+
+    floor = ckpt.thresholds.get("min_confidence", 0.0)  # per run and floor: two benchmarks at once never share a folder
+    out = {s: CACHE / "pred" / f"{run_key(ckpt)}-floor{floor:g}" / name / s for s in STAGES}
     for folder in out.values():
         folder.mkdir(parents=True, exist_ok=True)
         for old in folder.iterdir():
@@ -154,7 +159,7 @@ def score_set(tag: str, name: str, cases: list[tuple[str, Path]], gt: Optional[P
             f"detections; first stage {score.seconds[case]:.1f} s")
     if gt is not None:
         if only is not None:  # score only the cases run
-            gt = joined(CACHE / "gt_subset" / name, [gt], {c for c, _ in cases})
+            gt = joined(out["stage1"].parent / "gt", [gt], {c for c, _ in cases})
         for stage, folder in out.items():
             matched = match_dirs(folder, gt)
             score.reports[stage] = evaluate_cases(matched)

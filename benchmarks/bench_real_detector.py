@@ -39,11 +39,15 @@ def column_scores(tag: str, path: str, set_names: list[str], only, log) -> dict:
     if space == "rib_frame" and spec is None:
         log(f"  note: {tag} has no classifier of its own; `segment` still re-scores its fallback's detections with the "
             "fallback's classifier, which +cls here does not (first_stage.second_stage): +cls = 1st for it")
-    scores = {name: score_set(tag, name, [(p.name.replace("-image.nii.gz", ""), p)
-                                          for p in sorted(gt.glob("*-image.nii.gz"))], gt, ckpt, spec, only, log)
-              for name, gt in labelled_sets(set_names).items()}
-    if "real" in set_names:
-        scores["real"] = score_set(tag, "real", real_cases(), None, ckpt, spec, only, log)
+    labelled = labelled_sets(set_names)
+    scores = {}
+    for name in ("simulated", "real", "phantoms"):  # item 5's evidence first
+        if name == "real" and "real" in set_names:
+            scores[name] = score_set(tag, "real", real_cases(), None, ckpt, spec, only, log)
+        elif name in labelled:
+            gt = labelled[name]
+            scores[name] = score_set(tag, name, [(p.name.replace("-image.nii.gz", ""), p)
+                                                 for p in sorted(gt.glob("*-image.nii.gz"))], gt, ckpt, spec, only, log)
     return {name: score for name, score in scores.items() if score is not None}
 
 

@@ -99,7 +99,7 @@ def table(columns: dict[str, dict]) -> str:
     labels = [label for label, _ in next(iter(per.values()))]
     heads = [f"{tag} {STAGE_NAMES[s]}" for tag in per for s in STAGES]
     width = max(len(x) for x in labels) + 2
-    cells = [[c for tag in per for c in dict(per[tag])[label]] for label in labels]
+    cells = [[c for tag in per for c in per[tag][i][1]] for i in range(len(labels))]  # labels repeat across sets
     cw = max(14, *(len(h) for h in heads), *(len(c) for row in cells for c in row)) + 2
     lines = [" " * width + "".join(h.rjust(cw) for h in heads)]
     lines += [label.ljust(width) + "".join(c.rjust(cw) for c in row) for label, row in zip(labels, cells)]

@@ -6,7 +6,8 @@ Sets (none trains a frame model or chooses its operating point; LIDC-IDRI-0314 i
 - simulated: LIDC-IDRI-0314 with fractures simulated into its ribs, `SIM_COPIES` copies (one seed each,
   from seed 314) x `SIM_FRACTURES`, the four RibFrac types in turn (10 of each);
 - real: every CT in ../shared/data/real (the DICOM folder read by the project's reader) and LIDC-IDRI-0001,
-  no known fracture: every detection is false.
+  no known fracture: every detection is false. Seen in training: the default's classifier trained on
+  LIDC-IDRI-0001 and chose its floor on CRLM-CT-1004; a frame model trains on all but LIDC-IDRI-0314.
 The first stage of each case is cached per checkpoint run (`RibFracSegLib.first_stage`, .cache/bench_real/
 stage1), so re-scoring at another floor or with another classifier costs no network run.
 """

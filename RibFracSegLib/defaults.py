@@ -366,6 +366,8 @@ FRAME_WINDOW = (64, 48, 48)  # (arc, u, v) voxels a frame network sees: 38 mm of
 FRAME_HELD_OUT = ("LIDC-IDRI-0314",)  # issue 24's held-out real chest CT: never a frame training source
 FRAME_REAL_SEEDS = (0, 1, 2)  # simulated copies of each real CT (fractures differ per seed)
 FRAME_REAL_FRACTURES = 8  # fractures simulated into each copy, the four RibFrac types in turn
+FRAME_CALIBRATION_SEEDS = (100, 101)  # `calibrate-frame`: simulated copies per real CT, seeds training never used
+FRAME_CALIBRATION_MAX_FP = 0.5  # `calibrate-frame`: false positives allowed per fracture-free real scan (issue 24: <= 1 held out)
 FRAME_CROSSING_MM = 12.0  # a section whose centre is this close to another rib's centreline is a "crossing"
 FRAME_FOREIGN_BONE_MM = 9.0  # bone in a section beyond this from the centreline is another structure ...
 FRAME_FOREIGN_BONE_SHARE = 0.03  # ... and a section with this share of such pixels is a "crossing" too

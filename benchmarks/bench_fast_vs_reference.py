@@ -29,7 +29,7 @@ def main() -> None:
     import torch
 
     from bench_default_checkpoint import ensure_heldout
-    from bench_real_detector import joined, permuted_phantoms, simulated_0314
+    from detector_sets import SIM_COPIES, SIM_FRACTURES, joined, permuted_phantoms, simulated_0314
     from RibFracSegLib.checkpoint import load_checkpoint
     from RibFracSegLib.evaluation import evaluate_dirs
     from RibFracSegLib.export import write_case_tables
@@ -46,7 +46,7 @@ def main() -> None:
     ckpt = load_checkpoint(shipped_model("fracture"))
     print(f"shipped model: {ckpt.arch} {ckpt.hparams}, calibrated precision {ckpt.inference.get('precision', {})}")
     sources = [ensure_heldout(ROOT / ".cache" / "heldout_6", 6, 2024), permuted_phantoms(ROOT / ".cache" / "heldout_perm"),
-               simulated_0314(ROOT / ".cache" / "sim_0314")]
+               simulated_0314(ROOT / ".cache" / f"sim_0314_k{SIM_COPIES}x{SIM_FRACTURES}")]
     found = {p.name.replace("-image.nii.gz", ""): p for src in sources for p in src.glob("*-image.nii.gz")}
     phantoms = [c for c in args.cases if not c.startswith("RibFrac314")]
     gt = joined(OUT / "gt", sources[:2], only=set(phantoms))  # the phantoms compared, for the evaluator

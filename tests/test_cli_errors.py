@@ -77,6 +77,10 @@ CASES = {
                     ("hparams not JSON", lambda t: ["train-frame", "--hparams", "{x", "--out", str(t / "o")], "--hparams"),
                     ("missing --resume", lambda t: ["train-frame", "--real", "none", "--lidc", "none", "--resume",
                                                     MISSING + ".pt", "--out", str(t / "o")], MISSING)],
+    "calibrate-frame": [("missing checkpoint", lambda t: ["calibrate-frame", "--checkpoint", MISSING + ".pt", "--out",
+                                                          str(t / "c.pt")], MISSING),
+                        ("no fractures", lambda t: ["calibrate-frame", "--checkpoint", MISSING + ".pt", "--out",
+                                                    str(t / "c.pt"), "--fractures", "0"], "--fractures 0")],
 }
 
 

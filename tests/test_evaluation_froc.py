@@ -122,3 +122,16 @@ def test_fp_exactly_half_lands_above_the_half_key():
     lo_fp, lo_r = EPS / (2 + EPS), EPS / (1 + EPS)
     expected = lo_r + (1.0 - lo_r) * ((0.5 - lo_fp) / (half - lo_fp + EPS))
     assert keys[0] == pytest.approx(expected, abs=1e-12) and keys[0] < 1.0
+
+
+def test_recall_by_type_counts_hits_per_true_type_at_a_confidence():
+    """Scan A: GT 1 displaced hit at 0.9, GT 2 buckle hit at 0.3, GT 3 segmental missed; scan B: GT 1
+    buckle hit at 0.6, plus an FP (never counted). At 0: displaced 1/1, buckle 2/2, segmental 0/1; at 0.5 the
+    0.3 hit no longer counts: buckle 1/2."""
+    from RibFracSegLib.evaluation import recall_by_type
+
+    a = scan("A", bars([3, 3, 3]), [(1, 0.9), (2, 0.3)], [], codes={1: 1, 2: 3, 3: 4})
+    b = scan("B", bars([3]), [(1, 0.6)], [0.8], codes={1: 3})
+    assert recall_by_type([a, b]) == {"Buckle": (2, 2), "Displaced": (1, 1), "Nondisplaced": (0, 0),
+                                      "Segmental": (0, 1)}
+    assert recall_by_type([a, b], 0.5)["Buckle"] == (1, 2)

@@ -26,6 +26,7 @@ COMMANDS = {
     "calibrate-precision": ("RibFracSegLib.cli.calibrate", "choose the fastest precision that keeps a fracture checkpoint's fractures, store it in the checkpoint"),
     "train-l3": ("RibFracSegLib.cli.train_l3", "train the L3 locator"),
     "train-frame": ("RibFracSegLib.cli.train_frame", "train a fracture detector along straightened ribs (rib frame), resumable"),
+    "calibrate-frame": ("RibFracSegLib.cli.calibrate_frame", "choose a rib-frame checkpoint's confidence floor on its training CTs (never the held-out one), store it"),
 }
 
 

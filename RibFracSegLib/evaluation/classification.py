@@ -12,6 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .froc import IOU_THRESHOLD
 from .matching import CaseMatch, is_nan
 
 CLASS_NAMES = ("Buckle", "Displaced", "Nondisplaced", "Segmental")
@@ -63,3 +64,18 @@ def macro_f1(mat: np.ndarray) -> tuple[float, float, float]:
     fp_detect = m[:n, -1]
     fn_detect = m[-1, :n]
     return f1(fp, fn), f1(fp - fp_detect, fn), f1(fp - fp_detect, fn - fn_detect)
+
+
+def recall_by_type(cases: Sequence[CaseMatch], threshold: float = 0.0,
+                   iou_threshold: float = IOU_THRESHOLD) -> dict[str, tuple[int, int]]:
+    """{type name: (found, total)} of the true fractures: found = hit (IoU > `iou_threshold`) by a
+    prediction of confidence >= `threshold` (the FROC's rule for a hit, per GT type)."""
+    out = {name: [0, 0] for name in CLASS_NAMES}
+    for case in cases:
+        hit = {r.hit_label for r in case.rows if r.prob >= threshold and r.max_iou > iou_threshold}
+        for label_id, code in case.gt_info:
+            name = code_name(code)
+            if name in out:
+                out[name][1] += 1
+                out[name][0] += int(label_id) in hit
+    return {name: (found, total) for name, (found, total) in out.items()}

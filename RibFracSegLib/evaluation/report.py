@@ -90,6 +90,13 @@ def evaluate_dirs(pred_dir: str | Path, gt_dir: str | Path, *, iou_threshold: fl
                   sort_kind: str = "quicksort",
                   progress: Optional[Progress] = None) -> FrocReport:
     """Evaluate a RibFrac submission folder against a ground-truth folder (every GT case needs a prediction)."""
+    return evaluate_cases(match_dirs(pred_dir, gt_dir, progress=progress), iou_threshold, sort_kind=sort_kind)
+
+
+def match_dirs(pred_dir: str | Path, gt_dir: str | Path, *,
+               progress: Optional[Progress] = None) -> list[CaseMatch]:
+    """Every scan of a ground-truth folder matched with its prediction (for figures beyond the report's,
+    e.g. recall per type: `classification.recall_by_type`)."""
     gt_files = volume_files(Path(gt_dir), ground_truth=True)
     pred_files = volume_files(Path(pred_dir), ground_truth=False)
     missing = sorted(set(gt_files) - set(pred_files))
@@ -111,7 +118,7 @@ def evaluate_dirs(pred_dir: str | Path, gt_dir: str | Path, *, iou_threshold: fl
         cases.append(match_case(pid, gt, pred, gt_info.get(pid, []), pred_info.get(pid, [])))
         if progress:
             progress(i + 1, len(gt_files))
-    return evaluate_cases(cases, iou_threshold, sort_kind=sort_kind)
+    return cases
 
 
 def write_report_json(report: FrocReport, path: str | Path) -> Path:

@@ -244,8 +244,14 @@ def combined_type(m: FrameMeasurement, label_code: int) -> int:
     """The type a detection reports: the frame's where it saw a break or a fold (two breaks,
     a step-off, a gap, a bulge are what the types are defined by), else the classifier's when it gave
     one (a crack too fine for the frame), else the frame's."""
-    if m.breaks or m.code == BUCKLE or int(label_code) not in (DISPLACED, NON_DISPLACED, BUCKLE, SEGMENTAL):
-        return m.code
+    return reported_type(m.code, m.breaks > 0, label_code)
+
+
+def reported_type(frame_code: int, saw_break: bool, label_code: int) -> int:
+    """`combined_type` from what a `Detection` keeps (`frame_code`; a break seen: `gap_mm` > 0), so a
+    detection measured before its classifier ran is typed as `segment_ct` types it."""
+    if saw_break or frame_code == BUCKLE or int(label_code) not in (DISPLACED, NON_DISPLACED, BUCKLE, SEGMENTAL):
+        return int(frame_code)
     return int(label_code)
 
 

@@ -53,8 +53,10 @@ def case_record(public_id: str, source: str, ribs: str, case: SimulatedCase) -> 
 
 def write_simulated(cts: Sequence[str | Path], ribs: Sequence[str | Path], out_dir: str | Path, n: int,
                     n_fractures: int, seed: int, split: str = "train", first_id: int = 1,
-                    on_case: Optional[Callable[[str, SimulatedCase], None]] = None) -> Path:
-    """`n` cases per CT (case i from `seed` and i alone), each with `n_fractures` simulated fractures."""
+                    on_case: Optional[Callable[[str, SimulatedCase], None]] = None,
+                    kinds: Optional[Sequence[int]] = None) -> Path:
+    """`n` cases per CT (case i from `seed` and i alone), each with `n_fractures` simulated fractures
+    (types drawn, or the RibFrac codes `kinds` in turn: every type present in a benchmark set)."""
     if len(ribs) not in (1, len(cts)):
         raise InputError(f"Give one rib source per CT ({len(cts)}) or a single one (`auto`); got {len(ribs)}.")
     if len(ribs) == 1 and len(cts) > 1 and str(ribs[0]) != AUTO:
@@ -68,7 +70,7 @@ def write_simulated(cts: Sequence[str | Path], ribs: Sequence[str | Path], out_d
         rib_labels = load_ribs(image, rib_source)
         for _ in range(n):
             public_id = f"RibFrac{first_id + index}"
-            case = simulate_case(image, rib_labels, n_fractures, np.random.default_rng(int(seeds[index])))
+            case = simulate_case(image, rib_labels, n_fractures, np.random.default_rng(int(seeds[index])), kinds)
             write_image(case.image, out_dir / f"{public_id}-image.nii.gz")
             write_image(case.fracture_labels, out_dir / f"{public_id}-label.nii.gz")
             info.append({"public_id": public_id, "label_id": 0, "label_code": 0})

@@ -1,0 +1,123 @@
+"""A checkpoint's first stage on a CT, cached on disk, and its second stage and confidence floor
+applied afterwards: how benchmarks and `calibrate_frame` judge a checkpoint at many operating points
+from one network run per CT.
+
+The run is stored with no confidence floor (`thresholds["min_confidence"]` = 0), so any floor is a
+filter on the stored detections (`find_fractures` drops a component by its mean probability alone:
+the same result) and a checkpoint whose floor alone changed (a calibrated one) reuses the run. The
+cache key hashes what changes the run: weights, the other thresholds, the pre-processing, the
+frame/fallback settings, the calibrated precision and the skip rule.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Optional
+
+import SimpleITK as sitk
+
+from . import defaults
+from .checkpoint import Checkpoint
+from .detections import Detection
+
+CACHE_VERSION = 1
+RUN_KEYS = ("precision", "fallback", "frame_overlap")  # the checkpoint's `inference` entries that change the run
+
+
+@dataclass
+class StageResult:
+    """Detections (ids 1..n) and their instance image on the CT's grid."""
+
+    detections: list[Detection]
+    instances: sitk.Image
+    timings_s: dict
+
+
+def run_key(ckpt: Checkpoint) -> str:
+    """Hash of everything that changes the first stage's run except the confidence floor."""
+    h = hashlib.sha256()
+    for k in sorted(ckpt.state_dict):
+        h.update(k.encode())
+        h.update(ckpt.state_dict[k].detach().cpu().numpy().tobytes())
+    thresholds = {k: v for k, v in ckpt.thresholds.items() if k != "min_confidence"}
+    run = {k: ckpt.inference[k] for k in RUN_KEYS if k in ckpt.inference}
+    h.update(json.dumps([CACHE_VERSION, ckpt.arch, thresholds, ckpt.preprocessing, list(ckpt.patch_size), run,
+                         defaults.SKIP_BY_RIBS], sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def with_floor(ckpt: Checkpoint, floor: float) -> Checkpoint:
+    return replace(ckpt, thresholds={**ckpt.thresholds, "min_confidence": float(floor)})
+
+
+def first_stage(ckpt: Checkpoint, image: sitk.Image, case: str, cache_dir: str | Path,
+                find_ribs: bool = True) -> StageResult:
+    """The first stage (no classifier) of `case` with no confidence floor, read from
+    `cache_dir/<run_key>/<case>/` or run and stored there."""
+    from .inference import segment_ct
+
+    folder = Path(cache_dir) / run_key(ckpt) / case
+    if (folder / "detections.json").is_file():
+        stored = json.loads((folder / "detections.json").read_text())
+        return StageResult([Detection.from_dict(d) for d in stored["detections"]],
+                           sitk.ReadImage(str(folder / "instances.nii.gz")), stored["timings_s"])
+    result = segment_ct(image, with_floor(ckpt, 0.0), classify_candidates=False, find_ribs=find_ribs)
+    folder.mkdir(parents=True, exist_ok=True)
+    from .io import atomic_path
+
+    with atomic_path(folder / "instances.nii.gz") as tmp:
+        sitk.WriteImage(result.instances, str(tmp), True)
+    with atomic_path(folder / "detections.json") as tmp:  # written last: the case is complete
+        Path(tmp).write_text(json.dumps({"detections": [d.to_dict() for d in result.detections],
+                                         "timings_s": result.timings_s}))
+    return StageResult(result.detections, result.instances, result.timings_s)
+
+
+def _kept(stage: StageResult, kept: list[Detection]) -> StageResult:
+    from .candidates.classifier import keep_detections
+
+    labels = sitk.GetArrayFromImage(stage.instances)
+    renumbered = keep_detections(kept, labels)
+    image = sitk.GetImageFromArray(labels)
+    image.CopyInformation(stage.instances)
+    return StageResult(renumbered, image, stage.timings_s)
+
+
+def above_floor(stage: StageResult, floor: float) -> StageResult:
+    """The detections whose first-stage confidence (mean probability) reaches `floor`: what the run
+    gives with `thresholds["min_confidence"] = floor`."""
+    return _kept(stage, [d for d in stage.detections if first_confidence(d) >= floor])
+
+
+def first_confidence(d: Detection) -> float:
+    """The first stage's mean probability (the classifier keeps it as `network_confidence`)."""
+    return float(d.network_confidence) if d.network_confidence is not None else float(d.confidence)
+
+
+def second_stage(image: sitk.Image, stage: StageResult, spec) -> StageResult:
+    """The candidate classifier (`spec`, a loaded `ClassifierSpec`; None: unchanged) on first-stage
+    detections, typed as `segment_ct` types them (the frame's measurements first: `reported_type`).
+    A rib-frame checkpoint's fallback detections go through the fallback's classifier in `segment_ct`;
+    here through `spec`: the same where the frame checkpoint carries the default's classifier."""
+    from .candidates.classifier import classify
+    from .ribs.frame_measure import reported_type
+
+    if spec is None:
+        return stage
+    kept = classify(image, stage.detections, spec)
+    by_id = {d.id: d for d in stage.detections}
+    typed = [d if by_id[d.id].frame_code < 0 else
+             replace(d, label_code=reported_type(by_id[d.id].frame_code, bool(by_id[d.id].gap_mm), d.label_code))
+             for d in kept]
+    return _kept(stage, typed)
+
+
+def run_case(ckpt: Checkpoint, spec, image: sitk.Image, case: str, cache_dir: str | Path,
+             floor: Optional[float] = None, find_ribs: bool = True) -> tuple[StageResult, StageResult]:
+    """(first stage, with the classifier) at `floor` (default: the checkpoint's `min_confidence`)."""
+    floor = float(ckpt.thresholds.get("min_confidence", defaults.MIN_CONFIDENCE)) if floor is None else floor
+    first = above_floor(first_stage(ckpt, image, case, cache_dir, find_ribs), floor)
+    return first, second_stage(image, first, spec)

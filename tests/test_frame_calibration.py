@@ -1,0 +1,135 @@
+"""`calibrate_frame` chooses the confidence floor on fracture-free CTs and their simulated copies.
+
+The first stage of each case is what the cache holds (`first_stage`'s files, written here as a run would
+write them): on a phantom used as a "real" CT, a false detection of confidence 0.3 in the free scan and
+in every copy, and each copy's simulated fractures found at 0.6. The floor must drop the false one and
+keep the true ones; with a looser FP limit the same floor still wins (same recall, fewer FP).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from RibFracSegLib.checkpoint import load_checkpoint, save_checkpoint
+from RibFracSegLib.detections import Detection
+from RibFracSegLib.errors import InputError
+from RibFracSegLib.first_stage import first_stage, run_key
+from RibFracSegLib.frame_calibration import calibrate_frame, candidate_floors, store_floor
+from RibFracSegLib.phantom import PhantomParams, generate_phantom, rib_labels_from_phantom
+from RibFracSegLib.simulate import simulate_case
+
+from inference_helpers import checkpoint
+
+FALSE_BOX = (slice(2, 6), slice(2, 6), slice(2, 6))  # a corner of the volume: far from every rib
+
+
+def _detection(label: int, confidence: float, mask: np.ndarray) -> Detection:
+    k, j, i = np.nonzero(mask)
+    c = (float(i.mean()), float(j.mean()), float(k.mean()))
+    return Detection(id=label, confidence=confidence, voxel_count=int(mask.sum()), volume_mm3=float(mask.sum()),
+                     centroid_ijk=c, center_ras=c, center_lps=c,
+                     bbox_ijk=((int(i.min()), int(j.min()), int(k.min())), (int(i.max()), int(j.max()), int(k.max()))))
+
+
+def _cache_run(cache, ckpt, case: str, like: sitk.Image, truth: np.ndarray | None) -> None:
+    """What a first-stage run leaves in the cache: the truth fractures at 0.6 (when given), a false one at 0.3."""
+    labels = np.zeros(like.GetSize()[::-1], np.uint16)
+    labels[FALSE_BOX] = 1
+    dets = [_detection(1, 0.3, labels == 1)]
+    if truth is not None:  # each truth fracture one detection
+        labels[truth > 0] = truth[truth > 0] + 1
+        dets += [_detection(int(t) + 1, 0.6, labels == t + 1) for t in np.unique(truth[truth > 0])]
+    folder = cache / run_key(ckpt) / case
+    folder.mkdir(parents=True)
+    image = sitk.GetImageFromArray(labels)
+    image.CopyInformation(like)
+    sitk.WriteImage(image, str(folder / "instances.nii.gz"))
+    (folder / "detections.json").write_text(json.dumps({"detections": [d.to_dict() for d in dets],
+                                                        "timings_s": {"total": 1.0}}))
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    case = generate_phantom(PhantomParams(shape=(120, 140, 90), spacing=(2.0, 2.0, 3.0), fov="thorax", seed=5,
+                                          n_fractures=0))
+    return case.image, rib_labels_from_phantom(case)
+
+
+def test_the_floor_drops_the_false_detection_and_keeps_the_fractures(phantom, tmp_path):
+    image, ribs = phantom
+    ckpt = checkpoint("test_pointwise", patch=32, hu_window=(1500.0, 3000.0), gain=20.0, bias=0.0)
+    ckpt.thresholds["min_confidence"] = 0.0
+    seeds, n = (7, 8), 3
+    _cache_run(tmp_path, ckpt, "CT-A", image, None)
+    for seed in seeds:  # the copies calibrate_frame will build: same ribs, same seed
+        sim = simulate_case(image, ribs, n, np.random.default_rng(seed), kinds=(1, 2, 3, 4))
+        assert len(sim.fractures) == n
+        truth = sitk.GetArrayFromImage(sim.fracture_labels)
+        truth[FALSE_BOX] = 0
+        _cache_run(tmp_path, ckpt, f"CT-A-sim{seed}-f{n}", image, truth)
+    calibration = calibrate_frame(ckpt, [("CT-A", image)], tmp_path, seeds=seeds, n_fractures=n, max_fp=0.5,
+                                  ribs_of=lambda im, name: ribs, log=lambda m: None)
+    assert 0.3 < calibration.floor <= 0.6 and calibration.floor == pytest.approx(0.45)
+    assert calibration.chosen.fp_per_free_scan == pytest.approx(0.0, abs=1e-6)
+    assert calibration.free_cases == {"CT-A": 0}
+    no_floor = calibration.points[0]
+    assert no_floor.floor == 0.0 and no_floor.fp_per_free_scan == pytest.approx(1.0)
+    assert calibration.chosen.recall == pytest.approx(1.0) and no_floor.recall == pytest.approx(1.0)
+    assert calibration.chosen.fp_per_simulated_scan == pytest.approx(0.0, abs=1e-6)
+    # a looser limit allows the no-floor point, but at the same recall the floor with fewer FP wins
+    loose = calibrate_frame(ckpt, [("CT-A", image)], tmp_path, seeds=seeds, n_fractures=n, max_fp=1.0,
+                            ribs_of=lambda im, name: ribs, log=lambda m: None)
+    assert loose.floor == pytest.approx(0.45)
+    # the written checkpoint carries the floor and the record; its first stage is the same cached run
+    out = save_checkpoint(tmp_path / "calibrated.pt", store_floor(ckpt, calibration))
+    back = load_checkpoint(out)
+    assert back.thresholds["min_confidence"] == pytest.approx(0.45)
+    record = back.inference["floor_calibration"]
+    assert record["free_cases"] == {"CT-A": 0}
+    assert record["simulated_cases"] == {f"CT-A-sim{seed}-f{n}": [n, n] for seed in seeds}
+    assert run_key(back) == run_key(ckpt)
+    assert len(first_stage(back, image, "CT-A", tmp_path).detections) == 1  # the cache holds the no-floor run
+
+
+def test_the_held_out_ct_is_refused(phantom, tmp_path):
+    image, ribs = phantom
+    ckpt = checkpoint("test_pointwise", patch=32, hu_window=(1500.0, 3000.0), gain=20.0, bias=0.0)
+    with pytest.raises(InputError, match="LIDC-IDRI-0314"):
+        calibrate_frame(ckpt, [("LIDC-IDRI-0314", image)], tmp_path, ribs_of=lambda im, name: ribs)
+
+
+def test_candidate_floors_lie_between_confidences():
+    assert candidate_floors([0.2, 0.6, 0.2, 0.4]) == pytest.approx([0.0, 0.3, 0.5, 0.600001])
+    assert candidate_floors([]) == [0.0]
+
+
+def test_a_floor_on_the_cached_run_is_the_run_with_that_floor(phantom, tmp_path):
+    """Two painted marks read as two detections of mean probability ~1.0 and ~0.8 (logit = 20 x on the
+    window (1500, 3000)); the cached run has both, and floor 0.9 on it gives exactly what `segment_ct`
+    gives with min_confidence 0.9: one detection, the same instances."""
+    from RibFracSegLib.first_stage import above_floor, with_floor
+    from RibFracSegLib.inference import segment_ct
+
+    image, _ = phantom
+    hu = sitk.GetArrayFromImage(image)
+    z, y, x = (s // 2 for s in hu.shape)
+    hu[z:z + 4, y - 40:y - 36, x - 45:x - 41] = 3000
+    hu[z:z + 4, y - 40:y - 36, x + 41:x + 45] = 2300
+    marked = sitk.GetImageFromArray(hu)
+    marked.CopyInformation(image)
+    ckpt = checkpoint("test_pointwise", patch=32, hu_window=(1500.0, 3000.0), gain=20.0, bias=0.0)
+    ckpt.thresholds.update(min_volume_mm3=0.0, min_confidence=0.0)
+    stage = first_stage(ckpt, marked, "marks", tmp_path, find_ribs=False)
+    assert sorted(round(d.confidence, 1) for d in stage.detections) == [0.8, 1.0]
+    ref = segment_ct(marked, with_floor(ckpt, 0.9), classify_candidates=False, find_ribs=False, precision="fp32")
+    got = above_floor(stage, 0.9)
+    assert len(ref.detections) == len(got.detections) == 1
+    assert got.detections[0].confidence == pytest.approx(ref.detections[0].confidence)
+    assert np.array_equal(sitk.GetArrayFromImage(got.instances), sitk.GetArrayFromImage(ref.instances))
+    assert run_key(with_floor(ckpt, 0.9)) == run_key(ckpt)
+    assert run_key(ckpt) != run_key(dataclasses.replace(ckpt, thresholds={**ckpt.thresholds, "probability": 0.3}))

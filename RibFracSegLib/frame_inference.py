@@ -12,7 +12,8 @@ The few section voxels outside the windows' width take the nearest computed valu
 covers its whole section (what `RibFrame.lps_to_index` calls inside).
 
 The write-back (`ribs/frame.frame_to_ct`, max over ribs) costs seconds per rib when every section
-writes, so values below FRAME_MIN_PROBABILITY are written as 0 and only sections holding more are
+writes, so values below the post-processing threshold (at least FRAME_MIN_PROBABILITY) are written as 0
+and only sections holding more are
 visited. Coverage is asked of the frames only where it decides something (`frames_reach`): on bone,
 to place the fallback's windows, and where the fallback's probability reaches the threshold and
 exceeds the frames'.
@@ -143,7 +144,7 @@ class FrameProbability:
     frames: int = 0
     windows: int = 0
     sections: int = 0
-    sections_written: int = 0  # sections holding a value >= FRAME_MIN_PROBABILITY (the write-back visits these)
+    sections_written: int = 0  # sections holding a value >= the write-back floor (the write-back visits these)
     fallback_boxes: Optional[list[Box]] = None  # canonical patch boxes the fallback ran (None: nothing to examine)
     fallback_patches_total: int = 0  # the fallback's whole grid
     fallback_patches: int = 0  # computed (len(fallback_boxes))
@@ -215,9 +216,9 @@ def frame_windows(shape: Sequence[int], patch_size: Sequence[int], overlap: floa
 
 def _frame_values(frame: RibFrame, boxes: Sequence[Box], predict: Predict, patch_size: Sequence[int],
                   hu_window: Sequence[float], weights: np.ndarray, batch_size: int,
-                  step: Callable[[int], None], cancel: Optional[Cancel]) -> np.ndarray:
+                  step: Callable[[int], None], cancel: Optional[Cancel], floor: float) -> np.ndarray:
     """The blended probabilities of one sampled frame, spread across the whole section (nearest
-    computed value beyond the windows' width), values below FRAME_MIN_PROBABILITY set to 0."""
+    computed value beyond the windows' width), values below `floor` set to 0."""
     aggregator = SlabAggregator(frame.shape, weights)
     for first in range(0, len(boxes), batch_size):
         if cancel is not None and cancel():
@@ -230,7 +231,7 @@ def _frame_values(frame: RibFrame, boxes: Sequence[Box], predict: Predict, patch
     p, q = boxes[0][1], boxes[0][2]
     values = np.pad(out[:, p, q], ((0, 0), (p.start, frame.shape[1] - p.stop), (q.start, frame.shape[2] - q.stop)),
                     mode="edge")
-    values[values < defaults.FRAME_MIN_PROBABILITY] = 0.0
+    values[values < floor] = 0.0
     return values
 
 
@@ -351,6 +352,9 @@ def frame_probability(image: sitk.Image, volume: CanonicalVolume, ribs: Optional
     array = sitk.GetArrayViewFromImage(image)
     weights = importance_map(patch, blend)
     written = 0
+    # a trained network leaves small values on much of every rib: below the post-processing threshold they
+    # can make no detection, and writing them back cost 10-22 s per CT (issue 24)
+    floor = max(defaults.FRAME_MIN_PROBABILITY, float(decide_from))
     t = time.perf_counter()
 
     with ThreadPoolExecutor(max(1, min(len(frames), worker_threads(1)))) as pool:
@@ -358,7 +362,8 @@ def frame_probability(image: sitk.Image, volume: CanonicalVolume, ribs: Optional
     timings["frames"] += time.perf_counter() - t
     for frame, boxes in plans:
         t = time.perf_counter()
-        values = _frame_values(frame, boxes, predict, patch, hu_window, weights, max(1, int(batch_size)), step, cancel)
+        values = _frame_values(frame, boxes, predict, patch, hu_window, weights, max(1, int(batch_size)), step, cancel,
+                               floor)
         frame.volume = None  # freed once its windows ran (all ribs' volumes together: ~100 MB)
         written += int(np.count_nonzero(values.reshape(len(values), -1).max(axis=1)))
         timings["frame_network"] += time.perf_counter() - t

@@ -109,6 +109,30 @@ def test_resume_goes_on_exactly_and_saves_a_frame_checkpoint(cache, tmp_path):
     assert "LIDC-IDRI-0314" in card and SOURCE.key in card
 
 
+def test_fine_tune_starts_from_its_init_and_frozen_norm_keeps_running_statistics(cache, tmp_path):
+    """--init: the run's first weights are the checkpoint's; --freeze-norm: batch norm's running statistics
+    (what inference normalises with) stay as they were, while the convolutions learn."""
+    from dataclasses import replace
+    quiet = lambda _: None  # noqa: E731
+    train(_config(2), [SOURCE], cache, tmp_path / "a", save_minutes=60, log=quiet)
+    start = load_checkpoint(tmp_path / "a" / "last.pt").state_dict
+    config = replace(_config(2), init=str(tmp_path / "a" / "last.pt"), freeze_norm=True, seed=7)
+    train(config, [SOURCE], cache, tmp_path / "b", save_minutes=60, log=quiet)
+    tuned = load_checkpoint(tmp_path / "b" / "last.pt").state_dict
+    stats = [k for k in start if k.endswith(("running_mean", "running_var"))]
+    weights = [k for k in start if k.endswith("weight") and start[k].dim() == 5]
+    assert stats and weights
+    for k in stats:
+        assert torch.equal(start[k], tuned[k]), k
+    moved = [float((start[k] - tuned[k]).abs().max()) for k in weights]
+    assert min(moved) > 0 and max(moved) < 0.1  # learning from the init (3e-3 x 2 steps), not from scratch
+    card = (tmp_path / "b" / "model_card.md").read_text()
+    assert "batch norm frozen" in card and "started from last.pt" in card
+    with pytest.raises(ValueError, match="not a rib-frame checkpoint"):
+        bad = replace(_config(1), hparams={"first_out_channels": 8}, init=str(tmp_path / "a" / "last.pt"))
+        train(bad, [SOURCE], cache, tmp_path / "c", save_minutes=60, log=quiet)
+
+
 def test_held_out_ct_is_never_a_source(tmp_path):
     image = sitk.Image(4, 4, 4, sitk.sitkInt16)
     for name in ("LIDC-IDRI-0314", "LIDC-IDRI-0006", "CRLM-CT-1004"):

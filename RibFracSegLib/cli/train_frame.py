@@ -35,6 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--positive-fraction", type=float, default=0.5)
     parser.add_argument("--fn-weight", type=float, default=0.5, help="recall weight of the Dice term (0.5 = Dice)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--init", default=None,
+                        help="rib-frame checkpoint whose weights start the run (fine-tuning; same --arch/--hparams)")
+    parser.add_argument("--freeze-norm", action="store_true",
+                        help="batch norm keeps its running statistics in training, as in inference (use with --init)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     parser.add_argument("--phantoms", type=int, default=16, help="training phantoms (default 16; seeds from 24100)")
@@ -74,8 +78,10 @@ def _config(args: argparse.Namespace):
             raise ValueError(f"--{name.replace('_', '-')} {getattr(args, name)} is too small.")
     if args.save_minutes <= 0 or not 0 <= args.positive_fraction <= 1:
         raise ValueError("--save-minutes must be above 0 and --positive-fraction within 0..1.")
+    if args.init and not Path(args.init).is_file():
+        raise ValueError(f"--init {args.init}: no such file; give a rib-frame checkpoint (e.g. runs/frame1/last.pt).")
     return FrameTrainConfig(arch=args.arch, hparams=hparams, steps=args.steps, lr=args.lr, seed=args.seed,
-                            device=args.device, loss=LossConfig(fn_weight=args.fn_weight),
+                            device=args.device, init=args.init, freeze_norm=args.freeze_norm, loss=LossConfig(fn_weight=args.fn_weight),
                             sampler=FrameSamplerConfig(window=window, batch=args.batch,
                                                        positive_fraction=args.positive_fraction))
 

@@ -49,6 +49,10 @@ class FrameTrainConfig:
     warmup_steps: int = 200  # linear warm-up, then a constant rate (a resumed run may add steps)
     seed: int = 0
     device: str = "auto"
+    init: Optional[str] = None  # a frame checkpoint whose weights start the run (fine-tuning); None: random
+    freeze_norm: bool = False  # batch norm uses its running statistics while training, as inference does: a
+    #   batch of 4 with a fixed share of fractures let the network read "a fracture is in this batch" from the
+    #   batch's statistics (step 6100 of runs/frame1 fired on 95% of intact windows in eval mode; issue 24)
     sampler: FrameSamplerConfig = field(default_factory=FrameSamplerConfig)
     augment: FrameAugmentConfig = field(default_factory=FrameAugmentConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -129,6 +133,28 @@ class _Cases:
         self.build_seconds += time.perf_counter() - t0
 
 
+def init_weights(config: FrameTrainConfig) -> dict:
+    """The state dict of `config.init`, checked to be a rib-frame checkpoint of the same network."""
+    from ..checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(config.init)
+    if ckpt.preprocessing.get("space") != "rib_frame" or ckpt.arch != config.arch or dict(ckpt.hparams) != config.hparams:
+        raise ValueError(f"--init {config.init}: not a rib-frame checkpoint of {config.arch} {json.dumps(config.hparams)} "
+                         f"(it is {ckpt.arch} {json.dumps(dict(ckpt.hparams))}, space "
+                         f"{ckpt.preprocessing.get('space', 'ct')}); give one that train-frame wrote with these settings")
+    return dict(ckpt.state_dict)
+
+
+def train_mode(model: torch.nn.Module, freeze_norm: bool) -> None:
+    """Training mode; with `freeze_norm` the batch-norm layers stay in eval mode (running statistics,
+    not updated), so training computes what inference computes."""
+    model.train()
+    if freeze_norm:
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
+
+
 def train(config: FrameTrainConfig, sources: Sequence[FrameSource], cache_dir: str | Path, out_dir: str | Path, *,
           resume: Optional[str | Path] = None, save_minutes: float = 5.0, log_every: int = 10,
           log: Callable[[str], None] = print, provenance: Optional[dict] = None,
@@ -140,6 +166,8 @@ def train(config: FrameTrainConfig, sources: Sequence[FrameSource], cache_dir: s
     device = pick_device(config.device)
     torch.manual_seed(config.seed)
     model = build_network(config.arch, **config.hparams).to(device)
+    if config.init and not resume:
+        model.load_state_dict(init_weights(config))
     if device.type == "cpu":  # 3-D convolutions run about twice as fast channels-last on CPU
         model = model.to(memory_format=torch.channels_last_3d)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -165,7 +193,7 @@ def train(config: FrameTrainConfig, sources: Sequence[FrameSource], cache_dir: s
     step_log = state["step"]
     while state["step"] < config.steps:
         t_step = time.perf_counter()
-        model.train()
+        train_mode(model, config.freeze_norm)
         windows = sample_windows(cases.cases, config.sampler, rng)
         images, targets = make_batch(cases.cases, windows, config.sampler)
         x = augment_intensity(torch.from_numpy(images).to(device), config.augment, aug_gen)
@@ -243,7 +271,9 @@ def model_card(config: FrameTrainConfig, state: dict, cases: Sequence[FrameCase]
         f"- Training: {state['step']} steps of batch {config.sampler.batch}, AdamW lr {config.lr} "
         f"(warm-up {config.warmup_steps} steps), positive fraction {config.sampler.positive_fraction}, hard negatives "
         f"{dict(zip(('intact', 'frame_end', 'head_end', 'crossing'), config.sampler.negative_weights))}; "
-        f"loss Dice + {config.loss.bce_weight} BCE; last logged loss {last.get('loss', 'n/a')}.",
+        f"loss Dice + {config.loss.bce_weight} BCE; last logged loss {last.get('loss', 'n/a')}"
+        f"{'; started from ' + Path(config.init).name if config.init else ''}"
+        f"{'; batch norm frozen (running statistics)' if config.freeze_norm else ''}.",
         f"- Hours: {state['train_seconds'] / 3600:.2f} training, {state.get('build_seconds', 0.0) / 3600:.2f} building "
         f"frames, on {device.type} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads).",
         "- Commands (each start of the run): " + "; ".join(f"`{c}`" for c in state.get("commands", [])),

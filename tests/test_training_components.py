@@ -10,7 +10,7 @@ from RibFracSegLib.postprocess import spine_column
 from RibFracSegLib.training.dataset import TrainingVolume, class_map, target_patch
 from RibFracSegLib.training.losses import (UNKNOWN_TYPE, LossConfig, deep_supervision_loss, dice_bce_loss,
                                            downsample_target, multiclass_loss, segmentation_loss, soft_dice_loss,
-                                           tversky_loss)
+                                           tversky_loss, window_loss)
 from RibFracSegLib.training.trainer import TrainConfig, _forward
 from RibFracSegLib.training.sampler import SamplerConfig, crop, mirror_point, sample_centres
 
@@ -125,6 +125,28 @@ def test_losses_by_hand():
     vae = torch.tensor(2.0)
     assert segmentation_loss(perfect, target, LossConfig(vae_weight=0.1), vae).item() == pytest.approx(
         dice_bce_loss(perfect, target).item() + 0.2, abs=1e-6)
+
+
+def test_window_term_charges_a_false_blob_in_an_intact_window_like_a_missed_fracture():
+    """Two windows, one with a fracture (found), one intact: a 40-voxel false blob in the intact one moves the
+    voxel BCE + batch Dice by a fraction (the less, the more fracture voxels the batch holds) but costs the
+    window term as much as missing the fracture."""
+    target = torch.zeros(2, 1, 16, 16, 16)
+    target[0, :, 6:10, 6:10, 6:10] = 1  # 64 voxels
+    clean = (target * 2 - 1) * 8
+    blob = clean.clone()
+    blob[1, :, :5, :2, :4] = 8  # 40 false voxels of 4096
+    missed = clean.clone()
+    missed[0] = -8
+    plain, windowed = LossConfig(), LossConfig(window_weight=1.0)
+    assert dice_bce_loss(blob, target, plain) - dice_bce_loss(clean, target, plain) < 0.4
+    assert window_loss(clean, target).item() == pytest.approx(float(np.log1p(np.exp(-8))), abs=1e-5)
+    # the top 32 logits of the blob window are all false: its window's BCE is log(1 + e^8), as the miss's
+    assert window_loss(blob, target).item() == pytest.approx(window_loss(missed, target).item(), abs=1e-5)
+    assert window_loss(blob, target).item() == pytest.approx(float(np.log1p(np.exp(8)) + np.log1p(np.exp(-8))) / 2,
+                                                             abs=1e-4)
+    assert (dice_bce_loss(blob, target, windowed) - dice_bce_loss(blob, target, plain)).item() == pytest.approx(
+        window_loss(blob, target).item(), abs=1e-6)
 
 
 # --- multi-class ("types": background + RibFrac codes 1..4) -------------------------------------------

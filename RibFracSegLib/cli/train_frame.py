@@ -37,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--init", default=None,
                         help="rib-frame checkpoint whose weights start the run (fine-tuning; same --arch/--hparams)")
+    parser.add_argument("--window-weight", type=float, default=0.0,
+                        help="weight of the per-window term: each window's top logits against 'holds a fracture' "
+                             "(false blobs in intact windows cost as a missed fracture; 0: off)")
     parser.add_argument("--freeze-norm", action="store_true",
                         help="batch norm keeps its running statistics in training, as in inference (use with --init)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
@@ -76,12 +79,13 @@ def _config(args: argparse.Namespace):
     for name in ("steps", "batch", "log_every", "phantoms"):
         if getattr(args, name) < (0 if name == "phantoms" else 1):
             raise ValueError(f"--{name.replace('_', '-')} {getattr(args, name)} is too small.")
-    if args.save_minutes <= 0 or not 0 <= args.positive_fraction <= 1:
-        raise ValueError("--save-minutes must be above 0 and --positive-fraction within 0..1.")
+    if args.save_minutes <= 0 or not 0 <= args.positive_fraction <= 1 or args.window_weight < 0:
+        raise ValueError("--save-minutes must be above 0, --positive-fraction within 0..1, --window-weight 0 or more.")
     if args.init and not Path(args.init).is_file():
         raise ValueError(f"--init {args.init}: no such file; give a rib-frame checkpoint (e.g. runs/frame1/last.pt).")
     return FrameTrainConfig(arch=args.arch, hparams=hparams, steps=args.steps, lr=args.lr, seed=args.seed,
-                            device=args.device, init=args.init, freeze_norm=args.freeze_norm, loss=LossConfig(fn_weight=args.fn_weight),
+                            device=args.device, init=args.init, freeze_norm=args.freeze_norm,
+                            loss=LossConfig(fn_weight=args.fn_weight, window_weight=args.window_weight),
                             sampler=FrameSamplerConfig(window=window, batch=args.batch,
                                                        positive_fraction=args.positive_fraction))
 

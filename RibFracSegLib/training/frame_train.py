@@ -271,7 +271,9 @@ def model_card(config: FrameTrainConfig, state: dict, cases: Sequence[FrameCase]
         f"- Training: {state['step']} steps of batch {config.sampler.batch}, AdamW lr {config.lr} "
         f"(warm-up {config.warmup_steps} steps), positive fraction {config.sampler.positive_fraction}, hard negatives "
         f"{dict(zip(('intact', 'frame_end', 'head_end', 'crossing'), config.sampler.negative_weights))}; "
-        f"loss Dice + {config.loss.bce_weight} BCE; last logged loss {last.get('loss', 'n/a')}"
+        f"loss Dice + {config.loss.bce_weight} BCE"
+        f"{f' + {config.loss.window_weight} window (top {config.loss.window_top} logits)' if config.loss.window_weight else ''}"
+        f"; last logged loss {last.get('loss', 'n/a')}"
         f"{'; started from ' + Path(config.init).name if config.init else ''}"
         f"{'; batch norm frozen (running statistics)' if config.freeze_norm else ''}.",
         f"- Hours: {state['train_seconds'] / 3600:.2f} training, {state.get('build_seconds', 0.0) / 3600:.2f} building "

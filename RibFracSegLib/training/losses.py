@@ -64,7 +64,7 @@ def dice_bce_loss(logits: torch.Tensor, target: torch.Tensor, config: LossConfig
 def window_loss(logits: torch.Tensor, target: torch.Tensor, top: int = 32) -> torch.Tensor:
     """BCE of each window's score (the mean of its `top` highest logits) against "holds a fracture".
     A false blob of a few hundred voxels in an intact window is a false detection, yet the voxel-averaged
-    BCE and the batch-wise Dice barely see it (runs/frame1 learned to fire on 28% of intact windows while
+    BCE and the batch-wise Dice barely see it (runs/frame2 learned to fire on 28% of intact windows while
     its loss fell; issue 24): this term makes it cost as much as a missed fracture."""
     flat = logits.float().reshape(logits.shape[0], -1)
     score = flat.topk(min(int(top), flat.shape[1]), dim=1).values.mean(dim=1)

@@ -13,8 +13,7 @@ covers its whole section (what `RibFrame.lps_to_index` calls inside).
 
 The write-back (`ribs/frame.frame_to_ct`, max over ribs) costs seconds per rib when every section
 writes, so values below the post-processing threshold (at least FRAME_MIN_PROBABILITY) are written as 0
-and only sections holding more are
-visited. Coverage is asked of the frames only where it decides something (`frames_reach`): on bone,
+and only sections holding more are visited. Coverage is asked of the frames only where it decides something (`frames_reach`): on bone,
 to place the fallback's windows, and where the fallback's probability reaches the threshold and
 exceeds the frames'.
 

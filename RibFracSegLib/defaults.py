@@ -369,6 +369,12 @@ FRAME_REAL_SEEDS = (0, 1, 2)  # simulated copies of each real CT (fractures diff
 FRAME_REAL_FRACTURES = 8  # fractures simulated into each copy, the four RibFrac types in turn
 FRAME_CALIBRATION_SEEDS = (100, 101)  # `calibrate-frame`: simulated copies per real CT, seeds training never used
 FRAME_CALIBRATION_MAX_FP = 0.5  # `calibrate-frame`: false positives allowed per fracture-free real scan (issue 24: <= 1 held out)
+FRAME_TRAIN_END_MM = 32.0  # training frames run on this far past both traced ends: an end window (centre within
+#   FRAME_END_JITTER_MM of the end) then holds the real tissue beyond the tip that inference windows hold (they reach
+#   RIB_FRAME_INFERENCE_END_MM past it), never the flat padding beyond a frame (with 5 mm, 5 of the 6 unmatched
+#   detections >= 0.7 on a held-out copy sat on costochondral tips, seen in training only beside padding)
+FRAME_END_JITTER_MM = 12.0  # an end window's centre moves up to this along the arc (the last inference window's
+#   centre lies ~10 mm inside the traced end)
 FRAME_CROSSING_MM = 12.0  # a section whose centre is this close to another rib's centreline is a "crossing"
 FRAME_FOREIGN_BONE_MM = 9.0  # bone in a section beyond this from the centreline is another structure ...
 FRAME_FOREIGN_BONE_SHARE = 0.03  # ... and a section with this share of such pixels is a "crossing" too
@@ -462,7 +468,7 @@ RIB_FRAME_OVERLAP = 0.25  # windows' overlap along a rib's arc (a checkpoint's i
 #   LIDC-IDRI-0001, frame8 in bf16: 192 windows 4.2 s against 270 windows 5.9 s at 0.5 (bench_frame_speed);
 #   stride 48 of 64 sections leaves every point >= 8 sections (4.8 mm) from some window's end
 RIB_FRAME_INFERENCE_END_MM = 9.0  # at inference frames run on this far past both traced ends (a checkpoint's
-#   inference["frame_end_mm"] overrides; training frames keep RIB_FRAME_END_MM): with 5 mm, LIDC-IDRI-0314 left 565 mm^3
+#   inference["frame_end_mm"] overrides; training frames run FRAME_TRAIN_END_MM): with 5 mm, LIDC-IDRI-0314 left 565 mm^3
 #   of rib-labelled bone in no frame, all 26 pieces within 2.9 mm past a frame's end (19 rib heads, 7 anterior ends;
 #   107 fallback patches); with 9 mm none (bench_frame_speed --fallback); +3.7% sections, ~9 frame windows
 FALLBACK_CORE_MARGIN = 0.25  # the fallback's windows (`window_cover.cover_windows`) hold every uncovered voxel this

@@ -35,7 +35,7 @@ from ..io import atomic_path, read_ct
 from ..ribs.frame import RibFrame, body_centre, rib_frame
 from ..ribs.labels import Rib, RibLabels
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: frames run FRAME_TRAIN_END_MM past the ends (1: RIB_FRAME_END_MM)
 RIBS_VERSION = 1  # cached `segment_ribs` results (labels + centrelines) of the real CTs
 PHANTOM_FIRST_SEED = 24100  # training phantoms take seeds from here on (issue 24's held-out phantoms use others)
 _FRAME_CACHE = 48  # decompressed frames kept in memory (about 4 MB each)
@@ -228,7 +228,8 @@ def frame_arrays(image: sitk.Image, labels: np.ndarray, codes: dict, ribs: Seque
     """Sample every rib's frame of `image` and the fracture mask (`labels` > 0, linear, >= 0.5); returns
     (npz arrays, per-frame records, per-fracture records)."""
     centre = body_centre(ribs) if ribs else None
-    pairs = [(f, r) for f, r in ((rib_frame(r, centre), r) for r in ribs) if f is not None]
+    pairs = [(f, r) for f, r in ((rib_frame(r, centre, end_mm=defaults.FRAME_TRAIN_END_MM), r) for r in ribs)
+             if f is not None]
     frames = [f for f, _ in pairs]
     hu_array = sitk.GetArrayViewFromImage(image)
     mask = (labels > 0).astype(np.uint8)

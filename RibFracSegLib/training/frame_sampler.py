@@ -34,7 +34,7 @@ class FrameSamplerConfig:
     batch: int = 4
     positive_fraction: float = 0.5
     jitter_mm: float = 12.0  # a positive's centre moves up to this along the arc
-    end_jitter_mm: float = 4.0  # a head/anterior-end window's centre moves up to this along the arc
+    end_jitter_mm: float = defaults.FRAME_END_JITTER_MM  # a head/anterior-end window's centre moves up to this
     shift_voxels: int = 1  # the crop across moves up to this (and one more the other way: 51 - 48 = 3 places)
     negative_weights: tuple[float, ...] = (0.4, 0.2, 0.2, 0.2)  # intact, frame_end, head_end, crossing
     flip_arc: float = 0.5  # probability of reading the window from the rib's other end

@@ -4,9 +4,11 @@ from one network run per CT.
 
 The run is stored with no confidence floor (`thresholds["min_confidence"]` = 0), so any floor is a
 filter on the stored detections (`find_fractures` drops a component by its mean probability alone:
-the same result) and a checkpoint whose floor alone changed (a calibrated one) reuses the run. The
-cache key hashes what changes the run: weights, the other thresholds, the pre-processing, the
-frame/fallback settings, the calibrated precision and the skip rule.
+the same result) and a checkpoint whose floor alone changed (a calibrated one) reuses the run. A
+rib-frame checkpoint's floor filters its frame detections only: its fallback's are stored at the
+fallback's own floor, as `segment_ct` keeps them. The cache key hashes what changes the run: weights,
+the other thresholds, the pre-processing, the frame/fallback settings (and the fallback's own key and
+floor), the calibrated precision and the skip rule.
 """
 
 from __future__ import annotations
@@ -46,7 +48,27 @@ def run_key(ckpt: Checkpoint) -> str:
     run = {k: ckpt.inference[k] for k in RUN_KEYS if k in ckpt.inference}
     h.update(json.dumps([CACHE_VERSION, ckpt.arch, thresholds, ckpt.preprocessing, list(ckpt.patch_size), run,
                          defaults.SKIP_BY_RIBS], sort_keys=True, default=str).encode())
+    fallback = _fallback(ckpt)
+    if fallback is not None:  # "source": frame runs since detections carry theirs (CT-space runs are unchanged)
+        h.update(json.dumps([run_key(fallback), fallback.thresholds.get("min_confidence"), "source"],
+                            default=str).encode())
     return h.hexdigest()[:16]
+
+
+def _fallback(ckpt: Checkpoint) -> Optional[Checkpoint]:
+    """A rib-frame checkpoint's fallback (CT-space) checkpoint; None for a CT-space one."""
+    from .frame_inference import checkpoint_space, fallback_checkpoint
+
+    return fallback_checkpoint(ckpt) if checkpoint_space(ckpt) == "rib_frame" else None
+
+
+def fallback_classifier(ckpt: Checkpoint):
+    """The loaded classifier (`ClassifierSpec`) a rib-frame checkpoint's fallback detections go
+    through, as in `segment_ct`; None for a CT-space checkpoint or a fallback without one."""
+    from .candidates.classifier import load_classifier
+
+    fallback = _fallback(ckpt)
+    return None if fallback is None else load_classifier(fallback.candidate_classifier)
 
 
 def with_floor(ckpt: Checkpoint, floor: float) -> Checkpoint:
@@ -87,9 +109,9 @@ def _kept(stage: StageResult, kept: list[Detection]) -> StageResult:
 
 
 def above_floor(stage: StageResult, floor: float) -> StageResult:
-    """The detections whose first-stage confidence (mean probability) reaches `floor`: what the run
-    gives with `thresholds["min_confidence"] = floor`."""
-    return _kept(stage, [d for d in stage.detections if first_confidence(d) >= floor])
+    """The detections whose first-stage confidence (mean probability) reaches `floor`, a fallback's
+    kept at its own (stored) floor: what the run gives with `thresholds["min_confidence"] = floor`."""
+    return _kept(stage, [d for d in stage.detections if d.source == "fallback" or first_confidence(d) >= floor])
 
 
 def first_confidence(d: Detection) -> float:
@@ -97,17 +119,19 @@ def first_confidence(d: Detection) -> float:
     return float(d.network_confidence) if d.network_confidence is not None else float(d.confidence)
 
 
-def second_stage(image: sitk.Image, stage: StageResult, spec) -> StageResult:
+def second_stage(image: sitk.Image, stage: StageResult, spec, fallback_spec=None) -> StageResult:
     """The candidate classifier (`spec`, a loaded `ClassifierSpec`; None: unchanged) on first-stage
-    detections, typed as `segment_ct` types them (the frame's measurements first: `reported_type`).
-    A rib-frame checkpoint's fallback detections go through the fallback's classifier in `segment_ct`;
-    here through `spec`: the same where the frame checkpoint carries the default's classifier."""
+    detections, typed as `segment_ct` types them (the frame's measurements first: `reported_type`);
+    a rib-frame checkpoint's fallback detections through `fallback_spec` (`fallback_classifier`) instead."""
     from .candidates.classifier import classify
     from .ribs.frame_measure import reported_type
 
-    if spec is None:
+    groups = [([d for d in stage.detections if d.source != "fallback"], spec),
+              ([d for d in stage.detections if d.source == "fallback"], fallback_spec)]
+    if not any(group and s is not None for group, s in groups):
         return stage
-    kept = classify(image, stage.detections, spec)
+    kept = sorted((d for group, s in groups for d in (classify(image, group, s) if group and s is not None else group)),
+                  key=lambda d: d.id)
     by_id = {d.id: d for d in stage.detections}
     typed = [d if by_id[d.id].frame_code < 0 else
              replace(d, label_code=reported_type(by_id[d.id].frame_code, bool(by_id[d.id].gap_mm), d.label_code))
@@ -120,4 +144,4 @@ def run_case(ckpt: Checkpoint, spec, image: sitk.Image, case: str, cache_dir: st
     """(first stage, with the classifier) at `floor` (default: the checkpoint's `min_confidence`)."""
     floor = float(ckpt.thresholds.get("min_confidence", defaults.MIN_CONFIDENCE)) if floor is None else floor
     first = above_floor(first_stage(ckpt, image, case, cache_dir, find_ribs), floor)
-    return first, second_stage(image, first, spec)
+    return first, second_stage(image, first, spec, fallback_classifier(ckpt))

@@ -1,7 +1,9 @@
 """A rib-frame checkpoint's operating point, chosen on its training sources' real CTs, never on the
 held-out CT (`defaults.FRAME_HELD_OUT`): the confidence floor (`thresholds["min_confidence"]`) with
 the highest recall on simulated copies while the fracture-free originals keep at most
-`defaults.FRAME_CALIBRATION_MAX_FP` false positives per scan.
+`defaults.FRAME_CALIBRATION_MAX_FP` false positives per scan of its own: the floor filters the frame's
+detections only; its fallback's (bone no frame covers) are kept at the fallback's floor and counted at
+every floor, and the false positives they leave are recorded beside the budget, not charged to it.
 
 Each CT runs once (`first_stage`, cached with no floor), then the checkpoint's candidate classifier;
 every floor is a filter on those detections (the first stage's mean probability), matched and counted
@@ -23,7 +25,9 @@ from .checkpoint import Checkpoint
 from .errors import InputError
 from .evaluation.froc import IOU_THRESHOLD
 
-RULE = "highest recall on the simulated copies with at most {max_fp} FP per fracture-free scan; then fewest FP"
+RULE = ("highest recall on the simulated copies with at most {max_fp} FP per fracture-free scan from the frames "
+        "(the fallback's, kept at every floor, not charged); then fewest FP")
+ALWAYS = 2.0  # the confidence a fallback detection is matched with: above every candidate floor
 
 
 @dataclass(frozen=True)
@@ -42,10 +46,11 @@ class FrameCalibration:
     points: list[FloorPoint]
     free_cases: dict[str, int] = field(default_factory=dict)  # case -> detections at the chosen floor
     simulated_cases: dict[str, tuple[int, int]] = field(default_factory=dict)  # case -> (found, fractures)
+    fallback_fp_per_free_scan: float = 0.0  # false positives the fallback leaves at every floor
 
     def to_dict(self) -> dict:
         return {"min_confidence": self.floor, "rule": RULE.format(max_fp=self.max_fp), "chosen": asdict(self.chosen),
-                "free_cases": self.free_cases,
+                "free_cases": self.free_cases, "fallback_fp_per_free_scan": self.fallback_fp_per_free_scan,
                 "simulated_cases": {k: list(v) for k, v in self.simulated_cases.items()},
                 "points": [asdict(p) for p in self.points]}
 
@@ -55,13 +60,15 @@ def _xyz(image: sitk.Image) -> np.ndarray:
 
 
 def _matched(name: str, stage, truth: Optional[sitk.Image], codes: dict[int, int]):
-    """The RibFrac match of one scan, each prediction's confidence its first-stage mean probability."""
+    """The RibFrac match of one scan, each prediction's confidence its first-stage mean probability
+    (a fallback detection's ALWAYS: no frame floor drops it)."""
     from .evaluation import match_case
     from .first_stage import first_confidence
 
     pred = _xyz(stage.instances)
     gt = np.zeros_like(pred) if truth is None else _xyz(truth)
-    pred_info = [(d.id, first_confidence(d), float(d.label_code)) for d in stage.detections]
+    pred_info = [(d.id, ALWAYS if d.source == "fallback" else first_confidence(d), float(d.label_code))
+                 for d in stage.detections]
     return match_case(name, gt, pred, [(k, float(v)) for k, v in sorted(codes.items())], pred_info)
 
 
@@ -73,21 +80,23 @@ def candidate_floors(confidences: Sequence[float]) -> list[float]:
     return [0.0] + [float(v) for v in mids] + top
 
 
-def choose_floor(free, simulated, max_fp: float) -> tuple[FloorPoint, list[FloorPoint]]:
-    """The floor by RULE over matched fracture-free and simulated scans (`CaseMatch` lists)."""
+def choose_floor(free, simulated, max_fp: float) -> tuple[FloorPoint, list[FloorPoint], float]:
+    """The floor by RULE over matched fracture-free and simulated scans (`CaseMatch` lists), and the
+    fallback's FP per free scan (rows at ALWAYS: counted at every floor, outside the budget)."""
     from .evaluation import froc_point
 
-    probs = [r.prob for c in list(free) + list(simulated) for r in c.rows]
+    probs = [r.prob for c in list(free) + list(simulated) for r in c.rows if r.prob < ALWAYS]
+    fallback_fp = froc_point(free, ALWAYS)[0] if free else 0.0
     points = []
     for f in candidate_floors(probs):
         fp_free = froc_point(free, f)[0] if free else 0.0
         fp_sim, recall = froc_point(simulated, f) if simulated else (0.0, 0.0)
         points.append(FloorPoint(round(f, 6), round(fp_free, 4), round(recall, 4), round(fp_sim, 4)))
-    allowed = [p for p in points if p.fp_per_free_scan <= max_fp + 1e-9]
+    allowed = [p for p in points if p.fp_per_free_scan - fallback_fp <= max_fp + 1e-9]
     if not allowed:  # cannot happen: above the highest confidence nothing is left
         raise InputError(f"no confidence floor keeps the fracture-free scans at <= {max_fp} FP/scan")
     best = max(allowed, key=lambda p: (p.recall, -(p.fp_per_free_scan + p.fp_per_simulated_scan), -p.floor))
-    return best, points
+    return best, points, round(fallback_fp, 4)
 
 
 def calibrate_frame(ckpt: Checkpoint, cts: Sequence[tuple[str, str | Path]], cache_dir: str | Path, *,
@@ -99,7 +108,7 @@ def calibrate_frame(ckpt: Checkpoint, cts: Sequence[tuple[str, str | Path]], cac
     seed (the four types in turn, as training builds them; ribs from `ribs_of(image, name)`, default
     `segment_ribs`), then choose the floor by RULE. Refuses the held-out CT."""
     from .candidates.classifier import load_classifier
-    from .first_stage import above_floor, first_stage, second_stage
+    from .first_stage import above_floor, fallback_classifier, first_stage, second_stage
     from .io import read_ct
     from .simulate import simulate_case
     from .training.frame_dataset import check_not_held_out
@@ -108,26 +117,27 @@ def calibrate_frame(ckpt: Checkpoint, cts: Sequence[tuple[str, str | Path]], cac
         check_not_held_out(name)
     if not cts:
         raise InputError("calibrate-frame needs at least one fracture-free real CT (not the held-out one).")
-    spec = load_classifier(ckpt.candidate_classifier)
+    spec, fallback_spec = load_classifier(ckpt.candidate_classifier), fallback_classifier(ckpt)
     free, simulated = [], []
     for name, path in cts:
         image = read_ct(path) if not isinstance(path, sitk.Image) else path
-        stage = second_stage(image, above_floor(first_stage(ckpt, image, name, cache_dir), 0.0), spec)
+        stage = second_stage(image, above_floor(first_stage(ckpt, image, name, cache_dir), 0.0), spec, fallback_spec)
         free.append(_matched(name, stage, None, {}))
         log(f"  {name}: {len(stage.detections)} detections with no floor")
         ribs = (ribs_of or _segment_ribs)(image, name)
         for seed in seeds:
             sim = simulate_case(image, ribs, n_fractures, np.random.default_rng(int(seed)), kinds=(1, 2, 3, 4))
             case = f"{name}-sim{seed}-f{n_fractures}"
-            stage = second_stage(sim.image, above_floor(first_stage(ckpt, sim.image, case, cache_dir), 0.0), spec)
+            stage = second_stage(sim.image, above_floor(first_stage(ckpt, sim.image, case, cache_dir), 0.0), spec,
+                                 fallback_spec)
             simulated.append(_matched(case, stage, sim.fracture_labels,
                                       {b.spec.label_id: b.spec.kind for b in sim.fractures}))
             log(f"  {case}: {len(sim.fractures)} fractures, {len(stage.detections)} detections with no floor")
-    chosen, points = choose_floor(free, simulated, max_fp)
+    chosen, points, fallback_fp = choose_floor(free, simulated, max_fp)
     hits = lambda c: len({r.hit_label for r in c.rows if r.prob >= chosen.floor and r.max_iou > IOU_THRESHOLD})  # noqa: E731
     return FrameCalibration(chosen.floor, max_fp, chosen, points,
                             {c.public_id: sum(r.prob >= chosen.floor for r in c.rows) for c in free},
-                            {c.public_id: (hits(c), c.num_gt) for c in simulated})
+                            {c.public_id: (hits(c), c.num_gt) for c in simulated}, fallback_fp)
 
 
 def _segment_ribs(image: sitk.Image, name: str):

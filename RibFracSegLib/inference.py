@@ -269,21 +269,32 @@ def _prepared_model(ckpt: Checkpoint, dev: torch.device) -> nn.Module:
 
 
 def _second_stage(image: sitk.Image, detections: list[Detection], labels: np.ndarray, ckpt: Checkpoint,
-                  framed: Optional[FrameProbability], dev: torch.device) -> list[Detection]:
+                  dev: torch.device) -> list[Detection]:
     """The candidate classifier re-scores, types and drops detections (`labels` erased and renumbered
-    to match). A rib-frame checkpoint's detections found by its fallback go through the fallback
-    checkpoint's classifier, so a fracture keeps the confidence the CT path gives it; the others
-    through the frame checkpoint's own (none: kept as they are)."""
-    groups = [(detections, ckpt.candidate_classifier)]
-    if framed is not None:
-        by_fallback = found_by_fallback(framed, labels, {d.id: d.voxel_count for d in detections})
-        groups = [([d for d in detections if d.id not in by_fallback], ckpt.candidate_classifier),
-                  ([d for d in detections if d.id in by_fallback], fallback_checkpoint(ckpt).candidate_classifier)]
+    to match). A rib-frame checkpoint's fallback detections go through the fallback checkpoint's
+    classifier, so a fracture keeps the confidence the CT path gives it; the others through the frame
+    checkpoint's own (none: kept as they are)."""
+    fallback = [d for d in detections if d.source == "fallback"]
+    groups = [([d for d in detections if d.source != "fallback"], ckpt.candidate_classifier)]
+    if fallback:
+        groups.append((fallback, fallback_checkpoint(ckpt).candidate_classifier))
     if not any(section and group for group, section in groups):
         return detections
     kept = [d for group, section in groups
             for d in (classify(image, group, load_classifier(section, dev), dev) if section and group else group)]
     return keep_detections(sorted(kept, key=lambda d: d.id), labels)
+
+
+def _by_source(detections: list[Detection], labels: np.ndarray, framed: FrameProbability, frame_floor: float,
+               fallback_floor: float) -> list[Detection]:
+    """Each detection marked "frame" or "fallback" (most of its voxels hold the fallback's value) and
+    kept when it reaches its own detector's confidence floor: the frame checkpoint's floor is
+    calibrated for the frame network alone and would silence the fallback, or the fallback's
+    floor would flood the frames (`labels` erased and renumbered to match)."""
+    by_fallback = found_by_fallback(framed, labels, {d.id: d.voxel_count for d in detections})
+    tagged = [replace(d, source="fallback" if d.id in by_fallback else "frame") for d in detections]
+    kept = [d for d in tagged if d.confidence >= (fallback_floor if d.source == "fallback" else frame_floor)]
+    return tagged if len(kept) == len(tagged) else keep_detections(kept, labels)
 
 
 def _frame_run(image: sitk.Image, volume: CanonicalVolume, ribs: Optional[RibLabels], ckpt: Checkpoint,
@@ -379,15 +390,20 @@ def segment_ct(image: sitk.Image, checkpoint: str | Path | Checkpoint, *, device
     near = near_ribs(ribs, volume, params.rib_margin_mm) if (trusted and params.on_rib) else None
     t = time.perf_counter()
     labels = np.zeros(input_shape, dtype=np.uint16)
-    components = find_fractures(probability, volume.array, volume.spacing_zyx, params, volume.to_canonical(labels),
-                                near_ribs=near)
+    fallback_floor = float(fallback_checkpoint(ckpt).thresholds.get("min_confidence", defaults.MIN_CONFIDENCE)) \
+        if in_frames else params.min_confidence
+    components = find_fractures(probability, volume.array, volume.spacing_zyx,
+                                replace(params, min_confidence=min(params.min_confidence, fallback_floor)),
+                                volume.to_canonical(labels), near_ribs=near)
     del near
     voxel_mm3 = float(np.prod(image.GetSpacing()))
     detections = [_detection(c, volume, image, voxel_mm3, ribs) for c in components]
+    if framed is not None:
+        detections = _by_source(detections, labels, framed, params.min_confidence, fallback_floor)
     timings["postprocess"] = time.perf_counter() - t
     if classify_candidates:
         t = time.perf_counter()
-        detections = _second_stage(image, detections, labels, ckpt, framed, dev)
+        detections = _second_stage(image, detections, labels, ckpt, dev)
         timings["classifier"] = time.perf_counter() - t
     if ribs is not None and ribs.ribs and detections:  # gap, step-off, angulation in the rib's own frame
         t = time.perf_counter()

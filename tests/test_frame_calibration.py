@@ -19,7 +19,8 @@ from RibFracSegLib.checkpoint import load_checkpoint, save_checkpoint
 from RibFracSegLib.detections import Detection
 from RibFracSegLib.errors import InputError
 from RibFracSegLib.first_stage import first_stage, run_key
-from RibFracSegLib.frame_calibration import calibrate_frame, candidate_floors, store_floor
+from RibFracSegLib.evaluation.matching import CaseMatch, PredictionRow
+from RibFracSegLib.frame_calibration import ALWAYS, calibrate_frame, candidate_floors, choose_floor, store_floor
 from RibFracSegLib.phantom import PhantomParams, generate_phantom, rib_labels_from_phantom
 from RibFracSegLib.simulate import simulate_case
 
@@ -103,6 +104,24 @@ def test_the_held_out_ct_is_refused(phantom, tmp_path):
         calibrate_frame(ckpt, [("LIDC-IDRI-0314", image)], tmp_path, ribs_of=lambda im, name: ribs)
 
 
+def test_the_fallbacks_false_positives_are_counted_but_not_charged_to_the_frames_budget():
+    """A free scan with one false detection of the fallback (matched at ALWAYS) and one of the frame at
+    0.3; two copies whose fractures the frame finds at 0.6. Budget 0.5 FP/scan of the frame's own: the
+    floor drops the frame's false one (not possible if the fallback's counted against the budget:
+    no floor drops it) and reports the fallback's beside it."""
+    def row(label, prob, hit=0):
+        return PredictionRow(label, 0.5 if hit else 0.0, hit, prob, float("nan"), float("nan"))
+
+    free = [CaseMatch("free", 0, [row(1, ALWAYS), row(2, 0.3)], [])]
+    copies = [CaseMatch(f"copy{i}", 2, [row(1, 0.6, 1), row(2, 0.6, 2), row(3, ALWAYS)], []) for i in range(2)]
+    chosen, points, fallback_fp = choose_floor(free, copies, max_fp=0.5)
+    assert fallback_fp == pytest.approx(1.0, abs=1e-4)
+    assert chosen.floor == pytest.approx(0.45) and chosen.recall == pytest.approx(1.0)
+    assert chosen.fp_per_free_scan == pytest.approx(1.0, abs=1e-4)  # the fallback's, counted
+    assert chosen.fp_per_simulated_scan == pytest.approx(1.0, abs=1e-4)
+    assert max(p.floor for p in points) < 1.0 + 1e-5  # floors from the frame's confidences only
+
+
 def test_candidate_floors_lie_between_confidences():
     assert candidate_floors([0.2, 0.6, 0.2, 0.4]) == pytest.approx([0.0, 0.3, 0.5, 0.600001])
     assert candidate_floors([]) == [0.0]
@@ -133,3 +152,22 @@ def test_a_floor_on_the_cached_run_is_the_run_with_that_floor(phantom, tmp_path)
     assert np.array_equal(sitk.GetArrayFromImage(got.instances), sitk.GetArrayFromImage(ref.instances))
     assert run_key(with_floor(ckpt, 0.9)) == run_key(ckpt)
     assert run_key(ckpt) != run_key(dataclasses.replace(ckpt, thresholds={**ckpt.thresholds, "probability": 0.3}))
+
+
+def test_a_floor_on_the_cached_run_filters_the_frames_detections_only(phantom):
+    """A cached rib-frame run holds the fallback's detections at the fallback's own floor: a frame
+    floor leaves them, and drops the frame's below it (ids renumbered, instances erased to match)."""
+    from RibFracSegLib.first_stage import StageResult, above_floor
+
+    image, _ = phantom
+    labels = np.zeros(image.GetSize()[::-1], np.uint16)
+    labels[FALSE_BOX] = 1
+    labels[10:14, 10:14, 10:14] = 2
+    dets = [dataclasses.replace(_detection(1, 0.2, labels == 1), source="frame"),
+            dataclasses.replace(_detection(2, 0.2, labels == 2), source="fallback")]
+    instances = sitk.GetImageFromArray(labels)
+    instances.CopyInformation(image)
+    got = above_floor(StageResult(dets, instances, {}), 0.5)
+    assert [(d.id, d.source) for d in got.detections] == [(1, "fallback")]
+    left = sitk.GetArrayFromImage(got.instances)
+    assert (left[10:14, 10:14, 10:14] == 1).all() and left.sum() == 64

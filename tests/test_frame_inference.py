@@ -316,3 +316,37 @@ def test_a_fallback_detection_is_scored_by_the_fallbacks_second_stage(tmp_path):
             assert f.label_code == f.frame_code  # typed in its rib's frame, not by a classifier
     labels = sitk.GetArrayViewFromImage(framed.instances)
     assert sorted(np.unique(labels[labels > 0]).tolist()) == [d.id for d in framed.detections] == [1, 2, 3]
+
+
+def test_the_frame_floor_and_the_fallback_floor_each_hold_their_own_detections(tmp_path):
+    """The fracture on the rib the rib step missed is the fallback's, the others the frames'. A frame
+    floor no detection reaches (1.01) leaves exactly the fallback's, kept at the fallback checkpoint's
+    floor; that floor at 1.01 leaves exactly the frames'."""
+    case = generate_phantom(PhantomParams(orientation="RAS", n_fractures=3, **BASE))
+    image, truth = marked_fractures(case), rib_labels_from_phantom(case)
+    spacing = np.array(image.GetSpacing())
+    missed = case.fractures[0].rib
+    ribs = dataclasses.replace(truth, ribs=[r for r in truth.ribs if r.name != missed])
+    on_missed = [t for t in case.fractures if t.rib == missed]
+
+    def run(frame_floor, fallback_floor):
+        fallback = marker_checkpoint("ct")
+        fallback.thresholds["min_confidence"] = fallback_floor
+        path = save_checkpoint(tmp_path / f"fallback{fallback_floor}.pt", fallback)
+        return segment_ct(image, marker_checkpoint("rib_frame", str(path)), ribs=ribs, overlap=0.5, precision="fp32",
+                          postprocess=dataclasses.replace(POST, min_confidence=frame_floor)).detections
+
+    def on(detections, fractures):
+        return all(any(np.all(np.abs(np.array(d.centroid_ijk) - t.center_ijk) * spacing < spacing)
+                       for d in detections) for t in fractures)
+
+    both = run(0.0, 0.0)
+    assert len(both) == len(case.fractures) and on(both, case.fractures)
+    assert sorted(d.source for d in both) == sorted(["fallback"] * len(on_missed)
+                                                    + ["frame"] * (len(case.fractures) - len(on_missed)))
+    fallback_only = run(1.01, 0.0)
+    assert [d.source for d in fallback_only] == ["fallback"] * len(on_missed) and on(fallback_only, on_missed)
+    frames_only = run(0.0, 1.01)
+    assert [d.source for d in frames_only] == ["frame"] * (len(case.fractures) - len(on_missed))
+    assert on(frames_only, [t for t in case.fractures if t.rib != missed])
+    assert [d.id for d in frames_only] == list(range(1, len(frames_only) + 1))

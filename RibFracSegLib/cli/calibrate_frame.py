@@ -70,5 +70,6 @@ def run(args: argparse.Namespace) -> int:
     print(json.dumps({k: v for k, v in calibration.to_dict().items() if k != "points"}))
     c = calibration.chosen
     print(f"min_confidence {c.floor:.4f}: {c.fp_per_free_scan:.2f} FP per fracture-free scan, recall {c.recall:.3f} "
-          f"on the simulated copies ({c.fp_per_simulated_scan:.2f} FP/scan there); written {Path(args.out)}")
+          f"on the simulated copies ({c.fp_per_simulated_scan:.2f} FP/scan there); of those FP per free scan "
+          f"{calibration.fallback_fp_per_free_scan:.2f} are the fallback's, at every floor; written {Path(args.out)}")
     return 0

@@ -4,7 +4,7 @@ The frame network (seeded random fracnet_unet c=8, `bench_inference.frame_checkp
 trained one is the same) is run over every window of every rib in each precision, window overlap along
 the arc and batch size asked for; also what `auto` (`inference._Runner`, `precision.auto_precision`)
 picks on this CPU and how long it took to pick, the frames' sampling (building the frames, then
-`RibFrame.sample`) and the coverage step (`frame_inference.frames_reach` on the rule's bone). Ribs are
+`RibFrame.sample`) and the coverage step (`frame_coverage.frames_reach` on the rule's bone). Ribs are
 segmented once, untimed here (bench_inference --frames times them).
 
     python benchmarks/bench_frame_speed.py [--case lidc|lidc0314] [--precisions fp32,bf16]
@@ -13,7 +13,7 @@ segmented once, untimed here (bench_inference --frames times them).
 --fallback: only the fallback's cost, before and after issue 24's cut: rib-labelled bone in no frame (mm^3, pieces)
 and the patches computed for it, with the training frames' run-on (RIB_FRAME_END_MM) and the overlapped grid
 on all of it (before) against the inference run-on (`frame_inference.frame_end_mm`), without the labelled bone
-beside its rib's frame (`frame_inference.beside_own_frame`), and `window_cover.cover_windows` (after); each
+beside its rib's frame (`frame_coverage.beside_own_frame`), and `window_cover.cover_windows` (after); each
 step's share printed; then with R7 left out (an incomplete set: all bone in no frame); no network runs.
 
     python benchmarks/bench_frame_speed.py --fallback [--case lidc|lidc0314|all]
@@ -49,8 +49,8 @@ def main() -> None:
     import SimpleITK as sitk
     import torch
     from RibFracSegLib import defaults
-    from RibFracSegLib.frame_inference import (_frame_values, bone_mask, frame_end_mm, frame_geometry, frame_windows,
-                                               frames_reach)
+    from RibFracSegLib.frame_coverage import bone_mask, frames_reach
+    from RibFracSegLib.frame_inference import _frame_values, frame_end_mm, frame_geometry, frame_windows
     from RibFracSegLib.inference import _prepared_model, _Runner, fracture_cells
     from RibFracSegLib.orientation import canonical_volume
     from RibFracSegLib.precision import auto_precision
@@ -113,7 +113,8 @@ def fallback_before_after(case: str) -> None:
     from scipy import ndimage
     from RibFracSegLib import defaults
     import dataclasses
-    from RibFracSegLib.frame_inference import bone_mask, fallback_bone, fallback_margin, frame_end_mm, frames_reach
+    from RibFracSegLib.frame_coverage import bone_mask, fallback_bone, fallback_margin, frames_reach
+    from RibFracSegLib.frame_inference import frame_end_mm
     from RibFracSegLib.inference import fracture_cells
     from RibFracSegLib.orientation import canonical_volume
     from RibFracSegLib.preprocess import block_any

@@ -16,7 +16,7 @@ import SimpleITK as sitk
 import torch
 from torch import nn
 
-from RibFracSegLib import frame_inference
+from RibFracSegLib import frame_coverage, frame_inference
 from RibFracSegLib.checkpoint import build_model, load_checkpoint, save_checkpoint
 from RibFracSegLib.errors import Cancelled
 from RibFracSegLib.inference import _Runner, fracture_cells, segment_ct
@@ -67,7 +67,7 @@ class Recorder:
 def held_by_windows(volume, mask, boxes, patch=32):
     """Does every voxel of the input-grid `mask` lie in the core of one of `boxes` (canonical)?"""
     return in_cores(np.argwhere(volume.to_canonical(mask)), boxes, volume.array.shape,
-                    frame_inference.fallback_margin((patch,) * 3)).all()
+                    frame_coverage.fallback_margin((patch,) * 3)).all()
 
 
 def run_frames(image, ribs, ckpt, recorder=None, **kwargs):

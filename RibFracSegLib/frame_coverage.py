@@ -1,0 +1,105 @@
+"""Which bone the rib frames reach, and what of the rest the fallback (the whole-volume sliding
+window) examines: the coverage half of `frame_inference` (see its docstring for the rules).
+
+Bone is what the sliding window would examine (`bone_mask`); of its part no frame reaches
+(`frames_reach`), the fallback examines bone labelled rib beside a complete rib set, all of it beside
+an incomplete one (`fallback_bone`), never labelled bone beside its own rib's frame
+(`beside_own_frame`); its windows keep each examined voxel `fallback_margin` from their faces.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+from scipy.spatial import cKDTree
+
+from . import defaults
+from .geometry import indices_to_lps
+from .orientation import CanonicalVolume
+from .ribs.frame import RibFrame
+from .ribs.labels import RibLabels, rib_label_value
+
+
+def _cells_to_voxels(cells: np.ndarray, shape: Sequence[int], cell: int = defaults.SKIP_CELL_VOXELS) -> np.ndarray:
+    """Block grid -> voxel mask of `shape` (each block's voxels take its value)."""
+    full = cells.repeat(cell, 0).repeat(cell, 1).repeat(cell, 2)
+    return full[: shape[0], : shape[1], : shape[2]]
+
+
+def bone_mask(volume: CanonicalVolume, cells: Optional[np.ndarray], bone_hu: float) -> np.ndarray:
+    """Canonical mask of the bone fractures are looked for in: HU > `bone_hu` in the blocks `cells`
+    (None: anywhere, inside the body or not, as the sliding window without skipping)."""
+    bone = volume.array > bone_hu
+    if cells is not None:
+        bone &= _cells_to_voxels(cells, bone.shape)
+    return bone
+
+
+def fallback_bone(uncovered: np.ndarray, ribs: Optional[RibLabels], frames: Sequence[RibFrame] = (),
+                  image: Optional[sitk.Image] = None) -> np.ndarray:
+    """What the fallback examines of the bone no frame reaches (input grid): with a complete rib set
+    (`RibLabels.complete`) only bone labelled as rib (any label, unnumbered included: a rib's bone
+    beyond its frame's ends, a stretch the frame misses); the spine, sternum and scapulae are not
+    ribs and stay unexamined. With `frames` (and the CT `image`), labelled bone beside its own rib's
+    frame is left out too (`beside_own_frame`). With an incomplete set a missed rib may lie anywhere:
+    all of it."""
+    if ribs is None or not ribs.complete():
+        return uncovered
+    labelled = uncovered & (sitk.GetArrayViewFromImage(ribs.labels) > 0)
+    if frames and image is not None:
+        labelled &= ~beside_own_frame(labelled, ribs, frames, image)
+    return labelled
+
+
+def beside_own_frame(mask: np.ndarray, ribs: RibLabels, frames: Sequence[RibFrame], image: sitk.Image) -> np.ndarray:
+    """Voxels of `mask` (in no frame, labelled rib) whose nearest section of their own rib's frame is
+    not its first or last: beside the rib, more than the frame's half width off its centreline, not past
+    an end. A rib's bone lies within RIB_TRACE_TUBE_MM of it; such voxels are another structure grown
+    into the label (on LIDC-IDRI-0001 contrast-filled veins and the manubrium, 2.8 cm^3 by rib 1).
+    Past an end the rib may go on beyond its trace: those stay (nearest section first or last)."""
+    out = np.zeros(mask.shape, bool)
+    kji = np.argwhere(mask)
+    if not len(kji):
+        return out
+    value = sitk.GetArrayViewFromImage(ribs.labels)[tuple(kji.T)]
+    lps = indices_to_lps(image, kji[:, ::-1].astype(float))
+    beside = np.zeros(len(kji), bool)
+    for label in np.unique(value):
+        own = [f for f in frames if rib_label_value(f.side, f.number) == label]
+        if not own:
+            continue
+        interior = np.concatenate([np.arange(len(f.points_lps)) % (len(f.points_lps) - 1) > 0 for f in own])
+        pick = value == label
+        beside[pick] = interior[cKDTree(np.concatenate([f.points_lps for f in own])).query(lps[pick])[1]]
+    out[tuple(kji[beside].T)] = True
+    return out
+
+
+def frames_reach(frames: Sequence[RibFrame], image: sitk.Image, kji: np.ndarray) -> np.ndarray:
+    """(n,) bool: which CT voxels (rows k, j, i) some frame covers (`RibFrame.lps_to_index` finite).
+    Each frame is asked only about voxels within reach of its sections (box: its S range from the
+    points sorted by S, then L and P; then nearest section)."""
+    lps = indices_to_lps(image, np.asarray(kji, float)[:, ::-1])
+    inside = np.zeros(len(lps), bool)
+    by_s = np.argsort(lps[:, 2], kind="stable")
+    s_sorted = lps[by_s, 2]
+    for frame in frames:
+        reach = ((frame.half + 0.5) * np.sqrt(2.0) + 1.0) * frame.voxel_mm  # a section's corner, half a section on
+        lo, hi = frame.points_lps.min(axis=0) - reach, frame.points_lps.max(axis=0) + reach
+        ask = by_s[np.searchsorted(s_sorted, lo[2], "left"):np.searchsorted(s_sorted, hi[2], "right")]
+        ask = ask[~inside[ask]]
+        ask = ask[np.all((lps[ask, :2] >= lo[:2]) & (lps[ask, :2] <= hi[:2]), axis=1)]
+        if not len(ask):
+            continue
+        distance, _ = frame.tree().query(lps[ask], distance_upper_bound=reach)
+        ask = ask[np.isfinite(distance)]
+        if len(ask):
+            inside[ask[np.isfinite(frame.lps_to_index(lps[ask])[:, 0])]] = True
+    return inside
+
+
+def fallback_margin(patch_size: Sequence[int]) -> int:
+    """Voxels every examined voxel keeps from its fallback window's faces (FALLBACK_CORE_MARGIN)."""
+    return int(round(defaults.FALLBACK_CORE_MARGIN * min(int(p) for p in patch_size)))

@@ -471,5 +471,9 @@ RIB_FRAME_INFERENCE_END_MM = 9.0  # at inference frames run on this far past bot
 #   inference["frame_end_mm"] overrides; training frames run FRAME_TRAIN_END_MM): with 5 mm, LIDC-IDRI-0314 left 565 mm^3
 #   of rib-labelled bone in no frame, all 26 pieces within 2.9 mm past a frame's end (19 rib heads, 7 anterior ends;
 #   107 fallback patches); with 9 mm none (bench_frame_speed --fallback); +3.7% sections, ~9 frame windows
+FRAME_CONFIDENCE = "peak"  # a frame detection's first-stage confidence: its highest probability ("peak") or the mean
+#   over its voxels ("mean", FracNet's, which the fallback keeps); a checkpoint's inference["confidence"] overrides
+#   (calibrate-frame writes it). frame3 step 5654 on the calibration CTs (6 free, 12 copies, 92 fractures): at <= 0.5
+#   frame FP per free scan, recall 0.663 by peak, 0.207 by mean (out/conf_eval; the means crowd into 0.78-0.84)
 FALLBACK_CORE_MARGIN = 0.25  # the fallback's windows (`window_cover.cover_windows`) hold every uncovered voxel this
 #   share of the patch (16 of 64 voxels) from their faces: the context a 0.5-overlap grid guarantees

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Detection:
     id: int  # instance label value in `FractureResult.instances` (1..n)
-    confidence: float  # mean probability over the component
+    confidence: float  # mean probability over the component (a rib-frame checkpoint's frame detection: its peak, by
+    #   the checkpoint's inference["confidence"])
     voxel_count: int
     volume_mm3: float
     centroid_ijk: tuple[float, float, float]  # continuous index on the input grid (i, j, k)

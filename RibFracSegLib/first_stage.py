@@ -26,7 +26,7 @@ from .checkpoint import Checkpoint
 from .detections import Detection
 
 CACHE_VERSION = 1
-RUN_KEYS = ("precision", "fallback", "frame_overlap")  # the checkpoint's `inference` entries that change the run
+RUN_KEYS = ("precision", "fallback", "frame_overlap", "confidence")  # the checkpoint's `inference` entries that change the run
 
 
 @dataclass

@@ -47,10 +47,12 @@ class FrameCalibration:
     free_cases: dict[str, int] = field(default_factory=dict)  # case -> detections at the chosen floor
     simulated_cases: dict[str, tuple[int, int]] = field(default_factory=dict)  # case -> (found, fractures)
     fallback_fp_per_free_scan: float = 0.0  # false positives the fallback leaves at every floor
+    confidence: str = "mean"  # how a frame detection's confidence was read (`frame_inference.frame_confidence`)
 
     def to_dict(self) -> dict:
         return {"min_confidence": self.floor, "rule": RULE.format(max_fp=self.max_fp), "chosen": asdict(self.chosen),
                 "free_cases": self.free_cases, "fallback_fp_per_free_scan": self.fallback_fp_per_free_scan,
+                "confidence": self.confidence,
                 "simulated_cases": {k: list(v) for k, v in self.simulated_cases.items()},
                 "points": [asdict(p) for p in self.points]}
 
@@ -109,6 +111,7 @@ def calibrate_frame(ckpt: Checkpoint, cts: Sequence[tuple[str, str | Path]], cac
     `segment_ribs`), then choose the floor by RULE. Refuses the held-out CT."""
     from .candidates.classifier import load_classifier
     from .first_stage import above_floor, fallback_classifier, first_stage, second_stage
+    from .frame_inference import checkpoint_space, frame_confidence
     from .io import read_ct
     from .simulate import simulate_case
     from .training.frame_dataset import check_not_held_out
@@ -117,6 +120,9 @@ def calibrate_frame(ckpt: Checkpoint, cts: Sequence[tuple[str, str | Path]], cac
         check_not_held_out(name)
     if not cts:
         raise InputError("calibrate-frame needs at least one fracture-free real CT (not the held-out one).")
+    if checkpoint_space(ckpt) == "rib_frame":  # the floor is set on the confidence the checkpoint will be run with
+        ckpt = replace(ckpt, inference={**ckpt.inference,
+                                        "confidence": ckpt.inference.get("confidence", defaults.FRAME_CONFIDENCE)})
     spec, fallback_spec = load_classifier(ckpt.candidate_classifier), fallback_classifier(ckpt)
     free, simulated = [], []
     for name, path in cts:
@@ -137,7 +143,8 @@ def calibrate_frame(ckpt: Checkpoint, cts: Sequence[tuple[str, str | Path]], cac
     hits = lambda c: len({r.hit_label for r in c.rows if r.prob >= chosen.floor and r.max_iou > IOU_THRESHOLD})  # noqa: E731
     return FrameCalibration(chosen.floor, max_fp, chosen, points,
                             {c.public_id: sum(r.prob >= chosen.floor for r in c.rows) for c in free},
-                            {c.public_id: (hits(c), c.num_gt) for c in simulated}, fallback_fp)
+                            {c.public_id: (hits(c), c.num_gt) for c in simulated}, fallback_fp,
+                            frame_confidence(ckpt) if checkpoint_space(ckpt) == "rib_frame" else "mean")
 
 
 def _segment_ribs(image: sitk.Image, name: str):
@@ -147,7 +154,12 @@ def _segment_ribs(image: sitk.Image, name: str):
 
 
 def store_floor(ckpt: Checkpoint, calibration: FrameCalibration) -> Checkpoint:
-    """A copy of the checkpoint with the chosen floor and the calibration record in `inference`."""
+    """A copy of the checkpoint with the chosen floor, the confidence it reads and the calibration record
+    in `inference`."""
+    from .frame_inference import checkpoint_space
+
     thresholds = {**ckpt.thresholds, "min_confidence": calibration.floor}
     inference = {**ckpt.inference, "floor_calibration": calibration.to_dict()}
+    if checkpoint_space(ckpt) == "rib_frame":
+        inference["confidence"] = calibration.confidence
     return replace(ckpt, thresholds=thresholds, inference=inference)

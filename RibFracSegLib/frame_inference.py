@@ -86,6 +86,15 @@ def frame_overlap(ckpt: Checkpoint) -> float:
     return overlap
 
 
+def frame_confidence(ckpt: Checkpoint) -> str:
+    """How a frame detection's first-stage confidence is read: inference["confidence"], "peak" (its
+    highest probability) or "mean" (over its voxels; a checkpoint calibrated before this knob)."""
+    rule = str(ckpt.inference.get("confidence", "mean"))
+    if rule not in ("mean", "peak"):
+        raise CheckpointError(f"rib-frame checkpoint inference['confidence'] must be 'mean' or 'peak', got {rule!r}")
+    return rule
+
+
 def frame_end_mm(ckpt: Checkpoint) -> float:
     """How far the frames run on past each rib's traced ends: the checkpoint's inference["frame_end_mm"],
     else RIB_FRAME_INFERENCE_END_MM (rib heads reach a few mm past the training frames' run-on)."""

@@ -42,6 +42,7 @@ class Component:
     mean_probability: float
     centroid_zyx: tuple[float, float, float]
     bbox_zyx: tuple[tuple[int, int, int], tuple[int, int, int]]  # inclusive min, inclusive max
+    peak_probability: float = 0.0  # its highest probability (a rib-frame detection's confidence)
 
 
 def _ellipse(radius_mm: float, spacing_yx: tuple[float, float]) -> np.ndarray:
@@ -140,10 +141,12 @@ def find_fractures(probability: np.ndarray, hu: np.ndarray, spacing_zyx: tuple[f
     components = []
     for label, slices in enumerate(ndimage.find_objects(labels), start=1):
         mask = labels[slices] == label
-        components.append(Component(label, int(mask.sum()), float(prob[slices][mask].mean()),
+        values = prob[slices][mask]
+        components.append(Component(label, int(mask.sum()), float(values.mean()),
                                     tuple(float(c) for c in _centroid(mask) + offset + [s.start for s in slices]),
                                     (tuple(int(s.start + o) for s, o in zip(slices, offset)),
-                                     tuple(int(s.stop - 1 + o) for s, o in zip(slices, offset)))))
+                                     tuple(int(s.stop - 1 + o) for s, o in zip(slices, offset))),
+                                    float(values.max())))
     return components
 
 

@@ -350,3 +350,33 @@ def test_the_frame_floor_and_the_fallback_floor_each_hold_their_own_detections(t
     assert [d.source for d in frames_only] == ["frame"] * (len(case.fractures) - len(on_missed))
     assert on(frames_only, [t for t in case.fractures if t.rib != missed])
     assert [d.id for d in frames_only] == list(range(1, len(frames_only) + 1))
+
+
+def test_a_frame_detection_reads_its_peak_and_a_fallback_detection_its_mean(tmp_path):
+    """inference["confidence"] "peak": each frame detection's confidence is the highest probability
+    on its voxels, the fallback's the mean (its own checkpoint's rule); "mean": every one the mean."""
+    case = generate_phantom(PhantomParams(orientation="RAS", n_fractures=3, **BASE))
+    hu = sitk.GetArrayFromImage(case.image)  # marks of 2300-2450 HU: probabilities 0.79-1.0, not all alike
+    broken = sitk.GetArrayViewFromImage(case.fracture_labels) > 0
+    hu[broken] = 2300 + 150 * np.random.default_rng(0).random(int(broken.sum()))
+    image, truth = sitk.GetImageFromArray(hu), rib_labels_from_phantom(case)
+    image.CopyInformation(case.image)
+    missed = case.fractures[0].rib
+    ribs = dataclasses.replace(truth, ribs=[r for r in truth.ribs if r.name != missed])
+    fallback = save_checkpoint(tmp_path / "fallback.pt", marker_checkpoint("ct"))
+    for rule in ("peak", "mean"):
+        ckpt = marker_checkpoint("rib_frame", str(fallback))
+        ckpt.inference["confidence"] = rule
+        result = segment_ct(image, ckpt, ribs=ribs, overlap=0.5, precision="fp32", postprocess=POST,
+                            return_probability=True)
+        labels = sitk.GetArrayViewFromImage(result.instances)
+        prob = sitk.GetArrayViewFromImage(result.probability)
+        assert {d.source for d in result.detections} == {"frame", "fallback"}
+        for d in result.detections:
+            values = prob[labels == d.id]
+            expected = values.max() if (rule == "peak" and d.source == "frame") else values.mean()
+            assert d.confidence == pytest.approx(float(expected), abs=1e-6)
+            assert values.max() - values.mean() > 0.01  # the two rules differ here
+    with pytest.raises(Exception, match="'mean' or 'peak'"):
+        ckpt.inference["confidence"] = "top"
+        segment_ct(image, ckpt, ribs=ribs, precision="fp32", postprocess=POST)

@@ -45,9 +45,10 @@ def test_frame_label_lies_on_the_truth_fracture(case):
         frame = case.frame(i)
         idx = np.argwhere(case.arrays(i)[1] > 0)[::5].astype(float)
         lps = frame.index_to_lps(idx)
-        # linear interpolation >= 0.5: within half a voxel (on each axis) of a fracture voxel's centre
+        # linear interpolation >= 0.5: about half a voxel's diagonal from a fracture voxel's centre (a little
+        # more where 3 of a cell's 4 corners in a plane are fracture: 0.5025 of it seen on L9)
         dist, _ = voxels.query(lps)
-        assert dist.max() <= 0.5 * np.linalg.norm(spacing) + 1e-6, (frame.name, dist.max())
+        assert dist.max() <= 0.55 * np.linalg.norm(spacing), (frame.name, dist.max())
         ijk = np.rint(lps_to_indices(phantom.image, lps)).astype(int)
         assert truth[tuple(ijk[:, ::-1].T)].mean() > 0.8, frame.name
         labelled += len(idx)
@@ -73,7 +74,8 @@ def test_windows_are_where_their_kind_says(case):
         if w.kind == "fracture":  # jittered by at most 12 mm = 20 voxels: the break stays in the window
             assert label.sum() > 0
         elif w.kind in ("head_end", "frame_end"):
-            assert abs(w.centre[0] - f["head" if w.kind == "head_end" else "end"]) <= 4.0 / 0.6 + 1
+            assert abs(w.centre[0] - f["head" if w.kind == "head_end" else "end"]) <= config.end_jitter_mm / 0.6 + 1
+            assert w.centre[0] - config.window[0] // 2 >= 0 and w.centre[0] + config.window[0] // 2 <= f["length"]
         elif w.kind == "crossing":
             assert w.centre[0] in f["crossings"]
     intact = [window_arrays(case, w, config.window)[1].sum() for w in windows if w.kind == "intact"]

@@ -36,9 +36,9 @@ def column_scores(tag: str, path: str, set_names: list[str], only, log) -> dict:
     space = ckpt.preprocessing.get("space", "ct")
     log(f"{tag}: {path}: {ckpt.arch} {ckpt.hparams}, {space}, thresholds {ckpt.thresholds}; candidate classifier: "
         f"{'floor %.2f' % spec.min_probability if spec else 'none'}")
-    if space == "rib_frame" and spec is None:
-        log(f"  note: {tag} has no classifier of its own; `segment` still re-scores its fallback's detections with the "
-            "fallback's classifier, which +cls here does not (first_stage.second_stage): +cls = 1st for it")
+    if space == "rib_frame":
+        log(f"  note: {tag}'s frame detections go through {'its classifier' if spec else 'no classifier'}, its "
+            "fallback's through the fallback's (first_stage.second_stage), as `segment` does")
     labelled = labelled_sets(set_names)
     scores = {}
     for name in ("simulated", "real", "phantoms"):  # item 5's evidence first

@@ -316,6 +316,16 @@ def test_a_fallback_detection_is_scored_by_the_fallbacks_second_stage(tmp_path):
             assert f.label_code == f.frame_code  # typed in its rib's frame, not by a classifier
     labels = sitk.GetArrayViewFromImage(framed.instances)
     assert sorted(np.unique(labels[labels > 0]).tolist()) == [d.id for d in framed.detections] == [1, 2, 3]
+    # the benchmarks' cached path (first stage stored, second stage after) scores them the same way
+    from RibFracSegLib.first_stage import StageResult, fallback_classifier, second_stage
+
+    ckpt = marker_checkpoint("rib_frame", str(fallback))
+    first = segment_ct(image, ckpt, ribs=ribs, overlap=0.5, precision="fp32", postprocess=POST,
+                       classify_candidates=False)
+    cached = second_stage(image, StageResult(first.detections, first.instances, {}), None, fallback_classifier(ckpt))
+    assert [(d.source, d.centroid_ijk, round(d.confidence, 5)) for d in cached.detections] == \
+        [(d.source, d.centroid_ijk, round(d.confidence, 5)) for d in framed.detections]
+    assert sum(d.source == "fallback" and d.network_confidence is not None for d in cached.detections) == 1
 
 
 def test_the_frame_floor_and_the_fallback_floor_each_hold_their_own_detections(tmp_path):

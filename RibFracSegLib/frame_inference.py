@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -42,7 +42,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import defaults
+from .candidates.classifier import keep_detections
 from .checkpoint import Checkpoint, cached_checkpoint
+from .detections import Detection
 from .frame_coverage import bone_mask, fallback_bone, fallback_margin, frames_reach
 from .errors import Cancelled, CheckpointError
 from .orientation import CanonicalVolume
@@ -210,6 +212,20 @@ def found_by_fallback(framed: FrameProbability, instances: np.ndarray, counts: d
         return set()
     hits = np.bincount(instances[tuple(framed.fallback_voxels.T)].ravel(), minlength=max(counts) + 1)
     return {i for i, n in counts.items() if 2 * hits[i] > n}
+
+
+def by_source(detections: list[Detection], labels: np.ndarray, framed: FrameProbability, frame_floor: float,
+               fallback_floor: float, peaks: Optional[dict[int, float]] = None) -> list[Detection]:
+    """Each detection marked "frame" or "fallback" (most of its voxels hold the fallback's value) and
+    kept when it reaches its own detector's confidence floor: the frame checkpoint's floor is
+    calibrated for the frame network alone and would silence the fallback, or the fallback's
+    floor would flood the frames (`labels` erased and renumbered to match). With `peaks` (id -> highest
+    probability: `frame_confidence` "peak") a frame detection's confidence is its peak."""
+    by_fallback = found_by_fallback(framed, labels, {d.id: d.voxel_count for d in detections})
+    tagged = [replace(d, source="fallback") if d.id in by_fallback else
+              replace(d, source="frame", confidence=peaks[d.id] if peaks else d.confidence) for d in detections]
+    kept = [d for d in tagged if d.confidence >= (fallback_floor if d.source == "fallback" else frame_floor)]
+    return tagged if len(kept) == len(tagged) else keep_detections(kept, labels)
 
 
 def frame_windows(shape: Sequence[int], patch_size: Sequence[int], overlap: float) -> list[Box]:

@@ -23,8 +23,8 @@ from . import defaults
 from .checkpoint import Checkpoint, CheckpointError, build_model, load_checkpoint
 from .detections import Detection, FractureResult
 from .errors import Cancelled
-from .frame_inference import (Fallback, FrameProbability, checkpoint_space, fallback_checkpoint, frame_confidence,
-                              found_by_fallback, frame_probability)
+from .frame_inference import (Fallback, FrameProbability, by_source, checkpoint_space, fallback_checkpoint,
+                              frame_confidence, frame_probability)
 from .geometry import lps_to_ras
 from .networks.fusion import fold_batchnorm, keep_full_resolution_fp32
 from .precision import AutoPrecision, auto_precision
@@ -285,20 +285,6 @@ def _second_stage(image: sitk.Image, detections: list[Detection], labels: np.nda
     return keep_detections(sorted(kept, key=lambda d: d.id), labels)
 
 
-def _by_source(detections: list[Detection], labels: np.ndarray, framed: FrameProbability, frame_floor: float,
-               fallback_floor: float, peaks: Optional[dict[int, float]] = None) -> list[Detection]:
-    """Each detection marked "frame" or "fallback" (most of its voxels hold the fallback's value) and
-    kept when it reaches its own detector's confidence floor: the frame checkpoint's floor is
-    calibrated for the frame network alone and would silence the fallback, or the fallback's
-    floor would flood the frames (`labels` erased and renumbered to match). With `peaks` (id -> highest
-    probability: `frame_confidence` "peak") a frame detection's confidence is its peak."""
-    by_fallback = found_by_fallback(framed, labels, {d.id: d.voxel_count for d in detections})
-    tagged = [replace(d, source="fallback") if d.id in by_fallback else
-              replace(d, source="frame", confidence=peaks[d.id] if peaks else d.confidence) for d in detections]
-    kept = [d for d in tagged if d.confidence >= (fallback_floor if d.source == "fallback" else frame_floor)]
-    return tagged if len(kept) == len(tagged) else keep_detections(kept, labels)
-
-
 def _frame_run(image: sitk.Image, volume: CanonicalVolume, ribs: Optional[RibLabels], ckpt: Checkpoint,
                model: nn.Module, dev: torch.device, *, cells: Optional[np.ndarray], rule: str, bone_hu: float,
                overlap: float, batch_size: int, blend: str, precision: str, progress: Optional[Progress],
@@ -401,7 +387,7 @@ def segment_ct(image: sitk.Image, checkpoint: str | Path | Checkpoint, *, device
     if framed is not None:
         peaks = {c.label: c.peak_probability for c in components} if frame_confidence(ckpt) == "peak" else None
         fallback_floor = float(fallback_checkpoint(ckpt).thresholds.get("min_confidence", defaults.MIN_CONFIDENCE))
-        detections = _by_source(detections, labels, framed, params.min_confidence, fallback_floor, peaks)
+        detections = by_source(detections, labels, framed, params.min_confidence, fallback_floor, peaks)
     timings["postprocess"] = time.perf_counter() - t
     if classify_candidates:
         t = time.perf_counter()

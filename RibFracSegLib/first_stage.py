@@ -3,8 +3,8 @@ applied afterwards: how benchmarks and `calibrate_frame` judge a checkpoint at m
 from one network run per CT.
 
 The run is stored with no confidence floor (`thresholds["min_confidence"]` = 0), so any floor is a
-filter on the stored detections (`find_fractures` drops a component by its mean probability alone:
-the same result) and a checkpoint whose floor alone changed (a calibrated one) reuses the run. A
+filter on the stored detections (a component is dropped by its first-stage confidence alone, the
+mean probability or a frame detection's peak: the same result) and a checkpoint whose floor alone changed (a calibrated one) reuses the run. A
 rib-frame checkpoint's floor filters its frame detections only: its fallback's are stored at the
 fallback's own floor, as `segment_ct` keeps them. The cache key hashes what changes the run: weights,
 the other thresholds, the pre-processing, the frame/fallback settings (and the fallback's own key and
@@ -109,13 +109,14 @@ def _kept(stage: StageResult, kept: list[Detection]) -> StageResult:
 
 
 def above_floor(stage: StageResult, floor: float) -> StageResult:
-    """The detections whose first-stage confidence (mean probability) reaches `floor`, a fallback's
+    """The detections whose first-stage confidence (`first_confidence`) reaches `floor`, a fallback's
     kept at its own (stored) floor: what the run gives with `thresholds["min_confidence"] = floor`."""
     return _kept(stage, [d for d in stage.detections if d.source == "fallback" or first_confidence(d) >= floor])
 
 
 def first_confidence(d: Detection) -> float:
-    """The first stage's mean probability (the classifier keeps it as `network_confidence`)."""
+    """The first stage's confidence: mean probability, a frame detection's peak (the classifier keeps it
+    as `network_confidence`)."""
     return float(d.network_confidence) if d.network_confidence is not None else float(d.confidence)
 
 

@@ -62,8 +62,8 @@ def _xyz(image: sitk.Image) -> np.ndarray:
 
 
 def _matched(name: str, stage, truth: Optional[sitk.Image], codes: dict[int, int]):
-    """The RibFrac match of one scan, each prediction's confidence its first-stage mean probability
-    (a fallback detection's ALWAYS: no frame floor drops it)."""
+    """The RibFrac match of one scan, each prediction's confidence its first-stage confidence
+    (`first_confidence`; a fallback detection's ALWAYS: no frame floor drops it)."""
     from .evaluation import match_case
     from .first_stage import first_confidence
 
@@ -120,9 +120,11 @@ def calibrate_frame(ckpt: Checkpoint, cts: Sequence[tuple[str, str | Path]], cac
         check_not_held_out(name)
     if not cts:
         raise InputError("calibrate-frame needs at least one fracture-free real CT (not the held-out one).")
+    rule = "mean"
     if checkpoint_space(ckpt) == "rib_frame":  # the floor is set on the confidence the checkpoint will be run with
         ckpt = replace(ckpt, inference={**ckpt.inference,
                                         "confidence": ckpt.inference.get("confidence", defaults.FRAME_CONFIDENCE)})
+        rule = frame_confidence(ckpt)
     spec, fallback_spec = load_classifier(ckpt.candidate_classifier), fallback_classifier(ckpt)
     free, simulated = [], []
     for name, path in cts:
@@ -143,8 +145,7 @@ def calibrate_frame(ckpt: Checkpoint, cts: Sequence[tuple[str, str | Path]], cac
     hits = lambda c: len({r.hit_label for r in c.rows if r.prob >= chosen.floor and r.max_iou > IOU_THRESHOLD})  # noqa: E731
     return FrameCalibration(chosen.floor, max_fp, chosen, points,
                             {c.public_id: sum(r.prob >= chosen.floor for r in c.rows) for c in free},
-                            {c.public_id: (hits(c), c.num_gt) for c in simulated}, fallback_fp,
-                            frame_confidence(ckpt) if checkpoint_space(ckpt) == "rib_frame" else "mean")
+                            {c.public_id: (hits(c), c.num_gt) for c in simulated}, fallback_fp, rule)
 
 
 def _segment_ribs(image: sitk.Image, name: str):

@@ -78,7 +78,8 @@ def frame_preprocessing() -> dict:
 
 def to_checkpoint(model: torch.nn.Module, config: FrameTrainConfig, provenance: dict) -> Checkpoint:
     return Checkpoint.from_model(config.arch, model, config.hparams, patch_size=tuple(config.sampler.window),
-                                 preprocessing=frame_preprocessing(), inference={"fallback": "shipped", "confidence": defaults.FRAME_CONFIDENCE},
+                                 preprocessing=frame_preprocessing(),
+                                 inference={"fallback": "shipped", "confidence": defaults.FRAME_CONFIDENCE},
                                  provenance=provenance)
 
 

@@ -475,5 +475,6 @@ FRAME_CONFIDENCE = "peak"  # a frame detection's first-stage confidence: its hig
 #   over its voxels ("mean", FracNet's, which the fallback keeps); a checkpoint's inference["confidence"] overrides
 #   (calibrate-frame writes it). frame3 step 5654 on the calibration CTs (6 free, 12 copies, 92 fractures): at <= 0.5
 #   frame FP per free scan, recall 0.663 by peak, 0.207 by mean (out/conf_eval; the means crowd into 0.78-0.84)
+FRAME_ODDS_CLIP = 1e-6  # `frame_inference.floor_odds` reads a confidence and a floor clipped to [this, 1 - this] (logit)
 FALLBACK_CORE_MARGIN = 0.25  # the fallback's windows (`window_cover.cover_windows`) hold every uncovered voxel this
 #   share of the patch (16 of 64 voxels) from their faces: the context a 0.5-overlap grid guarantees

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 class Detection:
     id: int  # instance label value in `FractureResult.instances` (1..n)
     confidence: float  # mean probability over the component (a rib-frame checkpoint's frame detection: its peak, by
-    #   the checkpoint's inference["confidence"])
+    #   the checkpoint's inference["confidence"], reported over the floor's odds: `frame_inference.floor_odds`)
     voxel_count: int
     volume_mm3: float
     centroid_ijk: tuple[float, float, float]  # continuous index on the input grid (i, j, k)
@@ -36,7 +36,7 @@ class Detection:
     # With the candidate classifier (RibFracSegLib.candidates): `confidence` is its fracture
     # probability, `label_code` its type (-1 when it abstains), and these keep the details.
     code_probabilities: tuple[float, ...] = ()  # P(code 1..4 | fracture): displaced, non-displaced, buckle, segmental
-    network_confidence: Optional[float] = None  # the segmentation network's mean probability
+    network_confidence: Optional[float] = None  # the first-stage confidence, before the classifier or `floor_odds`
     # Measured in the rib's own frame (RibFracSegLib.ribs.frame_measure); None / () / -1 where not measured.
     gap_mm: Optional[float] = None  # along the rib, where the cortex is interrupted (0: no break seen)
     step_mm: Optional[float] = None  # cortical step-off across the break

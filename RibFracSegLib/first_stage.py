@@ -120,18 +120,25 @@ def first_confidence(d: Detection) -> float:
     return float(d.network_confidence) if d.network_confidence is not None else float(d.confidence)
 
 
-def second_stage(image: sitk.Image, stage: StageResult, spec, fallback_spec=None) -> StageResult:
+def second_stage(image: sitk.Image, stage: StageResult, spec, fallback_spec=None,
+                 floor: Optional[float] = None) -> StageResult:
     """The candidate classifier (`spec`, a loaded `ClassifierSpec`; None: unchanged) on first-stage
     detections, typed as `segment_ct` types them (the frame's measurements first: `reported_type`);
-    a rib-frame checkpoint's fallback detections through `fallback_spec` (`fallback_classifier`) instead."""
+    a rib-frame checkpoint's fallback detections through `fallback_spec` (`fallback_classifier`) instead.
+    With `floor` (the first-stage floor), frame detections with no classifier are reported as
+    `segment_ct` reports them (`floor_odds`)."""
     from .candidates.classifier import classify
+    from .frame_inference import floor_odds
     from .ribs.frame_measure import reported_type
 
     groups = [([d for d in stage.detections if d.source != "fallback"], spec),
               ([d for d in stage.detections if d.source == "fallback"], fallback_spec)]
     if not any(group and s is not None for group, s in groups):
-        return stage
-    kept = sorted((d for group, s in groups for d in (classify(image, group, s) if group and s is not None else group)),
+        return stage if floor is None else StageResult(floor_odds(stage.detections, floor), stage.instances,
+                                                       stage.timings_s)
+    unclassified = (lambda group: group) if floor is None else (lambda group: floor_odds(group, floor))
+    kept = sorted((d for group, s in groups
+                   for d in (classify(image, group, s) if group and s is not None else unclassified(group))),
                   key=lambda d: d.id)
     by_id = {d.id: d for d in stage.detections}
     typed = [d if by_id[d.id].frame_code < 0 else
@@ -145,4 +152,4 @@ def run_case(ckpt: Checkpoint, spec, image: sitk.Image, case: str, cache_dir: st
     """(first stage, with the classifier) at `floor` (default: the checkpoint's `min_confidence`)."""
     floor = float(ckpt.thresholds.get("min_confidence", defaults.MIN_CONFIDENCE)) if floor is None else floor
     first = above_floor(first_stage(ckpt, image, case, cache_dir, find_ribs), floor)
-    return first, second_stage(image, first, spec, fallback_classifier(ckpt))
+    return first, second_stage(image, first, spec, fallback_classifier(ckpt), floor)

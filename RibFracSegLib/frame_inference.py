@@ -32,6 +32,7 @@ callables (`inference.segment_ct` builds them), so this module needs nothing fro
 
 from __future__ import annotations
 
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -226,6 +227,21 @@ def by_source(detections: list[Detection], labels: np.ndarray, framed: FrameProb
               replace(d, source="frame", confidence=peaks[d.id] if peaks else d.confidence) for d in detections]
     kept = [d for d in tagged if d.confidence >= (fallback_floor if d.source == "fallback" else frame_floor)]
     return tagged if len(kept) == len(tagged) else keep_detections(kept, labels)
+
+
+def floor_odds(detections: Sequence[Detection], floor: float) -> list[Detection]:
+    """Frame detections (no classifier of their own) reported with their first-stage confidence's odds
+    over the floor's odds, as a probability: 0.5 at the floor, sigmoid(logit(c) - logit(floor)); the
+    first-stage confidence stays as `network_confidence`. Why: peaks above a calibrated floor crowd
+    into 0.986-0.9999, where RibFrac's FROC thresholds (0.00 .. 0.99) cannot tell them apart; the map
+    keeps their order, so the floor and every kept detection are unchanged, and spreads them."""
+    def logit(p: float) -> float:
+        p = min(max(float(p), defaults.FRAME_ODDS_CLIP), 1.0 - defaults.FRAME_ODDS_CLIP)
+        return math.log(p / (1.0 - p))
+
+    shift = logit(floor)
+    return [replace(d, confidence=1.0 / (1.0 + math.exp(shift - logit(d.confidence))), network_confidence=d.confidence)
+            if d.source == "frame" else d for d in detections]
 
 
 def frame_windows(shape: Sequence[int], patch_size: Sequence[int], overlap: float) -> list[Box]:

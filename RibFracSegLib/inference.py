@@ -24,7 +24,7 @@ from .checkpoint import Checkpoint, CheckpointError, build_model, load_checkpoin
 from .detections import Detection, FractureResult
 from .errors import Cancelled
 from .frame_inference import (Fallback, FrameProbability, by_source, checkpoint_space, fallback_checkpoint,
-                              frame_confidence, frame_probability)
+                              floor_odds, frame_confidence, frame_probability)
 from .geometry import lps_to_ras
 from .networks.fusion import fold_batchnorm, keep_full_resolution_fp32
 from .precision import AutoPrecision, auto_precision
@@ -269,19 +269,20 @@ def _prepared_model(ckpt: Checkpoint, dev: torch.device) -> nn.Module:
 
 
 def _second_stage(image: sitk.Image, detections: list[Detection], labels: np.ndarray, ckpt: Checkpoint,
-                  dev: torch.device) -> list[Detection]:
+                  dev: torch.device, floor: float) -> list[Detection]:
     """The candidate classifier re-scores, types and drops detections (`labels` erased and renumbered
     to match). A rib-frame checkpoint's fallback detections go through the fallback checkpoint's
     classifier, so a fracture keeps the confidence the CT path gives it; the others through the frame
-    checkpoint's own (none: kept as they are)."""
+    checkpoint's own (none: reported by `floor_odds` over the first-stage `floor`)."""
     fallback = [d for d in detections if d.source == "fallback"]
     groups = [([d for d in detections if d.source != "fallback"], ckpt.candidate_classifier)]
     if fallback:
         groups.append((fallback, fallback_checkpoint(ckpt).candidate_classifier))
     if not any(section and group for group, section in groups):
-        return detections
+        return floor_odds(detections, floor)
     kept = [d for group, section in groups
-            for d in (classify(image, group, load_classifier(section, dev), dev) if section and group else group)]
+            for d in (classify(image, group, load_classifier(section, dev), dev) if section and group
+                      else floor_odds(group, floor))]
     return keep_detections(sorted(kept, key=lambda d: d.id), labels)
 
 
@@ -391,7 +392,7 @@ def segment_ct(image: sitk.Image, checkpoint: str | Path | Checkpoint, *, device
     timings["postprocess"] = time.perf_counter() - t
     if classify_candidates:
         t = time.perf_counter()
-        detections = _second_stage(image, detections, labels, ckpt, dev)
+        detections = _second_stage(image, detections, labels, ckpt, dev, params.min_confidence)
         timings["classifier"] = time.perf_counter() - t
     if ribs is not None and ribs.ribs and detections:  # gap, step-off, angulation in the rib's own frame
         t = time.perf_counter()

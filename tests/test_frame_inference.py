@@ -16,9 +16,12 @@ import SimpleITK as sitk
 import torch
 from torch import nn
 
-from RibFracSegLib import frame_coverage, frame_inference
+from RibFracSegLib import defaults, frame_coverage, frame_inference
 from RibFracSegLib.checkpoint import build_model, load_checkpoint, save_checkpoint
+from RibFracSegLib.detections import Detection
 from RibFracSegLib.errors import Cancelled
+from RibFracSegLib.first_stage import first_confidence
+from RibFracSegLib.frame_inference import floor_odds
 from RibFracSegLib.inference import _Runner, fracture_cells, segment_ct
 from RibFracSegLib.networks import register_network
 from RibFracSegLib.orientation import canonical_volume
@@ -280,6 +283,23 @@ class CropMean(nn.Module):
         return torch.stack([-3 * m, 0 * m, 0 * m, 0 * m, 0 * m], dim=1)
 
 
+def odds_over(confidence: float, floor: float) -> float:
+    return 1.0 / (1.0 + (floor / (1.0 - floor)) / (confidence / (1.0 - confidence)))
+
+
+def test_frame_confidences_crowded_above_the_floor_are_spread_in_order_and_the_fallbacks_kept():
+    """Peaks 0.9990 and 0.9998 over a floor of 0.986: both above RibFrac's last FROC threshold (0.99) as
+    they are; reported over the floor's odds they are 0.934 and 0.986, the floor itself 0.5."""
+    peaks = [0.986, 0.9990, 0.9998, 0.9]
+    dets = [Detection(id=i, confidence=p, voxel_count=10, volume_mm3=10.0, centroid_ijk=(0, 0, 0), center_ras=(0, 0, 0),
+                      center_lps=(0, 0, 0), bbox_ijk=((0, 0, 0), (1, 1, 1)), source="fallback" if i == 4 else "frame")
+            for i, p in enumerate(peaks, 1)]
+    reported = floor_odds(dets, 0.986)
+    assert [round(d.confidence, 3) for d in reported] == [0.5, 0.934, 0.986, 0.9]
+    assert [d.network_confidence for d in reported] == [0.986, 0.9990, 0.9998, None]
+    assert reported[3] == dets[3]  # the fallback's detection is its own classifier's business
+
+
 def with_classifier(ckpt):
     ckpt.candidate_classifier = {"arch": "test_crop_mean", "hparams": {}, "state_dict": {}, "crop_voxels": 8,
                                  "crop_mm": 3.0, "min_probability": 0.0, "min_type_probability": 0.4}
@@ -311,8 +331,9 @@ def test_a_fallback_detection_is_scored_by_the_fallbacks_second_stage(tmp_path):
             assert f.centroid_ijk == pytest.approx(c.centroid_ijk)
             assert f.confidence == pytest.approx(c.confidence, abs=1e-6)
             assert f.network_confidence == pytest.approx(c.network_confidence, abs=1e-3)
-        else:  # found in a frame: the frame checkpoint has no second stage
-            assert f.network_confidence is None and f.confidence > 0.5
+        else:  # found in a frame: the frame checkpoint has no classifier; reported over its floor's odds
+            assert f.network_confidence is not None and f.confidence > 0.5
+            assert f.confidence == pytest.approx(odds_over(f.network_confidence, defaults.MIN_CONFIDENCE), abs=1e-6)
             assert f.label_code == f.frame_code  # typed in its rib's frame, not by a classifier
     labels = sitk.GetArrayViewFromImage(framed.instances)
     assert sorted(np.unique(labels[labels > 0]).tolist()) == [d.id for d in framed.detections] == [1, 2, 3]
@@ -322,7 +343,8 @@ def test_a_fallback_detection_is_scored_by_the_fallbacks_second_stage(tmp_path):
     ckpt = marker_checkpoint("rib_frame", str(fallback))
     first = segment_ct(image, ckpt, ribs=ribs, overlap=0.5, precision="fp32", postprocess=POST,
                        classify_candidates=False)
-    cached = second_stage(image, StageResult(first.detections, first.instances, {}), None, fallback_classifier(ckpt))
+    cached = second_stage(image, StageResult(first.detections, first.instances, {}), None, fallback_classifier(ckpt),
+                          defaults.MIN_CONFIDENCE)
     assert [(d.source, d.centroid_ijk, round(d.confidence, 5)) for d in cached.detections] == \
         [(d.source, d.centroid_ijk, round(d.confidence, 5)) for d in framed.detections]
     assert sum(d.source == "fallback" and d.network_confidence is not None for d in cached.detections) == 1
@@ -385,7 +407,7 @@ def test_a_frame_detection_reads_its_peak_and_a_fallback_detection_its_mean(tmp_
         for d in result.detections:
             values = prob[labels == d.id]
             expected = values.max() if (rule == "peak" and d.source == "frame") else values.mean()
-            assert d.confidence == pytest.approx(float(expected), abs=1e-6)
+            assert first_confidence(d) == pytest.approx(float(expected), abs=1e-6)  # reported: over the floor's odds
             assert values.max() - values.mean() > 0.01  # the two rules differ here
     with pytest.raises(Exception, match="'mean' or 'peak'"):
         ckpt.inference["confidence"] = "top"

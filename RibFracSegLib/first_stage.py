@@ -64,11 +64,10 @@ def _fallback(ckpt: Checkpoint) -> Optional[Checkpoint]:
 
 def fallback_classifier(ckpt: Checkpoint):
     """The loaded classifier (`ClassifierSpec`) a rib-frame checkpoint's fallback detections go
-    through, as in `segment_ct`; None for a CT-space checkpoint or a fallback without one."""
-    from .candidates.classifier import load_classifier
+    through, as in `segment_ct` (`frame_inference.fallback_classifier`); None for a CT-space checkpoint."""
+    from .frame_inference import checkpoint_space, fallback_classifier as frame_fallback_classifier
 
-    fallback = _fallback(ckpt)
-    return None if fallback is None else load_classifier(fallback.candidate_classifier)
+    return frame_fallback_classifier(ckpt) if checkpoint_space(ckpt) == "rib_frame" else None
 
 
 def with_floor(ckpt: Checkpoint, floor: float) -> Checkpoint:

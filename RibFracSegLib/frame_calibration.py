@@ -2,8 +2,12 @@
 held-out CT (`defaults.FRAME_HELD_OUT`): the confidence floor (`thresholds["min_confidence"]`) with
 the highest recall on simulated copies while the fracture-free originals keep at most
 `defaults.FRAME_CALIBRATION_MAX_FP` false positives per scan of its own: the floor filters the frame's
-detections only; its fallback's (bone no frame covers) are kept at the fallback's floor and counted at
-every floor, and the false positives they leave are recorded beside the budget, not charged to it.
+detections only. Its fallback's (bone no frame covers) have a budget of their own,
+`defaults.FRAME_FALLBACK_MAX_FP`: the lowest floor on the fallback classifier's fracture probability
+(`inference["fallback_min_probability"]`, never below the classifier's own) that keeps them within it
+on the fracture-free originals. Chosen by false positives alone: the fallback finds no simulated
+fracture (they are simulated onto found ribs, which the frames cover). What it leaves is counted at
+every frame floor, beside the frame's budget.
 
 Each CT runs once (`first_stage`, cached with no floor), then the checkpoint's candidate classifier;
 every floor is a filter on those detections (the first stage's mean probability), matched and counted
@@ -27,6 +31,8 @@ from .evaluation.froc import IOU_THRESHOLD
 
 RULE = ("highest recall on the simulated copies with at most {max_fp} FP per fracture-free scan from the frames "
         "(the fallback's, kept at every floor, not charged); then fewest FP")
+FALLBACK_RULE = ("lowest floor on the fallback classifier's fracture probability leaving at most {max_fp} FP per "
+                 "fracture-free scan from the fallback (never below the classifier's own)")
 ALWAYS = 2.0  # the confidence a fallback detection is matched with: above every candidate floor
 
 
@@ -46,12 +52,16 @@ class FrameCalibration:
     points: list[FloorPoint]
     free_cases: dict[str, int] = field(default_factory=dict)  # case -> detections at the chosen floor
     simulated_cases: dict[str, tuple[int, int]] = field(default_factory=dict)  # case -> (found, fractures)
-    fallback_fp_per_free_scan: float = 0.0  # false positives the fallback leaves at every floor
+    fallback_fp_per_free_scan: float = 0.0  # false positives the fallback leaves (at its floor) at every floor
     confidence: str = "mean"  # how a frame detection's confidence was read (`frame_inference.frame_confidence`)
+    fallback_floor: float = 0.0  # on the fallback classifier's fracture probability (0: the classifier's own)
+    fallback_max_fp: float = defaults.FRAME_FALLBACK_MAX_FP
 
     def to_dict(self) -> dict:
         return {"min_confidence": self.floor, "rule": RULE.format(max_fp=self.max_fp), "chosen": asdict(self.chosen),
                 "free_cases": self.free_cases, "fallback_fp_per_free_scan": self.fallback_fp_per_free_scan,
+                "fallback_min_probability": self.fallback_floor,
+                "fallback_rule": FALLBACK_RULE.format(max_fp=self.fallback_max_fp),
                 "confidence": self.confidence,
                 "simulated_cases": {k: list(v) for k, v in self.simulated_cases.items()},
                 "points": [asdict(p) for p in self.points]}
@@ -61,16 +71,17 @@ def _xyz(image: sitk.Image) -> np.ndarray:
     return np.ascontiguousarray(np.transpose(sitk.GetArrayFromImage(image), (2, 1, 0)).astype(np.int64))
 
 
-def _matched(name: str, stage, truth: Optional[sitk.Image], codes: dict[int, int]):
+def _matched(name: str, stage, truth: Optional[sitk.Image], codes: dict[int, int], fallback_floor: float = 0.0):
     """The RibFrac match of one scan, each prediction's confidence its first-stage confidence
-    (`first_confidence`; a fallback detection's ALWAYS: no frame floor drops it)."""
+    (`first_confidence`; a fallback detection's ALWAYS: no frame floor drops it; below `fallback_floor`
+    on its classifier's probability it is left out, never counted)."""
     from .evaluation import match_case
     from .first_stage import first_confidence
 
     pred = _xyz(stage.instances)
     gt = np.zeros_like(pred) if truth is None else _xyz(truth)
     pred_info = [(d.id, ALWAYS if d.source == "fallback" else first_confidence(d), float(d.label_code))
-                 for d in stage.detections]
+                 for d in stage.detections if d.source != "fallback" or d.confidence >= fallback_floor]
     return match_case(name, gt, pred, [(k, float(v)) for k, v in sorted(codes.items())], pred_info)
 
 
@@ -80,6 +91,16 @@ def candidate_floors(confidences: Sequence[float]) -> list[float]:
     mids = (values[:-1] + values[1:]) / 2 if values.size > 1 else np.empty(0)
     top = [float(values[-1]) + 1e-6] if values.size else []
     return [0.0] + [float(v) for v in mids] + top
+
+
+def choose_fallback_floor(free_confidences: Sequence[Sequence[float]], max_fp: float) -> float:
+    """The lowest candidate floor on the fallback's (classifier) confidences of the fracture-free scans,
+    one list per scan, that leaves at most `max_fp` of them per scan: FALLBACK_RULE."""
+    values = [c for scan in free_confidences for c in scan]
+    for floor in candidate_floors(values):
+        if sum(c >= floor for c in values) <= max_fp * len(free_confidences) + 1e-9:
+            return floor
+    raise InputError(f"no fallback floor keeps the fracture-free scans at <= {max_fp} FP/scan")  # cannot happen
 
 
 def choose_floor(free, simulated, max_fp: float) -> tuple[FloorPoint, list[FloorPoint], float]:
@@ -94,7 +115,7 @@ def choose_floor(free, simulated, max_fp: float) -> tuple[FloorPoint, list[Floor
         fp_free = froc_point(free, f)[0] if free else 0.0
         fp_sim, recall = froc_point(simulated, f) if simulated else (0.0, 0.0)
         points.append(FloorPoint(round(f, 6), round(fp_free, 4), round(recall, 4), round(fp_sim, 4)))
-    allowed = [p for p in points if p.fp_per_free_scan - fallback_fp <= max_fp + 1e-9]
+    allowed = [p for p in points if p.fp_per_free_scan - fallback_fp <= max_fp + 1e-6]  # FROC's epsilons: ~1e-9 off
     if not allowed:  # cannot happen: above the highest confidence nothing is left
         raise InputError(f"no confidence floor keeps the fracture-free scans at <= {max_fp} FP/scan")
     best = max(allowed, key=lambda p: (p.recall, -(p.fp_per_free_scan + p.fp_per_simulated_scan), -p.floor))
@@ -105,10 +126,12 @@ def calibrate_frame(ckpt: Checkpoint, cts: Sequence[tuple[str, str | Path]], cac
                     seeds: Sequence[int] = defaults.FRAME_CALIBRATION_SEEDS,
                     n_fractures: int = defaults.FRAME_REAL_FRACTURES,
                     max_fp: float = defaults.FRAME_CALIBRATION_MAX_FP,
+                    fallback_max_fp: float = defaults.FRAME_FALLBACK_MAX_FP,
                     ribs_of: Optional[Callable] = None, log: Callable[[str], None] = print) -> FrameCalibration:
     """Run `ckpt` on each fracture-free CT and on its copies with `n_fractures` simulated fractures per
     seed (the four types in turn, as training builds them; ribs from `ribs_of(image, name)`, default
-    `segment_ribs`), then choose the floor by RULE. Refuses the held-out CT."""
+    `segment_ribs`), then choose the fallback's floor by FALLBACK_RULE and the frame's by RULE.
+    Refuses the held-out CT."""
     from .candidates.classifier import load_classifier
     from .first_stage import above_floor, fallback_classifier, first_stage, second_stage
     from .frame_inference import checkpoint_space, frame_confidence
@@ -122,30 +145,40 @@ def calibrate_frame(ckpt: Checkpoint, cts: Sequence[tuple[str, str | Path]], cac
         raise InputError("calibrate-frame needs at least one fracture-free real CT (not the held-out one).")
     rule = "mean"
     if checkpoint_space(ckpt) == "rib_frame":  # the floor is set on the confidence the checkpoint will be run with
-        ckpt = replace(ckpt, inference={**ckpt.inference,
-                                        "confidence": ckpt.inference.get("confidence", defaults.FRAME_CONFIDENCE)})
+        inference = {k: v for k, v in ckpt.inference.items() if k != "fallback_min_probability"}  # chosen afresh
+        ckpt = replace(ckpt, inference={**inference, "confidence": inference.get("confidence", defaults.FRAME_CONFIDENCE)})
         rule = frame_confidence(ckpt)
     spec, fallback_spec = load_classifier(ckpt.candidate_classifier), fallback_classifier(ckpt)
-    free, simulated = [], []
+
+    def stage_of(image: sitk.Image, case: str):
+        return second_stage(image, above_floor(first_stage(ckpt, image, case, cache_dir), 0.0), spec, fallback_spec)
+
+    read = lambda path: read_ct(path) if not isinstance(path, sitk.Image) else path  # noqa: E731
+    free_stages = []
     for name, path in cts:
-        image = read_ct(path) if not isinstance(path, sitk.Image) else path
-        stage = second_stage(image, above_floor(first_stage(ckpt, image, name, cache_dir), 0.0), spec, fallback_spec)
-        free.append(_matched(name, stage, None, {}))
-        log(f"  {name}: {len(stage.detections)} detections with no floor")
+        free_stages.append(stage_of(read(path), name))
+        log(f"  {name}: {len(free_stages[-1].detections)} detections with no floor")
+    fallback_floor = choose_fallback_floor(
+        [[d.confidence for d in stage.detections if d.source == "fallback"] for stage in free_stages], fallback_max_fp)
+    free = [_matched(name, stage, None, {}, fallback_floor) for (name, _), stage in zip(cts, free_stages)]
+    del free_stages
+    simulated = []
+    for name, path in cts:
+        image = read(path)
         ribs = (ribs_of or _segment_ribs)(image, name)
         for seed in seeds:
             sim = simulate_case(image, ribs, n_fractures, np.random.default_rng(int(seed)), kinds=(1, 2, 3, 4))
             case = f"{name}-sim{seed}-f{n_fractures}"
-            stage = second_stage(sim.image, above_floor(first_stage(ckpt, sim.image, case, cache_dir), 0.0), spec,
-                                 fallback_spec)
+            stage = stage_of(sim.image, case)
             simulated.append(_matched(case, stage, sim.fracture_labels,
-                                      {b.spec.label_id: b.spec.kind for b in sim.fractures}))
+                                      {b.spec.label_id: b.spec.kind for b in sim.fractures}, fallback_floor))
             log(f"  {case}: {len(sim.fractures)} fractures, {len(stage.detections)} detections with no floor")
     chosen, points, fallback_fp = choose_floor(free, simulated, max_fp)
     hits = lambda c: len({r.hit_label for r in c.rows if r.prob >= chosen.floor and r.max_iou > IOU_THRESHOLD})  # noqa: E731
     return FrameCalibration(chosen.floor, max_fp, chosen, points,
                             {c.public_id: sum(r.prob >= chosen.floor for r in c.rows) for c in free},
-                            {c.public_id: (hits(c), c.num_gt) for c in simulated}, fallback_fp, rule)
+                            {c.public_id: (hits(c), c.num_gt) for c in simulated}, fallback_fp, rule,
+                            fallback_floor, fallback_max_fp)
 
 
 def _segment_ribs(image: sitk.Image, name: str):
@@ -155,12 +188,13 @@ def _segment_ribs(image: sitk.Image, name: str):
 
 
 def store_floor(ckpt: Checkpoint, calibration: FrameCalibration) -> Checkpoint:
-    """A copy of the checkpoint with the chosen floor, the confidence it reads and the calibration record
-    in `inference`."""
+    """A copy of the checkpoint with the chosen floors (the frame's, the fallback's), the confidence it
+    reads and the calibration record in `inference`."""
     from .frame_inference import checkpoint_space
 
     thresholds = {**ckpt.thresholds, "min_confidence": calibration.floor}
     inference = {**ckpt.inference, "floor_calibration": calibration.to_dict()}
     if checkpoint_space(ckpt) == "rib_frame":
         inference["confidence"] = calibration.confidence
+        inference["fallback_min_probability"] = calibration.fallback_floor
     return replace(ckpt, thresholds=thresholds, inference=inference)

@@ -124,6 +124,19 @@ def fallback_checkpoint(ckpt: Checkpoint) -> Checkpoint:
     return fallback
 
 
+def fallback_classifier(ckpt: Checkpoint, device: Any = "cpu"):
+    """The loaded classifier (`ClassifierSpec`; None when the fallback has none) a rib-frame checkpoint's
+    fallback detections go through: the fallback checkpoint's, at the frame checkpoint's
+    inference["fallback_min_probability"] when calibrate-frame chose one (never below the classifier's own floor)."""
+    from .candidates.classifier import load_classifier
+
+    spec = load_classifier(fallback_checkpoint(ckpt).candidate_classifier, device)
+    floor = ckpt.inference.get("fallback_min_probability")
+    if spec is None or floor is None:
+        return spec
+    return replace(spec, min_probability=max(spec.min_probability, float(floor)))
+
+
 @dataclass
 class Fallback:
     """The sliding-window model for uncovered bone: its patch size, the grid's overlap (the patches

@@ -24,7 +24,7 @@ from .checkpoint import Checkpoint, CheckpointError, build_model, load_checkpoin
 from .detections import Detection, FractureResult
 from .errors import Cancelled
 from .frame_inference import (Fallback, FrameProbability, by_source, checkpoint_space, fallback_checkpoint,
-                              floor_odds, frame_confidence, frame_probability)
+                              fallback_classifier, floor_odds, frame_confidence, frame_probability)
 from .geometry import lps_to_ras
 from .networks.fusion import fold_batchnorm, keep_full_resolution_fp32
 from .precision import AutoPrecision, auto_precision
@@ -275,14 +275,13 @@ def _second_stage(image: sitk.Image, detections: list[Detection], labels: np.nda
     classifier, so a fracture keeps the confidence the CT path gives it; the others through the frame
     checkpoint's own (none: reported by `floor_odds` over the first-stage `floor`)."""
     fallback = [d for d in detections if d.source == "fallback"]
-    groups = [([d for d in detections if d.source != "fallback"], ckpt.candidate_classifier)]
+    groups = [([d for d in detections if d.source != "fallback"], load_classifier(ckpt.candidate_classifier, dev))]
     if fallback:
-        groups.append((fallback, fallback_checkpoint(ckpt).candidate_classifier))
-    if not any(section and group for group, section in groups):
+        groups.append((fallback, fallback_classifier(ckpt, dev)))
+    if not any(spec is not None and group for group, spec in groups):
         return floor_odds(detections, floor)
-    kept = [d for group, section in groups
-            for d in (classify(image, group, load_classifier(section, dev), dev) if section and group
-                      else floor_odds(group, floor))]
+    kept = [d for group, spec in groups
+            for d in (classify(image, group, spec, dev) if spec is not None and group else floor_odds(group, floor))]
     return keep_detections(sorted(kept, key=lambda d: d.id), labels)
 
 

@@ -20,7 +20,8 @@ from RibFracSegLib.detections import Detection
 from RibFracSegLib.errors import InputError
 from RibFracSegLib.first_stage import first_stage, run_key
 from RibFracSegLib.evaluation.matching import CaseMatch, PredictionRow
-from RibFracSegLib.frame_calibration import ALWAYS, calibrate_frame, candidate_floors, choose_floor, store_floor
+from RibFracSegLib.frame_calibration import (ALWAYS, calibrate_frame, candidate_floors, choose_fallback_floor,
+                                            choose_floor, store_floor)
 from RibFracSegLib.phantom import PhantomParams, generate_phantom, rib_labels_from_phantom
 from RibFracSegLib.simulate import simulate_case
 
@@ -120,6 +121,29 @@ def test_the_fallbacks_false_positives_are_counted_but_not_charged_to_the_frames
     assert chosen.fp_per_free_scan == pytest.approx(1.0, abs=1e-4)  # the fallback's, counted
     assert chosen.fp_per_simulated_scan == pytest.approx(1.0, abs=1e-4)
     assert max(p.floor for p in points) < 1.0 + 1e-5  # floors from the frame's confidences only
+
+
+def test_the_frames_budget_is_met_exactly_despite_the_frocs_epsilons():
+    """Six free scans, 2 fallback FP each (12) and one frame FP at 0.3 on three of them: the frame's own
+    0.5 FP/scan is within a budget of 0.5, though FROC's epsilons put 15/6 - 12/6 a hair above 0.5."""
+    def row(label, prob):
+        return PredictionRow(label, 0.0, 0, prob, float("nan"), float("nan"))
+
+    free = [CaseMatch(f"free{i}", 0, [row(1, ALWAYS), row(2, ALWAYS)] + ([row(3, 0.3)] if i < 3 else []), [])
+            for i in range(6)]
+    copies = [CaseMatch("copy", 1, [PredictionRow(1, 0.5, 1, 0.2, float("nan"), float("nan"))], [])]
+    chosen, _, fallback_fp = choose_floor(free, copies, max_fp=0.5)
+    assert fallback_fp == pytest.approx(2.0) and chosen.floor == 0.0 and chosen.recall == pytest.approx(1.0)
+
+
+def test_the_fallbacks_floor_is_the_lowest_within_its_own_budget():
+    """Three free scans whose fallback detections (all false) have classifier probabilities as frame4's
+    had on real CTs: 0.5 FP per scan allows one of them (the highest stays), 1.0 allows three."""
+    free = [[0.968, 0.898, 0.867], [0.926, 0.80], [0.921, 0.76]]
+    assert choose_fallback_floor(free, 0.5) == pytest.approx((0.926 + 0.968) / 2)
+    assert choose_fallback_floor(free, 1.0) == pytest.approx((0.898 + 0.921) / 2)
+    assert choose_fallback_floor(free, 3.0) == 0.0  # all allowed: the classifier's own floor
+    assert choose_fallback_floor([[], []], 0.5) == 0.0
 
 
 def test_candidate_floors_lie_between_confidences():

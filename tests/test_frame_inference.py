@@ -337,6 +337,16 @@ def test_a_fallback_detection_is_scored_by_the_fallbacks_second_stage(tmp_path):
             assert f.label_code == f.frame_code  # typed in its rib's frame, not by a classifier
     labels = sitk.GetArrayViewFromImage(framed.instances)
     assert sorted(np.unique(labels[labels > 0]).tolist()) == [d.id for d in framed.detections] == [1, 2, 3]
+    # a fallback floor of the frame checkpoint's own (calibrate-frame's) above that detection drops it alone
+    on_missed = at(framed, next(t for t in case.fractures if t.rib == missed))
+    strict = marker_checkpoint("rib_frame", str(fallback))
+    strict.inference["fallback_min_probability"] = on_missed.confidence + 0.01
+    stricter = segment_ct(image, strict, ribs=ribs, overlap=0.5, precision="fp32", postprocess=POST)
+    assert sorted(d.centroid_ijk for d in stricter.detections) == \
+        sorted(d.centroid_ijk for d in framed.detections if d.source == "frame")
+    assert frame_inference.fallback_classifier(strict).min_probability == pytest.approx(on_missed.confidence + 0.01)
+    strict.inference["fallback_min_probability"] = -1.0  # never below the classifier's own floor
+    assert frame_inference.fallback_classifier(strict).min_probability == 0.0
     # the benchmarks' cached path (first stage stored, second stage after) scores them the same way
     from RibFracSegLib.first_stage import StageResult, fallback_classifier, second_stage
 

@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"fractures simulated per copy (default {defaults.FRAME_REAL_FRACTURES})")
     parser.add_argument("--max-fp", type=float, default=defaults.FRAME_CALIBRATION_MAX_FP,
                         help=f"false positives allowed per fracture-free scan (default {defaults.FRAME_CALIBRATION_MAX_FP})")
+    parser.add_argument("--fallback-max-fp", type=float, default=defaults.FRAME_FALLBACK_MAX_FP,
+                        help="the fallback's own false positives allowed per fracture-free scan (default "
+                             f"{defaults.FRAME_FALLBACK_MAX_FP})")
     parser.add_argument("--cache", default=".cache/bench_real/stage1",
                         help="cached first-stage runs (default .cache/bench_real/stage1, benchmarks/bench_real_detector.py's: "
                              "a real CT run once serves both)")
@@ -44,8 +47,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.fractures < 1 or args.fractures > 24:
         raise InputError(f"--fractures {args.fractures}: give 1 to 24 fractures per simulated copy.")
-    if not 0 <= args.max_fp:
-        raise InputError(f"--max-fp {args.max_fp}: give a number of false positives per scan, 0 or more.")
+    for flag, value in (("--max-fp", args.max_fp), ("--fallback-max-fp", args.fallback_max_fp)):
+        if not 0 <= value:
+            raise InputError(f"{flag} {value}: give a number of false positives per scan, 0 or more.")
     checkpoint = require_task(load_checkpoint(args.checkpoint), "fractures", args.checkpoint,
                               "ribfracseg calibrate-frame")
     if checkpoint.preprocessing.get("space") != "rib_frame":
@@ -65,11 +69,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"calibrating {args.checkpoint} on {len(cts)} real CTs x (1 + {len(args.seeds)} simulated copies)")
     calibration = calibrate_frame(
         checkpoint, cts, cache, seeds=args.seeds, n_fractures=args.fractures, max_fp=args.max_fp,
+        fallback_max_fp=args.fallback_max_fp,
         ribs_of=lambda image, name: cached_ribs(image, FrameSource("real", name, 0), Path(args.frames_cache)))
     save_checkpoint(args.out, store_floor(checkpoint, calibration))
     print(json.dumps({k: v for k, v in calibration.to_dict().items() if k != "points"}))
     c = calibration.chosen
     print(f"min_confidence {c.floor:.4f}: {c.fp_per_free_scan:.2f} FP per fracture-free scan, recall {c.recall:.3f} "
           f"on the simulated copies ({c.fp_per_simulated_scan:.2f} FP/scan there); of those FP per free scan "
-          f"{calibration.fallback_fp_per_free_scan:.2f} are the fallback's, at every floor; written {Path(args.out)}")
+          f"{calibration.fallback_fp_per_free_scan:.2f} are the fallback's, at every floor (its classifier floor "
+          f"{calibration.fallback_floor:.4f}); written {Path(args.out)}")
     return 0

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 # --- Shipped models: package data of RibFracSegLib (read by RibFracSegLib.shipped) -------------
 MODELS_PACKAGE_DIR = "models"  # RibFracSegLib/models/ in the source, the wheel and the Slicer extension
-SHIPPED_MODELS = {"fracture": "ribfrac_default.pt", "l3": "l3_default.pt",
-                  "fracture_frame": "ribfrac_frame.pt"}  # opt-in rib-frame detector (issue 24; not the default yet)
+SHIPPED_MODELS = {"fracture": "ribfrac_default.pt",  # the rib-frame detector (issue 24), the default
+                  "fracture_ct": "ribfrac_ct.pt",  # the sliding-window detector: the frames' fallback, FracNet-style
+                  "l3": "l3_default.pt"}
 
 # --- Cases: which files are CTs and how a path becomes a case id (RibFracSegLib.cases) --------
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")

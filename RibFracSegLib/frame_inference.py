@@ -109,18 +109,18 @@ def frame_end_mm(ckpt: Checkpoint) -> float:
 
 def fallback_checkpoint(ckpt: Checkpoint) -> Checkpoint:
     """The CT-space checkpoint for bone no frame covers: inference["fallback"], "shipped" (the shipped
-    fracture model, the default) or a checkpoint file."""
+    sliding-window model, ribfrac_ct.pt) or a checkpoint file."""
     name = ckpt.inference.get("fallback", "shipped")
     if name == "shipped":
         from .shipped import shipped_model
 
-        path = shipped_model("fracture")
+        path = shipped_model("fracture_ct")
     else:
         path = Path(str(name))
     fallback = cached_checkpoint(path)
     if checkpoint_space(fallback) != "ct" or len(fallback.patch_size) != 3:
         raise CheckpointError(f"the fallback {path.name} of a rib-frame checkpoint must be a CT-space 3-D fracture "
-                              "checkpoint (e.g. the shipped ribfrac_default.pt)")
+                              "checkpoint (e.g. the shipped ribfrac_ct.pt)")
     return fallback
 
 

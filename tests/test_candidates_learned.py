@@ -23,7 +23,7 @@ INTACT_MM = 35.0  # the intact point lies this far along the rib from the break
 
 @pytest.fixture(scope="module")
 def spec():
-    spec = load_classifier(load_checkpoint(shipped_model("fracture")).candidate_classifier)
+    spec = load_classifier(load_checkpoint(shipped_model("fracture_ct")).candidate_classifier)
     assert spec is not None, "the shipped checkpoint carries no candidate classifier"
     return spec
 

@@ -26,7 +26,7 @@ END_MM = 8.0  # the costochondral point: this far inside the frame's anterior en
 
 @pytest.fixture(scope="module")
 def frame_model():
-    ckpt = load_checkpoint(shipped_model("fracture_frame"))
+    ckpt = load_checkpoint(shipped_model("fracture"))
     assert ckpt.preprocessing.get("space") == "rib_frame"
     torch.set_num_threads(2)
     return ckpt, build_model(ckpt).eval()

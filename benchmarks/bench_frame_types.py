@@ -137,7 +137,7 @@ def main() -> None:
     from RibFracSegLib.shipped import shipped_model
     from RibFracSegLib.simulate.case import simulate_case
 
-    spec = load_classifier(load_checkpoint(shipped_model("fracture")).candidate_classifier)
+    spec = load_classifier(load_checkpoint(shipped_model("fracture_ct")).candidate_classifier)
     traced = args.ribs == "traced"
     lidc_rows: list[dict] = []
     if not args.no_lidc:

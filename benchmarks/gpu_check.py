@@ -83,7 +83,7 @@ def main() -> int:
         print("no CUDA GPU here: nothing checked")
         return 2
     print(f"GPU: {torch.cuda.get_device_name(0)}, torch {torch.__version__}", flush=True)
-    ckpt = load_checkpoint(shipped_model("fracture"))
+    ckpt = load_checkpoint(shipped_model("fracture_ct"))
     cases = [(f"phantom-{s}", phantom(s, args.size)) for s in (9101, 9102)]
     if Path(args.real).exists():
         cases.append((Path(args.real).name.split(".")[0], sitk.ReadImage(args.real)))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+from scipy import ndimage
 import pytest
 import SimpleITK as sitk
 
@@ -185,6 +186,29 @@ def test_a_tube_becomes_a_straight_bar_centred_in_the_frame(shape):
     assert abs(frame.length_mm - (rib_length(line) - 2 * frame.arc0_mm)) < 1.0  # runs on about 5 mm past both ends
     width = (w[:, h, :] > 500).sum(axis=1) * mm  # the bar's width across v at u = 0: the tube's diameter
     assert abs(np.median(width) - 8.0) < 1.0 and width.max() - width.min() <= 2 * mm + 1e-9
+
+
+def test_write_back_gives_every_ct_voxel_the_value_at_its_frame_coordinate():
+    """Two blobs in separate runs of sections, one on the centreline and one towards a section's corner:
+    the write-back (visiting only voxels near each run's non-zero values) equals the brute-force map of
+    every CT voxel through `lps_to_index` and trilinear interpolation."""
+    line = helix()
+    ct = tube_ct(line, radius_mm=4.0)
+    frame = rib_frame(Rib("L", 4, line), centre_lps=[0.0, 0.0, 0.0])
+    grid = np.indices(frame.shape).reshape(3, -1).T
+    values = np.zeros(frame.shape, np.float32)
+    for centre, radius in (((frame.shape[0] * 0.3, frame.half, frame.half), 5.0),
+                           ((frame.shape[0] * 0.7, frame.half + 9.0, frame.half - 7.0), 4.0)):
+        d = np.linalg.norm((grid - np.array(centre)) * frame.voxel_mm, axis=1).reshape(frame.shape)
+        values = np.maximum(values, np.clip(1.0 - d / radius, 0.0, None).astype(np.float32))
+    out = frame_to_ct(frame, values, ct)
+    lps = voxel_lps(ct).reshape(-1, 3)
+    index = frame.lps_to_index(lps)
+    inside = np.isfinite(index[:, 0])
+    expected = np.zeros(len(lps), np.float32)
+    expected[inside] = ndimage.map_coordinates(values, index[inside].T, order=1, mode="nearest")
+    assert (expected > 0.5).sum() > 50  # both blobs reach the CT grid
+    np.testing.assert_allclose(out.reshape(-1), expected, atol=1e-6)
 
 
 def test_write_back_puts_a_ball_at_its_place_on_the_ct_grid():

@@ -220,40 +220,54 @@ def frame_to_ct(frame: RibFrame, values: np.ndarray, ct: sitk.Image, out: Option
     """Values on the frame's grid (e.g. probabilities) onto the CT grid, [k, j, i] float32: every CT
     voxel within the frame's reach takes the value interpolated at its own frame coordinate; voxels
     beyond it keep `out`'s value (0 in a new array). Several ribs into one `out` keep the maximum.
-    Only CT voxels near sections holding a non-zero value are visited (sparse probabilities are cheap)."""
+    Only CT voxels that can take a non-zero value are visited (sparse probabilities are cheap): per
+    run of sections holding one, those within that run's farthest non-zero value of its centreline."""
     if values.shape != frame.shape:
         raise ValueError(f"values of shape {values.shape} do not fit {frame.name}'s frame {frame.shape}")
     size = ct.GetSize()
     if out is None:
         out = np.zeros(size[::-1], np.float32)
-    active = ndimage.binary_dilation(np.abs(values).reshape(len(values), -1).max(axis=1) > 0)  # sections that write
-    if not active.any():
+    nonzero = np.abs(values) > 0
+    active = ndimage.binary_dilation(nonzero.reshape(len(values), -1).any(axis=1))  # sections that write
+    runs, n_runs = ndimage.label(active)
+    if not n_runs:
         return out
+    across = np.hypot(*np.meshgrid(np.arange(frame.shape[1]) - frame.half, np.arange(frame.shape[2]) - frame.half,
+                                   indexing="ij")) * frame.voxel_mm  # mm from the centreline, per section voxel
     m, origin = index_to_lps_affine(ct)
+    ijk_all = (frame.points_lps - origin) @ np.linalg.inv(m).T
     spacing = np.array(ct.GetSpacing(), float)
-    reach = frame.half * frame.voxel_mm * np.sqrt(2.0) + frame.voxel_mm  # a section's corner, and a voxel
-    ijk = (frame.points_lps[active] - origin) @ np.linalg.inv(m).T
+    values32 = np.asarray(values, np.float32)
+    for run in ndimage.find_objects(runs):
+        # a CT voxel takes a non-zero value only within one frame voxel (interpolation) of a non-zero one
+        far = float(across[nonzero[run].any(axis=0)].max(initial=0.0)) + frame.voxel_mm * np.sqrt(3.0)
+        _write_run(frame, values32, ct, out, ijk_all[run], far, m, spacing, size)
+    return out
+
+
+def _write_run(frame: RibFrame, values: np.ndarray, ct: sitk.Image, out: np.ndarray, ijk: np.ndarray,
+               reach: float, m: np.ndarray, spacing: np.ndarray, size: tuple[int, ...]) -> None:
+    """`frame_to_ct` for the CT voxels within `reach` mm of some centreline point `ijk` (CT index)."""
     lo = np.maximum(np.floor(ijk.min(axis=0) - reach / spacing), 0).astype(int)
     hi = np.minimum(np.ceil(ijk.max(axis=0) + reach / spacing) + 1, size).astype(int)
     if np.any(hi <= lo):
-        return out
+        return
     box = tuple(slice(a, b) for a, b in zip(lo[::-1], hi[::-1]))  # [k, j, i]
     line = np.zeros(tuple(hi - lo)[::-1], bool)  # the centreline's voxels in the box, then their neighbourhood
     on = np.rint(ijk - lo).astype(int)
     ok = np.all((on >= 0) & (on < hi - lo), axis=1)
     line[tuple(on[ok][:, ::-1].T)] = True
     if not line.any():
-        return out
+        return
     near = distance_mm(~line, spacing[::-1]) <= reach + 0.5 * float(np.linalg.norm(spacing))
     kji = np.argwhere(near)
     index = frame.ct_to_index(kji[:, ::-1] + lo, ct)
     inside = np.isfinite(index[:, 0])
     kji, index = kji[inside], index[inside]
-    got = ndimage.map_coordinates(np.asarray(values, np.float32), index.T, order=1, mode="nearest")
+    got = ndimage.map_coordinates(values, index.T, order=1, mode="nearest")
     target = out[box]
     cells = tuple(kji.T)
     target[cells] = np.maximum(target[cells], got)
-    return out
 
 
 # --- building frames -------------------------------------------------------------------------------

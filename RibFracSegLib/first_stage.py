@@ -26,6 +26,7 @@ from .checkpoint import Checkpoint
 from .detections import Detection
 
 CACHE_VERSION = 1
+FRAME_RUN_VERSION = "cage"  # frame runs only: the fallback keeps to the rib cage beside an incomplete rib set
 RUN_KEYS = ("precision", "fallback", "frame_overlap", "confidence")  # the checkpoint's `inference` entries that change the run
 
 
@@ -50,8 +51,8 @@ def run_key(ckpt: Checkpoint) -> str:
                          defaults.SKIP_BY_RIBS], sort_keys=True, default=str).encode())
     fallback = _fallback(ckpt)
     if fallback is not None:  # "source": frame runs since detections carry theirs (CT-space runs are unchanged)
-        h.update(json.dumps([run_key(fallback), fallback.thresholds.get("min_confidence"), "source"],
-                            default=str).encode())
+        h.update(json.dumps([run_key(fallback), fallback.thresholds.get("min_confidence"), "source",
+                             FRAME_RUN_VERSION], default=str).encode())
     return h.hexdigest()[:16]
 
 

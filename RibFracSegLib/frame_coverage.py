@@ -43,10 +43,18 @@ def fallback_bone(uncovered: np.ndarray, ribs: Optional[RibLabels], frames: Sequ
     (`RibLabels.complete`) only bone labelled as rib (any label, unnumbered included: a rib's bone
     beyond its frame's ends, a stretch the frame misses); the spine, sternum and scapulae are not
     ribs and stay unexamined. With `frames` (and the CT `image`), labelled bone beside its own rib's
-    frame is left out too (`beside_own_frame`). With an incomplete set a missed rib may lie anywhere:
-    all of it."""
-    if ribs is None or not ribs.complete():
+    frame is left out too (`beside_own_frame`). With an incomplete set a missed rib may lie anywhere
+    in the rib cage: all of it that lies in the rib step's cage (`RibLabels.in_cage`: not the spine,
+    the sternum, the scapulae; all of it without a cage or an `image`)."""
+    if ribs is None:
         return uncovered
+    if not ribs.complete():
+        if ribs.cage is None or image is None:
+            return uncovered
+        kji = np.argwhere(uncovered)
+        out = np.zeros(uncovered.shape, bool)
+        out[tuple(kji[ribs.in_cage(indices_to_lps(image, kji[:, ::-1].astype(float)))].T)] = True
+        return out
     labelled = uncovered & (sitk.GetArrayViewFromImage(ribs.labels) > 0)
     if frames and image is not None:
         labelled &= ~beside_own_frame(labelled, ribs, frames, image)

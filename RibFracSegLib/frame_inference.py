@@ -20,8 +20,8 @@ exceeds the frames'.
 Bone here is what today's sliding window would examine (HU > bone_hu in `inference.fracture_cells`'
 blocks: near the ribs when the rib set is complete, else bone in the body). Of its part no frame
 reaches, the fallback examines (`fallback_bone`) bone labelled rib when the rib set is complete (a
-rib's ends beyond its frame), all of it when the set is incomplete (a rib not found); bone that is
-neither (spine, sternum, scapulae beside a complete set) goes unexamined, and the result says how
+rib's ends beyond its frame), all of it in the rib step's cage when the set is incomplete (a rib not
+found); the rest (spine, sternum, scapulae) goes unexamined, and the result says how
 many mm^3 (`FrameProbability.summary`, `note`). The frames run on `frame_end_mm` past each traced end
 (rib heads reach past the trace); bone labelled rib that lies beside its own rib's frame, not past an
 end, is another structure grown into the label (`beside_own_frame`: reported, not examined); and the
@@ -210,8 +210,9 @@ class FrameProbability:
                 f"lies in no frame; {self.fallback_bone_voxels * mm3:.0f} mm^3 of it went through the sliding window "
                 f"({self.fallback_patches} patches)")
         if self.unexamined_bone_voxels:
-            text += (f"; {self.unexamined_bone_voxels * mm3:.0f} mm^3 of bone was not examined (the rib set is "
-                     "complete and it is not labelled rib: spine, sternum, scapulae")
+            text += (f"; {self.unexamined_bone_voxels * mm3:.0f} mm^3 of bone was not examined (not labelled rib "
+                     "beside a complete rib set, or outside the rib cage beside an incomplete one: spine, sternum, "
+                     "scapulae")
             if self.beside_rib_voxels:
                 text += (f"; {self.beside_rib_voxels * mm3:.0f} mm^3 of it labelled rib but beside its rib's frame, "
                          "more than the frame's half width off the centreline: another structure in the label")

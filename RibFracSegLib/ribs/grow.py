@@ -119,7 +119,7 @@ def _rib_regions(regions_img: np.ndarray, seeds, track, sp, lung_distance, exten
     return out
 
 
-def _working_geometry(grid, canon) -> sitk.Image:
+def working_geometry(grid, canon) -> sitk.Image:
     """A 1-voxel image whose index (i, j, k) = working (x, y, z) maps to LPS mm like the working grid
     (block centres of the canonical view of the input), for code that works in image geometry."""
     factors = np.array(grid.factors, float)
@@ -140,7 +140,7 @@ def _working_geometry(grid, canon) -> sitk.Image:
 
 def _centrelines(regions_img: np.ndarray, regions: list[RibRegion], track, grid, canon) -> dict[int, np.ndarray]:
     """Head-first centreline (LPS mm) of each rib region, by geodesic cross-sections (ribs.centrelines)."""
-    geometry = _working_geometry(grid, canon)
+    geometry = working_geometry(grid, canon)
     middle = len(track.x) // 2
     midline = geometry.TransformContinuousIndexToPhysicalPoint((float(track.x[middle]), float(track.y[middle]),
                                                                  float(middle)))[0]

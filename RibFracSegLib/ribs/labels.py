@@ -90,6 +90,23 @@ class RibLabels:
     numbering: str = "none"  # how numbers were anchored: "rib 1", "rib 12", or "none"
     notes: list[str] = field(default_factory=list)  # why a rib is unnumbered, what was odd
     timings_s: dict[str, float] = field(default_factory=dict)
+    cage: Optional[sitk.Image] = None  # UInt8 on the rib step's (coarser) working grid: 1 where bone may be
+    #   rib (`ribs/cage.cage_bone`: not spine, sternum, thicker structures, scapulae, clavicles), grown by one
+    #   working voxel; where a rib the step missed can lie (`frame_coverage.fallback_bone`). None: not made
+
+    def in_cage(self, lps: np.ndarray) -> np.ndarray:
+        """(n,) bool: which LPS points (n, 3) lie in the cage; all of them when there is no cage."""
+        lps = np.asarray(lps, float).reshape(-1, 3)
+        if self.cage is None:
+            return np.ones(len(lps), bool)
+        from ..geometry import lps_to_indices
+
+        ijk = np.rint(lps_to_indices(self.cage, lps)).astype(int)
+        size = np.array(self.cage.GetSize())
+        ok = np.all((ijk >= 0) & (ijk < size), axis=1)
+        out = np.zeros(len(lps), bool)
+        out[ok] = sitk.GetArrayViewFromImage(self.cage)[tuple(ijk[ok][:, ::-1].T)] > 0
+        return out
 
     def by_name(self, name: str) -> Optional[Rib]:
         return next((r for r in self.ribs if r.name == name), None)

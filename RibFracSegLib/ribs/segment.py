@@ -15,13 +15,15 @@ from __future__ import annotations
 import time
 from typing import Optional
 
+import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
 
 from .. import defaults
 from ..orientation import canonical_volume
 from .anatomy import ColumnLandmarks, column_landmarks, lungs_of, too_coarse_for_ribs
 from .cage import cage_start
-from .grow import grow_ribs
+from .grow import grow_ribs, working_geometry
 from .labels import RibLabels
 from .traced import trace_ribs
 
@@ -42,9 +44,10 @@ def segment_ribs(image: sitk.Image, landmarks: Optional[ColumnLandmarks] = None,
     lungs = lungs_of(marks)
     start = cage_start(marks, lungs)  # both methods start from the same cage and seeds
     shared = time.perf_counter() - t0
+    cage = cage_image(start.cage, marks)
     if method == "trace":
-        return _timed(trace_ribs(image, marks, lungs, start), shared)
-    grown = _timed(grow_ribs(image, marks, lungs, start), shared)
+        return _timed(trace_ribs(image, marks, lungs, start), shared, cage)
+    grown = _timed(grow_ribs(image, marks, lungs, start), shared, cage)
     if method == "grow" or grown.complete():
         return grown
     traced = trace_ribs(image, marks, lungs, start)
@@ -53,7 +56,19 @@ def segment_ribs(image: sitk.Image, landmarks: Optional[ColumnLandmarks] = None,
     keep.notes.append(f"the {name} rib set was set aside ({agreement(other)} numbered left/right pairs of like "
                       f"length, against {agreement(keep)})")
     keep.timings_s.update({f"other {k}": v for k, v in other.timings_s.items()})
-    return _timed(keep, shared)
+    return _timed(keep, shared, cage)
+
+
+def cage_image(cage: np.ndarray, marks: ColumnLandmarks) -> sitk.Image:
+    """The cage bone (working grid [z, y, x]) grown by one working voxel (a rib's surface that the
+    thick-structure rim trimmed), as an image on the working grid's geometry (`RibLabels.cage`)."""
+    grown = ndimage.binary_dilation(cage, ndimage.generate_binary_structure(3, 1))
+    out = sitk.GetImageFromArray(grown.astype(np.uint8))
+    geometry = working_geometry(marks.grid, marks.canon)
+    out.SetOrigin(geometry.GetOrigin())
+    out.SetSpacing(geometry.GetSpacing())
+    out.SetDirection(geometry.GetDirection())
+    return out
 
 
 def agreement(ribs: RibLabels) -> int:
@@ -67,6 +82,7 @@ def agreement(ribs: RibLabels) -> int:
     return pairs
 
 
-def _timed(ribs: RibLabels, shared_s: float) -> RibLabels:
+def _timed(ribs: RibLabels, shared_s: float, cage: sitk.Image) -> RibLabels:
     ribs.timings_s["landmarks"] = ribs.timings_s.get("landmarks", 0.0) + shared_s
+    ribs.cage = cage
     return ribs

@@ -10,9 +10,9 @@ fracture (they are simulated onto found ribs, which the frames cover). What it l
 every frame floor, beside the frame's budget.
 
 Each CT runs once (`first_stage`, cached with no floor), then the checkpoint's candidate classifier;
-every floor is a filter on those detections (the first stage's mean probability), matched and counted
-by the RibFrac evaluation (`evaluation.match_case`, `froc_point`). Candidate floors lie midway between
-consecutive detection confidences, so the one chosen sits in the widest margin it has.
+every floor is a filter on those detections (their first-stage confidence, `first_confidence`), matched
+and counted by the RibFrac evaluation (`evaluation.match_case`, `froc_point`). Candidate floors lie
+midway between consecutive detection confidences, so the one chosen sits in the widest margin it has.
 """
 
 from __future__ import annotations
@@ -146,7 +146,8 @@ def calibrate_frame(ckpt: Checkpoint, cts: Sequence[tuple[str, str | Path]], cac
     rule = "mean"
     if checkpoint_space(ckpt) == "rib_frame":  # the floor is set on the confidence the checkpoint will be run with
         inference = {k: v for k, v in ckpt.inference.items() if k != "fallback_min_probability"}  # chosen afresh
-        ckpt = replace(ckpt, inference={**inference, "confidence": inference.get("confidence", defaults.FRAME_CONFIDENCE)})
+        inference["confidence"] = inference.get("confidence", defaults.FRAME_CONFIDENCE)
+        ckpt = replace(ckpt, inference=inference)
         rule = frame_confidence(ckpt)
     spec, fallback_spec = load_classifier(ckpt.candidate_classifier), fallback_classifier(ckpt)
 

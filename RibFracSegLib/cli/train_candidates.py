@@ -16,7 +16,8 @@ from pathlib import Path
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", required=True, help="harvested corpus folder (train/ and val/ inside)")
     parser.add_argument("--out", required=True, help="checkpoint to write (the base checkpoint + the classifier)")
-    parser.add_argument("--checkpoint", default=None, help="base fracture checkpoint (default: the shipped sliding-window one, ribfrac_ct.pt)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="base fracture checkpoint (default: the shipped sliding-window one, ribfrac_ct.pt)")
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)

@@ -43,8 +43,10 @@ class Detection:
     step_uv_mm: tuple[float, ...] = ()  # that step outward (u) and head-wards (v)
     angulation_deg: Optional[float] = None  # between the rib's axis either side of the break
     frame_code: int = -1  # the type the measurements alone give (label_code: the one reported)
-    # A rib-frame checkpoint's detections: "frame" (found along a straightened rib) or "fallback" (the
-    # sliding window on bone no frame covers); each kept at its own detector's floor. "" for CT checkpoints.
+    # A rib-frame checkpoint's detections: "frame" (found along a straightened rib), "fallback" (the
+    # sliding window on bone no frame covers), each kept at its own detector's floor, or "rib end" (found
+    # along a rib beyond where the frame network learned breaks: the fallback's classifier scores it;
+    # `frame_inference.by_source`). "" for CT checkpoints.
     source: str = ""
 
     def __post_init__(self) -> None:

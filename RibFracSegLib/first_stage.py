@@ -26,7 +26,7 @@ from .checkpoint import Checkpoint
 from .detections import Detection
 
 CACHE_VERSION = 1
-FRAME_RUN_VERSION = "cage"  # frame runs only: the fallback keeps to the rib cage beside an incomplete rib set
+FRAME_RUN_VERSION = "rib-ends"  # frame runs only: rib-end detections tagged (before: "cage")
 RUN_KEYS = ("precision", "fallback", "frame_overlap", "confidence")  # the checkpoint's `inference` entries that change the run
 
 
@@ -124,15 +124,15 @@ def second_stage(image: sitk.Image, stage: StageResult, spec, fallback_spec=None
                  floor: Optional[float] = None) -> StageResult:
     """The candidate classifier (`spec`, a loaded `ClassifierSpec`; None: unchanged) on first-stage
     detections, typed as `segment_ct` types them (the frame's measurements first: `reported_type`);
-    a rib-frame checkpoint's fallback detections through `fallback_spec` (`fallback_classifier`) instead.
+    a rib-frame checkpoint's fallback and rib-end detections through `fallback_spec` (`fallback_classifier`).
     With `floor` (the first-stage floor), frame detections with no classifier are reported as
     `segment_ct` reports them (`floor_odds`)."""
     from .candidates.classifier import classify
-    from .frame_inference import floor_odds
+    from .frame_inference import JUDGED_BY_FALLBACK, floor_odds
     from .ribs.frame_measure import reported_type
 
-    groups = [([d for d in stage.detections if d.source != "fallback"], spec),
-              ([d for d in stage.detections if d.source == "fallback"], fallback_spec)]
+    groups = [([d for d in stage.detections if d.source not in JUDGED_BY_FALLBACK], spec),
+              ([d for d in stage.detections if d.source in JUDGED_BY_FALLBACK], fallback_spec)]
     if not any(group and s is not None for group, s in groups):
         return stage if floor is None else StageResult(floor_odds(stage.detections, floor), stage.instances,
                                                        stage.timings_s)

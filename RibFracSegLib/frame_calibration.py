@@ -74,14 +74,16 @@ def _xyz(image: sitk.Image) -> np.ndarray:
 def _matched(name: str, stage, truth: Optional[sitk.Image], codes: dict[int, int], fallback_floor: float = 0.0):
     """The RibFrac match of one scan, each prediction's confidence its first-stage confidence
     (`first_confidence`; a fallback detection's ALWAYS: no frame floor drops it; below `fallback_floor`
-    on its classifier's probability it is left out, never counted)."""
+    on its classifier's probability it is left out, never counted, as is a rib-end detection, which
+    above it counts at its first-stage confidence like any frame detection)."""
     from .evaluation import match_case
     from .first_stage import first_confidence
+    from .frame_inference import JUDGED_BY_FALLBACK
 
     pred = _xyz(stage.instances)
     gt = np.zeros_like(pred) if truth is None else _xyz(truth)
     pred_info = [(d.id, ALWAYS if d.source == "fallback" else first_confidence(d), float(d.label_code))
-                 for d in stage.detections if d.source != "fallback" or d.confidence >= fallback_floor]
+                 for d in stage.detections if d.source not in JUDGED_BY_FALLBACK or d.confidence >= fallback_floor]
     return match_case(name, gt, pred, [(k, float(v)) for k, v in sorted(codes.items())], pred_info)
 
 

@@ -52,6 +52,7 @@ from .orientation import CanonicalVolume
 from .preprocess import patch_batch
 from .options import worker_threads
 from .progress import Cancel, Progress
+from .ribs.assign import break_support
 from .ribs.frame import RibFrame, frame_to_ct, rib_frames
 from .ribs.labels import RibLabels
 from .sliding_window import Box, PatchGrid, SlabAggregator, axis_starts, importance_map, keep_mask
@@ -229,16 +230,32 @@ def found_by_fallback(framed: FrameProbability, instances: np.ndarray, counts: d
     return {i for i, n in counts.items() if 2 * hits[i] > n}
 
 
+RIB_END = "rib end"  # a frame detection outside `break_support`: the network never saw a break there
+JUDGED_BY_FALLBACK = ("fallback", RIB_END)  # sources the fallback checkpoint's classifier scores
+
+
 def by_source(detections: list[Detection], labels: np.ndarray, framed: FrameProbability, frame_floor: float,
-               fallback_floor: float, peaks: Optional[dict[int, float]] = None) -> list[Detection]:
+              fallback_floor: float, peaks: Optional[dict[int, float]] = None,
+              lengths: Optional[dict[str, float]] = None) -> list[Detection]:
     """Each detection marked "frame" or "fallback" (most of its voxels hold the fallback's value) and
     kept when it reaches its own detector's confidence floor: the frame checkpoint's floor is
     calibrated for the frame network alone and would silence the fallback, or the fallback's
     floor would flood the frames (`labels` erased and renumbered to match). With `peaks` (id -> highest
-    probability: `frame_confidence` "peak") a frame detection's confidence is its peak."""
+    probability: `frame_confidence` "peak") a frame detection's confidence is its peak. With `lengths`
+    (rib name -> centreline mm) a frame detection on a rib outside `break_support` is a RIB_END: kept at
+    the frame floor, then scored by the fallback's classifier, because there (rib heads at their joints,
+    costochondral junctions) the network learned only intact anatomy and fires on joints as breaks."""
     by_fallback = found_by_fallback(framed, labels, {d.id: d.voxel_count for d in detections})
+
+    def frame_source(d: Detection) -> str:
+        if not lengths or d.rib not in lengths or d.rib_arc_mm is None:
+            return "frame"
+        lo, hi = break_support(lengths[d.rib])
+        return "frame" if lo <= d.rib_arc_mm <= hi else RIB_END
+
     tagged = [replace(d, source="fallback") if d.id in by_fallback else
-              replace(d, source="frame", confidence=peaks[d.id] if peaks else d.confidence) for d in detections]
+              replace(d, source=frame_source(d), confidence=peaks[d.id] if peaks else d.confidence)
+              for d in detections]
     kept = [d for d in tagged if d.confidence >= (fallback_floor if d.source == "fallback" else frame_floor)]
     return tagged if len(kept) == len(tagged) else keep_detections(kept, labels)
 
@@ -255,7 +272,7 @@ def floor_odds(detections: Sequence[Detection], floor: float) -> list[Detection]
 
     shift = logit(floor)
     return [replace(d, confidence=1.0 / (1.0 + math.exp(shift - logit(d.confidence))), network_confidence=d.confidence)
-            if d.source == "frame" else d for d in detections]
+            if d.source in ("frame", RIB_END) else d for d in detections]
 
 
 def frame_windows(shape: Sequence[int], patch_size: Sequence[int], overlap: float) -> list[Box]:

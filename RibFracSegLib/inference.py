@@ -23,7 +23,7 @@ from . import defaults
 from .checkpoint import Checkpoint, CheckpointError, build_model, load_checkpoint
 from .detections import Detection, FractureResult
 from .errors import Cancelled
-from .frame_inference import (Fallback, FrameProbability, by_source, checkpoint_space, fallback_checkpoint,
+from .frame_inference import (JUDGED_BY_FALLBACK, Fallback, FrameProbability, by_source, checkpoint_space, fallback_checkpoint,
                               fallback_classifier, floor_odds, frame_confidence, frame_probability)
 from .geometry import lps_to_ras
 from .networks.fusion import fold_batchnorm, keep_full_resolution_fp32
@@ -271,11 +271,12 @@ def _prepared_model(ckpt: Checkpoint, dev: torch.device) -> nn.Module:
 def _second_stage(image: sitk.Image, detections: list[Detection], labels: np.ndarray, ckpt: Checkpoint,
                   dev: torch.device, floor: float) -> list[Detection]:
     """The candidate classifier re-scores, types and drops detections (`labels` erased and renumbered
-    to match). A rib-frame checkpoint's fallback detections go through the fallback checkpoint's
+    to match). A rib-frame checkpoint's fallback and rib-end detections go through the fallback checkpoint's
     classifier, so a fracture keeps the confidence the CT path gives it; the others through the frame
     checkpoint's own (none: reported by `floor_odds` over the first-stage `floor`)."""
-    fallback = [d for d in detections if d.source == "fallback"]
-    groups = [([d for d in detections if d.source != "fallback"], load_classifier(ckpt.candidate_classifier, dev))]
+    fallback = [d for d in detections if d.source in JUDGED_BY_FALLBACK]
+    groups = [([d for d in detections if d.source not in JUDGED_BY_FALLBACK],
+               load_classifier(ckpt.candidate_classifier, dev))]
     if fallback:
         groups.append((fallback, fallback_classifier(ckpt, dev)))
     if not any(spec is not None and group for group, spec in groups):
@@ -387,7 +388,8 @@ def segment_ct(image: sitk.Image, checkpoint: str | Path | Checkpoint, *, device
     if framed is not None:
         peaks = {c.label: c.peak_probability for c in components} if frame_confidence(ckpt) == "peak" else None
         fallback_floor = float(fallback_checkpoint(ckpt).thresholds.get("min_confidence", defaults.MIN_CONFIDENCE))
-        detections = by_source(detections, labels, framed, params.min_confidence, fallback_floor, peaks)
+        lengths = {r.name: r.length_mm for r in ribs.ribs} if ribs is not None else None
+        detections = by_source(detections, labels, framed, params.min_confidence, fallback_floor, peaks, lengths)
     timings["postprocess"] = time.perf_counter() - t
     if classify_candidates:
         t = time.perf_counter()

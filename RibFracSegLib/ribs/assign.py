@@ -18,6 +18,14 @@ from .labels import Rib, RibLabels
 REGIONS = ("posterior", "lateral", "anterior")  # thirds of a rib's length from its head
 
 
+def break_support(length_mm: float) -> tuple[float, float]:
+    """The arc (mm from the head) of a rib `length_mm` long where the simulator places breaks, so the
+    only stretch on which the rib-frame network learned what a break is: clear of the head's joints
+    and of the anterior end's costochondral junction (`frame_inference.by_source`'s "rib end")."""
+    lo = max(defaults.SIMULATION_HEAD_CLEAR_MM, defaults.SIMULATION_HEAD_FRACTION * length_mm)
+    return lo, defaults.SIMULATION_END_FRACTION * length_mm
+
+
 def near_ribs(ribs: RibLabels, volume: CanonicalVolume, margin_mm: float) -> Optional[np.ndarray]:
     """Canonical bool mask of voxels within `margin_mm` of a rib, or None when no rib was found.
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import defaults
+from ..ribs.assign import break_support
 from ..ribs.frame import RibFrame
 
 Vec = tuple[float, float, float]
@@ -83,8 +84,7 @@ def draw_kind(rng: np.random.Generator) -> int:
 
 def draw_arc(frame: RibFrame, kind: int, rng: np.random.Generator) -> tuple[float, ...] | None:
     """Break positions on the bony rib away from its head and anterior end, or None if it is too short."""
-    lo = max(defaults.SIMULATION_HEAD_CLEAR_MM, 0.15 * frame.length_mm)
-    hi = 0.85 * frame.length_mm
+    lo, hi = break_support(frame.length_mm)
     span = float(rng.uniform(*defaults.SEGMENTAL_SPAN_MM)) if kind == 4 else 0.0
     if hi - span <= lo:
         return None

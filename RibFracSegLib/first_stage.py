@@ -26,7 +26,7 @@ from .checkpoint import Checkpoint
 from .detections import Detection
 
 CACHE_VERSION = 1
-FRAME_RUN_VERSION = "rib-ends"  # frame runs only: rib-end detections tagged (before: "cage")
+FRAME_RUN_VERSION = "rib-ends-2"  # frame runs only: rib-end detections tagged, with margin and partner lengths
 RUN_KEYS = ("precision", "fallback", "frame_overlap", "confidence")  # the checkpoint's `inference` entries that change the run
 
 

@@ -242,16 +242,18 @@ def by_source(detections: list[Detection], labels: np.ndarray, framed: FrameProb
     calibrated for the frame network alone and would silence the fallback, or the fallback's
     floor would flood the frames (`labels` erased and renumbered to match). With `peaks` (id -> highest
     probability: `frame_confidence` "peak") a frame detection's confidence is its peak. With `lengths`
-    (rib name -> centreline mm) a frame detection on a rib outside `break_support` is a RIB_END: kept at
-    the frame floor, then scored by the fallback's classifier, because there (rib heads at their joints,
-    costochondral junctions) the network learned only intact anatomy and fires on joints as breaks."""
+    (`support_lengths`) a frame detection more than FRAME_RIB_END_MARGIN_MM outside its rib's
+    `break_support` is a RIB_END: kept at the frame floor, then scored by the fallback's classifier,
+    because there (rib heads at their joints, costochondral junctions) the network learned only intact
+    anatomy and fires on joints as breaks."""
     by_fallback = found_by_fallback(framed, labels, {d.id: d.voxel_count for d in detections})
 
     def frame_source(d: Detection) -> str:
         if not lengths or d.rib not in lengths or d.rib_arc_mm is None:
             return "frame"
         lo, hi = break_support(lengths[d.rib])
-        return "frame" if lo <= d.rib_arc_mm <= hi else RIB_END
+        margin = defaults.FRAME_RIB_END_MARGIN_MM
+        return "frame" if lo - margin <= d.rib_arc_mm <= hi + margin else RIB_END
 
     tagged = [replace(d, source="fallback") if d.id in by_fallback else
               replace(d, source=frame_source(d), confidence=peaks[d.id] if peaks else d.confidence)

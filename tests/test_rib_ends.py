@@ -14,7 +14,8 @@ from RibFracSegLib.checkpoint import load_checkpoint, save_checkpoint
 from RibFracSegLib.first_stage import StageResult, fallback_classifier, second_stage
 from RibFracSegLib.inference import segment_ct
 from RibFracSegLib.phantom import PhantomParams, generate_phantom, rib_labels_from_phantom
-from RibFracSegLib.ribs.assign import break_support
+from RibFracSegLib.ribs.assign import break_support, support_lengths
+from RibFracSegLib.ribs.labels import Rib
 from RibFracSegLib.simulate.plan import draw_arc
 
 from test_frame_inference import BASE, POST, marked_fractures, marker_checkpoint, odds_over, with_classifier
@@ -46,6 +47,7 @@ def test_a_frame_detection_at_a_rib_end_is_scored_by_the_fallbacks_classifier(tm
     # the head clearance moved just past the fracture nearest its rib's head: that one alone is a rib end
     nearest = min(inside.detections, key=lambda d: d.rib_arc_mm)
     others = sorted(d.rib_arc_mm for d in inside.detections if d.id != nearest.id)
+    monkeypatch.setattr(defaults, "FRAME_RIB_END_MARGIN_MM", 0.0)
     monkeypatch.setattr(defaults, "SIMULATION_HEAD_FRACTION", 0.0)
     monkeypatch.setattr(defaults, "SIMULATION_HEAD_CLEAR_MM", (nearest.rib_arc_mm + others[0]) / 2)
     ended = run(marker_checkpoint("rib_frame", str(fallback)))
@@ -76,3 +78,18 @@ def test_a_frame_detection_at_a_rib_end_is_scored_by_the_fallbacks_classifier(tm
         [(d.source, round(d.confidence, 5)) for d in ended.detections]
     labels = sitk.GetArrayViewFromImage(ended.instances)
     assert sorted(np.unique(labels[labels > 0]).tolist()) == [1, 2, 3]
+    # a margin reaching the nearest one's arc makes it a frame detection again
+    monkeypatch.setattr(defaults, "FRAME_RIB_END_MARGIN_MM", defaults.SIMULATION_HEAD_CLEAR_MM - nearest.rib_arc_mm + 0.1)
+    assert [d.source for d in run(marker_checkpoint("rib_frame", str(fallback))).detections] == ["frame"] * 3
+
+
+def test_a_rib_cut_short_by_a_break_is_measured_by_its_partner():
+    """A trace that stops at a displaced break (R5: 150 mm of a 260 mm rib) would put the break at its end:
+    the support reads the longer of the pair; unnumbered ribs keep their own."""
+    def rib(side, number, length):
+        line = np.zeros((11, 3))
+        line[:, 0] = np.linspace(0, length, 11)
+        return Rib(side=side, number=number, centreline_lps=line)
+
+    lengths = support_lengths([rib("R", 5, 150.0), rib("L", 5, 260.0), rib("L", 6, 270.0), rib("R", None, 90.0)])
+    assert lengths == pytest.approx({"R5": 260.0, "L5": 260.0, "L6": 270.0, "unnumbered R": 90.0})

@@ -26,6 +26,16 @@ def break_support(length_mm: float) -> tuple[float, float]:
     return lo, defaults.SIMULATION_END_FRACTION * length_mm
 
 
+def support_lengths(ribs: Sequence[Rib]) -> dict[str, float]:
+    """Rib name -> the length `break_support` reads: its centreline's, or its partner's (same number,
+    other side) when longer, because a trace that stops at a displaced break is shorter than the rib
+    and would put the break at its end."""
+    own = {r.name: r.length_mm for r in ribs}
+    partner = lambda name: ("R" if name[0] == "L" else "L") + name[1:]  # noqa: E731
+    return {name: max(length, own.get(partner(name), 0.0)) if name[:1] in ("L", "R") else length
+            for name, length in own.items()}
+
+
 def near_ribs(ribs: RibLabels, volume: CanonicalVolume, margin_mm: float) -> Optional[np.ndarray]:
     """Canonical bool mask of voxels within `margin_mm` of a rib, or None when no rib was found.
 

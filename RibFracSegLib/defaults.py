@@ -301,7 +301,7 @@ SIMULATION_EXTENT_MM = (3.5, 6.0)  # half-length of an annotation along the rib 
 SIMULATION_LABEL_MARGIN_MM = 1.5  # annotation reaches this far beyond the bone (RibFrac-like blobs)
 SIMULATION_RIB_REACH_MM = 12.0  # a rib's voxels lie within this of its centreline (annotation too)
 FRAME_RIB_END_MARGIN_MM = SIMULATION_EXTENT_MM[1]  # a frame detection is a "rib end" only this far beyond the
-#   breaks' support (`ribs.assign.break_support`): a break's annotation reaches this far along the rib
+#   breaks' support and from its trace's tips (`ribs.assign.at_rib_end`): a break's annotation reaches this far
 SIMULATION_RIB_AREA_MM2 = (15.0, 250.0)  # a rib's bony cross-section at a break: smaller is a fragment of a
 # mask, larger is not a rib (scapula, clavicle, vertebra mislabelled as one): no fracture there
 SEGMENTAL_SPAN_MM = (16.0, 28.0)

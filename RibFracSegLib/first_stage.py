@@ -26,7 +26,7 @@ from .checkpoint import Checkpoint
 from .detections import Detection
 
 CACHE_VERSION = 1
-FRAME_RUN_VERSION = "rib-ends-2"  # frame runs only: rib-end detections tagged, with margin and partner lengths
+FRAME_RUN_VERSION = "rib-ends-3"  # frame runs only: rib-end detections tagged (`ribs.assign.at_rib_end`)
 RUN_KEYS = ("precision", "fallback", "frame_overlap", "confidence")  # the checkpoint's `inference` entries that change the run
 
 

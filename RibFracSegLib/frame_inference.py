@@ -52,7 +52,7 @@ from .orientation import CanonicalVolume
 from .preprocess import patch_batch
 from .options import worker_threads
 from .progress import Cancel, Progress
-from .ribs.assign import break_support
+from .ribs.assign import at_rib_end
 from .ribs.frame import RibFrame, frame_to_ct, rib_frames
 from .ribs.labels import RibLabels
 from .sliding_window import Box, PatchGrid, SlabAggregator, axis_starts, importance_map, keep_mask
@@ -236,14 +236,14 @@ JUDGED_BY_FALLBACK = ("fallback", RIB_END)  # sources the fallback checkpoint's 
 
 def by_source(detections: list[Detection], labels: np.ndarray, framed: FrameProbability, frame_floor: float,
               fallback_floor: float, peaks: Optional[dict[int, float]] = None,
-              lengths: Optional[dict[str, float]] = None) -> list[Detection]:
+              lengths: Optional[dict[str, tuple[float, float]]] = None) -> list[Detection]:
     """Each detection marked "frame" or "fallback" (most of its voxels hold the fallback's value) and
     kept when it reaches its own detector's confidence floor: the frame checkpoint's floor is
     calibrated for the frame network alone and would silence the fallback, or the fallback's
     floor would flood the frames (`labels` erased and renumbered to match). With `peaks` (id -> highest
     probability: `frame_confidence` "peak") a frame detection's confidence is its peak. With `lengths`
-    (`support_lengths`) a frame detection more than FRAME_RIB_END_MARGIN_MM outside its rib's
-    `break_support` is a RIB_END: kept at the frame floor, then scored by the fallback's classifier,
+    (`rib_lengths`) a frame detection `at_rib_end` is a RIB_END: kept at the frame floor, then scored
+    by the fallback's classifier,
     because there (rib heads at their joints, costochondral junctions) the network learned only intact
     anatomy and fires on joints as breaks."""
     by_fallback = found_by_fallback(framed, labels, {d.id: d.voxel_count for d in detections})
@@ -251,9 +251,7 @@ def by_source(detections: list[Detection], labels: np.ndarray, framed: FrameProb
     def frame_source(d: Detection) -> str:
         if not lengths or d.rib not in lengths or d.rib_arc_mm is None:
             return "frame"
-        lo, hi = break_support(lengths[d.rib])
-        margin = defaults.FRAME_RIB_END_MARGIN_MM
-        return "frame" if lo - margin <= d.rib_arc_mm <= hi + margin else RIB_END
+        return RIB_END if at_rib_end(d.rib_arc_mm, *lengths[d.rib]) else "frame"
 
     tagged = [replace(d, source="fallback") if d.id in by_fallback else
               replace(d, source=frame_source(d), confidence=peaks[d.id] if peaks else d.confidence)

@@ -34,7 +34,7 @@ from .orientation import CanonicalVolume, canonical_volume
 from .progress import Cancel, Progress
 from .ribs import RibLabels, segment_ribs
 from .candidates.classifier import classify, keep_detections, load_classifier
-from .ribs.assign import locate_on_rib, near_ribs, support_lengths
+from .ribs.assign import locate_on_rib, near_ribs, rib_lengths
 from .ribs.frame_measure import measure_detections
 from .sliding_window import Box, PatchGrid, SlabAggregator, importance_map, keep_mask
 
@@ -388,7 +388,7 @@ def segment_ct(image: sitk.Image, checkpoint: str | Path | Checkpoint, *, device
     if framed is not None:
         peaks = {c.label: c.peak_probability for c in components} if frame_confidence(ckpt) == "peak" else None
         fallback_floor = float(fallback_checkpoint(ckpt).thresholds.get("min_confidence", defaults.MIN_CONFIDENCE))
-        lengths = support_lengths(ribs.ribs) if ribs is not None else None
+        lengths = rib_lengths(ribs.ribs) if ribs is not None else None
         detections = by_source(detections, labels, framed, params.min_confidence, fallback_floor, peaks, lengths)
     timings["postprocess"] = time.perf_counter() - t
     if classify_candidates:

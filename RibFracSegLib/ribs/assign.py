@@ -26,14 +26,22 @@ def break_support(length_mm: float) -> tuple[float, float]:
     return lo, defaults.SIMULATION_END_FRACTION * length_mm
 
 
-def support_lengths(ribs: Sequence[Rib]) -> dict[str, float]:
-    """Rib name -> the length `break_support` reads: its centreline's, or its partner's (same number,
-    other side) when longer, because a trace that stops at a displaced break is shorter than the rib
-    and would put the break at its end."""
+def rib_lengths(ribs: Sequence[Rib]) -> dict[str, tuple[float, float]]:
+    """Rib name -> (its centreline's length, the longer of its pair's): `at_rib_end` reads both."""
     own = {r.name: r.length_mm for r in ribs}
     partner = lambda name: ("R" if name[0] == "L" else "L") + name[1:]  # noqa: E731
-    return {name: max(length, own.get(partner(name), 0.0)) if name[:1] in ("L", "R") else length
+    return {name: (length, max(length, own.get(partner(name), 0.0)) if name[:1] in ("L", "R") else length)
             for name, length in own.items()}
+
+
+def at_rib_end(arc_mm: float, own_mm: float, pair_mm: float) -> bool:
+    """Whether a point `arc_mm` along a rib lies at one of its ends, beyond where breaks were learned:
+    more than FRAME_RIB_END_MARGIN_MM outside `break_support` of the pair's longer rib (`pair_mm`),
+    yet not within that margin of its own trace's tips (`own_mm`): a trace stops at a displaced break,
+    which then lies at its tip, where its length would otherwise call it an end."""
+    lo, hi = break_support(pair_mm)
+    margin = defaults.FRAME_RIB_END_MARGIN_MM
+    return margin < arc_mm < lo - margin or hi + margin < arc_mm < own_mm - margin
 
 
 def near_ribs(ribs: RibLabels, volume: CanonicalVolume, margin_mm: float) -> Optional[np.ndarray]:

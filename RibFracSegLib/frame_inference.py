@@ -230,7 +230,7 @@ def found_by_fallback(framed: FrameProbability, instances: np.ndarray, counts: d
     return {i for i, n in counts.items() if 2 * hits[i] > n}
 
 
-RIB_END = "rib end"  # a frame detection outside `break_support`: the network never saw a break there
+RIB_END = "rib end"  # a frame detection `at_rib_end`: the network never saw a break there
 JUDGED_BY_FALLBACK = ("fallback", RIB_END)  # sources the fallback checkpoint's classifier scores
 
 
@@ -243,9 +243,8 @@ def by_source(detections: list[Detection], labels: np.ndarray, framed: FrameProb
     floor would flood the frames (`labels` erased and renumbered to match). With `peaks` (id -> highest
     probability: `frame_confidence` "peak") a frame detection's confidence is its peak. With `lengths`
     (`rib_lengths`) a frame detection `at_rib_end` is a RIB_END: kept at the frame floor, then scored
-    by the fallback's classifier,
-    because there (rib heads at their joints, costochondral junctions) the network learned only intact
-    anatomy and fires on joints as breaks."""
+    by the fallback's classifier, because there (rib heads at their joints, costochondral junctions)
+    the network learned only intact anatomy and fires on joints as breaks."""
     by_fallback = found_by_fallback(framed, labels, {d.id: d.voxel_count for d in detections})
 
     def frame_source(d: Detection) -> str:

@@ -23,8 +23,9 @@ from . import defaults
 from .checkpoint import Checkpoint, CheckpointError, build_model, load_checkpoint
 from .detections import Detection, FractureResult
 from .errors import Cancelled
-from .frame_inference import (JUDGED_BY_FALLBACK, Fallback, FrameProbability, by_source, checkpoint_space, fallback_checkpoint,
-                              fallback_classifier, floor_odds, frame_confidence, frame_probability)
+from .frame_inference import (JUDGED_BY_FALLBACK, Fallback, FrameProbability, by_source, checkpoint_space,
+                              fallback_checkpoint, fallback_classifier, floor_odds, frame_confidence,
+                              frame_probability)
 from .geometry import lps_to_ras
 from .networks.fusion import fold_batchnorm, keep_full_resolution_fp32
 from .precision import AutoPrecision, auto_precision
@@ -271,9 +272,9 @@ def _prepared_model(ckpt: Checkpoint, dev: torch.device) -> nn.Module:
 def _second_stage(image: sitk.Image, detections: list[Detection], labels: np.ndarray, ckpt: Checkpoint,
                   dev: torch.device, floor: float) -> list[Detection]:
     """The candidate classifier re-scores, types and drops detections (`labels` erased and renumbered
-    to match). A rib-frame checkpoint's fallback and rib-end detections go through the fallback checkpoint's
-    classifier, so a fracture keeps the confidence the CT path gives it; the others through the frame
-    checkpoint's own (none: reported by `floor_odds` over the first-stage `floor`)."""
+    to match). A rib-frame checkpoint's fallback and rib-end detections go through the fallback
+    checkpoint's classifier, so a fracture keeps the confidence the CT path gives it; the others through
+    the frame checkpoint's own (none: reported by `floor_odds` over the first-stage `floor`)."""
     fallback = [d for d in detections if d.source in JUDGED_BY_FALLBACK]
     groups = [([d for d in detections if d.source not in JUDGED_BY_FALLBACK],
                load_classifier(ckpt.candidate_classifier, dev))]

@@ -21,17 +21,19 @@ REGIONS = ("posterior", "lateral", "anterior")  # thirds of a rib's length from 
 def break_support(length_mm: float) -> tuple[float, float]:
     """The arc (mm from the head) of a rib `length_mm` long where the simulator places breaks, so the
     only stretch on which the rib-frame network learned what a break is: clear of the head's joints
-    and of the anterior end's costochondral junction (`frame_inference.by_source`'s "rib end")."""
+    and of the anterior end's costochondral junction (`at_rib_end`)."""
     lo = max(defaults.SIMULATION_HEAD_CLEAR_MM, defaults.SIMULATION_HEAD_FRACTION * length_mm)
     return lo, defaults.SIMULATION_END_FRACTION * length_mm
 
 
 def rib_lengths(ribs: Sequence[Rib]) -> dict[str, tuple[float, float]]:
-    """Rib name -> (its centreline's length, the longer of its pair's): `at_rib_end` reads both."""
-    own = {r.name: r.length_mm for r in ribs}
-    partner = lambda name: ("R" if name[0] == "L" else "L") + name[1:]  # noqa: E731
-    return {name: (length, max(length, own.get(partner(name), 0.0)) if name[:1] in ("L", "R") else length)
-            for name, length in own.items()}
+    """Rib name -> (its centreline's length, the longer of its left/right pair's; an unnumbered rib's
+    own): `at_rib_end` reads both."""
+    pair: dict[int, float] = {}
+    for r in ribs:
+        if r.number:
+            pair[r.number] = max(pair.get(r.number, 0.0), r.length_mm)
+    return {r.name: (r.length_mm, pair[r.number] if r.number else r.length_mm) for r in ribs}
 
 
 def at_rib_end(arc_mm: float, own_mm: float, pair_mm: float) -> bool:

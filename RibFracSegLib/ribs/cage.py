@@ -203,17 +203,24 @@ def bridge_breaks(cage: np.ndarray, regions: np.ndarray, lung_distance: Optional
     loose = cage & (regions == 0)
     if not loose.any() or not regions.any():
         return regions
-    distance, index = ndimage.distance_transform_edt(regions == 0, sampling=spacing_zyx, return_indices=True)
+    rib = regions > 0  # pieces join the ribs as they were: the order of pieces changes nothing
     labels, _ = ndimage.label(loose, structure=np.ones((3, 3, 3), bool))
     min_voxels = defaults.RIB_BRIDGE_MIN_MM3 / float(np.prod(spacing_zyx))
+    reach = [int(np.ceil(defaults.RIB_BRIDGE_MM / s)) + 1 for s in spacing_zyx]
     for i, box in enumerate(ndimage.find_objects(labels), start=1):
         piece = labels[box] == i
         if piece.sum() < min_voxels:
             continue
         if lung_distance is not None and np.median(lung_distance[box][piece]) > defaults.RIB_REGION_MAX_LUNG_MM:
             continue
-        d = np.where(piece, distance[box], np.inf)
+        # a rib within RIB_BRIDGE_MM of the piece lies in its box grown by that much: distances there only
+        near = tuple(slice(max(0, b.start - r), b.stop + r) for b, r in zip(box, reach))
+        if not rib[near].any():
+            continue
+        distance, index = ndimage.distance_transform_edt(~rib[near], sampling=spacing_zyx, return_indices=True)
+        inner = tuple(slice(b.start - n.start, b.stop - n.start) for b, n in zip(box, near))
+        d = np.where(piece, distance[inner], np.inf)
         k = np.unravel_index(int(np.argmin(d)), d.shape)
         if d[k] <= defaults.RIB_BRIDGE_MM:
-            regions[box][piece] = regions[tuple(int(index[a][box][k]) for a in range(3))]
+            regions[box][piece] = regions[near][tuple(int(index[a][inner][k]) for a in range(3))]
     return regions

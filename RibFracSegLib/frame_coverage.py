@@ -17,6 +17,7 @@ from scipy.spatial import cKDTree
 
 from . import defaults
 from .geometry import indices_to_lps
+from .options import worker_threads
 from .orientation import CanonicalVolume
 from .ribs.frame import RibFrame
 from .ribs.labels import RibLabels, rib_label_value
@@ -101,10 +102,11 @@ def frames_reach(frames: Sequence[RibFrame], image: sitk.Image, kji: np.ndarray)
         ask = ask[np.all((lps[ask, :2] >= lo[:2]) & (lps[ask, :2] <= hi[:2]), axis=1)]
         if not len(ask):
             continue
-        distance, _ = frame.tree().query(lps[ask], distance_upper_bound=reach)
-        ask = ask[np.isfinite(distance)]
+        distance, nearest = frame.tree().query(lps[ask], distance_upper_bound=reach, workers=worker_threads(1))
+        near = np.isfinite(distance)
+        ask = ask[near]
         if len(ask):
-            inside[ask[np.isfinite(frame.lps_to_index(lps[ask])[:, 0])]] = True
+            inside[ask[np.isfinite(frame.lps_to_index(lps[ask], nearest[near])[:, 0])]] = True
     return inside
 
 

@@ -32,6 +32,7 @@ from scipy.spatial import cKDTree
 
 from .. import defaults
 from ..geometry import distance_mm, index_to_lps_affine
+from ..options import worker_threads
 from .centrelines import resample_polyline
 from .labels import Rib
 
@@ -57,6 +58,7 @@ class RibFrame:
     v: np.ndarray  # (m, 3) unit, second cross axis: head-wards on average
     volume: Optional[np.ndarray] = None  # (m, 2 * half + 1, 2 * half + 1) float32 HU, after `sample`
     _tree: Optional[cKDTree] = field(default=None, init=False, repr=False, compare=False)
+    _planes: Optional[tuple] = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -123,12 +125,15 @@ class RibFrame:
         return (self.index_to_lps(index) - origin) @ np.linalg.inv(m).T
 
     # --- LPS / CT -> frame index ---------------------------------------------------------------------
-    def lps_to_index(self, points_lps) -> np.ndarray:
+    def lps_to_index(self, points_lps, nearest: Optional[np.ndarray] = None) -> np.ndarray:
         """(..., 3) LPS mm -> (..., 3) continuous frame index; NaN rows for points beyond the frame
-        (more than half a voxel past its first or last section or its cross-section's edge)."""
+        (more than half a voxel past its first or last section or its cross-section's edge).
+        `nearest`: each point's nearest section, when the caller has looked it up already."""
         x = np.asarray(points_lps, float)
         flat = x.reshape(-1, 3)
-        _, nearest = self.tree().query(flat)
+        if nearest is None:
+            _, nearest = self.tree().query(flat, workers=worker_threads(1))
+        nearest = np.asarray(nearest).reshape(-1)
         last = len(self.points_lps) - 2
         seg = np.minimum(nearest, last).astype(np.int64)
         f = self._plane_fraction(flat, seg)
@@ -181,19 +186,27 @@ class RibFrame:
     def _plane_fraction(self, x: np.ndarray, seg: np.ndarray) -> np.ndarray:
         """f such that x lies in the plane spanned by u(seg + f), v(seg + f) through p(seg + f):
         det[x - p, u, v] = 0, a cubic in f (each column is linear in f), solved by Newton from its
-        linear part."""
-        p0, p1 = self.points_lps[seg], self.points_lps[seg + 1]
-        u0, du = self.u[seg], self.u[seg + 1] - self.u[seg]
-        v0, dv = self.v[seg], self.v[seg + 1] - self.v[seg]
-        d0, dd = x - p0, p0 - p1
-        c0, c1, c2 = np.cross(u0, v0), np.cross(du, v0) + np.cross(u0, dv), np.cross(du, dv)
+        linear part. The cubic's coefficients that do not depend on x are made once per segment."""
+        p0, c0, c1, c2, e1, e2, k3 = (a[seg] for a in self._plane_terms())
+        d0 = x - p0
         dot = lambda a, b: np.einsum("ij,ij->i", a, b)  # noqa: E731
-        k0, k1 = dot(d0, c0), dot(d0, c1) + dot(dd, c0)
-        k2, k3 = dot(d0, c2) + dot(dd, c1), dot(dd, c2)
+        k0, k1, k2 = dot(d0, c0), dot(d0, c1) + e1, dot(d0, c2) + e2
         f = -k0 / k1
         for _ in range(_NEWTON_STEPS):
             f = f - (((k3 * f + k2) * f + k1) * f + k0) / ((3 * k3 * f + 2 * k2) * f + k1)
         return f
+
+    def _plane_terms(self) -> tuple[np.ndarray, ...]:
+        """Per segment (built once): its first point, the cross products c0, c1, c2 of its axes
+        (det[d, u, v] = d . (c0 + f c1 + f^2 c2)) and the x-free parts of the cubic's terms."""
+        if self._planes is None:
+            p0, dd = self.points_lps[:-1], self.points_lps[:-1] - self.points_lps[1:]
+            u0, du = self.u[:-1], self.u[1:] - self.u[:-1]
+            v0, dv = self.v[:-1], self.v[1:] - self.v[:-1]
+            c0, c1, c2 = np.cross(u0, v0), np.cross(du, v0) + np.cross(u0, dv), np.cross(du, dv)
+            dot = lambda a, b: np.einsum("ij,ij->i", a, b)  # noqa: E731
+            self._planes = (p0, c0, c1, c2, dot(dd, c0), dot(dd, c1), dot(dd, c2))
+        return self._planes
 
     # --- CT values in and out ----------------------------------------------------------------------
     def sample(self, ct: sitk.Image, array: Optional[np.ndarray] = None, chunk: int = 64) -> np.ndarray:

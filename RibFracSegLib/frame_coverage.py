@@ -81,7 +81,8 @@ def beside_own_frame(mask: np.ndarray, ribs: RibLabels, frames: Sequence[RibFram
             continue
         interior = np.concatenate([np.arange(len(f.points_lps)) % (len(f.points_lps) - 1) > 0 for f in own])
         pick = value == label
-        beside[pick] = interior[cKDTree(np.concatenate([f.points_lps for f in own])).query(lps[pick])[1]]
+        tree = cKDTree(np.concatenate([f.points_lps for f in own]))
+        beside[pick] = interior[tree.query(lps[pick], workers=worker_threads(1))[1]]
     out[tuple(kji[beside].T)] = True
     return out
 
@@ -91,15 +92,16 @@ def frames_reach(frames: Sequence[RibFrame], image: sitk.Image, kji: np.ndarray)
     Each frame is asked only about voxels within reach of its sections (box: its S range from the
     points sorted by S, then L and P; then nearest section)."""
     lps = indices_to_lps(image, np.asarray(kji, float)[:, ::-1])
-    inside = np.zeros(len(lps), bool)
     by_s = np.argsort(lps[:, 2], kind="stable")
-    s_sorted = lps[by_s, 2]
+    lps = lps[by_s]  # sorted by S: a frame's S range is one contiguous run
+    inside = np.zeros(len(lps), bool)
     for frame in frames:
         reach = ((frame.half + 0.5) * np.sqrt(2.0) + 1.0) * frame.voxel_mm  # a section's corner, half a section on
         lo, hi = frame.points_lps.min(axis=0) - reach, frame.points_lps.max(axis=0) + reach
-        ask = by_s[np.searchsorted(s_sorted, lo[2], "left"):np.searchsorted(s_sorted, hi[2], "right")]
-        ask = ask[~inside[ask]]
-        ask = ask[np.all((lps[ask, :2] >= lo[:2]) & (lps[ask, :2] <= hi[:2]), axis=1)]
+        first, stop = np.searchsorted(lps[:, 2], lo[2], "left"), np.searchsorted(lps[:, 2], hi[2], "right")
+        run = lps[first:stop]
+        ask = np.flatnonzero(~inside[first:stop] & (run[:, 0] >= lo[0]) & (run[:, 0] <= hi[0])
+                             & (run[:, 1] >= lo[1]) & (run[:, 1] <= hi[1])) + first
         if not len(ask):
             continue
         distance, nearest = frame.tree().query(lps[ask], distance_upper_bound=reach, workers=worker_threads(1))
@@ -107,7 +109,9 @@ def frames_reach(frames: Sequence[RibFrame], image: sitk.Image, kji: np.ndarray)
         ask = ask[near]
         if len(ask):
             inside[ask[np.isfinite(frame.lps_to_index(lps[ask], nearest[near])[:, 0])]] = True
-    return inside
+    out = np.zeros(len(lps), bool)
+    out[by_s] = inside
+    return out
 
 
 def fallback_margin(patch_size: Sequence[int]) -> int:

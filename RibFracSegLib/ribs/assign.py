@@ -13,6 +13,7 @@ import numpy as np
 from .. import defaults
 from ..geometry import distance_mm
 from ..orientation import CanonicalVolume
+from ..preprocess import block_any
 from .labels import Rib, RibLabels
 
 REGIONS = ("posterior", "lateral", "anterior")  # thirds of a rib's length from its head
@@ -58,10 +59,7 @@ def near_ribs(ribs: RibLabels, volume: CanonicalVolume, margin_mm: float) -> Opt
     if not labels.any():
         return None
     factors = tuple(max(1, int(round(defaults.RIB_WORK_MM / s))) for s in volume.spacing_zyx)
-    padded = [int(np.ceil(n / f)) * f for n, f in zip(labels.shape, factors)]
-    rib = np.pad(labels > 0, [(0, p - n) for p, n in zip(padded, labels.shape)])
-    blocks = rib.reshape(padded[0] // factors[0], factors[0], padded[1] // factors[1], factors[1],
-                         padded[2] // factors[2], factors[2]).any(axis=(1, 3, 5))
+    blocks = block_any(labels > 0, factors)
     spacing = tuple(s * f for s, f in zip(volume.spacing_zyx, factors))
     near = distance_mm(~blocks, spacing) <= margin_mm + max(spacing)
     for axis, f in enumerate(factors):

@@ -25,9 +25,11 @@ from .labels import RibLabels
 from .numbering import RibRegion, number_ribs
 
 
-def grow_ribs(image: sitk.Image, marks: ColumnLandmarks, lungs: Lungs, start: Optional[CageStart] = None) -> RibLabels:
+def grow_ribs(image: sitk.Image, marks: ColumnLandmarks, lungs: Lungs, start: Optional[CageStart] = None,
+              labelled: bool = True) -> RibLabels:
     """Segment and number the ribs of a CT (HU) by growing seeds; unnumbered ribs keep their side.
-    `start`: the CT's `cage_start` (made here when not given)."""
+    `start`: the CT's `cage_start` (made here when not given). `labelled=False`: the label image deferred
+    (`RibLabels.finish_labels`)."""
     t0 = time.perf_counter()
     extent, lung_distance = lungs.extent, lungs.distance
     canon, grid, body, track, sp = marks.canon, marks.grid, marks.body, marks.track, marks.grid.spacing_zyx
@@ -48,7 +50,7 @@ def grow_ribs(image: sitk.Image, marks: ColumnLandmarks, lungs: Lungs, start: Op
                                 apex_in_view=extent.apex_in_view)
     lines = _centrelines(regions_img, regions, track, grid, canon)
     timings["numbering"] = time.perf_counter() - t0 - sum(timings.values())
-    result = rib_labels(image, regions_img, regions, lines, grid, canon, anchor, notes)
+    result = rib_labels(image, regions_img, regions, lines, grid, canon, anchor, notes, labelled)
     result.timings_s = {**timings, "labels": time.perf_counter() - t0 - sum(timings.values())}
     return result
 

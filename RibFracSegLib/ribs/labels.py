@@ -8,7 +8,7 @@ could not be numbered confidently (kept with its side, never given a guessed num
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import SimpleITK as sitk
@@ -85,7 +85,8 @@ class Rib:
 class RibLabels:
     """A CT's ribs: the label image on the input grid plus one `Rib` per rib found."""
 
-    labels: sitk.Image  # UInt8 on the input CT's grid, values as in the module docstring
+    labels: Optional[sitk.Image]  # UInt8 on the input CT's grid, values as in the module docstring (None
+    #   only inside the rib step, until `finish_labels`: the set it sets aside never needs one)
     ribs: list[Rib]
     numbering: str = "none"  # how numbers were anchored: "rib 1", "rib 12", or "none"
     notes: list[str] = field(default_factory=list)  # why a rib is unnumbered, what was odd
@@ -93,6 +94,15 @@ class RibLabels:
     cage: Optional[sitk.Image] = None  # UInt8 on the rib step's (coarser) working grid: 1 where bone may be
     #   rib (`ribs/cage.cage_bone`: not spine, sternum, thicker structures, scapulae, clavicles), grown by one
     #   working voxel; where a rib the step missed can lie (`frame_coverage.fallback_bone`). None: not made
+    make_labels: Optional[Callable[[], sitk.Image]] = field(default=None, repr=False, compare=False)
+    #   how `finish_labels` makes `labels` (and each rib's voxel count) when they were deferred
+
+    def finish_labels(self) -> "RibLabels":
+        """Make the deferred label image (and each rib's voxel count) now; returns self."""
+        if self.labels is None and self.make_labels is not None:
+            self.labels = self.make_labels()
+        self.make_labels = None
+        return self
 
     def in_cage(self, lps: np.ndarray) -> np.ndarray:
         """(n,) bool: which LPS points (n, 3) lie in the cage; all of them when there is no cage."""

@@ -37,21 +37,28 @@ def input_labels(regions_img: np.ndarray, regions: list[RibRegion], grid, canon)
         bone = fill_holes_per_slice(bone) & inside
         block[~bone] = 0
         full[box] = block
-        per_value = np.bincount(block.ravel(), minlength=256)
+        per_value = np.bincount(block[block > 0], minlength=256)  # rib voxels only: 10x faster than all of the box
         counts = {r.label: int(per_value[value[r.label]]) for r in regions}
     return canon.to_input(full), counts
 
 
 def rib_labels(image: sitk.Image, regions_img: np.ndarray, regions: list[RibRegion], lines: dict,
-               grid, canon, anchor: str, notes: list[str]) -> RibLabels:
+               grid, canon, anchor: str, notes: list[str], labelled: bool = True) -> RibLabels:
     """`RibLabels` of numbered `regions` (working-grid partition `regions_img`, centrelines `lines` by
-    region label): labels on `image`'s grid, ribs sorted by side, number, height."""
+    region label): labels on `image`'s grid, ribs sorted by side, number, height. `labelled=False`
+    defers the label image (`RibLabels.finish_labels`): the rib step makes it only for the set it keeps."""
     ribs = [Rib(side=r.side, number=r.number, centreline_lps=lines[r.label], voxel_count=0,
                 number_confidence=r.confidence) for r in regions]
-    labels, counts = input_labels(regions_img, regions, grid, canon)
-    for rib, region in zip(ribs, regions):
-        rib.voxel_count = int(counts.get(region.label, 0))
-    out = sitk.GetImageFromArray(labels)
-    out.CopyInformation(image)
+    by_label = {region.label: rib for rib, region in zip(ribs, regions)}
+
+    def make() -> sitk.Image:
+        labels, counts = input_labels(regions_img, regions, grid, canon)
+        for label, n in counts.items():
+            by_label[label].voxel_count = int(n)
+        out = sitk.GetImageFromArray(labels)
+        out.CopyInformation(image)
+        return out
+
     ribs.sort(key=lambda r: (r.side, r.number or 99, -r.centreline_lps[:, 2].mean()))
-    return RibLabels(labels=out, ribs=ribs, numbering=anchor, notes=notes)
+    result = RibLabels(labels=None, ribs=ribs, numbering=anchor, notes=notes, make_labels=make)
+    return result.finish_labels() if labelled else result

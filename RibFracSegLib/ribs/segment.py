@@ -47,16 +47,16 @@ def segment_ribs(image: sitk.Image, landmarks: Optional[ColumnLandmarks] = None,
     cage = cage_image(start.cage, marks)
     if method == "trace":
         return _timed(trace_ribs(image, marks, lungs, start), shared, cage)
-    grown = _timed(grow_ribs(image, marks, lungs, start), shared, cage)
+    grown = grow_ribs(image, marks, lungs, start, labelled=method == "grow")
     if method == "grow" or grown.complete():
-        return grown
-    traced = trace_ribs(image, marks, lungs, start)
+        return _labelled(_timed(grown, shared, cage))
+    traced = trace_ribs(image, marks, lungs, start, labelled=False)  # labels only for the set kept
     better = agreement(traced) >= max(agreement(grown) + defaults.RIB_TRACED_MIN_GAIN_PAIRS, defaults.RIB_SKIP_MIN_PAIRS)
     keep, other, name = (traced, grown, "grown") if better else (grown, traced, "traced")
     keep.notes.append(f"the {name} rib set was set aside ({agreement(other)} numbered left/right pairs of like "
                       f"length, against {agreement(keep)})")
     keep.timings_s.update({f"other {k}": v for k, v in other.timings_s.items()})
-    return _timed(keep, shared, cage)
+    return _labelled(_timed(keep, shared, cage))
 
 
 def cage_image(cage: np.ndarray, marks: ColumnLandmarks) -> sitk.Image:
@@ -80,6 +80,14 @@ def agreement(ribs: RibLabels) -> int:
         a, b = length.get(("L", k)), length.get(("R", k))
         pairs += bool(a and b and min(a, b) >= defaults.RIB_PAIR_LENGTH_RATIO * max(a, b))
     return pairs
+
+
+def _labelled(ribs: RibLabels) -> RibLabels:
+    """The kept set with its label image made (deferred until the choice), timed as "labels"."""
+    t = time.perf_counter()
+    ribs.finish_labels()
+    ribs.timings_s["labels"] = ribs.timings_s.get("labels", 0.0) + time.perf_counter() - t
+    return ribs
 
 
 def _timed(ribs: RibLabels, shared_s: float, cage: sitk.Image) -> RibLabels:

@@ -26,9 +26,11 @@ from .numbering import RibRegion, number_ribs
 from .regions import rib_labels
 from .trace import Sampler, Trace, follow, seed_direction
 
-def trace_ribs(image: sitk.Image, marks: ColumnLandmarks, lungs: Lungs, start: Optional[CageStart] = None) -> RibLabels:
+def trace_ribs(image: sitk.Image, marks: ColumnLandmarks, lungs: Lungs, start: Optional[CageStart] = None,
+               labelled: bool = True) -> RibLabels:
     """Segment and number the ribs of a CT (HU) by tracing them; unnumbered ribs keep their side.
-    `start`: the CT's `cage_start`, when the grown ribs made it already."""
+    `start`: the CT's `cage_start`, when the grown ribs made it already. `labelled=False`: the label
+    image deferred (`RibLabels.finish_labels`)."""
     t0, timings = time.perf_counter(), {}
     grid, body, bone, track = marks.grid, marks.body, marks.bone, marks.track
     canon, sp, extent = marks.canon, grid.spacing_zyx, lungs.extent
@@ -53,7 +55,7 @@ def trace_ribs(image: sitk.Image, marks: ColumnLandmarks, lungs: Lungs, start: O
              for t in traces}
     timings["numbering"] = time.perf_counter() - t0 - sum(timings.values())
     regions_img = _tubes(traces, bone & body & ~thick, frame)
-    result = rib_labels(image, regions_img, regions, lines, grid, canon, anchor, notes)
+    result = rib_labels(image, regions_img, regions, lines, grid, canon, anchor, notes, labelled)
     result.timings_s = {**timings, "labels": time.perf_counter() - t0 - sum(timings.values())}
     return result
 

@@ -35,12 +35,30 @@ def _offsets(track: SpineTrack, shape: tuple[int, int, int], spacing_zyx) -> tup
 
 
 def _thick(bone: np.ndarray, spacing_zyx) -> np.ndarray:
-    """Opening by a ball of RIB_MAX_THICKNESS_MM (two distance transforms), grown by a rim."""
+    """Opening by a ball of RIB_MAX_THICKNESS_MM (two distance transforms), grown by a rim. Each
+    transform runs in the box that decides it (the bone's box and one voxel; the core's box and the
+    grown radius): a voxel's nearest background, or core, lies there. Same result, a third of the work."""
     r = defaults.RIB_MAX_THICKNESS_MM / 2.0
-    core = distance_mm(bone, spacing_zyx) > r
-    if not core.any():
-        return np.zeros_like(bone)
-    return distance_mm(~core, spacing_zyx) <= r + defaults.RIB_THICK_RIM_MM
+    core = np.zeros_like(bone)
+    box = _box(bone, [1, 1, 1])
+    if box is None:
+        return core
+    core[box] = distance_mm(bone[box], spacing_zyx) > r
+    grow = r + defaults.RIB_THICK_RIM_MM
+    box = _box(core, [int(np.ceil(grow / s)) + 1 if s < 1e5 else 0 for s in spacing_zyx])
+    if box is None:
+        return core
+    out = np.zeros_like(bone)
+    out[box] = distance_mm(~core[box], spacing_zyx) <= grow
+    return out
+
+
+def _box(mask: np.ndarray, margin: list[int]) -> Optional[tuple[slice, ...]]:
+    """Bounding box of `mask` grown by `margin` voxels per axis (clipped), None if it is empty."""
+    found = ndimage.find_objects(mask.astype(np.uint8))
+    if not found:
+        return None
+    return tuple(slice(max(0, b.start - m), min(n, b.stop + m)) for b, m, n in zip(found[0], margin, mask.shape))
 
 
 def thick_structures(bone: np.ndarray, spacing_zyx: tuple[float, float, float], flat_from: int) -> np.ndarray:

@@ -46,7 +46,7 @@ from . import defaults
 from .candidates.classifier import keep_detections
 from .checkpoint import Checkpoint, cached_checkpoint
 from .detections import Detection
-from .frame_coverage import bone_mask, fallback_bone, fallback_margin, frames_reach
+from .frame_coverage import coverage, fallback_margin, frames_reach
 from .errors import Cancelled, CheckpointError
 from .orientation import CanonicalVolume
 from .preprocess import patch_batch
@@ -363,31 +363,20 @@ def frame_probability(image: sitk.Image, volume: CanonicalVolume, ribs: Optional
         timings["write_back"] += time.perf_counter() - t
 
     t = time.perf_counter()
-    bone = volume.to_input(bone_mask(volume, cells, bone_hu))
-    kji = np.argwhere(bone)
-    covered_bone = np.zeros_like(bone)
-    for first in range(0, len(kji), _CHUNK):
-        chunk = kji[first:first + _CHUNK]
-        covered_bone[tuple(chunk[frames_reach(frames, image, chunk)].T)] = True
-    del kji
-    uncovered = bone & ~covered_bone
-    n_uncovered = int(uncovered.sum())
-    examined = fallback_bone(uncovered, ribs, frames, image)
-    n_examined = int(examined.sum())
-    n_beside = int(fallback_bone(uncovered, ribs).sum()) - n_examined if ribs is not None and ribs.complete() else 0
-    del uncovered
+    cover = coverage(volume, image, cells, bone_hu, ribs, frames, _CHUNK)
+    n_examined = cover.examined_voxels
     fallback_boxes = None
     if n_examined:
-        fallback_boxes = cover_windows(np.argwhere(volume.to_canonical(examined)), volume.array.shape,
+        fallback_boxes = cover_windows(cover.examined_canonical(volume), volume.array.shape,
                                        fallback.patch_size, fallback_margin(fallback.patch_size))
-    del examined
     timings["coverage"] = time.perf_counter() - t
-    result = FrameProbability(prob, covered_bone, int(bone.sum()), n_uncovered, float(np.prod(image.GetSpacing())),
-                              rule, fallback_bone_voxels=n_examined, beside_rib_voxels=n_beside, frames=len(frames),
+    result = FrameProbability(prob, cover.covered, cover.bone_voxels, cover.uncovered_voxels,
+                              float(np.prod(image.GetSpacing())), rule, fallback_bone_voxels=n_examined,
+                              beside_rib_voxels=cover.beside_voxels, frames=len(frames),
                               windows=n_windows,
                               sections=sum(f.shape[0] for f in frames), sections_written=written,
                               fallback_boxes=fallback_boxes, fallback_patches_total=len(grid), timings_s=timings)
-    del bone
+    del cover
     if fallback_boxes is not None:
         t = time.perf_counter()
         result.fallback_patches = len(fallback_boxes)

@@ -72,9 +72,12 @@ def classify(image: sitk.Image, detections: Sequence[Detection], spec: Classifie
 
 
 def keep_detections(kept: Sequence[Detection], labels: np.ndarray) -> list[Detection]:
-    """Erase from the instance array (in place) every instance not in `kept`; number the kept 1..n."""
-    lut = np.zeros(int(labels.max()) + 1 if labels.size else 1, dtype=labels.dtype)
+    """Erase from the instance array (in place) every instance not in `kept`; number the kept 1..n.
+    Only the slices holding an instance are rewritten (a CT's whole array took 0.2 s a call)."""
+    row_max = labels.reshape(len(labels), -1).max(axis=1) if labels.size else np.zeros(0, labels.dtype)
+    lut = np.zeros(int(row_max.max(initial=0)) + 1, dtype=labels.dtype)
     for new_id, d in enumerate(kept, start=1):
         lut[d.id] = new_id
-    labels[...] = lut[labels]
+    for k in np.flatnonzero(row_max):
+        labels[k] = lut[labels[k]]
     return [replace(d, id=new_id) for new_id, d in enumerate(kept, start=1)]

@@ -26,7 +26,8 @@ from .checkpoint import Checkpoint
 from .detections import Detection
 
 CACHE_VERSION = 1
-FRAME_RUN_VERSION = "rib-ends-3"  # frame runs only: rib-end detections tagged (`ribs.assign.at_rib_end`)
+FRAME_RUN_VERSION = "upright-mend-1"  # frame runs only: rib-end detections tagged (`ribs.assign.at_rib_end`); grown
+#   ribs without upright strips, short ribs mended across a break (`ribs.grow._mend_short`)
 RUN_KEYS = ("precision", "fallback", "frame_overlap", "confidence")  # the checkpoint's `inference` entries that change the run
 
 

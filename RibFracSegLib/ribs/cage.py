@@ -216,8 +216,9 @@ def partition(cage: np.ndarray, markers: np.ndarray, spacing_zyx) -> np.ndarray:
 def bridge_breaks(cage: np.ndarray, regions: np.ndarray, lung_distance: Optional[np.ndarray],
                   spacing_zyx) -> np.ndarray:
     """Give a rib back its far part beyond a break: a loose piece of cage bone that no seed reached,
-    within RIB_BRIDGE_MM of one rib and hugging the lung like a rib (where lungs are in view), joins
-    that rib. Returns `regions`, updated in place."""
+    within RIB_BRIDGE_MM of one rib, hugging the lung like a rib (where lungs are in view) and not an
+    upright strip (RIB_BRIDGE_UPRIGHT_*: ribs run round the chest), joins that rib. Returns `regions`,
+    updated in place."""
     loose = cage & (regions == 0)
     if not loose.any() or not regions.any():
         return regions
@@ -231,6 +232,9 @@ def bridge_breaks(cage: np.ndarray, regions: np.ndarray, lung_distance: Optional
             continue
         if lung_distance is not None and np.median(lung_distance[box][piece]) > defaults.RIB_REGION_MAX_LUNG_MM:
             continue
+        height, *across = ((b.stop - b.start) * s for b, s in zip(box, spacing_zyx))
+        if height > defaults.RIB_BRIDGE_UPRIGHT_MM and height > defaults.RIB_BRIDGE_UPRIGHT_RATIO * max(across):
+            continue  # an upright strip (a sternum's edge left outside the sternum band), not a rib's far part
         # a rib within RIB_BRIDGE_MM of the piece lies in its box grown by that much: distances there only
         near = tuple(slice(max(0, b.start - r), b.stop + r) for b, r in zip(box, reach))
         if not rib[near].any():

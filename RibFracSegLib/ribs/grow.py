@@ -141,17 +141,45 @@ def working_geometry(grid, canon) -> sitk.Image:
 
 
 def _centrelines(regions_img: np.ndarray, regions: list[RibRegion], track, grid, canon) -> dict[int, np.ndarray]:
-    """Head-first centreline (LPS mm) of each rib region, by geodesic cross-sections (ribs.centrelines)."""
+    """Head-first centreline (LPS mm) of each rib region, by geodesic cross-sections (ribs.centrelines):
+    of its largest piece, or of its pieces joined across their gaps where that mends a rib too short
+    for its partner (`_mend_short`)."""
     geometry = working_geometry(grid, canon)
     middle = len(track.x) // 2
     midline = geometry.TransformContinuousIndexToPhysicalPoint((float(track.x[middle]), float(track.y[middle]),
                                                                  float(middle)))[0]
-    lines = {}
+    lines, joined = {}, {}
     objects = ndimage.find_objects(regions_img)
     for r in regions:
         box = objects[r.label - 1]
         crop = sitk.Image(1, 1, 1, sitk.sitkUInt8)
         crop.CopyInformation(geometry)
         crop.SetOrigin(geometry.TransformIndexToPhysicalPoint([int(b.start) for b in box[::-1]]))
-        lines[r.label] = centreline_from_mask(regions_img[box] == r.label, crop, midline)
-    return lines
+        mask = regions_img[box] == r.label
+        lines[r.label] = centreline_from_mask(mask, crop, midline)
+        if ndimage.label(mask, structure=np.ones((3, 3, 3)))[1] > 1:
+            joined[r.label] = centreline_from_mask(mask, crop, midline, join_mm=defaults.RIB_BRIDGE_MM,
+                                                   join_min_mm3=defaults.RIB_BRIDGE_MIN_MM3)
+    return _mend_short(lines, joined, regions)
+
+
+def _mend_short(lines: dict[int, np.ndarray], joined: dict[int, np.ndarray], regions: list[RibRegion]
+                ) -> dict[int, np.ndarray]:
+    """A rib broken before mid-rib keeps its far part in its region (`bridge_breaks`), but the larger
+    piece alone makes its centreline: the head's part is lost. Its pieces joined across the gap are
+    taken where the rib alone is too short for its partner (RIB_PAIR_LENGTH_RATIO) and joined is not;
+    elsewhere (no partner, or lengths that agree already) the largest piece stays: on real chests
+    the pieces beside rib 1 or an anterior end are cartilage and sternum more often than a break."""
+    length = {k: float(np.linalg.norm(np.diff(v, axis=0), axis=1).sum()) if len(v) > 1 else 0.0
+              for k, v in {**lines, **{("joined", k): v for k, v in joined.items()}}.items()}
+    by_rib = {(r.side, r.number): r.label for r in regions if r.number}
+    out = dict(lines)
+    for r in regions:
+        partner = by_rib.get(("R" if r.side == "L" else "L", r.number)) if r.number else None
+        if r.label not in joined or partner is None:
+            continue
+        own, mended, other = length[r.label], length[("joined", r.label)], length[partner]
+        agrees = lambda a, b: min(a, b) >= defaults.RIB_PAIR_LENGTH_RATIO * max(a, b)  # noqa: E731
+        if not agrees(own, other) and own < other and agrees(mended, other):
+            out[r.label] = joined[r.label]
+    return out

@@ -165,14 +165,16 @@ def coverage(volume: CanonicalVolume, image: sitk.Image, cells: Optional[np.ndar
 
 def frames_reach(frames: Sequence[RibFrame], image: sitk.Image, kji: np.ndarray) -> np.ndarray:
     """(n,) bool: which CT voxels (rows k, j, i) some frame covers (`RibFrame.lps_to_index` finite).
-    Each frame is asked only about voxels within reach of its sections (box: its S range from the
-    points sorted by S, then L and P; then nearest section)."""
+    First each voxel asks the frame whose section centre is nearest it (the one covering it, but where
+    frames meet or cross); the rest then ask every frame they are within reach of (box: its S range
+    from the points sorted by S, then L and P; then nearest section). Same answer as asking all, at
+    about half the cost."""
     lps = indices_to_lps(image, np.asarray(kji, float)[:, ::-1])
     by_s = np.argsort(lps[:, 2], kind="stable")
     lps = lps[by_s]  # sorted by S: a frame's S range is one contiguous run
-    inside = np.zeros(len(lps), bool)
+    inside = _nearest_frame_reach(frames, lps)
     for frame in frames:
-        reach = ((frame.half + 0.5) * np.sqrt(2.0) + 1.0) * frame.voxel_mm  # a section's corner, half a section on
+        reach = _reach(frame)
         lo, hi = frame.points_lps.min(axis=0) - reach, frame.points_lps.max(axis=0) + reach
         first, stop = np.searchsorted(lps[:, 2], lo[2], "left"), np.searchsorted(lps[:, 2], hi[2], "right")
         run = lps[first:stop]
@@ -188,6 +190,32 @@ def frames_reach(frames: Sequence[RibFrame], image: sitk.Image, kji: np.ndarray)
     out = np.zeros(len(lps), bool)
     out[by_s] = inside
     return out
+
+
+def _reach(frame: RibFrame) -> float:
+    """mm from a section's centre beyond which no point is in the frame: a section's corner, half a section on."""
+    return ((frame.half + 0.5) * np.sqrt(2.0) + 1.0) * frame.voxel_mm
+
+
+def _nearest_frame_reach(frames: Sequence[RibFrame], lps: np.ndarray) -> np.ndarray:
+    """(n,) bool: the LPS points that the frame holding their nearest section centre covers."""
+    inside = np.zeros(len(lps), bool)
+    if not frames or not len(lps):
+        return inside
+    sizes = [len(f.points_lps) for f in frames]
+    first = np.cumsum([0] + sizes)
+    owner = np.repeat(np.arange(len(frames)), sizes)
+    reach = max(_reach(f) for f in frames)
+    distance, nearest = cKDTree(np.concatenate([f.points_lps for f in frames])).query(
+        lps, distance_upper_bound=reach, workers=worker_threads(1))
+    near = np.flatnonzero(np.isfinite(distance))
+    by_frame = owner[nearest[near]]
+    for n, frame in enumerate(frames):
+        ask = near[by_frame == n]
+        ask = ask[distance[ask] <= _reach(frame)]
+        if len(ask):
+            inside[ask[np.isfinite(frame.lps_to_index(lps[ask], nearest[ask] - first[n])[:, 0])]] = True
+    return inside
 
 
 def fallback_margin(patch_size: Sequence[int]) -> int:

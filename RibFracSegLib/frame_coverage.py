@@ -41,7 +41,7 @@ def bone_mask(volume: CanonicalVolume, cells: Optional[np.ndarray], bone_hu: flo
     if cells is not None:
         cell = defaults.SKIP_CELL_VOXELS
         first = tuple(b.start // cell for b in box)  # a box from `cells_box` starts on a block's edge
-        blocks = cells[tuple(slice(f, f + -(-len(range(b.start, b.stop)) // cell)) for f, b in zip(first, box))]
+        blocks = cells[tuple(slice(f, f - (-(b.stop - b.start) // cell)) for f, b in zip(first, box))]  # ceil
         bone &= _cells_to_voxels(blocks, bone.shape)
     return bone
 

@@ -32,7 +32,7 @@ def _graph(points_mm: np.ndarray, kji: np.ndarray, bridges: np.ndarray) -> spars
     lookup = np.full(tuple(shape), -1, np.int64)
     local = kji - lo + 1
     lookup[tuple(local.T)] = np.arange(len(kji))
-    rows, cols = [b[:, 0] for b in (bridges,)], [b[:, 1] for b in (bridges,)]
+    rows, cols = [bridges[:, 0]], [bridges[:, 1]]
     for off in _OFFSETS:
         nb = lookup[tuple((local + off).T)]
         ok = nb >= 0

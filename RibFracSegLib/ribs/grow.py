@@ -21,7 +21,7 @@ from .anatomy import ColumnLandmarks, Lungs
 from .centrelines import centreline_from_mask
 from .cage import CageStart, bridge_breaks, cage_start, partition
 from .regions import rib_labels
-from .labels import RibLabels
+from .labels import RibLabels, like_lengths
 from .numbering import RibRegion, number_ribs
 
 
@@ -170,16 +170,16 @@ def _mend_short(lines: dict[int, np.ndarray], joined: dict[int, np.ndarray], reg
     taken where the rib alone is too short for its partner (RIB_PAIR_LENGTH_RATIO) and joined is not;
     elsewhere (no partner, or lengths that agree already) the largest piece stays: on real chests
     the pieces beside rib 1 or an anterior end are cartilage and sternum more often than a break."""
-    length = {k: float(np.linalg.norm(np.diff(v, axis=0), axis=1).sum()) if len(v) > 1 else 0.0
-              for k, v in {**lines, **{("joined", k): v for k, v in joined.items()}}.items()}
+    def length(line: np.ndarray) -> float:
+        return float(np.linalg.norm(np.diff(line, axis=0), axis=1).sum())
+
     by_rib = {(r.side, r.number): r.label for r in regions if r.number}
     out = dict(lines)
     for r in regions:
         partner = by_rib.get(("R" if r.side == "L" else "L", r.number)) if r.number else None
         if r.label not in joined or partner is None:
             continue
-        own, mended, other = length[r.label], length[("joined", r.label)], length[partner]
-        agrees = lambda a, b: min(a, b) >= defaults.RIB_PAIR_LENGTH_RATIO * max(a, b)  # noqa: E731
-        if not agrees(own, other) and own < other and agrees(mended, other):
+        own, mended, other = length(lines[r.label]), length(joined[r.label]), length(lines[partner])
+        if not like_lengths(own, other) and own < other and like_lengths(mended, other):
             out[r.label] = joined[r.label]
     return out

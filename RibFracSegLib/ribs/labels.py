@@ -40,6 +40,12 @@ def rib_from_label_value(value: int) -> tuple[str, Optional[int]]:
     raise ValueError(f"{value} is not a rib label value")
 
 
+def like_lengths(a_mm: float, b_mm: float) -> bool:
+    """Left and right rib k agree in length: the shorter at least RIB_PAIR_LENGTH_RATIO of the longer
+    (a rib missed, cut short, run into a neighbour or misnumbered on one side does not)."""
+    return max(a_mm, b_mm) > 0 and min(a_mm, b_mm) >= defaults.RIB_PAIR_LENGTH_RATIO * max(a_mm, b_mm)
+
+
 @dataclass
 class Rib:
     """One rib: side, number (None = unnumbered) and its centreline from head to anterior end."""

@@ -3,11 +3,11 @@
 Two ways to the ribs from the same landmarks (working grid, body, bone, spine track) and seeds:
 grown through the rib-cage bone (`ribs/grow.py`, which holds on phantoms and clean chests) and
 traced as curves on full-resolution cross-sections (`ribs/traced.py`, which holds where scapulae,
-cartilage, effusions and touching neighbours break the grown regions on real chests). The grown set
-is kept when it is complete; otherwise the traced one is made too and replaces it where its left and
-right ribs agree clearly better (RIB_TRACED_MIN_GAIN_PAIRS more numbered pairs of like length, and
-at least RIB_SKIP_MIN_PAIRS: a few traced pairs on a small or coarse CT are no better evidence); the
-notes say which set was set aside.
+cartilage, effusions and touching neighbours break the grown regions on real chests). The traced set
+is made beside the grown one (on the other core); the grown set is kept when it is complete, else the
+traced one replaces it where its left and right ribs agree clearly better (RIB_TRACED_MIN_GAIN_PAIRS
+more numbered pairs of like length, and at least RIB_SKIP_MIN_PAIRS: a few traced pairs on a small or
+coarse CT are no better evidence); the notes say which set was set aside.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from ..orientation import canonical_volume
 from .anatomy import ColumnLandmarks, column_landmarks, lungs_of, too_coarse_for_ribs
 from .cage import cage_start
 from .grow import grow_ribs, working_geometry
-from .labels import RibLabels
+from .labels import RibLabels, like_lengths
 from .traced import trace_ribs
 
 
@@ -86,7 +86,7 @@ def agreement(ribs: RibLabels) -> int:
     pairs = 0
     for k in range(1, 13):
         a, b = length.get(("L", k)), length.get(("R", k))
-        pairs += bool(a and b and min(a, b) >= defaults.RIB_PAIR_LENGTH_RATIO * max(a, b))
+        pairs += bool(a and b and like_lengths(a, b))
     return pairs
 
 

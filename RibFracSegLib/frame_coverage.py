@@ -31,12 +31,17 @@ def _cells_to_voxels(cells: np.ndarray, shape: Sequence[int], cell: int = defaul
     return full[: shape[0], : shape[1], : shape[2]]
 
 
+def _whole(shape: Sequence[int]) -> tuple[slice, ...]:
+    """The box of a whole array of `shape`."""
+    return tuple(slice(0, int(n)) for n in shape)
+
+
 def bone_mask(volume: CanonicalVolume, cells: Optional[np.ndarray], bone_hu: float,
               box: Optional[tuple[slice, ...]] = None) -> np.ndarray:
     """Canonical mask of the bone fractures are looked for in: HU > `bone_hu` in the blocks `cells`
     (None: anywhere, inside the body or not, as the sliding window without skipping); `box`: only
     its part there (`cells_box`)."""
-    box = box or tuple(slice(0, n) for n in volume.array.shape)
+    box = box or _whole(volume.array.shape)
     bone = volume.array[box] > bone_hu
     if cells is not None:
         cell = defaults.SKIP_CELL_VOXELS
@@ -52,7 +57,7 @@ def cells_box(cells: Optional[np.ndarray], shape: Sequence[int], cell: int = def
     it is never looked for, so coverage need not read it (a third of a chest CT's voxels)."""
     found = ndimage.find_objects(cells.astype(np.uint8)) if cells is not None else []
     if not found:
-        return tuple(slice(0, int(n)) for n in shape)
+        return _whole(shape)
     return tuple(slice(b.start * cell, min(int(n), b.stop * cell)) for b, n in zip(found[0], shape))
 
 
@@ -77,7 +82,7 @@ def fallback_bone(uncovered: np.ndarray, ribs: Optional[RibLabels], frames: Sequ
     spine, the sternum, the scapulae; all of it without a cage or an `image`)."""
     if ribs is None:
         return uncovered
-    box = box or tuple(slice(0, n) for n in uncovered.shape)
+    box = box or _whole(uncovered.shape)
     offset = np.array([b.start for b in box])
     if not ribs.complete():
         if ribs.cage is None or image is None:
@@ -100,7 +105,7 @@ def beside_own_frame(mask: np.ndarray, ribs: RibLabels, frames: Sequence[RibFram
     such voxels are another structure grown into the label (on LIDC-IDRI-0001 contrast-filled veins and
     the manubrium, 2.8 cm^3 by rib 1). Past an end the rib may go on beyond its trace: those stay
     (nearest section first or last)."""
-    box = box or tuple(slice(0, n) for n in mask.shape)
+    box = box or _whole(mask.shape)
     out = np.zeros(mask.shape, bool)
     kji = np.argwhere(mask)
     if not len(kji):

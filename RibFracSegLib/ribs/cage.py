@@ -56,9 +56,12 @@ def _thick(bone: np.ndarray, spacing_zyx) -> np.ndarray:
 def _box(mask: np.ndarray, margin: list[int]) -> Optional[tuple[slice, ...]]:
     """Bounding box of `mask` grown by `margin` voxels per axis (clipped), None if it is empty."""
     found = ndimage.find_objects(mask.astype(np.uint8))
-    if not found:
-        return None
-    return tuple(slice(max(0, b.start - m), min(n, b.stop + m)) for b, m, n in zip(found[0], margin, mask.shape))
+    return None if not found else _grown(found[0], margin, mask.shape)
+
+
+def _grown(box: tuple[slice, ...], margin: list[int], shape: tuple[int, ...]) -> tuple[slice, ...]:
+    """`box` grown by `margin` voxels per axis, clipped to `shape`."""
+    return tuple(slice(max(0, b.start - m), min(n, b.stop + m)) for b, m, n in zip(box, margin, shape))
 
 
 def thick_structures(bone: np.ndarray, spacing_zyx: tuple[float, float, float], flat_from: int) -> np.ndarray:
@@ -236,7 +239,7 @@ def bridge_breaks(cage: np.ndarray, regions: np.ndarray, lung_distance: Optional
         if height > defaults.RIB_BRIDGE_UPRIGHT_MM and height > defaults.RIB_BRIDGE_UPRIGHT_RATIO * max(across):
             continue  # an upright strip (a sternum's edge left outside the sternum band), not a rib's far part
         # a rib within RIB_BRIDGE_MM of the piece lies in its box grown by that much: distances there only
-        near = tuple(slice(max(0, b.start - r), b.stop + r) for b, r in zip(box, reach))
+        near = _grown(box, reach, regions.shape)
         if not rib[near].any():
             continue
         distance, index = ndimage.distance_transform_edt(~rib[near], sampling=spacing_zyx, return_indices=True)

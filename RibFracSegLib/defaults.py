@@ -478,6 +478,9 @@ FRAME_MIN_PROBABILITY = 1e-3  # frame and fallback probabilities below this are 
 RIB_FRAME_OVERLAP = 0.25  # windows' overlap along a rib's arc (a checkpoint's inference["frame_overlap"] overrides):
 #   LIDC-IDRI-0001, frame8 in bf16: 192 windows 4.2 s against 270 windows 5.9 s at 0.5 (bench_frame_speed);
 #   stride 48 of 64 sections leaves every point >= 8 sections (4.8 mm) from some window's end
+FRAME_RELOOK_FROM = 0.0  # a window is added centred on a blended peak from this level that no window holds in its centre
+#   (`frame_windows.relook_windows`; a checkpoint's inference["frame_relook_from"] overrides; 0: never)
+FRAME_RELOOK_CENTRAL = 0.25  # ... "in its centre": this share of the window (16 of 64 sections) from both its ends
 RIB_FRAME_INFERENCE_END_MM = 9.0  # at inference frames run on this far past both traced ends (a checkpoint's
 #   inference["frame_end_mm"] overrides; training frames run FRAME_TRAIN_END_MM): with 5 mm, LIDC-IDRI-0314 left 565 mm^3
 #   of rib-labelled bone in no frame, all 26 pieces within 2.9 mm past a frame's end (19 rib heads, 7 anterior ends;

@@ -28,7 +28,7 @@ from .detections import Detection
 CACHE_VERSION = 1
 FRAME_RUN_VERSION = "upright-mend-1"  # frame runs only: rib-end detections tagged (`ribs.assign.at_rib_end`); grown
 #   ribs without upright strips, short ribs mended across a break (`ribs.grow._mend_short`)
-RUN_KEYS = ("precision", "fallback", "frame_overlap", "confidence")  # the checkpoint's `inference` entries that change the run
+RUN_KEYS = ("precision", "fallback", "frame_overlap", "confidence", "frame_relook_from")  # the checkpoint's `inference` entries that change the run
 
 
 @dataclass

@@ -3,13 +3,10 @@ probabilities written back onto the CT grid, and what the frames cannot examine 
 whole-volume sliding window with the shipped model (the fallback; its detections through that model's
 second stage, `inference.segment_ct`).
 
-Windows are `patch_size` (a, p, q): along the arc every patch x (1 - overlap) sections (`frame_overlap`:
-the checkpoint's, else RIB_FRAME_OVERLAP; the sliding window's overlap is the fallback's), the last
-flush with the frame's end (`sliding_window.axis_starts`), centred across the section. They are
-blended with the sliding window's own weights and aggregator (`importance_map`, `SlabAggregator`;
-across, every window of a frame has the same weights, so only the Gaussian along the arc counts).
-The few section voxels outside the windows' width take the nearest computed value, so a frame
-covers its whole section (what `RibFrame.lps_to_index` calls inside).
+Windows and their blending: `frame_windows` (the overlap along the arc `frame_overlap`: the checkpoint's,
+else RIB_FRAME_OVERLAP; the sliding window's overlap is the fallback's), with windows added centred on
+what the network saw near seams (`frame_relook_from`). The few section voxels outside the windows' width
+take the nearest computed value, so a frame covers its whole section (what `RibFrame.lps_to_index` calls inside).
 
 The write-back (`ribs/frame.frame_to_ct`, max over ribs) costs seconds per rib when every section
 writes, so values below the post-processing threshold (at least FRAME_MIN_PROBABILITY) are written as 0
@@ -47,19 +44,18 @@ from .candidates.classifier import keep_detections
 from .checkpoint import Checkpoint, cached_checkpoint
 from .detections import Detection
 from .frame_coverage import coverage, fallback_margin, frames_reach
-from .errors import Cancelled, CheckpointError
+from .errors import CheckpointError
 from .orientation import CanonicalVolume
-from .preprocess import patch_batch
 from .options import worker_threads
 from .progress import Cancel, Progress
 from .ribs.assign import at_rib_end
 from .ribs.frame import RibFrame, frame_to_ct, rib_frames
 from .ribs.labels import RibLabels
-from .sliding_window import Box, PatchGrid, SlabAggregator, axis_starts, importance_map, keep_mask
+from .frame_windows import Predict, frame_values, frame_windows
+from .sliding_window import Box, PatchGrid, importance_map, keep_mask
 from .window_cover import cover_windows
 
 SPACES = ("ct", "rib_frame")  # preprocessing["space"]: where the network's input lives ("ct" when absent)
-Predict = Callable[[np.ndarray], np.ndarray]  # (n, a, p, q) normalised windows -> (n, a, p, q) probabilities
 _CHUNK = 1 << 20  # CT voxels asked of the frames at a time (their LPS points: 24 MB)
 
 
@@ -88,6 +84,15 @@ def frame_overlap(ckpt: Checkpoint) -> float:
     if not 0.0 <= overlap < 1.0:
         raise CheckpointError(f"rib-frame checkpoint frame_overlap must be in [0, 1), got {overlap}")
     return overlap
+
+
+def frame_relook_from(ckpt: Checkpoint) -> float:
+    """The blended peak from which a window is added centred on it where no window holds it in its centre
+    (`frame_windows.relook_windows`): the checkpoint's inference["frame_relook_from"], else FRAME_RELOOK_FROM (0: never)."""
+    level = float(ckpt.inference.get("frame_relook_from", defaults.FRAME_RELOOK_FROM))
+    if not 0.0 <= level <= 1.0:
+        raise CheckpointError(f"rib-frame checkpoint frame_relook_from must be in [0, 1], got {level}")
+    return level
 
 
 def frame_confidence(ckpt: Checkpoint) -> str:
@@ -274,36 +279,6 @@ def floor_odds(detections: Sequence[Detection], floor: float) -> list[Detection]
             if d.source in ("frame", RIB_END) else d for d in detections]
 
 
-def frame_windows(shape: Sequence[int], patch_size: Sequence[int], overlap: float) -> list[Box]:
-    """Window boxes in a frame [a, p, q]: along the arc as the sliding window places patches, centred across."""
-    across = []
-    for n, p in zip(shape[1:], patch_size[1:]):
-        start = max(0, (n - p) // 2)
-        across.append(slice(start, min(n, start + p)))
-    return [(slice(a, min(a + patch_size[0], shape[0])), *across) for a in axis_starts(shape[0], patch_size[0], overlap)]
-
-
-def _frame_values(frame: RibFrame, boxes: Sequence[Box], predict: Predict, patch_size: Sequence[int],
-                  hu_window: Sequence[float], weights: np.ndarray, batch_size: int,
-                  step: Callable[[int], None], cancel: Optional[Cancel], floor: float) -> np.ndarray:
-    """The blended probabilities of one sampled frame, spread across the whole section (nearest
-    computed value beyond the windows' width), values below `floor` set to 0."""
-    aggregator = SlabAggregator(frame.shape, weights)
-    for first in range(0, len(boxes), batch_size):
-        if cancel is not None and cancel():
-            raise Cancelled("inference cancelled; no result was produced")
-        chunk = boxes[first:first + batch_size]
-        for box, prediction in zip(chunk, predict(patch_batch(frame.volume, chunk, patch_size, hu_window))):
-            aggregator.add(box, prediction[tuple(slice(0, b.stop - b.start) for b in box)])
-        step(len(chunk))
-    out = aggregator.finish()
-    p, q = boxes[0][1], boxes[0][2]
-    values = np.pad(out[:, p, q], ((0, 0), (p.start, frame.shape[1] - p.stop), (q.start, frame.shape[2] - q.stop)),
-                    mode="edge")
-    values[values < floor] = 0.0
-    return values
-
-
 def frame_probability(image: sitk.Image, volume: CanonicalVolume, ribs: Optional[RibLabels], ckpt: Checkpoint,
                       predict: Predict, fallback: Fallback, *, cells: Optional[np.ndarray], rule: str,
                       bone_hu: float, overlap: Optional[float] = None, batch_size: int = defaults.CPU_BATCH_SIZE,
@@ -326,6 +301,7 @@ def frame_probability(image: sitk.Image, volume: CanonicalVolume, ribs: Optional
     frames = (rib_frames(ribs.ribs, voxel_mm=voxel_mm, half_mm=half_mm, end_mm=frame_end_mm(ckpt))
               if ribs is not None else [])
     overlap = frame_overlap(ckpt) if overlap is None else overlap
+    relook_from = frame_relook_from(ckpt)
     plans = [(frame, frame_windows(frame.shape, patch, overlap)) for frame in frames]
     timings["frames"] += time.perf_counter() - t
     n_windows = sum(len(boxes) for _, boxes in plans)
@@ -337,6 +313,11 @@ def frame_probability(image: sitk.Image, volume: CanonicalVolume, ribs: Optional
         done[0] += n
         if progress:
             progress(done[0], done[1])
+
+    def more(n: int) -> None:  # windows added centred on what a seam saw (`frame_windows.relook_windows`)
+        nonlocal n_windows
+        n_windows += n
+        done[1] += n
 
     step(0)
     prob = output if output is not None else np.zeros(sitk.GetArrayViewFromImage(image).shape, np.float32)
@@ -353,8 +334,8 @@ def frame_probability(image: sitk.Image, volume: CanonicalVolume, ribs: Optional
     timings["frames"] += time.perf_counter() - t
     for frame, boxes in plans:
         t = time.perf_counter()
-        values = _frame_values(frame, boxes, predict, patch, hu_window, weights, max(1, int(batch_size)), step, cancel,
-                               floor)
+        values = frame_values(frame.volume, boxes, predict, patch, hu_window, weights, max(1, int(batch_size)), step,
+                              cancel, floor, relook_from, more)
         frame.volume = None  # freed once its windows ran (all ribs' volumes together: ~100 MB)
         written += int(np.count_nonzero(values.reshape(len(values), -1).max(axis=1)))
         timings["frame_network"] += time.perf_counter() - t

@@ -50,7 +50,8 @@ def main() -> None:
     import torch
     from RibFracSegLib import defaults
     from RibFracSegLib.frame_coverage import bone_mask, frames_reach
-    from RibFracSegLib.frame_inference import _frame_values, frame_end_mm, frame_geometry, frame_windows
+    from RibFracSegLib.frame_inference import frame_end_mm, frame_geometry
+    from RibFracSegLib.frame_windows import frame_values, frame_windows
     from RibFracSegLib.inference import _prepared_model, _Runner, fracture_cells
     from RibFracSegLib.orientation import canonical_volume
     from RibFracSegLib.precision import auto_precision
@@ -81,17 +82,17 @@ def main() -> None:
         n = sum(len(b) for b in plans)
         runner = _Runner(model, torch.device("cpu"), "auto", auto_precision(ckpt, torch.device("cpu")))
         t = time.perf_counter()
-        _frame_values(frames[0], plans[0][:1], runner, patch, hu_window, weights, 1, lambda k: None, None)
+        frame_values(frames[0].volume, plans[0][:1], runner, patch, hu_window, weights, 1, lambda k: None, None, 0.0)
         print(f"[{args.case}] auto picks {runner.precision} in {time.perf_counter() - t:.2f} s "
               f"(first-batch seconds {({k: round(v, 3) for k, v in runner.seconds.items()})}, "
               f"errors {runner.errors}, {runner.auto.reason})", flush=True)
         for precision in args.precisions.split(","):
             fixed = _Runner(model, torch.device("cpu"), precision)
-            _frame_values(frames[0], plans[0][:2], fixed, patch, hu_window, weights, 2, lambda k: None, None)  # warm
+            frame_values(frames[0].volume, plans[0][:2], fixed, patch, hu_window, weights, 2, lambda k: None, None, 0.0)  # warm
             for batch in (int(b) for b in args.batches.split(",")):
                 t = time.perf_counter()
                 for frame, boxes in zip(frames, plans):
-                    _frame_values(frame, boxes, fixed, patch, hu_window, weights, batch, lambda k: None, None)
+                    frame_values(frame.volume, boxes, fixed, patch, hu_window, weights, batch, lambda k: None, None, 0.0)
                 s = time.perf_counter() - t
                 print(f"[{args.case}] network overlap {overlap} {precision} batch {batch}: {n} windows, {s:.2f} s "
                       f"({1000 * s / n:.1f} ms/window)", flush=True)

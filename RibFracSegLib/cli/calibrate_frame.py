@@ -32,6 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fallback-max-fp", type=float, default=defaults.FRAME_FALLBACK_MAX_FP,
                         help="the fallback's own false positives allowed per fracture-free scan (default "
                              f"{defaults.FRAME_FALLBACK_MAX_FP})")
+    parser.add_argument("--frame-relook-from", type=float, default=None,
+                        help="store this re-look level in the copy before calibrating (inference['frame_relook_from']: "
+                             "a window centred on a blended peak from this level that sits near a seam; 0: never; "
+                             "default: keep the checkpoint's)")
     parser.add_argument("--cache", default=".cache/bench_real/stage1",
                         help="cached first-stage runs (default .cache/bench_real/stage1, benchmarks/bench_real_detector.py's: "
                              "a real CT run once serves both)")
@@ -55,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
     if checkpoint.preprocessing.get("space") != "rib_frame":
         raise InputError(f"{args.checkpoint} is not a rib-frame checkpoint (preprocessing['space'] is not "
                          "'rib_frame'); calibrate-frame sets a frame detector's floor. Give one from train-frame.")
+    if args.frame_relook_from is not None:
+        if not 0.0 <= args.frame_relook_from <= 1.0:
+            raise InputError(f"--frame-relook-from {args.frame_relook_from}: give a probability from 0 to 1 (0: never).")
+        checkpoint.inference["frame_relook_from"] = float(args.frame_relook_from)
     cts = real_cts(None if args.real == "none" else args.real, None if args.lidc == "none" else args.lidc)
     if not cts:
         raise InputError("no real CT to calibrate on: give --real and/or --lidc.")

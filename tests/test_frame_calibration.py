@@ -176,6 +176,7 @@ def test_a_floor_on_the_cached_run_is_the_run_with_that_floor(phantom, tmp_path)
     assert np.array_equal(sitk.GetArrayFromImage(got.instances), sitk.GetArrayFromImage(ref.instances))
     assert run_key(with_floor(ckpt, 0.9)) == run_key(ckpt)
     assert run_key(ckpt) != run_key(dataclasses.replace(ckpt, thresholds={**ckpt.thresholds, "probability": 0.3}))
+    assert run_key(ckpt) != run_key(dataclasses.replace(ckpt, inference={**ckpt.inference, "frame_relook_from": 0.1}))
 
 
 def test_a_floor_on_the_cached_run_filters_the_frames_detections_only(phantom):

@@ -66,3 +66,20 @@ def test_relook_windows_only_where_no_window_holds_the_peak_in_its_centre():
     assert relook_windows(peak, boxes, PATCH[0], 0.0) == []  # 0: never
     one = frame_windows((60, 10, 10), PATCH, 0.25)  # a frame one window long
     assert relook_windows(np.full(60, 0.9, np.float32), one, PATCH[0], 0.1) == []
+
+
+def test_the_relook_level_is_the_checkpoints_and_checked():
+    import dataclasses
+
+    from RibFracSegLib import defaults
+    from RibFracSegLib.checkpoint import load_checkpoint
+    from RibFracSegLib.errors import CheckpointError
+    from RibFracSegLib.frame_inference import frame_relook_from
+    from RibFracSegLib.shipped import shipped_model
+
+    ckpt = load_checkpoint(shipped_model("fracture"))
+    bare = dataclasses.replace(ckpt, inference={k: v for k, v in ckpt.inference.items() if k != "frame_relook_from"})
+    assert frame_relook_from(bare) == defaults.FRAME_RELOOK_FROM
+    assert frame_relook_from(dataclasses.replace(ckpt, inference={**ckpt.inference, "frame_relook_from": 0.2})) == 0.2
+    with pytest.raises(CheckpointError, match="frame_relook_from"):
+        frame_relook_from(dataclasses.replace(ckpt, inference={**ckpt.inference, "frame_relook_from": 1.5}))

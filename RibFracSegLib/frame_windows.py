@@ -81,7 +81,8 @@ def frame_values(volume: np.ndarray, boxes: Sequence[Box], predict: Predict, pat
     run(boxes)
     out = blend()
     p, q = boxes[0][1], boxes[0][2]
-    extra = relook_windows(out[:, p, q].max(axis=(1, 2)), boxes, int(patch_size[0]), relook_from)
+    extra = (relook_windows(out[:, p, q].max(axis=(1, 2)), boxes, int(patch_size[0]), relook_from)
+             if relook_from > 0 else [])
     if extra:
         if more is not None:
             more(len(extra))

@@ -60,9 +60,14 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{args.checkpoint} is not a rib-frame checkpoint (preprocessing['space'] is not "
                          "'rib_frame'); calibrate-frame sets a frame detector's floor. Give one from train-frame.")
     if args.frame_relook_from is not None:
-        if not 0.0 <= args.frame_relook_from <= 1.0:
-            raise InputError(f"--frame-relook-from {args.frame_relook_from}: give a probability from 0 to 1 (0: never).")
+        from ..errors import CheckpointError
+        from ..frame_inference import frame_relook_from
+
         checkpoint.inference["frame_relook_from"] = float(args.frame_relook_from)
+        try:
+            frame_relook_from(checkpoint)  # the level's one check
+        except CheckpointError:
+            raise InputError(f"--frame-relook-from {args.frame_relook_from}: give a probability from 0 to 1 (0: never).")
     cts = real_cts(None if args.real == "none" else args.real, None if args.lidc == "none" else args.lidc)
     if not cts:
         raise InputError("no real CT to calibrate on: give --real and/or --lidc.")

@@ -49,7 +49,8 @@ from .orientation import CanonicalVolume
 from .options import worker_threads
 from .progress import Cancel, Progress
 from .ribs.assign import at_rib_end
-from .ribs.frame import RibFrame, frame_to_ct, rib_frames
+from .ribs.frame import RibFrame, frame_to_ct
+from .ribs.frame_build import rib_frames
 from .ribs.labels import RibLabels
 from .frame_windows import Predict, frame_values, frame_windows
 from .sliding_window import Box, PatchGrid, importance_map, keep_mask

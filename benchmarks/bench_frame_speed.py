@@ -56,7 +56,7 @@ def main() -> None:
     from RibFracSegLib.orientation import canonical_volume
     from RibFracSegLib.precision import auto_precision
     from RibFracSegLib.ribs import segment_ribs
-    from RibFracSegLib.ribs.frame import rib_frames
+    from RibFracSegLib.ribs.frame_build import rib_frames
     from RibFracSegLib.sliding_window import importance_map
 
     torch.set_num_threads(args.threads)
@@ -120,7 +120,7 @@ def fallback_before_after(case: str) -> None:
     from RibFracSegLib.orientation import canonical_volume
     from RibFracSegLib.preprocess import block_any
     from RibFracSegLib.ribs import segment_ribs
-    from RibFracSegLib.ribs.frame import rib_frames
+    from RibFracSegLib.ribs.frame_build import rib_frames
     from RibFracSegLib.shipped import shipped_model
     from RibFracSegLib.checkpoint import load_checkpoint
     from RibFracSegLib.sliding_window import PatchGrid, keep_mask

@@ -42,7 +42,7 @@ def classifier_codes(image, centres, spec) -> list[int]:
 
 def run_case(name: str, image, ribs, case, spec, traced: bool) -> list[dict]:
     from RibFracSegLib import defaults
-    from RibFracSegLib.ribs.frame import body_centre, centreline_frame, rib_frame
+    from RibFracSegLib.ribs.frame_build import body_centre, centreline_frame, rib_frame
     from RibFracSegLib.ribs.frame_measure import combined_type, measure_at
     from RibFracSegLib.simulate.plan import planned_measures
 

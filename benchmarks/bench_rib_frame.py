@@ -27,8 +27,8 @@ from real_data import lidc_path  # noqa: E402
 from RibFracSegLib import defaults  # noqa: E402
 from RibFracSegLib.ribs.centrelines import ribs_from_label_map  # noqa: E402
 from RibFracSegLib.geometry import index_to_lps_affine  # noqa: E402
-from RibFracSegLib.ribs.frame import (RibFrame, body_centre, frame_to_ct, outward_cosine,  # noqa: E402
-                                      rib_frame, section_twist_deg)  # noqa: E402
+from RibFracSegLib.ribs.frame import RibFrame, frame_to_ct  # noqa: E402
+from RibFracSegLib.ribs.frame_build import body_centre, outward_cosine, rib_frame, section_twist_deg  # noqa: E402
 from RibFracSegLib.ribs.label_maps import to_rib_labels  # noqa: E402
 from RibFracSegLib.ribs.qc import save_png  # noqa: E402
 

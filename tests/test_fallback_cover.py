@@ -106,7 +106,7 @@ def test_bone_labelled_rib_beside_its_frame_is_reported_not_examined_but_past_it
     case = generate_phantom(PhantomParams(orientation="LPI", n_fractures=0, **BASE))
     truth = rib_labels_from_phantom(case)
     rib = truth.by_name("L6")
-    from RibFracSegLib.ribs.frame import body_centre, rib_frame
+    from RibFracSegLib.ribs.frame_build import body_centre, rib_frame
     frame = rib_frame(rib, body_centre(truth.ribs), voxel_mm=0.6, half_mm=7.2)
     mid = len(frame.points_lps) // 2
     beside, past = frame.points_lps[mid] + 14.0 * frame.u[mid], frame.points_lps[-1] + 30.0 * frame.tangent[-1]

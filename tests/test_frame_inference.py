@@ -28,7 +28,7 @@ from RibFracSegLib.orientation import canonical_volume
 from RibFracSegLib.phantom import PhantomParams, generate_phantom, rib_labels_from_phantom
 from RibFracSegLib.postprocess import PostprocessParams
 from RibFracSegLib.preprocess import block_any
-from RibFracSegLib.ribs.frame import rib_frames
+from RibFracSegLib.ribs.frame_build import rib_frames
 from RibFracSegLib.ribs.labels import RibLabels
 from RibFracSegLib.sliding_window import PatchGrid, keep_mask
 from RibFracSegLib.window_cover import in_cores

@@ -15,7 +15,8 @@ import torch
 from RibFracSegLib.checkpoint import build_model, load_checkpoint
 from RibFracSegLib.frame_inference import frame_geometry
 from RibFracSegLib.preprocess import patch_batch
-from RibFracSegLib.ribs.frame import RibFrame, body_centre, rib_frame
+from RibFracSegLib.ribs.frame import RibFrame
+from RibFracSegLib.ribs.frame_build import body_centre, rib_frame
 from RibFracSegLib.shipped import shipped_model
 
 REAL_CHEST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "LIDC-IDRI-0314.nii.gz"

@@ -16,7 +16,7 @@ from RibFracSegLib.detections import Detection, fracture_text, measures_text
 from RibFracSegLib.phantom import PhantomParams, generate_phantom
 from RibFracSegLib.ribs import frame_measure as fm
 from RibFracSegLib.ribs.centrelines import ribs_from_label_map
-from RibFracSegLib.ribs.frame import body_centre, centreline_frame, rib_frame
+from RibFracSegLib.ribs.frame_build import body_centre, centreline_frame, rib_frame
 from RibFracSegLib.ribs.label_maps import phantom_to_rib_labels
 from RibFracSegLib.simulate import simulate_case
 from RibFracSegLib.simulate.plan import planned_measures

@@ -12,8 +12,8 @@ import SimpleITK as sitk
 
 from RibFracSegLib.defaults import PHANTOM_ORIENTATIONS
 from RibFracSegLib.phantom import PhantomParams, generate_phantom, rib_labels_from_phantom
-from RibFracSegLib.ribs.frame import (body_centre, frame_to_ct, outward_cosine, rib_frame, rib_frames,
-                                      section_twist_deg)
+from RibFracSegLib.ribs.frame import frame_to_ct
+from RibFracSegLib.ribs.frame_build import body_centre, outward_cosine, rib_frame, rib_frames, section_twist_deg
 from RibFracSegLib.ribs.labels import Rib
 
 BASE = dict(shape=(150, 170, 110), spacing=(2.0, 1.8, 3.0), fov="thorax", n_fractures=0, seed=21)

@@ -11,7 +11,7 @@ import SimpleITK as sitk
 
 from RibFracSegLib.phantom import PhantomParams, generate_phantom
 from RibFracSegLib.ribs.centrelines import ribs_from_label_map
-from RibFracSegLib.ribs.frame import centreline_frame
+from RibFracSegLib.ribs.frame_build import centreline_frame
 from RibFracSegLib.ribs.label_maps import phantom_to_rib_labels
 from RibFracSegLib.ribs.labels import Rib
 from RibFracSegLib.simulate import simulate_case

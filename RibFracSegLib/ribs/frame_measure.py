@@ -30,7 +30,8 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from .. import defaults
-from .frame import RibFrame, body_centre, rib_frame
+from .frame import RibFrame
+from .frame_build import body_centre, rib_frame
 from .labels import Rib
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ import SimpleITK as sitk
 from .. import defaults
 from ..geometry import index_to_lps_affine, same_grid
 from ..io import InputError
-from ..ribs.frame import body_centre, centreline_frame
+from ..ribs.frame_build import body_centre, centreline_frame
 from ..ribs.labels import RibLabels
 from .plan import draw_arc, draw_kind, make_spec
 from .render import BuiltFracture, Grid, build_fracture

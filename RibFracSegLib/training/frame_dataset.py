@@ -32,7 +32,8 @@ from ..cases import case_id, is_image
 from ..errors import InputError
 from ..geometry import indices_to_lps
 from ..io import atomic_path, read_ct
-from ..ribs.frame import RibFrame, body_centre, rib_frame
+from ..ribs.frame import RibFrame
+from ..ribs.frame_build import body_centre, rib_frame
 from ..ribs.labels import Rib, RibLabels
 
 CACHE_VERSION = 2  # 2: frames run FRAME_TRAIN_END_MM past the ends (1: RIB_FRAME_END_MM)

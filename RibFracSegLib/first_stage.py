@@ -26,8 +26,8 @@ from .checkpoint import Checkpoint
 from .detections import Detection
 
 CACHE_VERSION = 1
-FRAME_RUN_VERSION = "upright-mend-1"  # frame runs only: rib-end detections tagged (`ribs.assign.at_rib_end`); grown
-#   ribs without upright strips, short ribs mended across a break (`ribs.grow._mend_short`)
+FRAME_RUN_VERSION = "whole-tips-1"  # frame runs only: rib-end detections tagged (`ribs.assign.at_rib_end`, the tips
+#   of a trace as long as its partner's are ends); grown ribs without upright strips, short ribs mended across a break
 RUN_KEYS = ("precision", "fallback", "frame_overlap", "confidence", "frame_relook_from")  # the checkpoint's `inference` entries that change the run
 
 

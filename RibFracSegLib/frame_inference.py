@@ -242,7 +242,7 @@ JUDGED_BY_FALLBACK = ("fallback", RIB_END)  # sources the fallback checkpoint's 
 
 def by_source(detections: list[Detection], labels: np.ndarray, framed: FrameProbability, frame_floor: float,
               fallback_floor: float, peaks: Optional[dict[int, float]] = None,
-              lengths: Optional[dict[str, tuple[float, float]]] = None) -> list[Detection]:
+              lengths: Optional[dict[str, tuple[float, Optional[float]]]] = None) -> list[Detection]:
     """Each detection marked "frame" or "fallback" (most of its voxels hold the fallback's value) and
     kept when it reaches its own detector's confidence floor: the frame checkpoint's floor is
     calibrated for the frame network alone and would silence the fallback, or the fallback's

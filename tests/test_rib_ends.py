@@ -86,21 +86,30 @@ def test_a_frame_detection_at_a_rib_end_is_scored_by_the_fallbacks_classifier(tm
 def test_a_rib_cut_short_by_a_break_is_measured_by_its_partner_and_its_tips_are_no_ends():
     """A trace that stops at a displaced break (R5: 150 mm of a 260 mm rib) would put the break at its end:
     the support reads the longer of the pair, unnumbered ribs their own; and within the margin of a
-    trace's own tips (head or anterior) a detection may be the break that stopped it, so is no rib end."""
+    trace's own tips (head or anterior) a detection may be the break that stopped it, so is no rib end,
+    unless the trace is as long as its partner's: then its anterior tip is the costochondral end."""
     def rib(side, number, length):
         line = np.zeros((11, 3))
         line[:, 0] = np.linspace(0, length, 11)
         return Rib(side=side, number=number, centreline_lps=line)
 
-    lengths = rib_lengths([rib("R", 5, 150.0), rib("L", 5, 260.0), rib("L", 6, 270.0), rib("R", None, 90.0)])
-    assert lengths == {"R5": pytest.approx((150.0, 260.0)), "L5": pytest.approx((260.0, 260.0)),
-                       "L6": pytest.approx((270.0, 270.0)), "unnumbered R": pytest.approx((90.0, 90.0))}
+    lengths = rib_lengths([rib("R", 5, 150.0), rib("L", 5, 260.0), rib("L", 6, 270.0), rib("R", None, 90.0),
+                           rib("R", 7, 268.0), rib("L", 7, 266.0)])
+    assert lengths == {"R5": pytest.approx((150.0, 260.0)), "L5": pytest.approx((260.0, 150.0)),
+                       "L6": (pytest.approx(270.0), None), "unnumbered R": (pytest.approx(90.0), None),
+                       "R7": pytest.approx((268.0, 266.0)), "L7": pytest.approx((266.0, 268.0))}
     margin = defaults.FRAME_RIB_END_MARGIN_MM
     assert margin == 6.0
-    # L6: support 40.5 .. 229.5 mm; ends are 6 .. 34.5 and 235.5 .. 264 mm
+    # L6 (no partner found): support 40.5 .. 229.5 mm; ends are 6 .. 34.5 and 235.5 .. 264 mm
     ends = [a for a in np.arange(0.0, 270.5, 0.5) if at_rib_end(a, *lengths["L6"])]
     assert min(ends) == 6.5 and max(a for a in ends if a < 100) == 34.0
     assert min(a for a in ends if a > 100) == 236.0 and max(ends) == 263.5
-    # R5, cut at 150 mm: its break at 148 mm is inside the pair's support, not an end
-    assert not at_rib_end(148.0, *lengths["R5"]) and not at_rib_end(148.0, 150.0, 150.0)
+    # R7 and L7, a whole pair (support of the longer, 268 mm: 40.2 .. 227.8): each anterior end runs to its tip
+    for name, own in (("R7", 268.0), ("L7", 266.0)):
+        ends = [a for a in np.arange(0.0, own + 0.5, 0.5) if at_rib_end(a, *lengths[name])]
+        assert min(ends) == 6.5 and max(a for a in ends if a < 100) == 34.0
+        assert min(a for a in ends if a > 100) == 234.0 and max(ends) == own
+    # R5, cut at 150 mm: its break at 148 mm is inside the pair's support, not an end; nor on a rib with no partner
+    assert not at_rib_end(148.0, *lengths["R5"]) and not at_rib_end(148.0, 150.0, None)
+    assert at_rib_end(148.0, 150.0, 152.0)  # as long as its partner (less the margin): its tip is an end
     assert at_rib_end(12.0, *lengths["R5"])  # a rib head's joint

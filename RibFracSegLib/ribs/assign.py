@@ -27,24 +27,28 @@ def break_support(length_mm: float) -> tuple[float, float]:
     return lo, defaults.SIMULATION_END_FRACTION * length_mm
 
 
-def rib_lengths(ribs: Sequence[Rib]) -> dict[str, tuple[float, float]]:
-    """Rib name -> (its centreline's length, the longer of its left/right pair's; an unnumbered rib's
-    own): `at_rib_end` reads both."""
-    pair: dict[int, float] = {}
+def rib_lengths(ribs: Sequence[Rib]) -> dict[str, tuple[float, Optional[float]]]:
+    """Rib name -> (its centreline's length, its left/right partner's; None for an unnumbered rib or
+    one whose partner was not found): `at_rib_end` reads both."""
+    by_number: dict[int, dict[str, float]] = {}
     for r in ribs:
         if r.number:
-            pair[r.number] = max(pair.get(r.number, 0.0), r.length_mm)
-    return {r.name: (r.length_mm, pair[r.number] if r.number else r.length_mm) for r in ribs}
+            by_number.setdefault(r.number, {})[r.side] = r.length_mm
+    partner = {"L": "R", "R": "L"}
+    return {r.name: (r.length_mm, by_number[r.number].get(partner[r.side]) if r.number else None) for r in ribs}
 
 
-def at_rib_end(arc_mm: float, own_mm: float, pair_mm: float) -> bool:
+def at_rib_end(arc_mm: float, own_mm: float, partner_mm: Optional[float]) -> bool:
     """Whether a point `arc_mm` along a rib lies at one of its ends, beyond where breaks were learned:
-    more than FRAME_RIB_END_MARGIN_MM outside `break_support` of the pair's longer rib (`pair_mm`),
-    yet not within that margin of its own trace's tips (`own_mm`): a trace stops at a displaced break,
-    which then lies at its tip, where its length would otherwise call it an end."""
-    lo, hi = break_support(pair_mm)
+    more than FRAME_RIB_END_MARGIN_MM outside `break_support` of the longer of the rib and its partner.
+    Not within that margin of its own trace's tips when the trace may have been cut short: a trace
+    stops at a displaced break, which then lies at its tip, where its length would otherwise call it
+    an end. A trace at least as long as its partner's (less the margin) was not: its anterior tip is
+    the costochondral end itself, where a detection is a rib end like any other beyond the support."""
+    lo, hi = break_support(max(own_mm, partner_mm or 0.0))
     margin = defaults.FRAME_RIB_END_MARGIN_MM
-    return margin < arc_mm < lo - margin or hi + margin < arc_mm < own_mm - margin
+    whole = partner_mm is not None and own_mm >= partner_mm - margin
+    return margin < arc_mm < lo - margin or hi + margin < arc_mm < (np.inf if whole else own_mm - margin)
 
 
 def near_ribs(ribs: RibLabels, volume: CanonicalVolume, margin_mm: float) -> Optional[np.ndarray]:

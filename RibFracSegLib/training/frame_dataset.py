@@ -37,7 +37,9 @@ from ..ribs.frame_build import body_centre, rib_frame
 from ..ribs.labels import Rib, RibLabels
 
 CACHE_VERSION = 2  # 2: frames run FRAME_TRAIN_END_MM past the ends (1: RIB_FRAME_END_MM)
-RIBS_VERSION = 1  # cached `segment_ribs` results (labels + centrelines) of the real CTs
+RIBS_VERSION = 2  # cached `segment_ribs` results (labels + centrelines) of the real CTs, and the real CTs' frames
+#   built on them: bump when the rib step's result changes (2: grown ribs without upright strips, short
+#   ribs mended across a break, c94f27e)
 PHANTOM_FIRST_SEED = 24100  # training phantoms take seeds from here on (issue 24's held-out phantoms use others)
 _FRAME_CACHE = 48  # decompressed frames kept in memory (about 4 MB each)
 
@@ -57,7 +59,7 @@ class FrameSource:
     @property
     def key(self) -> str:
         """Cache name: source, seed and every setting that changes the frames, and the cache version."""
-        shape = f"-{self.size}px{self.slice_mm:g}mm" if self.kind == "phantom" else ""
+        shape = f"-{self.size}px{self.slice_mm:g}mm" if self.kind == "phantom" else f"-ribs{RIBS_VERSION}"
         return f"{self.name}{shape}-f{self.n_fractures}-seed{self.seed}-v{CACHE_VERSION}"
 
 

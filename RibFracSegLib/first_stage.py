@@ -8,7 +8,9 @@ mean probability or a frame detection's peak: the same result) and a checkpoint 
 rib-frame checkpoint's floor filters its frame detections only: its fallback's are stored at the
 fallback's own floor, as `segment_ct` keeps them. The cache key hashes what changes the run: weights,
 the other thresholds, the pre-processing, the frame/fallback settings (and the fallback's own key and
-floor), the calibrated precision and the skip rule.
+floor), the calibrated precision and the skip rule; a run is reused only for the image it was run
+on (`image_digest`: a case name re-simulated on other ribs is run again). Code changes that change
+runs bump CACHE_VERSION or FRAME_RUN_VERSION.
 """
 
 from __future__ import annotations
@@ -76,6 +78,14 @@ def with_floor(ckpt: Checkpoint, floor: float) -> Checkpoint:
     return replace(ckpt, thresholds={**ckpt.thresholds, "min_confidence": float(floor)})
 
 
+def image_digest(image: sitk.Image) -> str:
+    """SHA-256 of a CT's voxels and grid: a cached run is reused only for the image it was run on."""
+    h = hashlib.sha256(sitk.GetArrayViewFromImage(image).tobytes())
+    h.update(json.dumps([str(image.GetPixelIDTypeAsString()), image.GetSpacing(), image.GetOrigin(),
+                         image.GetDirection()]).encode())
+    return h.hexdigest()
+
+
 def first_stage(ckpt: Checkpoint, image: sitk.Image, case: str, cache_dir: str | Path,
                 find_ribs: bool = True) -> StageResult:
     """The first stage (no classifier) of `case` with no confidence floor, read from
@@ -83,10 +93,12 @@ def first_stage(ckpt: Checkpoint, image: sitk.Image, case: str, cache_dir: str |
     from .inference import segment_ct
 
     folder = Path(cache_dir) / run_key(ckpt) / case
+    digest = image_digest(image)
     if (folder / "detections.json").is_file():
         stored = json.loads((folder / "detections.json").read_text())
-        return StageResult([Detection.from_dict(d) for d in stored["detections"]],
-                           sitk.ReadImage(str(folder / "instances.nii.gz")), stored["timings_s"])
+        if stored.get("image_sha256") == digest:  # a case name with another image (e.g. re-simulated): run again
+            return StageResult([Detection.from_dict(d) for d in stored["detections"]],
+                               sitk.ReadImage(str(folder / "instances.nii.gz")), stored["timings_s"])
     result = segment_ct(image, with_floor(ckpt, 0.0), classify_candidates=False, find_ribs=find_ribs)
     folder.mkdir(parents=True, exist_ok=True)
     from .io import atomic_path
@@ -95,7 +107,7 @@ def first_stage(ckpt: Checkpoint, image: sitk.Image, case: str, cache_dir: str |
         sitk.WriteImage(result.instances, str(tmp), True)
     with atomic_path(folder / "detections.json") as tmp:  # written last: the case is complete
         Path(tmp).write_text(json.dumps({"detections": [d.to_dict() for d in result.detections],
-                                         "timings_s": result.timings_s}))
+                                         "timings_s": result.timings_s, "image_sha256": digest}))
     return StageResult(result.detections, result.instances, result.timings_s)
 
 

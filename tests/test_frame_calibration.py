@@ -18,7 +18,7 @@ import SimpleITK as sitk
 from RibFracSegLib.checkpoint import load_checkpoint, save_checkpoint
 from RibFracSegLib.detections import Detection
 from RibFracSegLib.errors import InputError
-from RibFracSegLib.first_stage import first_stage, run_key
+from RibFracSegLib.first_stage import first_stage, image_digest, run_key
 from RibFracSegLib.evaluation.matching import CaseMatch, PredictionRow
 from RibFracSegLib.frame_calibration import (ALWAYS, calibrate_frame, candidate_floors, choose_fallback_floor,
                                             choose_floor, store_floor)
@@ -39,7 +39,7 @@ def _detection(label: int, confidence: float, mask: np.ndarray) -> Detection:
 
 
 def _cache_run(cache, ckpt, case: str, like: sitk.Image, truth: np.ndarray | None) -> None:
-    """What a first-stage run leaves in the cache: the truth fractures at 0.6 (when given), a false one at 0.3."""
+    """What a first-stage run of `like` leaves in the cache: the truth fractures at 0.6 (when given), a false one at 0.3."""
     labels = np.zeros(like.GetSize()[::-1], np.uint16)
     labels[FALSE_BOX] = 1
     dets = [_detection(1, 0.3, labels == 1)]
@@ -52,7 +52,8 @@ def _cache_run(cache, ckpt, case: str, like: sitk.Image, truth: np.ndarray | Non
     image.CopyInformation(like)
     sitk.WriteImage(image, str(folder / "instances.nii.gz"))
     (folder / "detections.json").write_text(json.dumps({"detections": [d.to_dict() for d in dets],
-                                                        "timings_s": {"total": 1.0}}))
+                                                        "timings_s": {"total": 1.0},
+                                                        "image_sha256": image_digest(like)}))
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +74,7 @@ def test_the_floor_drops_the_false_detection_and_keeps_the_fractures(phantom, tm
         assert len(sim.fractures) == n
         truth = sitk.GetArrayFromImage(sim.fracture_labels)
         truth[FALSE_BOX] = 0
-        _cache_run(tmp_path, ckpt, f"CT-A-sim{seed}-f{n}", image, truth)
+        _cache_run(tmp_path, ckpt, f"CT-A-sim{seed}-f{n}", sim.image, truth)
     calibration = calibrate_frame(ckpt, [("CT-A", image)], tmp_path, seeds=seeds, n_fractures=n, max_fp=0.5,
                                   ribs_of=lambda im, name: ribs, log=lambda m: None)
     assert 0.3 < calibration.floor <= 0.6 and calibration.floor == pytest.approx(0.45)
@@ -169,6 +170,9 @@ def test_a_floor_on_the_cached_run_is_the_run_with_that_floor(phantom, tmp_path)
     ckpt.thresholds.update(min_volume_mm3=0.0, min_confidence=0.0)
     stage = first_stage(ckpt, marked, "marks", tmp_path, find_ribs=False)
     assert sorted(round(d.confidence, 1) for d in stage.detections) == [0.8, 1.0]
+    # the same case name with another image (a copy simulated anew) is run again, not read from the cache
+    assert first_stage(ckpt, image, "marks", tmp_path, find_ribs=False).detections == []
+    assert len(first_stage(ckpt, marked, "marks", tmp_path, find_ribs=False).detections) == 2
     ref = segment_ct(marked, with_floor(ckpt, 0.9), classify_candidates=False, find_ribs=False, precision="fp32")
     got = above_floor(stage, 0.9)
     assert len(ref.detections) == len(got.detections) == 1

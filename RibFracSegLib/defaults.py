@@ -113,6 +113,12 @@ RIB_TRACE_CATCH_MM = 5.0  # the rib's blob reaches this near the predicted centr
 RIB_TRACE_TAKE_MM = (4.5, 8.0)  # the blob's centroid is taken inside this ellipse (half thickness, half height)
 RIB_TRACE_MAX_AREA_MM2 = 105.0  # more bone than this in it (of 113): the rib passes a bone mass, path as predicted
 RIB_TRACE_MAX_MASS_MM = 30.0  # ... for at most this long (a clavicle or scapula crosses a rib in less)
+RIB_TAIL_BONE_HU = 200.0  # a trace's anterior tail is boneless where its sections hold too little above this
+#   (costal cartilage, 100-200 HU, passes RIB_BONE_HU; `ribs.tails`)
+RIB_TAIL_RADIUS_MM = 5.0  # ... within this of the centreline
+RIB_TAIL_MIN_AREA_MM2 = 4.0  # ... too little: below this, or below RIB_TAIL_AREA_FRACTION of the rib's median
+RIB_TAIL_AREA_FRACTION = 0.25  # ... over its middle third
+RIB_TAIL_MIN_MM = 10.0  # only a boneless tail this long is cut (shorter ones: the bony end's own taper)
 RIB_TRACE_MIN_AREA_MM2 = 3.0  # less is noise
 RIB_TRACE_MAX_SHIFT_MM = 0.75  # a step moves the centre at most this far across the predicted path (22 deg)
 RIB_TRACE_DIRECTION_MM = 8.0  # the direction is the chord over this much of the path behind

@@ -7,7 +7,8 @@ cartilage, effusions and touching neighbours break the grown regions on real che
 is made beside the grown one (on the other core); the grown set is kept when it is complete, else the
 traced one replaces it where its left and right ribs agree clearly better (RIB_TRACED_MIN_GAIN_PAIRS
 more numbered pairs of like length, and at least RIB_SKIP_MIN_PAIRS: a few traced pairs on a small or
-coarse CT are no better evidence); the notes say which set was set aside.
+coarse CT are no better evidence); the notes say which set was set aside. The kept set's traces end
+where their bone ends (`ribs/tails.py`: a tail run on along costal cartilage is cut).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from .anatomy import ColumnLandmarks, column_landmarks, lungs_of, too_coarse_for
 from .cage import cage_start
 from .grow import grow_ribs, working_geometry
 from .labels import RibLabels, like_lengths
+from .tails import cut_boneless_tails
 from .traced import trace_ribs
 
 
@@ -47,9 +49,9 @@ def segment_ribs(image: sitk.Image, landmarks: Optional[ColumnLandmarks] = None,
     shared = time.perf_counter() - t0
     cage = cage_image(start.cage, marks)
     if method == "trace":
-        return _timed(trace_ribs(image, marks, lungs, start), shared, cage)
+        return _tails_cut(_timed(trace_ribs(image, marks, lungs, start), shared, cage), image)
     if method == "grow":
-        return _labelled(_timed(grow_ribs(image, marks, lungs, start, labelled=False), shared, cage))
+        return _tails_cut(_labelled(_timed(grow_ribs(image, marks, lungs, start, labelled=False), shared, cage)), image)
     # the traced set is needed whenever the grown one is incomplete (five of six real CTs here): traced
     # beside the growing, on the other core (largely numpy and SimpleITK, which free the GIL: 2.1 -> 1.4 s
     # on LIDC-IDRI-0314; 0.5 s lost where the grown set is complete); labels only for the set kept
@@ -58,13 +60,13 @@ def segment_ribs(image: sitk.Image, landmarks: Optional[ColumnLandmarks] = None,
         grown = grow_ribs(image, marks, lungs, start, labelled=False)
         traced = tracing.result()
     if grown.complete():
-        return _labelled(_timed(grown, shared, cage))
+        return _tails_cut(_labelled(_timed(grown, shared, cage)), image)
     better = agreement(traced) >= max(agreement(grown) + defaults.RIB_TRACED_MIN_GAIN_PAIRS, defaults.RIB_SKIP_MIN_PAIRS)
     keep, other, name = (traced, grown, "grown") if better else (grown, traced, "traced")
     keep.notes.append(f"the {name} rib set was set aside ({agreement(other)} numbered left/right pairs of like "
                       f"length, against {agreement(keep)})")
     keep.timings_s.update({f"other {k}": v for k, v in other.timings_s.items()})
-    return _labelled(_timed(keep, shared, cage))
+    return _tails_cut(_labelled(_timed(keep, shared, cage)), image)
 
 
 def cage_image(cage: np.ndarray, marks: ColumnLandmarks) -> sitk.Image:
@@ -95,6 +97,14 @@ def _labelled(ribs: RibLabels) -> RibLabels:
     t = time.perf_counter()
     ribs.finish_labels()
     ribs.timings_s["labels"] = ribs.timings_s.get("labels", 0.0) + time.perf_counter() - t
+    return ribs
+
+
+def _tails_cut(ribs: RibLabels, image: sitk.Image) -> RibLabels:
+    """The kept set's centrelines ending where their bone ends (`tails.cut_boneless_tails`), timed as "tails"."""
+    t = time.perf_counter()
+    ribs.ribs = cut_boneless_tails(ribs.ribs, image)
+    ribs.timings_s["tails"] = time.perf_counter() - t
     return ribs
 
 

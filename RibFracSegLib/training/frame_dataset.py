@@ -37,9 +37,9 @@ from ..ribs.frame_build import body_centre, rib_frame
 from ..ribs.labels import Rib, RibLabels
 
 CACHE_VERSION = 2  # 2: frames run FRAME_TRAIN_END_MM past the ends (1: RIB_FRAME_END_MM)
-RIBS_VERSION = 2  # cached `segment_ribs` results (labels + centrelines) of the real CTs, and the real CTs' frames
+RIBS_VERSION = 3  # cached `segment_ribs` results (labels + centrelines) of the real CTs, and the real CTs' frames
 #   built on them: bump when the rib step's result changes (2: grown ribs without upright strips, short
-#   ribs mended across a break, c94f27e)
+#   ribs mended across a break, c94f27e; 3: boneless anterior tails cut, ribs.tails)
 PHANTOM_FIRST_SEED = 24100  # training phantoms take seeds from here on (issue 24's held-out phantoms use others)
 _FRAME_CACHE = 48  # decompressed frames kept in memory (about 4 MB each)
 

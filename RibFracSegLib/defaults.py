@@ -113,12 +113,6 @@ RIB_TRACE_CATCH_MM = 5.0  # the rib's blob reaches this near the predicted centr
 RIB_TRACE_TAKE_MM = (4.5, 8.0)  # the blob's centroid is taken inside this ellipse (half thickness, half height)
 RIB_TRACE_MAX_AREA_MM2 = 105.0  # more bone than this in it (of 113): the rib passes a bone mass, path as predicted
 RIB_TRACE_MAX_MASS_MM = 30.0  # ... for at most this long (a clavicle or scapula crosses a rib in less)
-RIB_TAIL_BONE_HU = 200.0  # a trace's anterior tail is boneless where its sections hold too little above this
-#   (costal cartilage, 100-200 HU, passes RIB_BONE_HU; `ribs.tails`)
-RIB_TAIL_RADIUS_MM = 5.0  # ... within this of the centreline
-RIB_TAIL_MIN_AREA_MM2 = 4.0  # ... too little: below this, or below RIB_TAIL_AREA_FRACTION of the rib's median
-RIB_TAIL_AREA_FRACTION = 0.25  # ... over its middle third
-RIB_TAIL_MIN_MM = 10.0  # only a boneless tail this long is cut (shorter ones: the bony end's own taper)
 RIB_TRACE_MIN_AREA_MM2 = 3.0  # less is noise
 RIB_TRACE_MAX_SHIFT_MM = 0.75  # a step moves the centre at most this far across the predicted path (22 deg)
 RIB_TRACE_DIRECTION_MM = 8.0  # the direction is the chord over this much of the path behind
@@ -134,6 +128,12 @@ RIB_TRACE_HEIGHT_DX_MM = 40.0  # ribs are ordered by their path's height this fa
 RIB_TRACE_RISE_DX_MM = (60.0, 110.0)  # here (left/right of the spine) a rib lies no higher than its posterior arc ...
 RIB_TRACE_MAX_RISE_MM = 10.0  # ... plus this (ribs of LIDC-0001, CPTAC: <= 5.8; the scapular spine, lumbar transverse processes: >= 12.7)
 RIB_TRACE_TUBE_MM = 7.0  # a rib's bone lies within this of its centreline (half a rib's height plus margin)
+RIB_TAIL_BONE_HU = 200.0  # a trace's anterior tail is boneless where its sections hold too little above this
+#   (costal cartilage, 100-200 HU, passes RIB_BONE_HU; `ribs.tails`)
+RIB_TAIL_RADIUS_MM = 5.0  # ... within this of the centreline
+RIB_TAIL_MIN_AREA_MM2 = 4.0  # ... too little: below this, or below RIB_TAIL_AREA_FRACTION of the rib's median
+RIB_TAIL_AREA_FRACTION = 0.25  # ... over its middle third
+RIB_TAIL_MIN_MM = 10.0  # only a boneless tail this long is cut (shorter ones: the bony end's own taper)
 RIB_ASSIGN_MAX_MM = 15.0  # a detection farther than this from every rib centreline is on no rib
 # Off by default: on 6 held-out phantoms it cut FROC 0.873 -> 0.788 (true fractures on ribs the rib
 # step follows only part-way), while it halves false positives on real CTs (benchmarks/bench_on_rib.py)

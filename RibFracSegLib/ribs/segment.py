@@ -49,9 +49,16 @@ def segment_ribs(image: sitk.Image, landmarks: Optional[ColumnLandmarks] = None,
     shared = time.perf_counter() - t0
     cage = cage_image(start.cage, marks)
     if method == "trace":
-        return _tails_cut(_timed(trace_ribs(image, marks, lungs, start), shared, cage), image)
-    if method == "grow":
-        return _tails_cut(_labelled(_timed(grow_ribs(image, marks, lungs, start, labelled=False), shared, cage)), image)
+        kept = _timed(trace_ribs(image, marks, lungs, start), shared, cage)
+    elif method == "grow":
+        kept = _labelled(_timed(grow_ribs(image, marks, lungs, start, labelled=False), shared, cage))
+    else:
+        kept = _labelled(_timed(_either(image, marks, lungs, start), shared, cage))
+    return _tails_cut(kept, image)
+
+
+def _either(image: sitk.Image, marks: ColumnLandmarks, lungs, start) -> RibLabels:
+    """The grown set when complete, else the traced one where it agrees clearly better (labels deferred)."""
     # the traced set is needed whenever the grown one is incomplete (five of six real CTs here): traced
     # beside the growing, on the other core (largely numpy and SimpleITK, which free the GIL: 2.1 -> 1.4 s
     # on LIDC-IDRI-0314; 0.5 s lost where the grown set is complete); labels only for the set kept
@@ -60,13 +67,13 @@ def segment_ribs(image: sitk.Image, landmarks: Optional[ColumnLandmarks] = None,
         grown = grow_ribs(image, marks, lungs, start, labelled=False)
         traced = tracing.result()
     if grown.complete():
-        return _tails_cut(_labelled(_timed(grown, shared, cage)), image)
+        return grown
     better = agreement(traced) >= max(agreement(grown) + defaults.RIB_TRACED_MIN_GAIN_PAIRS, defaults.RIB_SKIP_MIN_PAIRS)
     keep, other, name = (traced, grown, "grown") if better else (grown, traced, "traced")
     keep.notes.append(f"the {name} rib set was set aside ({agreement(other)} numbered left/right pairs of like "
                       f"length, against {agreement(keep)})")
     keep.timings_s.update({f"other {k}": v for k, v in other.timings_s.items()})
-    return _tails_cut(_labelled(_timed(keep, shared, cage)), image)
+    return keep
 
 
 def cage_image(cage: np.ndarray, marks: ColumnLandmarks) -> sitk.Image:

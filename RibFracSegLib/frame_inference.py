@@ -364,7 +364,7 @@ def frame_probability(image: sitk.Image, volume: CanonicalVolume, ribs: Optional
         result.fallback_patches = len(fallback_boxes)
         done[1] = n_windows + result.fallback_patches
         shifted = (lambda d, total: progress(n_windows + d, n_windows + total)) if progress else None
-        extra = np.zeros_like(prob)
+        extra = np.zeros(prob.shape, prob.dtype)  # calloc: pages the fallback never writes stay unmapped
         result.fallback_stats = fallback.run(fallback_boxes, volume.to_canonical(extra), shifted)
         result.fallback_voxels = _merge_fallback(prob, extra, frames, image, decide_from)
         timings["fallback"] = time.perf_counter() - t

@@ -93,6 +93,8 @@ class SlabAggregator:
     The output volume accumulates the weighted sum in place; the weight sum lives in a slab as deep
     as one patch. When a patch starts further along axis 0, the slices before it can receive no more
     contributions and are divided by their weight sum (voxels no computed patch covered stay 0).
+    Closing and shifting visit only the slab's rows and columns patches have reached since it was
+    last empty: a few scattered patches (the rib-frame fallback's) cost what they cover, not whole slices.
     """
 
     def __init__(self, shape: Sequence[int], weights: np.ndarray, output: Optional[np.ndarray] = None) -> None:
@@ -102,6 +104,7 @@ class SlabAggregator:
         depth = min(weights.shape[0], shape[0])
         self._wsum = np.zeros((depth,) + tuple(shape[1:]), dtype=np.float32)
         self._base = 0  # first slice not yet finalised
+        self._reach: Optional[list[int]] = None  # [y0, y1, x0, x1] patches reached since the slab was empty
 
     def _close_until(self, stop: int) -> None:
         """Finalise slices [base, stop). Only the slab's slices can hold contributions: when `stop`
@@ -109,12 +112,20 @@ class SlabAggregator:
         n = stop - self._base
         if n <= 0:
             return
+        self._base, base = stop, self._base
+        if self._reach is None:
+            return
         k = min(n, self._wsum.shape[0])
-        done = self._wsum[:k]
-        out = self.output[self._base:self._base + k]
-        np.divide(out, done, out=out, where=done > 0)
-        self._wsum = np.concatenate([self._wsum[k:], np.zeros_like(self._wsum[:k])])
-        self._base = stop
+        rows, cols = slice(*self._reach[:2]), slice(*self._reach[2:])
+        wsum = self._wsum[:, rows, cols]
+        out = self.output[base:base + k, rows, cols]
+        np.divide(out, wsum[:k], out=out, where=wsum[:k] > 0)
+        if k == len(wsum):
+            wsum[:] = 0
+            self._reach = None
+        else:
+            wsum[:-k] = wsum[k:].copy()
+            wsum[-k:] = 0
 
     def add(self, box: Box, prediction: np.ndarray) -> None:
         """Add one patch prediction (float32, the box's shape) with the blending weights."""
@@ -125,6 +136,9 @@ class SlabAggregator:
         self.output[box] += prediction * w
         local = (slice(box[0].start - self._base, box[0].stop - self._base), box[1], box[2])
         self._wsum[local] += w
+        reach = [box[1].start, box[1].stop, box[2].start, box[2].stop]
+        self._reach = reach if self._reach is None else [min(self._reach[0], reach[0]), max(self._reach[1], reach[1]),
+                                                         min(self._reach[2], reach[2]), max(self._reach[3], reach[3])]
 
     def finish(self) -> np.ndarray:
         self._close_until(self.output.shape[0])

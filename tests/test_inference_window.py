@@ -84,6 +84,30 @@ def test_gaussian_weights_and_aggregator_order():
         agg.add((slice(0, 8), slice(0, 4), slice(0, 4)), np.ones((8, 4, 4), np.float32))
 
 
+def test_aggregator_on_scattered_boxes_is_the_weighted_mean():
+    """Boxes far apart along every axis (the rib-frame fallback's), gaps longer than the slab and
+    partial boxes at the edge: the blended value is sum(w p) / sum(w) wherever a box reached, 0 elsewhere."""
+    rng = np.random.default_rng(3)
+    shape, patch = (70, 40, 50), (8, 6, 7)
+    w = importance_map(patch)
+    starts = sorted((int(a), int(b), int(c)) for a, b, c in zip(rng.integers(0, 66, 12), rng.integers(0, 36, 12),
+                                                                  rng.integers(0, 46, 12)))
+    starts += [(2, 1, 1), (2, 30, 40), (64, 36, 46)]  # same slab, far apart in y and x; one clipped at the edge
+    starts.sort()
+    num, den = np.zeros(shape), np.zeros(shape)
+    agg = SlabAggregator(shape, w)
+    for a, b, c in starts:
+        box = (slice(a, min(a + 8, 70)), slice(b, min(b + 6, 40)), slice(c, min(c + 7, 50)))
+        p = rng.random(tuple(s.stop - s.start for s in box)).astype(np.float32)
+        ww = w[tuple(slice(0, s.stop - s.start) for s in box)]
+        num[box] += ww * p
+        den[box] += ww
+        agg.add(box, p)
+    expected = np.divide(num, den, out=np.zeros(shape), where=den > 0)
+    assert np.abs(agg.finish() - expected).max() < 1e-5
+    assert (expected > 0).sum() > 2000  # the boxes did write
+
+
 def _body_with_bone() -> np.ndarray:
     hu = np.full((40, 48, 56), -1000, dtype=np.int16)  # k, j, i
     hu[4:36, 6:42, 4:50] = 40  # body

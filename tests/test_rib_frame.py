@@ -130,12 +130,12 @@ def test_first_cross_axis_points_away_from_the_body_centre(phantoms):
         assert frame.v[:, 2].mean() > 0.5, frame.name  # second axis head-wards
 
 
-def tube_ct(line_lps: np.ndarray, radius_mm: float) -> sitk.Image:
+def tube_ct(line_lps: np.ndarray, radius_mm: float, spacing=(0.9, 1.0, 1.3)) -> sitk.Image:
     """An oblique CT (0.9 x 1.0 x 1.3 mm) of a bright tube (1000 HU, soft edge) around a polyline, 0 HU elsewhere."""
     angles = np.radians([20.0, -12.0, 30.0])
     rot = sitk.Euler3DTransform((0, 0, 0), *angles).GetMatrix()
     from scipy.spatial import cKDTree
-    spacing = np.array([0.9, 1.0, 1.3])
+    spacing = np.array(spacing, float)
     lo, hi = line_lps.min(axis=0) - 8, line_lps.max(axis=0) + 8  # the frame reads -1024 HU beyond
     direction = np.array(rot).reshape(3, 3)
     corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
@@ -188,12 +188,19 @@ def test_a_tube_becomes_a_straight_bar_centred_in_the_frame(shape):
     assert abs(np.median(width) - 8.0) < 1.0 and width.max() - width.min() <= 2 * mm + 1e-9
 
 
-def test_write_back_gives_every_ct_voxel_the_value_at_its_frame_coordinate():
+@pytest.mark.parametrize("case", ["helix", "fine grid, tight bend"])
+def test_write_back_gives_every_ct_voxel_the_value_at_its_frame_coordinate(case):
     """Two blobs in separate runs of sections, one on the centreline and one towards a section's corner:
     the write-back (visiting only voxels near each run's non-zero values) equals the brute-force map of
-    every CT voxel through `lps_to_index` and trilinear interpolation."""
-    line = helix()
-    ct = tube_ct(line, radius_mm=4.0)
+    every CT voxel through `lps_to_index` and trilinear interpolation. On a CT finer than the frame,
+    around a bend of 25 mm radius (sections stretched 1.5x at the corner), it must reach far enough."""
+    if case == "helix":
+        line = helix()
+        ct = tube_ct(line, radius_mm=4.0)
+    else:
+        s = np.linspace(0, 1.3, 60)
+        line = np.column_stack([25 * np.cos(s), 25 * np.sin(s), 5 * s])
+        ct = tube_ct(line, radius_mm=4.0, spacing=(0.35, 0.4, 0.45))
     frame = rib_frame(Rib("L", 4, line), centre_lps=[0.0, 0.0, 0.0])
     grid = np.indices(frame.shape).reshape(3, -1).T
     values = np.zeros(frame.shape, np.float32)

@@ -31,6 +31,9 @@ from ..options import worker_threads
 
 _SEARCH_STEPS = 8  # LPS -> frame: segments walked from the nearest section at most
 _NEWTON_STEPS = 4  # ... and Newton steps within a segment (the section plane moves almost linearly)
+_REACH_VOXELS = 2.0  # write-back: a CT voxel lies within half a frame voxel per axis of its rounded frame point,
+#   stretched along the arc by up to 1 + r k on a bend's outer side: 2 voxels holds up to a 3.9x stretch
+#   (a bend of radius 7 mm at the section's corner), beyond any traced rib
 _WALK_TOLERANCE = 1e-6  # a point on a section plane may end the walk a rounding error outside its segment
 
 
@@ -227,40 +230,41 @@ def frame_to_ct(frame: RibFrame, values: np.ndarray, ct: sitk.Image, out: Option
     """Values on the frame's grid (e.g. probabilities) onto the CT grid, [k, j, i] float32: every CT
     voxel within the frame's reach takes the value interpolated at its own frame coordinate; voxels
     beyond it keep `out`'s value (0 in a new array). Several ribs into one `out` keep the maximum.
-    Only CT voxels that can take a non-zero value are visited (sparse probabilities are cheap): per
-    run of sections holding one, those within that run's farthest non-zero value of its centreline."""
+    Only CT voxels that can take a non-zero value are visited (sparse probabilities are cheap): a CT
+    voxel interpolating a non-zero frame voxel has its frame coordinate rounded to a neighbour of it,
+    so it lies within `_REACH_VOXELS` frame voxels of where that neighbour sits; per run of sections
+    holding non-zero values, the CT voxels that near the neighbours are mapped back and interpolated."""
     if values.shape != frame.shape:
         raise ValueError(f"values of shape {values.shape} do not fit {frame.name}'s frame {frame.shape}")
     size = ct.GetSize()
     if out is None:
         out = np.zeros(size[::-1], np.float32)
     nonzero = np.abs(values) > 0
-    active = ndimage.binary_dilation(nonzero.reshape(len(values), -1).any(axis=1))  # sections that write
-    runs, n_runs = ndimage.label(active)
+    runs, n_runs = ndimage.label(ndimage.binary_dilation(nonzero.reshape(len(values), -1).any(axis=1)))
     if not n_runs:
         return out
-    across = np.hypot(*np.meshgrid(np.arange(frame.shape[1]) - frame.half, np.arange(frame.shape[2]) - frame.half,
-                                   indexing="ij")) * frame.voxel_mm  # mm from the centreline, per section voxel
     m, origin = index_to_lps_affine(ct)
-    ijk_all = (frame.points_lps - origin) @ np.linalg.inv(m).T
+    to_index = np.linalg.inv(m).T
     spacing = np.array(ct.GetSpacing(), float)
     values32 = np.asarray(values, np.float32)
-    for run in ndimage.find_objects(runs):
-        # a CT voxel takes a non-zero value only within one frame voxel (interpolation) of a non-zero one
-        far = float(across[nonzero[run].any(axis=0)].max(initial=0.0)) + frame.voxel_mm * np.sqrt(3.0)
-        _write_run(frame, values32, ct, out, ijk_all[run], far, m, spacing, size)
+    for (run,) in ndimage.find_objects(runs):
+        near = ndimage.binary_dilation(nonzero[run], np.ones((3, 3, 3), bool))  # a non-zero voxel or its neighbour
+        index = np.argwhere(near).astype(float)
+        index[:, 0] += run.start
+        _write_run(frame, values32, ct, out, (frame.index_to_lps(index) - origin) @ to_index,
+                   _REACH_VOXELS * frame.voxel_mm, spacing, size)
     return out
 
 
 def _write_run(frame: RibFrame, values: np.ndarray, ct: sitk.Image, out: np.ndarray, ijk: np.ndarray,
-               reach: float, m: np.ndarray, spacing: np.ndarray, size: tuple[int, ...]) -> None:
-    """`frame_to_ct` for the CT voxels within `reach` mm of some centreline point `ijk` (CT index)."""
+               reach: float, spacing: np.ndarray, size: tuple[int, ...]) -> None:
+    """`frame_to_ct` for the CT voxels within `reach` mm of some point `ijk` (CT index)."""
     lo = np.maximum(np.floor(ijk.min(axis=0) - reach / spacing), 0).astype(int)
     hi = np.minimum(np.ceil(ijk.max(axis=0) + reach / spacing) + 1, size).astype(int)
     if np.any(hi <= lo):
         return
     box = tuple(slice(a, b) for a, b in zip(lo[::-1], hi[::-1]))  # [k, j, i]
-    line = np.zeros(tuple(hi - lo)[::-1], bool)  # the centreline's voxels in the box, then their neighbourhood
+    line = np.zeros(tuple(hi - lo)[::-1], bool)  # the points' voxels in the box, then their neighbourhood
     on = np.rint(ijk - lo).astype(int)
     ok = np.all((on >= 0) & (on < hi - lo), axis=1)
     line[tuple(on[ok][:, ::-1].T)] = True

@@ -43,7 +43,7 @@ from . import defaults
 from .candidates.classifier import keep_detections
 from .checkpoint import Checkpoint, cached_checkpoint
 from .detections import Detection
-from .frame_coverage import coverage, fallback_margin, frames_reach
+from .frame_coverage import coverage, fallback_margin, frames_reach, input_box
 from .errors import CheckpointError
 from .orientation import CanonicalVolume
 from .options import worker_threads
@@ -366,7 +366,10 @@ def frame_probability(image: sitk.Image, volume: CanonicalVolume, ribs: Optional
         shifted = (lambda d, total: progress(n_windows + d, n_windows + total)) if progress else None
         extra = np.zeros(prob.shape, prob.dtype)  # calloc: pages the fallback never writes stay unmapped
         result.fallback_stats = fallback.run(fallback_boxes, volume.to_canonical(extra), shifted)
-        result.fallback_voxels = _merge_fallback(prob, extra, frames, image, decide_from)
+        reached = tuple(slice(min(b[a].start for b in fallback_boxes), max(b[a].stop for b in fallback_boxes))
+                        for a in range(3))  # canonical: the fallback wrote nothing beyond its boxes
+        result.fallback_voxels = _merge_fallback(prob, extra, frames, image, decide_from,
+                                                 input_box(volume, reached))
         timings["fallback"] = time.perf_counter() - t
     elif progress:
         progress(n_windows, n_windows)
@@ -374,18 +377,21 @@ def frame_probability(image: sitk.Image, volume: CanonicalVolume, ribs: Optional
 
 
 def _merge_fallback(prob: np.ndarray, extra: np.ndarray, frames: Sequence[RibFrame], image: sitk.Image,
-                    decide_from: float) -> np.ndarray:
-    """The fallback's probability where no frame reaches, in place. Coverage is asked only where the
+                    decide_from: float, box: tuple[slice, ...]) -> np.ndarray:
+    """The fallback's probability where no frame reaches, in place, read in `box` (the input grid's part
+    holding the fallback's windows). Coverage is asked only where the
     fallback says at least `decide_from` (the post-processing threshold: where a detection can come
     from) and more than the frames; below it the fallback fills the voxels the frames left at 0 (a
     quiet frame section may then show the fallback's quiet value: neither reaches the threshold).
     Returns the voxels (rows k, j, i) where the fallback's value from `decide_from` up was taken."""
     taken = []
-    slab = max(1, (_CHUNK // 4) // max(1, prob[0].size))  # masks in slabs (a slice of 512^2): the arrays set the peak
-    for k0 in range(0, len(prob), slab):
-        p, e = prob[k0:k0 + slab], extra[k0:k0 + slab]
+    in_box, out_box, offset = prob[box], extra[box], np.array([b.start for b in box])
+    slab = max(1, (_CHUNK // 4) // max(1, in_box[0].size))  # masks in slabs (a slice of 512^2): the arrays set the peak
+    for k0 in range(0, len(in_box), slab):
+        p, e = in_box[k0:k0 + slab], out_box[k0:k0 + slab]
         kji = np.argwhere((e >= max(decide_from, defaults.FRAME_MIN_PROBABILITY)) & (e > p))
         if len(kji):
+            kji += offset
             kji[:, 0] += k0
             taken.append(kji[~frames_reach(frames, image, kji)])
             prob[tuple(taken[-1].T)] = extra[tuple(taken[-1].T)]

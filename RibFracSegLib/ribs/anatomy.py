@@ -49,16 +49,21 @@ def working_grid(canonical_hu: np.ndarray, spacing_zyx: tuple[float, float, floa
     and each working slice about `slice_mm` when that is coarser (the vertebral count's grid)."""
     factors = working_factors(canonical_hu.shape, spacing_zyx, slice_mm)
     shape = [max(1, n // f) for n, f in zip(canonical_hu.shape, factors)]
-    crop = canonical_hu[: shape[0] * factors[0], : shape[1] * factors[1], : shape[2] * factors[2]]
-    hu = np.maximum(crop, np.float32(defaults.AIR_HU), dtype=np.float32)
+    hu = canonical_hu[: shape[0] * factors[0], : shape[1] * factors[1], : shape[2] * factors[2]]
+    air = np.float32(defaults.AIR_HU)
+    clamped = False  # HU below air (outside the scan's circle) read as air, as each value is first read
     for axis, f in enumerate(factors):  # block sums one axis at a time: strided adds, no 6-D reduction
         if f > 1:
             parts = [hu[(slice(None),) * axis + (slice(k, None, f),)] for k in range(f)]
-            total = parts[0].copy()
+            total = np.maximum(parts[0], air, dtype=np.float32) if not clamped else parts[0].copy()
+            spare = None if clamped else np.empty_like(total)
             for part in parts[1:]:
-                total += part
-            hu = total
-    hu = hu / np.float32(np.prod(factors)) if np.prod(factors) > 1 else hu
+                total += part if clamped else np.maximum(part, air, out=spare, dtype=np.float32)
+            hu, clamped = total, True  # never a full-resolution float copy: a third of the rib step's memory
+    if not clamped:
+        hu = np.maximum(hu, air, dtype=np.float32)
+    if np.prod(factors) > 1:
+        hu /= np.float32(np.prod(factors))
     spacing = tuple(float(s * f) for s, f in zip(spacing_zyx, factors))
     return WorkingGrid(hu=hu, spacing_zyx=spacing, factors=factors)
 

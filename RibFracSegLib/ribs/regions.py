@@ -31,7 +31,7 @@ def input_labels(regions_img: np.ndarray, regions: list[RibRegion], grid, canon)
         box = tuple(slice(w.start * f, n if w.stop == m else min(n, w.stop * f))
                     for w, f, n, m in zip(found[0], grid.factors, shape, work.shape))
         block = grid.upsample(work[found[0]], tuple(b.stop - b.start for b in box))
-        hu = ndimage.uniform_filter(np.asarray(canon.array[box], dtype=np.float32), size=(1, 3, 3))
+        hu = ndimage.uniform_filter(canon.array[box], size=(1, 3, 3), output=np.float32)  # no float copy of the box first
         inside = block > 0
         bone = inside & (hu > defaults.RIB_BONE_HU_FULL)
         bone = fill_holes_per_slice(bone) & inside

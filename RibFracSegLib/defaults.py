@@ -60,6 +60,8 @@ RIB_UNNUMBERED_RIGHT = 26  # likewise on the right
 RIB_MAX_PIXEL_MM = 3.0  # coarser CTs get no ribs (a rib is 5-8 mm thick: a few voxels at least)
 RIB_MAX_SLICE_MM = 5.0
 RIB_WORK_MM = 1.5  # the rib step runs on a grid of blocks about this size, then labels the input grid
+SLAB_VOXELS = 1 << 22  # whole-volume steps done a slab of slices at a time (working grid, holes filled per slice):
+#   small temporaries, reused, not volumes of fresh memory (slow to touch first on some machines)
 RIB_LUNG_HU = -400.0  # air in the lungs is below this
 RIB_LUNG_MIN_ML = 50.0  # smaller air pockets are not lung
 RIB_SPINE_OPEN_MM = 12.0  # opening diameter that removes ribs (thinner) but keeps vertebral bodies

@@ -15,8 +15,12 @@ def fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
     """`ndimage.binary_fill_holes` on every axial slice of a [z, y, x] mask (or on one 2-D slice): the
     background components (4-connected in the slice) that touch no edge of their slice are filled.
     One labelling of the whole volume instead of one iterated dilation per slice: 10-20x faster on a
-    256x256x200 working grid, identical output."""
+    256x256x200 working grid, identical output. Slabs of slices at a time (slices are independent):
+    a full-resolution volume's int32 labels would be a quarter of a GB of fresh memory."""
     mask = np.asarray(mask, dtype=bool)
+    slab = max(1, defaults.SLAB_VOXELS // max(1, mask[0].size)) if mask.ndim == 3 else 0
+    if mask.ndim == 3 and len(mask) > slab:
+        return np.concatenate([fill_holes_per_slice(mask[z:z + slab]) for z in range(0, len(mask), slab)])
     cross = ndimage.generate_binary_structure(2, 1)
     structure = cross if mask.ndim == 2 else np.stack([np.zeros_like(cross), cross, np.zeros_like(cross)])
     labels, _ = ndimage.label(~mask, structure=structure)

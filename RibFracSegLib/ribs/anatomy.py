@@ -49,7 +49,19 @@ def working_grid(canonical_hu: np.ndarray, spacing_zyx: tuple[float, float, floa
     and each working slice about `slice_mm` when that is coarser (the vertebral count's grid)."""
     factors = working_factors(canonical_hu.shape, spacing_zyx, slice_mm)
     shape = [max(1, n // f) for n, f in zip(canonical_hu.shape, factors)]
-    hu = canonical_hu[: shape[0] * factors[0], : shape[1] * factors[1], : shape[2] * factors[2]]
+    hu = np.empty(shape, np.float32)
+    slab = max(1, defaults.SLAB_VOXELS // (factors[0] * canonical_hu[0].size))  # working slices at a time: small
+    #   temporaries, reused, instead of volumes of fresh memory (slow to touch first on some machines)
+    for z in range(0, shape[0], slab):
+        top = min(shape[0], z + slab)
+        hu[z:top] = _block_mean(canonical_hu[z * factors[0]: top * factors[0], : shape[1] * factors[1],
+                                             : shape[2] * factors[2]], factors)
+    spacing = tuple(float(s * f) for s, f in zip(spacing_zyx, factors))
+    return WorkingGrid(hu=hu, spacing_zyx=spacing, factors=factors)
+
+
+def _block_mean(hu: np.ndarray, factors: tuple[int, int, int]) -> np.ndarray:
+    """Mean of each block of `factors` voxels (HU below air read as air), float32."""
     air = np.float32(defaults.AIR_HU)
     clamped = False  # HU below air (outside the scan's circle) read as air, as each value is first read
     for axis, f in enumerate(factors):  # block sums one axis at a time: strided adds, no 6-D reduction
@@ -59,13 +71,12 @@ def working_grid(canonical_hu: np.ndarray, spacing_zyx: tuple[float, float, floa
             spare = None if clamped else np.empty_like(total)
             for part in parts[1:]:
                 total += part if clamped else np.maximum(part, air, out=spare, dtype=np.float32)
-            hu, clamped = total, True  # never a full-resolution float copy: a third of the rib step's memory
+            hu, clamped = total, True  # the first sum reads the CT's own voxels: no float copy of them
     if not clamped:
         hu = np.maximum(hu, air, dtype=np.float32)
     if np.prod(factors) > 1:
         hu /= np.float32(np.prod(factors))
-    spacing = tuple(float(s * f) for s, f in zip(spacing_zyx, factors))
-    return WorkingGrid(hu=hu, spacing_zyx=spacing, factors=factors)
+    return hu
 
 
 def lung_mask(hu: np.ndarray, body: np.ndarray, spacing_zyx: tuple[float, float, float]) -> np.ndarray:

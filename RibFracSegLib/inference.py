@@ -366,6 +366,7 @@ def segment_ct(image: sitk.Image, checkpoint: str | Path | Checkpoint, *, device
                                    precision=precision, progress=progress, cancel=cancel, output=probability_input,
                                    decide_from=params.probability)
         framed.covered_bone = None  # a byte a voxel, not needed past the fallback's choice
+        framed.probability = None  # probability_input's own buffer: held by that name alone
         probability = volume.to_canonical(probability_input)
         skip_rule = f"rib frames; where no frame reaches: {skip_rule}"
         timings.update(framed.timings_s)
@@ -392,6 +393,8 @@ def segment_ct(image: sitk.Image, checkpoint: str | Path | Checkpoint, *, device
         lengths = rib_lengths(ribs.ribs) if ribs is not None else None
         detections = by_source(detections, labels, framed, params.min_confidence, fallback_floor, peaks, lengths)
     timings["postprocess"] = time.perf_counter() - t
+    kept_probability = probability_input if return_probability else None
+    del probability, probability_input  # 4 bytes a voxel: freed (unless returned) before the peak that follows
     if classify_candidates:
         t = time.perf_counter()
         detections = _second_stage(image, detections, labels, ckpt, dev, params.min_confidence)
@@ -406,7 +409,7 @@ def segment_ct(image: sitk.Image, checkpoint: str | Path | Checkpoint, *, device
     del labels
     prob_image = None
     if return_probability:
-        prob_image = sitk.GetImageFromArray(probability_input)
+        prob_image = sitk.GetImageFromArray(kept_probability)
         prob_image.CopyInformation(image)
     timings["postprocess"] += time.perf_counter() - t
     timings["total"] = time.perf_counter() - start

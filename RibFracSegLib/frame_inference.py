@@ -163,7 +163,7 @@ class FrameProbability:
     probability: np.ndarray  # [k, j, i] float32: the frames' where a frame reaches, the fallback's elsewhere
     #   (exactly so from the post-processing threshold up; below it, see `_merge_fallback`)
     covered_bone: Optional[np.ndarray]  # [k, j, i] bool: bone (as below) some frame reaches (other voxels are not
-    #   asked; `segment_ct` drops it once the fallback has run)
+    #   asked); None unless `frame_probability(keep_coverage=True)`: a byte a voxel, at the run's peak
     bone_voxels: int  # bone where fractures are looked for (HU > bone_hu in the rule's blocks)
     uncovered_bone_voxels: int  # ... of which no frame reaches
     voxel_mm3: float
@@ -285,7 +285,8 @@ def frame_probability(image: sitk.Image, volume: CanonicalVolume, ribs: Optional
                       bone_hu: float, overlap: Optional[float] = None, batch_size: int = defaults.CPU_BATCH_SIZE,
                       blend: str = "gaussian", progress: Optional[Progress] = None, cancel: Optional[Cancel] = None,
                       output: Optional[np.ndarray] = None,
-                      decide_from: float = defaults.FRAME_MIN_PROBABILITY) -> FrameProbability:
+                      decide_from: float = defaults.FRAME_MIN_PROBABILITY, keep_coverage: bool = False
+                      ) -> FrameProbability:
     """Probability of a CT (input grid) from a rib-frame checkpoint: frames of `ribs` (never segmented
     here), windows through `predict` (`inference._Runner`), write-back, then `fallback` on windows
     covering the uncovered bone it examines (`fallback_bone`). `cells`/`rule`: `inference.fracture_cells`
@@ -293,7 +294,8 @@ def frame_probability(image: sitk.Image, volume: CanonicalVolume, ribs: Optional
     progress(done, total) counts windows, then fallback patches (the total first counts every patch the
     fallback could need, then those it does); cancel() is polled before each batch of either.
     `overlap`: the windows' along the arc (None: `frame_overlap`). `output`: a zeroed input-grid float32 array to fill. `decide_from`: the post-processing threshold
-    (the fallback's values below it are merged without asking the frames, `_merge_fallback`)."""
+    (the fallback's values below it are merged without asking the frames, `_merge_fallback`).
+    `keep_coverage`: the result holds `covered_bone` (otherwise freed before the fallback runs)."""
     timings = dict.fromkeys(("frames", "frame_network", "write_back", "coverage", "fallback"), 0.0)
     voxel_mm, half_mm = frame_geometry(ckpt)
     patch = tuple(int(s) for s in ckpt.patch_size)
@@ -352,7 +354,7 @@ def frame_probability(image: sitk.Image, volume: CanonicalVolume, ribs: Optional
         fallback_boxes = cover_windows(cover.examined_canonical(volume), volume.array.shape,
                                        fallback.patch_size, fallback_margin(fallback.patch_size))
     timings["coverage"] = time.perf_counter() - t
-    result = FrameProbability(prob, cover.covered, cover.bone_voxels, cover.uncovered_voxels,
+    result = FrameProbability(prob, cover.covered if keep_coverage else None, cover.bone_voxels, cover.uncovered_voxels,
                               float(np.prod(image.GetSpacing())), rule, fallback_bone_voxels=n_examined,
                               beside_rib_voxels=cover.beside_voxels, frames=len(frames),
                               windows=n_windows,

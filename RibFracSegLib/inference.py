@@ -365,7 +365,6 @@ def segment_ct(image: sitk.Image, checkpoint: str | Path | Checkpoint, *, device
                                    bone_hu=params.bone_hu, overlap=overlap, batch_size=batch_size, blend=blend,
                                    precision=precision, progress=progress, cancel=cancel, output=probability_input,
                                    decide_from=params.probability)
-        framed.covered_bone = None  # a byte a voxel, not needed past the fallback's choice
         framed.probability = None  # probability_input's own buffer: held by that name alone
         probability = volume.to_canonical(probability_input)
         skip_rule = f"rib frames; where no frame reaches: {skip_rule}"

@@ -99,7 +99,7 @@ def test_a_mark_in_the_frame_comes_back_on_its_ct_voxels(orientation):
     centre = rib.centreline_lps[len(rib.centreline_lps) // 2] + [2.0, 0.0, 2.0]  # off the centreline: a flip moves it
     lo = np.rint(case.image.TransformPhysicalPointToContinuousIndex(centre.tolist())).astype(int) - 1
     image = painted(case.image, lo)
-    result = run_frames(image, ribs, marker_checkpoint("rib_frame"))
+    result = run_frames(image, ribs, marker_checkpoint("rib_frame"), keep_coverage=True)
     assert result.frames == 24 and result.windows > 24
     prob = result.probability
     spacing = np.array(image.GetSpacing())
@@ -147,7 +147,7 @@ def test_bone_of_a_rib_not_found_goes_through_the_fallback():
     cells, rule = fracture_cells(volume, ribs, BONE_HU)
     assert rule.startswith("bone (rib set incomplete")
     recorder = Recorder(FALLBACK_P)
-    result = run_frames(image, ribs, marker_checkpoint("rib_frame"), recorder)
+    result = run_frames(image, ribs, marker_checkpoint("rib_frame"), recorder, keep_coverage=True)
     uncovered, bone = bone_coverage(image, ribs, cells)
     assert result.bone_voxels == bone
     assert result.uncovered_bone_voxels == uncovered.sum()
@@ -167,7 +167,7 @@ def test_bone_of_a_rib_not_found_goes_through_the_fallback():
     assert np.all(result.probability[uncovered] == FALLBACK_P)
     assert np.all(result.probability[result.covered_bone] == 0.0)
     # with the rib found, its frame covers its bone; with the whole set, bone counts near the ribs only
-    whole = run_frames(image, truth, marker_checkpoint("rib_frame"))
+    whole = run_frames(image, truth, marker_checkpoint("rib_frame"), keep_coverage=True)
     assert (whole.covered_bone[rib_bone]).mean() > 0.95
     near_cells, near_rule = fracture_cells(volume, truth, BONE_HU)
     uncovered_near, bone_near = bone_coverage(image, truth, near_cells)
@@ -239,7 +239,7 @@ def test_with_a_complete_rib_set_the_fallback_examines_rib_bone_only():
     image, volume = case.image, canonical_volume(case.image)
     cells, rule = fracture_cells(volume, ribs, BONE_HU)
     recorder = Recorder(FALLBACK_P)
-    result = run_frames(image, ribs, marker_checkpoint("rib_frame"), recorder)
+    result = run_frames(image, ribs, marker_checkpoint("rib_frame"), recorder, keep_coverage=True)
     uncovered, bone = bone_coverage(image, ribs, cells)
     labelled = sitk.GetArrayViewFromImage(ribs.labels) > 0
     examined = uncovered & labelled

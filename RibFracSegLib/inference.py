@@ -30,7 +30,7 @@ from .geometry import lps_to_ras
 from .networks.fusion import fold_batchnorm, keep_full_resolution_fp32
 from .precision import AutoPrecision, auto_precision
 from .postprocess import Component, PostprocessParams, find_fractures
-from .preprocess import block_any, bone_cells, patch_batch
+from .preprocess import bone_cells, patch_batch
 from .orientation import CanonicalVolume, canonical_volume
 from .progress import Cancel, Progress
 from .ribs import RibLabels, segment_ribs
@@ -218,7 +218,7 @@ def fracture_cells(volume: CanonicalVolume, ribs: Optional[RibLabels], bone_hu: 
         return cells, "bone (no ribs found)"
     if not ribs.complete():
         return cells, f"bone (rib set incomplete: {' '.join(sorted(r.name for r in ribs.ribs if r.number))} found)"
-    return cells & block_any(near_ribs(ribs, volume, defaults.RIB_SKIP_MARGIN_MM)), "ribs"
+    return cells & near_ribs(ribs, volume, defaults.RIB_SKIP_MARGIN_MM, cell=defaults.SKIP_CELL_VOXELS), "ribs"
 
 
 def _detection(component: Component, volume: CanonicalVolume, image: sitk.Image, voxel_mm3: float,

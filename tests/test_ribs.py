@@ -11,6 +11,7 @@ import SimpleITK as sitk
 from RibFracSegLib.phantom.dataset import sample_params
 from RibFracSegLib.phantom.generate import generate_phantom
 from RibFracSegLib.orientation import canonical_volume
+from RibFracSegLib.preprocess import block_any
 from RibFracSegLib.ribs import rib_from_label_value, segment_ribs
 from RibFracSegLib.ribs.assign import locate_on_rib, near_ribs, rib_phrase
 from RibFracSegLib.ribs.label_maps import phantom_to_rib_labels
@@ -105,6 +106,18 @@ def test_fractures_are_located_on_their_rib_and_kept_by_the_on_rib_rule(chest):
         assert arc is not None and arc >= 0 and region in ("posterior", "lateral", "anterior")
     outside = near.mean()
     assert outside < 0.2  # the region is the ribs plus a margin, not the whole chest
+
+
+@pytest.mark.parametrize("cell", [8, 7])
+def test_near_ribs_cells_are_the_block_any_of_the_near_mask(chest, cell):
+    """The sliding window's skip cells near the ribs, made without the full-resolution mask, are the
+    cells holding a voxel of that mask (edge cells padded)."""
+    case, ribs = chest
+    volume = canonical_volume(case.image)
+    full = near_ribs(ribs, volume, margin_mm=20.0)
+    cells = near_ribs(ribs, volume, margin_mm=20.0, cell=cell)
+    assert np.array_equal(cells, block_any(full, cell))
+    assert 0.05 < cells.mean() < 0.9
 
 
 def test_rib_phrase_and_label_values():

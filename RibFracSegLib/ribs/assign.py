@@ -51,8 +51,11 @@ def at_rib_end(arc_mm: float, own_mm: float, partner_mm: Optional[float]) -> boo
     return margin < arc_mm < lo - margin or hi + margin < arc_mm < (np.inf if whole else own_mm - margin)
 
 
-def near_ribs(ribs: RibLabels, volume: CanonicalVolume, margin_mm: float) -> Optional[np.ndarray]:
-    """Canonical bool mask of voxels within `margin_mm` of a rib, or None when no rib was found.
+def near_ribs(ribs: RibLabels, volume: CanonicalVolume, margin_mm: float, cell: Optional[int] = None
+              ) -> Optional[np.ndarray]:
+    """Canonical bool mask of voxels within `margin_mm` of a rib, or None when no rib was found; with
+    `cell`, the grid of `cell`-voxel blocks holding such a voxel (`preprocess.block_any` of the mask,
+    without making the mask: the sliding window's skip cells).
 
     Computed on blocks of about RIB_WORK_MM (a block counts as rib if any voxel is), then copied
     back to full resolution, so the margin is exact to within one block and never smaller.
@@ -66,9 +69,14 @@ def near_ribs(ribs: RibLabels, volume: CanonicalVolume, margin_mm: float) -> Opt
     blocks = block_any(labels > 0, factors)
     spacing = tuple(s * f for s, f in zip(volume.spacing_zyx, factors))
     near = distance_mm(~blocks, spacing) <= margin_mm + max(spacing)
-    for axis, f in enumerate(factors):
-        near = np.repeat(near, f, axis=axis)
-    return near[: labels.shape[0], : labels.shape[1], : labels.shape[2]]
+    for axis, (f, n) in enumerate(zip(factors, labels.shape)):  # one axis at a time to full resolution
+        near = np.repeat(near, f, axis=axis)[(slice(None),) * axis + (slice(0, n),)]
+        if cell:  # ... and straight on to cells: the other axes stay coarse
+            cells = -(-n // cell)
+            pad = [(0, 0)] * 3
+            pad[axis] = (0, cells * cell - n)
+            near = np.pad(near, pad).reshape(near.shape[:axis] + (cells, cell) + near.shape[axis + 1:]).any(axis=axis + 1)
+    return near
 
 
 def locate_on_rib(point_lps: Sequence[float], ribs: Sequence[Rib],

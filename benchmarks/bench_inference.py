@@ -14,7 +14,7 @@ why, peak RSS, the time ratio to MONAI and the largest probability difference wh
 
 --frames (issue 24): per case, the rib-frame path beside the sliding-window model (ribfrac_ct.pt),
 each in its own process, seconds split into ribs / frames sampling / network / write-back / fallback /
-post-processing, and peak RSS. The frame checkpoint is --frame-checkpoint PATH (a trained one: the shipped
+post-processing, and peak RSS; both keep no probability map, as `segment` by default. The frame checkpoint is --frame-checkpoint PATH (a trained one: the shipped
 default is RibFracSegLib/models/ribfrac_default.pt), else FracNet's U-Net with 8 channels, seeded random
 weights and its output bias lowered by FRAME_BIAS (mostly
 quiet, as a trained detector is, so post-processing is not flooded), windows (64, 48, 48): timings only.
@@ -118,17 +118,19 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def run_ours(path: Path, out: Path, precision: str, model: str, frame_path: str = "") -> dict:
+def run_ours(path: Path, out: Path, precision: str, model: str, frame_path: str = "", keep_map: bool = True) -> dict:
+    """`keep_map`: return (and save) the probability map, as the comparison with MONAI needs; `segment` keeps none
+    by default, so --frames runs without it (the map would add 4 bytes a voxel to the peak RSS)."""
     import SimpleITK as sitk
     from RibFracSegLib.inference import segment_ct
     t0 = time.perf_counter()
     image = sitk.ReadImage(str(path))
     read_s = time.perf_counter() - t0
     result = segment_ct(image, model_checkpoint(model, frame_path), device="cpu", overlap=OVERLAP, precision=precision,
-                        return_probability=True)
+                        return_probability=keep_map)
     seconds = time.perf_counter() - t0 - read_s
     rss = peak_rss_mb()
-    if result.rib_frames is None:  # the maps MONAI's are compared with
+    if keep_map and result.rib_frames is None:  # the maps MONAI's are compared with
         np.save(out, np.ascontiguousarray(sitk.GetArrayViewFromImage(result.probability)))
         save_coverage(image, result, out.with_name(out.stem + "-covered.npy"))
     return {"seconds": seconds, "read_s": read_s, "peak_rss_mb": rss, "timings": result.timings_s,
@@ -179,13 +181,15 @@ def child(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     out = CACHE / f"{args.case}-{args.child}-{args.model}-{args.precision}.npy"
     path = ensure_case(args.case)
-    figures = run_ours(path, out, args.precision, args.model, args.frame_checkpoint) if args.child == "ours" else run_monai(path, out, args.model)
+    figures = (run_ours(path, out, args.precision, args.model, args.frame_checkpoint, keep_map=not args.no_map)
+               if args.child == "ours" else run_monai(path, out, args.model))
     print(json.dumps(figures))
 
 
 def spawn(role: str, case: str, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--child", role, "--case", case, "--threads", str(args.threads),
            "--precision", args.precision, "--model", args.model, "--frame-checkpoint", args.frame_checkpoint]
+    cmd += ["--no-map"] if getattr(args, "no_map", False) else []
     # Both engines get the same thread settings; passive OpenMP waiting keeps two threads from spinning
     # against each other when other processes share the cores (2.5x faster under load here).
     env = dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
@@ -208,6 +212,7 @@ def main() -> None:
     parser.add_argument("--no-monai", action="store_true", help="do not run MONAI at all")
     parser.add_argument("--compare-only", action="store_true", help="only compare the cached maps of earlier runs")
     parser.add_argument("--child", choices=["ours", "monai"], help=argparse.SUPPRESS)
+    parser.add_argument("--no-map", action="store_true", help=argparse.SUPPRESS)  # child: keep no probability map
     args = parser.parse_args()
     if args.child:
         return child(args)
@@ -240,7 +245,7 @@ def main() -> None:
 def frames_beside_default(case: str, args: argparse.Namespace) -> None:
     """One process each: the shipped model by sliding window, then the frame checkpoint (trained or random) in rib frames."""
     for model in ("shipped", "frame8"):
-        run = spawn("ours", case, argparse.Namespace(**{**vars(args), "model": model}))
+        run = spawn("ours", case, argparse.Namespace(**{**vars(args), "model": model, "no_map": True}))
         t = run["timings"]
         if model == "shipped":
             stages = {"ribs": t["ribs"], "network": t["network"], "post-processing": t["postprocess"]}

@@ -127,19 +127,38 @@ def beside_own_frame(mask: np.ndarray, ribs: RibLabels, frames: Sequence[RibFram
 
 @dataclass
 class Coverage:
-    """Which bone the frames reach, and what of the rest the fallback examines (input grid [k, j, i])."""
+    """Which bone the frames reach, and what of the rest the fallback examines (input grid [k, j, i]),
+    held in the input grid's box where bone was looked for: whole-grid masks only when asked."""
 
-    covered: np.ndarray  # bool: bone some frame reaches
+    covered_box: np.ndarray  # bool, in `grid_box`: bone some frame reaches
     bone_voxels: int  # bone where fractures are looked for (`bone_mask`)
     uncovered_voxels: int  # ... of which no frame reaches
-    examined: np.ndarray  # bool: what the fallback examines of that (`fallback_bone`)
+    examined_box: np.ndarray  # bool, in `grid_box`: what the fallback examines of that (`fallback_bone`)
     examined_voxels: int
     beside_voxels: int  # labelled rib beside its own rib's frame (`beside_own_frame`), complete sets only
     box: tuple[slice, ...]  # canonical: where bone was looked for (`cells_box`)
+    grid_box: tuple[slice, ...]  # ... the input grid's box holding it
+    shape: tuple[int, ...]  # the input grid's
+
+    def _whole(self, part: np.ndarray) -> np.ndarray:
+        out = np.zeros(self.shape, bool)
+        out[self.grid_box] = part
+        return out
+
+    @property
+    def covered(self) -> np.ndarray:
+        """bool, input grid: bone some frame reaches."""
+        return self._whole(self.covered_box)
+
+    @property
+    def examined(self) -> np.ndarray:
+        """bool, input grid: what the fallback examines."""
+        return self._whole(self.examined_box)
 
     def examined_canonical(self, volume: CanonicalVolume) -> np.ndarray:
-        """(n, 3) canonical indices of the voxels the fallback examines (where its windows go)."""
-        return np.argwhere(volume.to_canonical(self.examined)[self.box]) + [b.start for b in self.box]
+        """(n, 3) canonical indices of the voxels the fallback examines (where its windows go): the
+        canonical view of the input box is the canonical box."""
+        return np.argwhere(volume.to_canonical(self.examined_box)) + [b.start for b in self.box]
 
 
 def coverage(volume: CanonicalVolume, image: sitk.Image, cells: Optional[np.ndarray], bone_hu: float,
@@ -158,14 +177,12 @@ def coverage(volume: CanonicalVolume, image: sitk.Image, cells: Optional[np.ndar
         covered_box[tuple(part[frames_reach(frames, image, part + offset)].T)] = True
     del kji
     uncovered = bone & ~covered_box
-    shape = sitk.GetArrayViewFromImage(image).shape
-    covered, examined = np.zeros(shape, bool), np.zeros(shape, bool)
-    covered[ibox] = covered_box
-    examined[ibox] = fallback_bone(uncovered, ribs, frames, image, ibox)
-    n_examined = int(examined[ibox].sum())
+    examined_box = fallback_bone(uncovered, ribs, frames, image, ibox)
+    n_examined = int(examined_box.sum())
     n_beside = (int(fallback_bone(uncovered, ribs, box=ibox).sum()) - n_examined
                 if ribs is not None and ribs.complete() else 0)
-    return Coverage(covered, int(bone.sum()), int(uncovered.sum()), examined, n_examined, n_beside, cbox)
+    return Coverage(covered_box, int(bone.sum()), int(uncovered.sum()), examined_box, n_examined, n_beside, cbox,
+                    ibox, tuple(sitk.GetArrayViewFromImage(image).shape))
 
 
 def frames_reach(frames: Sequence[RibFrame], image: sitk.Image, kji: np.ndarray) -> np.ndarray:

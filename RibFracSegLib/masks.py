@@ -1,7 +1,7 @@
 """Masks shared by the rib step, the spine count and L3: the patient's body, holes filled slice by
-slice, and a mask's deepest point. Light (numpy and scipy.ndimage only), so what Slicer imports to
-read results (L3 decoding and body composition) pulls in nothing of the rib step or scipy.stats
-(which trips over a missing torch)."""
+slice, a mask's deepest point, and the slabs whole-volume steps run in. Light (numpy and
+scipy.ndimage only), so what Slicer imports to read results (L3 decoding and body composition)
+pulls in nothing of the rib step or scipy.stats (which trips over a missing torch)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,13 @@ from scipy import ndimage
 from . import defaults
 
 
+def slabs(depth: int, slice_voxels: int) -> list[slice]:
+    """Runs of slices covering `depth`, each about SLAB_VOXELS voxels (one slice at least): whole-volume
+    steps done a slab at a time keep their temporaries small and reused."""
+    step = max(1, defaults.SLAB_VOXELS // max(1, int(slice_voxels)))
+    return [slice(z, min(depth, z + step)) for z in range(0, depth, step)]
+
+
 def fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
     """`ndimage.binary_fill_holes` on every axial slice of a [z, y, x] mask (or on one 2-D slice): the
     background components (4-connected in the slice) that touch no edge of their slice are filled.
@@ -18,9 +25,9 @@ def fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
     256x256x200 working grid, identical output. Slabs of slices at a time (slices are independent):
     a full-resolution volume's int32 labels would be a quarter of a GB of fresh memory."""
     mask = np.asarray(mask, dtype=bool)
-    slab = max(1, defaults.SLAB_VOXELS // max(1, mask[0].size)) if mask.ndim == 3 else 0
-    if mask.ndim == 3 and len(mask) > slab:
-        return np.concatenate([fill_holes_per_slice(mask[z:z + slab]) for z in range(0, len(mask), slab)])
+    parts = slabs(len(mask), mask[0].size) if mask.ndim == 3 else []
+    if len(parts) > 1:
+        return np.concatenate([fill_holes_per_slice(mask[part]) for part in parts])
     cross = ndimage.generate_binary_structure(2, 1)
     structure = cross if mask.ndim == 2 else np.stack([np.zeros_like(cross), cross, np.zeros_like(cross)])
     labels, _ = ndimage.label(~mask, structure=structure)

@@ -15,6 +15,7 @@ from scipy import ndimage
 from skimage.morphology import convex_hull_image
 
 from . import defaults
+from .masks import slabs
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,8 @@ def _ellipse(radius_mm: float, spacing_yx: tuple[float, float]) -> np.ndarray:
 def spine_mask(hu: np.ndarray, spacing_zyx: tuple[float, float, float], params: PostprocessParams) -> np.ndarray:
     """2-D (j, i) mask of the spine's axial footprint: where bone piles up along the body axis."""
     spacing_yx = (spacing_zyx[1], spacing_zyx[2])
-    slab = max(1, defaults.SLAB_VOXELS // max(1, hu[0].size))  # a slab at a time: no full-volume mask
-    projection = sum(((hu[z:z + slab] > params.bone_hu).sum(axis=0, dtype=np.int32) for z in range(0, len(hu), slab)),
-                     np.zeros(hu.shape[1:], np.int32)).astype(np.float32)
+    projection = sum(((hu[part] > params.bone_hu).sum(axis=0, dtype=np.int32) for part in slabs(len(hu), hu[0].size)),
+                     np.zeros(hu.shape[1:], np.int32)).astype(np.float32)  # a slab at a time: no full-volume mask
     size = tuple(max(1, int(round(params.spine_median_mm / s))) for s in spacing_yx)
     projection = ndimage.median_filter(projection, size=size)
     if projection.max() <= 0:  # no bone in view (FracNet crashed here)
@@ -136,9 +136,8 @@ def find_fractures(probability: np.ndarray, hu: np.ndarray, spacing_zyx: tuple[f
         keep = keep[on_rib]
     relabel = np.zeros(n + 1, dtype=labels_out.dtype)
     relabel[keep] = np.arange(1, keep.size + 1)
-    slab = max(1, defaults.SLAB_VOXELS // max(1, labels[0].size))
-    for z in range(0, len(labels), slab):  # a slab at a time: no second labels-sized array
-        labels_out[box][z:z + slab] = relabel[labels[z:z + slab]]
+    for part in slabs(len(labels), labels[0].size):  # a slab at a time: no second labels-sized array
+        labels_out[box][part] = relabel[labels[part]]
     del labels
     labels = labels_out[box]
     offset = np.array([b.start for b in box])

@@ -13,7 +13,7 @@ import numpy as np
 from scipy import ndimage
 
 from .. import defaults
-from ..masks import body_mask, fill_holes_per_slice  # noqa: F401 (here for the rib step; other modules import them too)
+from ..masks import body_mask, fill_holes_per_slice, slabs  # noqa: F401 (here for the rib step; other modules import them too)
 from ..orientation import CanonicalVolume, canonical_volume
 
 
@@ -50,12 +50,10 @@ def working_grid(canonical_hu: np.ndarray, spacing_zyx: tuple[float, float, floa
     factors = working_factors(canonical_hu.shape, spacing_zyx, slice_mm)
     shape = [max(1, n // f) for n, f in zip(canonical_hu.shape, factors)]
     hu = np.empty(shape, np.float32)
-    slab = max(1, defaults.SLAB_VOXELS // (factors[0] * canonical_hu[0].size))  # working slices at a time: small
-    #   temporaries, reused, instead of volumes of fresh memory (slow to touch first on some machines)
-    for z in range(0, shape[0], slab):
-        top = min(shape[0], z + slab)
-        hu[z:top] = _block_mean(canonical_hu[z * factors[0]: top * factors[0], : shape[1] * factors[1],
-                                             : shape[2] * factors[2]], factors)
+    for part in slabs(shape[0], factors[0] * canonical_hu[0].size):  # working slices at a time: small temporaries,
+        #   reused, instead of volumes of fresh memory (slow to touch first on some machines)
+        hu[part] = _block_mean(canonical_hu[part.start * factors[0]: part.stop * factors[0], : shape[1] * factors[1],
+                                            : shape[2] * factors[2]], factors)
     spacing = tuple(float(s * f) for s, f in zip(spacing_zyx, factors))
     return WorkingGrid(hu=hu, spacing_zyx=spacing, factors=factors)
 

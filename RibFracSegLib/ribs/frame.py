@@ -233,7 +233,7 @@ def frame_to_ct(frame: RibFrame, values: np.ndarray, ct: sitk.Image, out: Option
     Only CT voxels that can take a non-zero value are visited (sparse probabilities are cheap): a CT
     voxel interpolating a non-zero frame voxel has its frame coordinate rounded to a neighbour of it,
     so it lies within `_REACH_VOXELS` frame voxels of where that neighbour sits; per run of sections
-    holding non-zero values, the CT voxels that near the neighbours are mapped back and interpolated."""
+    holding non-zero values, the CT voxels near those neighbours are mapped back and interpolated."""
     if values.shape != frame.shape:
         raise ValueError(f"values of shape {values.shape} do not fit {frame.name}'s frame {frame.shape}")
     size = ct.GetSize()

@@ -14,10 +14,11 @@ why, peak RSS, the time ratio to MONAI and the largest probability difference wh
 
 --frames (issue 24): per case, the rib-frame path beside the sliding-window model (ribfrac_ct.pt),
 each in its own process, seconds split into ribs / frames sampling / network / write-back / fallback /
-post-processing, and peak RSS; both keep no probability map, as `segment` by default. The frame checkpoint is --frame-checkpoint PATH (a trained one: the shipped
-default is RibFracSegLib/models/ribfrac_default.pt), else FracNet's U-Net with 8 channels, seeded random
-weights and its output bias lowered by FRAME_BIAS (mostly
-quiet, as a trained detector is, so post-processing is not flooded), windows (64, 48, 48): timings only.
+post-processing, and peak RSS; both keep no probability map, as `segment` by default. The frame
+checkpoint is --frame-checkpoint PATH (a trained one: the shipped default is
+RibFracSegLib/models/ribfrac_default.pt), else FracNet's U-Net with 8 channels, seeded random weights
+and its output bias lowered by FRAME_BIAS (mostly quiet, as a trained detector is, so post-processing
+is not flooded), windows (64, 48, 48): timings only.
 
     python benchmarks/bench_inference.py --frames --case lidc|lidc0314|all [--frame-checkpoint PATH]
 """

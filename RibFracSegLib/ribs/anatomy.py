@@ -60,21 +60,15 @@ def working_grid(canonical_hu: np.ndarray, spacing_zyx: tuple[float, float, floa
 
 def _block_mean(hu: np.ndarray, factors: tuple[int, int, int]) -> np.ndarray:
     """Mean of each block of `factors` voxels (HU below air read as air), float32."""
-    air = np.float32(defaults.AIR_HU)
-    clamped = False  # HU below air (outside the scan's circle) read as air, as each value is first read
+    hu = np.maximum(hu, np.float32(defaults.AIR_HU), dtype=np.float32)  # a slab's copy: small, reused
     for axis, f in enumerate(factors):  # block sums one axis at a time: strided adds, no 6-D reduction
         if f > 1:
             parts = [hu[(slice(None),) * axis + (slice(k, None, f),)] for k in range(f)]
-            total = np.maximum(parts[0], air, dtype=np.float32) if not clamped else parts[0].copy()
-            spare = None if clamped else np.empty_like(total)
+            total = parts[0].copy()
             for part in parts[1:]:
-                total += part if clamped else np.maximum(part, air, out=spare, dtype=np.float32)
-            hu, clamped = total, True  # the first sum reads the CT's own voxels: no float copy of them
-    if not clamped:
-        hu = np.maximum(hu, air, dtype=np.float32)
-    if np.prod(factors) > 1:
-        hu /= np.float32(np.prod(factors))
-    return hu
+                total += part
+            hu = total
+    return hu / np.float32(np.prod(factors)) if np.prod(factors) > 1 else hu
 
 
 def lung_mask(hu: np.ndarray, body: np.ndarray, spacing_zyx: tuple[float, float, float]) -> np.ndarray:

@@ -124,8 +124,12 @@ def _kept(stage: StageResult, kept: list[Detection]) -> StageResult:
 
 def above_floor(stage: StageResult, floor: float) -> StageResult:
     """The detections whose first-stage confidence (`first_confidence`) reaches `floor`, a fallback's
-    kept at its own (stored) floor: what the run gives with `thresholds["min_confidence"] = floor`."""
-    return _kept(stage, [d for d in stage.detections if d.source == "fallback" or first_confidence(d) >= floor])
+    kept at its own (stored) floor: what the run gives with `thresholds["min_confidence"] = floor`
+    (segmental pairs among those kept)."""
+    from .ribs.frame_measure import segmental_pairs
+
+    return _kept(stage, segmental_pairs([d for d in stage.detections
+                                         if d.source == "fallback" or first_confidence(d) >= floor]))
 
 
 def first_confidence(d: Detection) -> float:
@@ -143,7 +147,7 @@ def second_stage(image: sitk.Image, stage: StageResult, spec, fallback_spec=None
     `segment_ct` reports them (`floor_odds`)."""
     from .candidates.classifier import classify
     from .frame_inference import JUDGED_BY_FALLBACK, floor_odds
-    from .ribs.frame_measure import reported_type
+    from .ribs.frame_measure import reported_type, segmental_pairs
 
     groups = [([d for d in stage.detections if d.source not in JUDGED_BY_FALLBACK], spec),
               ([d for d in stage.detections if d.source in JUDGED_BY_FALLBACK], fallback_spec)]
@@ -155,9 +159,10 @@ def second_stage(image: sitk.Image, stage: StageResult, spec, fallback_spec=None
                    for d in (classify(image, group, s) if group and s is not None else unclassified(group))),
                   key=lambda d: d.id)
     by_id = {d.id: d for d in stage.detections}
-    typed = [d if by_id[d.id].frame_code < 0 else
-             replace(d, label_code=reported_type(by_id[d.id].frame_code, bool(by_id[d.id].gap_mm), d.label_code))
-             for d in kept]
+    typed = segmental_pairs([d if by_id[d.id].frame_code < 0 else
+                             replace(d, label_code=reported_type(by_id[d.id].frame_code, bool(by_id[d.id].gap_mm),
+                                                                 d.label_code))
+                             for d in kept])
     return _kept(stage, typed)
 
 

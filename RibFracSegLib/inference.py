@@ -36,7 +36,7 @@ from .progress import Cancel, Progress
 from .ribs import RibLabels, segment_ribs
 from .candidates.classifier import classify, keep_detections, load_classifier
 from .ribs.assign import locate_on_rib, near_ribs, rib_lengths
-from .ribs.frame_measure import measure_detections
+from .ribs.frame_measure import measure_detections, segmental_pairs
 from .sliding_window import Box, PatchGrid, SlabAggregator, importance_map, keep_mask
 
 SUPPORTED_NORMALISATION = "window_to_minus1_1"
@@ -400,7 +400,7 @@ def segment_ct(image: sitk.Image, checkpoint: str | Path | Checkpoint, *, device
         timings["classifier"] = time.perf_counter() - t
     if ribs is not None and ribs.ribs and detections:  # gap, step-off, angulation in the rib's own frame
         t = time.perf_counter()
-        detections = measure_detections(image, detections, ribs.ribs)
+        detections = segmental_pairs(measure_detections(image, detections, ribs.ribs))
         timings["measure"] = time.perf_counter() - t
     t = time.perf_counter()
     instances = sitk.GetImageFromArray(labels)

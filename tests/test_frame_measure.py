@@ -140,3 +140,41 @@ def test_detections_carry_the_measurements_to_json_table_and_csv(chest, simulate
     assert rows[0]["step_mm"] == f"{first.step_mm:.1f}" and rows[0]["gap_mm"] == f"{first.gap_mm:.1f}"
     assert rows[-1]["gap_mm"] == rows[-1]["step_mm"] == rows[-1]["angulation_deg"] == ""
     assert measures_text() == "" and fracture_text(off_rib) == "type undefined"
+
+
+def _break(id: int, rib: str, arc: float, frame_code: int = 1, gap: float = 2.0, confidence: float = 0.99) -> Detection:
+    return Detection(id=id, confidence=confidence, voxel_count=10, volume_mm3=12.5, centroid_ijk=(0.0, 0.0, 0.0),
+                     center_ras=(0.0, 0.0, 0.0), center_lps=(0.0, 0.0, 0.0), bbox_ijk=((0, 0, 0), (1, 1, 1)),
+                     label_code=frame_code, rib=rib, rib_arc_mm=arc, gap_mm=gap, frame_code=frame_code,
+                     source="frame")
+
+
+def test_two_detected_breaks_on_one_rib_are_one_segmental_fracture():
+    """Each break of a segmental fracture detected on its own (the frame around either saw one dip) is
+    reported segmental; breaks on other ribs, farther apart than FRAME_SEGMENTAL_MAX_MM, or a detection
+    with no break seen, are not; the rule is re-run on what a floor keeps."""
+    near = defaults.FRAME_SEGMENTAL_MAX_MM - 2.0
+    dets = [_break(1, "L6", 150.0), _break(2, "L6", 150.0 + near, frame_code=2),  # a pair
+            _break(3, "R6", 100.0), _break(4, "R6", 100.0 + defaults.FRAME_SEGMENTAL_MAX_MM + 3.0),  # too far
+            _break(5, "L7", 80.0), _break(6, "R7", 80.0),  # two ribs
+            _break(7, "L9", 60.0), _break(8, "L9", 70.0, frame_code=3, gap=0.0),  # a fold, no break
+            _break(9, "unnumbered L", 40.0), _break(10, "unnumbered L", 45.0)]  # maybe two ribs
+    got = {d.id: d.label_code for d in fm.segmental_pairs(dets)}
+    assert got == {1: 4, 2: 4, 3: 1, 4: 1, 5: 1, 6: 1, 7: 1, 8: 3, 9: 1, 10: 1}
+    assert {d.id: d.frame_code for d in fm.segmental_pairs(dets)}[2] == 2  # the measurements' own type kept
+    # run again on a subset: a partner gone, the break is typed as measured
+    again = {d.id: d.label_code for d in fm.segmental_pairs([d for d in fm.segmental_pairs(dets) if d.id != 2])}
+    assert again[1] == 1
+
+
+def test_a_floor_keeps_a_segmental_pair_only_with_both_breaks():
+    from RibFracSegLib.first_stage import StageResult, above_floor
+
+    labels = np.zeros((8, 8, 8), np.uint16)
+    labels[1:3, 1:3, 1:3], labels[5:7, 5:7, 5:7] = 1, 2
+    instances = sitk.GetImageFromArray(labels)
+    stage = StageResult(fm.segmental_pairs([_break(1, "L6", 150.0, confidence=0.99),
+                                            _break(2, "L6", 170.0, confidence=0.6)]), instances, {})
+    assert [d.label_code for d in stage.detections] == [4, 4]
+    assert [d.label_code for d in above_floor(stage, 0.5).detections] == [4, 4]
+    assert [(d.id, d.label_code) for d in above_floor(stage, 0.9).detections] == [(1, 1)]

@@ -15,8 +15,9 @@ volume, so blur and thick slices keep it) and its mass-weighted centroid on (u, 
 - Angulation: the angle between those two lines (the frame follows the rib's own bend, so an intact
   rib reads about 0; a frame bent by the break itself bends both lines alike, which cancels).
   Noise floor on an intact phantom rib: step 0.2 mm, angle 2.5 degrees (mean).
-- Two breaks on one rib within `FRAME_SEGMENTAL_MAX_MM` make it segmental; a local excess of bone
-  (`bulge`) is a buckle's fold.
+- Two breaks on one rib within `FRAME_SEGMENTAL_MAX_MM` make it segmental, whether one stretch shows
+  both or two detections each show one (`segmental_pairs`); a local excess of bone (`bulge`) is a
+  buckle's fold.
 """
 
 from __future__ import annotations
@@ -254,6 +255,20 @@ def reported_type(frame_code: int, saw_break: bool, label_code: int) -> int:
     if saw_break or frame_code == BUCKLE or int(label_code) not in (DISPLACED, NON_DISPLACED, BUCKLE, SEGMENTAL):
         return int(frame_code)
     return int(label_code)
+
+
+def segmental_pairs(detections: Sequence["Detection"]) -> list["Detection"]:
+    """Each detection over a break the frame saw (`gap_mm` > 0) typed segmental where another such lies
+    on its named rib within `FRAME_SEGMENTAL_MAX_MM` of arc (the two breaks of one segmental fracture,
+    each detected on its own while the stretch around either showed the other's dip too shallow to
+    count), else as its frame measured it (`reported_type` of a break). A function of the set alone, so
+    it is run again on any subset kept (a partner dropped by a floor or a classifier is no break)."""
+    broken = [d for d in detections if d.gap_mm and d.frame_code in (DISPLACED, NON_DISPLACED, BUCKLE, SEGMENTAL)
+              and d.rib_arc_mm is not None and d.rib != "none" and not d.rib.startswith("unnumbered")]
+    paired = {d.id for d in broken for e in broken if e.id != d.id and e.rib == d.rib
+              and abs(e.rib_arc_mm - d.rib_arc_mm) <= defaults.FRAME_SEGMENTAL_MAX_MM}
+    codes = {d.id: SEGMENTAL if d.id in paired else d.frame_code for d in broken}
+    return [replace(d, label_code=int(codes[d.id])) if d.id in codes else d for d in detections]
 
 
 def _rib_of(d: "Detection", ribs: Sequence[Rib]) -> Optional[Rib]:

@@ -28,10 +28,11 @@ HELDOUT_SEED = 2024  # data-set seed of the held-out phantoms; training used 101
 
 def ensure_heldout(folder: Path, n: int, seed: int) -> Path:
     """Generate the held-out set once (realistic sampler, test split); reuse it when complete."""
+    from RibFracSegLib.phantom import GENERATOR_VERSION
     from RibFracSegLib.phantom.dataset import write_dataset
 
     stamp = folder / "heldout.json"
-    wanted = {"n": n, "seed": seed}
+    wanted = {"n": n, "seed": seed, "generator": GENERATOR_VERSION}  # another generator: the set is made again
     if stamp.is_file() and json.loads(stamp.read_text()) == wanted:
         return folder
     t = time.perf_counter()

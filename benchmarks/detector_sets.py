@@ -32,9 +32,11 @@ STAGES = ("stage1", "stage2")
 def permuted_phantoms(folder: Path) -> Path:
     """4 held-out phantoms (seed 2025) at 2-3 mm slices, each stored in another axis order."""
     from RibFracSegLib.io import write_image
+    from RibFracSegLib.phantom import GENERATOR_VERSION
     from RibFracSegLib.phantom.dataset import write_dataset
 
-    if (folder / "done").is_file():
+    done = f"generator {GENERATOR_VERSION}"  # another generator: the set is made again
+    if (folder / "done").is_file() and (folder / "done").read_text() == done:
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     info = ["public_id,label_id,label_code"]
@@ -51,7 +53,7 @@ def permuted_phantoms(folder: Path) -> Path:
             f.unlink()
         tmp.rmdir()
     (folder / "ribfrac-test-info.csv").write_text("\n".join(info) + "\n")
-    (folder / "done").write_text("")
+    (folder / "done").write_text(done)
     return folder
 
 

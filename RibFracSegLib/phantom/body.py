@@ -104,6 +104,7 @@ def _paint_cavity(c: SliceCanvas, z, anat: Anatomy, cx, cy, yc, y_spine, texture
     thorax = lambda X, Y: z > _dome(anat, X, Y + yc, cy_ref)  # noqa: E731
     abdomen = lambda X, Y: z <= _dome(anat, X, Y + yc, cy_ref)  # noqa: E731
     c.ellipse(T.LUNG, 0, yc, cx, cy, where=thorax)
+    _paint_gutters(c, z, anat, cx, cy, yc, y_spine, thorax)
     c.ellipse(T.VISCERAL_FAT, 0, yc, cx, cy, where=abdomen)
     vt = anat.by_name
     hd = vt["T8"].half_depth
@@ -165,6 +166,36 @@ def _paint_cavity(c: SliceCanvas, z, anat: Anatomy, cx, cy, yc, y_spine, texture
                                  [vb.half_width for vb in anat.vertebrae[::-1]]))
             c.ellipse(T.MUSCLE, side * (hw + 2 * s + r), y_spine + 4 * s, r, r * 1.1)
     c.ellipsoid(T.BLADDER, z, (0, yc - 35 * s, anat.z_sacrum_bottom + 5 * s), (45 * s, 40 * s, 40 * s))
+
+
+def _paint_gutters(c: SliceCanvas, z, anat: Anatomy, cx, cy, yc, y_spine, thorax) -> None:
+    """Lung in the paravertebral gutters, up to the posterior ribs' inner surface from the rib heads to
+    the angles: the cavity's ellipse alone leaves the spine-anchored rib necks 10-20 mm off the lung
+    (real chests here: 4-7 mm from a rib's centre), where the rib step takes bone for a scapula's."""
+    s = anat.scale
+    thoracic = [vb for vb in anat.vertebrae if vb.name.startswith("T")][::-1]  # bottom to top
+    if not thoracic[0].z_bottom < z < anat.z_apex or cx <= 1:
+        return
+    heights = [vb.z_center for vb in thoracic]
+    hw = float(np.interp(z, heights, [vb.half_width for vb in thoracic]))
+    hd = float(np.interp(z, heights, [vb.half_depth for vb in thoracic]))
+    inner, tubercle, angle = hw + 4 * s, hw + 26 * s, hw + 45 * s  # lateral of the column's centre
+    if angle >= cx:
+        return
+    y_angle = yc + cy * np.sqrt(1 - (angle / cx) ** 2)  # where the ellipse meets the rib's angle
+    back = [y_spine + 0.3 * hd - 5 * s, y_spine + hd + 11 * s, y_angle]  # rib head, tubercle (ribs: 3 mm half-thick)
+    front = y_spine - hd
+    x0 = anat.spine_x(z)
+    for side in (-1.0, 1.0):
+        wx, wy = x0 + side * 0.5 * (inner + angle), 0.5 * (front + max(back))
+        win = c.window(wx, wy, 0.5 * (angle - inner), 0.5 * (max(back) - front))
+        if win is None:
+            continue
+        sy, sx, X, Y = win
+        lateral, ya = side * (X + wx - x0), Y + wy
+        mask = (lateral >= inner) & (ya <= np.interp(lateral, [inner, tubercle, angle], back)) & \
+            thorax(X + wx, ya - yc) & (c.tissue[sy, sx] == T.MUSCLE)
+        c.tissue[sy, sx][mask] = T.LUNG
 
 
 def _paint_spine(c: SliceCanvas, z, anat: Anatomy, y_spine) -> None:

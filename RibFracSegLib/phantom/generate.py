@@ -27,6 +27,8 @@ from RibFracSegLib.phantom.tissue import RIB_BONE, hu_tables, is_bone
 from RibFracSegLib.phantom.variation import draw_variation
 
 KIND_NAMES = {1: "displaced", 2: "non-displaced", 3: "buckle", 4: "segmental"}
+GENERATOR_VERSION = 2  # bump when the same parameters give other voxels: stored phantom sets and caches are
+#   remade (2: lung in the paravertebral gutters, up to the posterior ribs, `body._paint_gutters`)
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,10 @@ class FrameSource:
     @property
     def key(self) -> str:
         """Cache name: source, seed and every setting that changes the frames, and the cache version."""
-        shape = f"-{self.size}px{self.slice_mm:g}mm" if self.kind == "phantom" else f"-ribs{RIBS_VERSION}"
+        from ..phantom import GENERATOR_VERSION
+
+        shape = (f"-{self.size}px{self.slice_mm:g}mm-g{GENERATOR_VERSION}" if self.kind == "phantom"
+                 else f"-ribs{RIBS_VERSION}")
         return f"{self.name}{shape}-f{self.n_fractures}-seed{self.seed}-v{CACHE_VERSION}"
 
 

@@ -9,5 +9,5 @@ from RibFracSegLib.phantom.generate import (GENERATOR_VERSION, FractureTruth, Ph
 from RibFracSegLib.phantom.rib_truth import detections_from_phantom, rib_labels_from_phantom
 from RibFracSegLib.phantom.tissue import Tissue
 
-__all__ = ["GENERATOR_VERSION", "FractureTruth", "PhantomCase", "PhantomParams", "Tissue", "VertebraTruth", "detections_from_phantom",
-           "generate_phantom", "rib_labels_from_phantom"]
+__all__ = ["GENERATOR_VERSION", "FractureTruth", "PhantomCase", "PhantomParams", "Tissue", "VertebraTruth",
+           "detections_from_phantom", "generate_phantom", "rib_labels_from_phantom"]

@@ -13,7 +13,7 @@ import numpy as np
 from scipy import ndimage
 
 from .. import defaults
-from ..masks import body_mask, fill_holes_per_slice, slabs  # noqa: F401 (here for the rib step; other modules import them too)
+from ..masks import body_mask, fill_holes_per_slice, slabs  # noqa: F401 (the rib step's; others import them too)
 from ..orientation import CanonicalVolume, canonical_volume
 
 

@@ -75,7 +75,8 @@ def near_ribs(ribs: RibLabels, volume: CanonicalVolume, margin_mm: float, cell: 
             cells = -(-n // cell)
             pad = [(0, 0)] * 3
             pad[axis] = (0, cells * cell - n)
-            near = np.pad(near, pad).reshape(near.shape[:axis] + (cells, cell) + near.shape[axis + 1:]).any(axis=axis + 1)
+            blocked = near.shape[:axis] + (cells, cell) + near.shape[axis + 1:]
+            near = np.pad(near, pad).reshape(blocked).any(axis=axis + 1)
     return near
 
 

@@ -43,6 +43,9 @@ PHANTOM_EXTRA_FIELDS_OF_VIEW = ("abdomen", "lumbar_pelvis")  # only asked for by
 # (T10-L4); lumbar spine and pelvis from L2 down, starting below the ribs (the count can only start at the sacrum)
 PHANTOM_ORIENTATIONS = ("LPS", "RAS", "LPI", "oblique")
 PHANTOM_MIN_SIZE, PHANTOM_MAX_SIZE = 64, 1024  # in-plane matrix that `phantom --size` and `demo --size` accept
+PHANTOM_SUBSLICE_MM = 1.5  # with a slice profile, a slice averages an odd number of sub-slices this far apart at
+#   most (a scanner's slice integrates over its thickness; sampled at its centre alone, a thin cortex running
+#   nearly along the slices shows as dashes on 2-3 mm phantoms and no real CT)
 
 # --- Vertebral levels (VerSe convention: C1-C7 = 1-7, T1-T12 = 8-19, L1-L5 = 20-24, sacrum = 26)
 VERTEBRA_IDS = {

@@ -36,7 +36,7 @@ def ensure_heldout(folder: Path, n: int, seed: int) -> Path:
     if stamp.is_file() and json.loads(stamp.read_text()) == wanted:
         return folder
     t = time.perf_counter()
-    write_dataset(folder, n, seed, split="test", first_id=1001,
+    write_dataset(folder, n, seed, split="test", first_id=1001, overrides={"slice_profile": True},
                   on_case=lambda pid, case: print(f"  generated {pid}: {case.image.GetSize()} "
                                                   f"{tuple(round(s, 2) for s in case.image.GetSpacing())} mm, "
                                                   f"{case.params.fov}, {case.params.orientation}, "

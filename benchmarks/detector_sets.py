@@ -43,7 +43,7 @@ def permuted_phantoms(folder: Path) -> Path:
     for n, (slice_mm, orientation) in enumerate(PERMUTED):
         tmp = folder / "tmp"
         write_dataset(tmp, 1, 2025 + n, split="test", first_id=2001 + n,
-                      overrides={"fov": "thorax", "slice_mm": slice_mm, "orientation": "LPS"})
+                      overrides={"fov": "thorax", "slice_mm": slice_mm, "orientation": "LPS", "slice_profile": True})
         pid = f"RibFrac{2001 + n}"
         for role in ("image", "label"):
             write_image(sitk.DICOMOrient(sitk.ReadImage(str(tmp / f"{pid}-{role}.nii.gz")), orientation),

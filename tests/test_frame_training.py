@@ -14,7 +14,6 @@ from RibFracSegLib.checkpoint import build_model, load_checkpoint
 from RibFracSegLib.errors import InputError
 from RibFracSegLib.geometry import indices_to_lps, lps_to_indices
 from RibFracSegLib.phantom import generate_phantom
-from RibFracSegLib.phantom.dataset import sample_params
 from RibFracSegLib.training.frame_dataset import load_case, phantom_sources, real_cts, real_sources
 from RibFracSegLib.training.frame_sampler import FrameSamplerConfig, sample_windows, window_arrays
 from RibFracSegLib.training.frame_train import FrameTrainConfig, train
@@ -35,8 +34,7 @@ def case(cache):
 
 
 def test_frame_label_lies_on_the_truth_fracture(case):
-    phantom = generate_phantom(sample_params(SOURCE.seed, size=SOURCE.size, fov="thorax",
-                                             n_fractures=SOURCE.n_fractures, slice_mm=SOURCE.slice_mm))
+    phantom = generate_phantom(SOURCE.phantom_params())
     truth = sitk.GetArrayViewFromImage(phantom.fracture_labels) > 0
     spacing = np.array(phantom.image.GetSpacing())
     voxels = cKDTree(indices_to_lps(phantom.image, np.argwhere(truth)[:, ::-1]))

@@ -66,3 +66,19 @@ def test_sampled_parameters_are_realistic():
         assert 0.6 <= p.spacing[0] <= 1.0 and 0.6 <= p.spacing[2] <= 2.5
         assert 0 <= p.n_fractures <= 10
         assert 250 <= p.shape[2] * p.spacing[2] <= 560
+
+
+def test_slice_profile_is_asked_for_and_recorded(tmp_path):
+    """`--slice-profile`: the same scans with slices averaged across their 5 mm (phantom.generate.sub_slices),
+    recorded in the parameters table so each case can be made again."""
+    a = run(tmp_path / "a")
+    assert main(["phantom", "--out", str(tmp_path / "p"), *ARGS, "--slice-profile"]) == 0
+    params = {d: json.loads((tmp_path / d / "ribfrac-val-phantoms.json").read_text()) for d in ("a", "p")}
+    assert [p["slice_profile"] for p in params["a"].values()] == [False, False]
+    assert [p["slice_profile"] for p in params["p"].values()] == [True, True]
+    assert all({k: v for k, v in params["a"][pid].items() if k != "slice_profile"} ==
+               {k: v for k, v in params["p"][pid].items() if k != "slice_profile"} for pid in params["a"])
+    labels = [sitk.GetArrayFromImage(sitk.ReadImage(str(d / "RibFrac501-vertebrae.nii.gz"))) for d in (a, tmp_path / "p")]
+    assert np.array_equal(*labels)  # the truth: the slices' centres
+    images = [sitk.GetArrayFromImage(sitk.ReadImage(str(d / "RibFrac501-image.nii.gz"))) for d in (a, tmp_path / "p")]
+    assert np.abs(images[0].astype(float) - images[1]).mean() > 5

@@ -68,3 +68,22 @@ def test_reconstruction_circle():
     assert a.dtype == np.int16
     assert (a[:, 0, 0] == -2048).all() and (a[:, -1, -1] == -2048).all()
     assert a[:, 60, 60].min() > -2048
+
+
+@pytest.mark.parametrize("orientation", ["LPS", "LPI"])
+def test_a_thick_slice_averages_the_thin_slices_across_it(orientation):
+    """With a slice profile a 3 mm slice is the mean of the three 1 mm slices it spans (same seed, no
+    noise: the same anatomy and texture draws); the truth maps are those of its middle one. Sampled at
+    its centre alone, a thin cortex running along the slices falls between them (dashed ribs)."""
+    common = dict(fov="thorax", n_fractures=0, seed=5, noise_hu=0.0, orientation=orientation)
+    thin = generate_phantom(PhantomParams(shape=(120, 110, 120), spacing=(2.5, 2.5, 1.0), **common))
+    thick = generate_phantom(PhantomParams(shape=(120, 110, 40), spacing=(2.5, 2.5, 3.0), slice_profile=True, **common))
+    assert np.allclose(thick.image.GetOrigin(), np.array(thin.image.GetOrigin()) + np.array(thin.image.GetDirection()
+                       ).reshape(3, 3) @ [0, 0, 1.0])  # the thick slices' centres are the thin middle ones'
+    a = lambda img: sitk.GetArrayFromImage(img).astype(np.float32)  # noqa: E731
+    mean3 = a(thin.image).reshape(40, 3, 110, 120).mean(axis=1)
+    bone = mean3 > 300
+    assert bone.sum() > 2000
+    assert np.abs(a(thick.image) - mean3).max() <= 1.0  # int16 rounding of each
+    for role in ("rib_labels", "fracture_labels", "vertebra_labels", "tissue"):
+        assert np.array_equal(a(getattr(thick, role)), a(getattr(thin, role))[1::3]), role

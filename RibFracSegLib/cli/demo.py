@@ -109,7 +109,7 @@ def demo_params(seed: int, size: int = 512):
     order, slices and grid drawn from `seed` (benchmarks/bench_demo_l3.py measures L3 on the same)."""
     from RibFracSegLib.phantom.dataset import sample_params
 
-    return sample_params(seed, size=size, fov="thorax_abdomen", n_fractures=6)
+    return sample_params(seed, size=size, fov="thorax_abdomen", n_fractures=6, slice_profile=True)
 
 
 def l3_line(l3, truth) -> str:

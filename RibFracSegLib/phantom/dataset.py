@@ -30,9 +30,10 @@ SLICE_THICKNESSES_MM = (0.625, 0.8, 1.0, 1.25, 1.5, 2.0, 2.5)
 
 def sample_params(seed: int, size: int = 512, fov: Optional[str] = None, orientation: Optional[str] = None,
                   n_fractures: Optional[int] = None, slice_mm: Optional[float] = None,
-                  pixel_mm: Optional[float] = None) -> PhantomParams:
+                  pixel_mm: Optional[float] = None, slice_profile: bool = False) -> PhantomParams:
     """Draw a realistic scan: body size, fat, FOV, pixel size fitted to the body (0.6-1.0 mm at 512),
-    slice thickness 0.625-2.5 mm, storage orientation, noise and 0-10 fractures. Fixed values win."""
+    slice thickness 0.625-2.5 mm, storage orientation, noise and 0-10 fractures. Fixed values win.
+    `slice_profile`: slices average across their thickness (the demo, held-out sets, frame training)."""
     rng = np.random.default_rng(seed)
     fov = fov or str(rng.choice(PHANTOM_FIELDS_OF_VIEW, p=[0.5, 0.3, 0.2]))
     scale = float(rng.uniform(0.85, 1.12))
@@ -49,7 +50,8 @@ def sample_params(seed: int, size: int = 512, fov: Optional[str] = None, orienta
         shape=(size, size, nz), spacing=(pixel_mm, pixel_mm, slice_mm), fov=fov, body_scale=scale, fat_mm=fat,
         n_fractures=n_fractures, noise_hu=float(rng.uniform(8, 25)), orientation=orientation,
         oblique_deg=tuple(float(v) for v in rng.uniform(-12, 12, 3)),
-        outside_hu=[None, -1024, -2048][int(rng.integers(0, 3))], seed=int(rng.integers(0, 2**31 - 1)))
+        outside_hu=[None, -1024, -2048][int(rng.integers(0, 3))], seed=int(rng.integers(0, 2**31 - 1)),
+        slice_profile=slice_profile)
 
 
 def case_rows(public_id: str, case: PhantomCase) -> dict[str, list[dict]]:
@@ -98,7 +100,7 @@ def write_dataset(out_dir: str | Path, n: int, seed: int, split: str = "train", 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     overrides = dict(overrides or {})
-    sample_keys = {"fov", "orientation", "n_fractures", "slice_mm", "pixel_mm"}
+    sample_keys = {"fov", "orientation", "n_fractures", "slice_mm", "pixel_mm", "slice_profile"}
     tables: dict[str, list[dict]] = {k: [] for k in TABLE_FIELDS}
     params_log = {}
     case_seeds = np.random.SeedSequence(seed).generate_state(n)

@@ -15,7 +15,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from RibFracSegLib.defaults import L3_ID, PHANTOM_EXTRA_FIELDS_OF_VIEW, PHANTOM_FIELDS_OF_VIEW
+from RibFracSegLib.defaults import L3_ID, PHANTOM_EXTRA_FIELDS_OF_VIEW, PHANTOM_FIELDS_OF_VIEW, PHANTOM_SUBSLICE_MM
 from RibFracSegLib.geometry import lps_to_ras
 from RibFracSegLib.phantom.anatomy import LEVELS, Anatomy
 from RibFracSegLib.phantom.body import SliceCanvas, paint_slice
@@ -27,8 +27,9 @@ from RibFracSegLib.phantom.tissue import RIB_BONE, hu_tables, is_bone
 from RibFracSegLib.phantom.variation import draw_variation
 
 KIND_NAMES = {1: "displaced", 2: "non-displaced", 3: "buckle", 4: "segmental"}
-GENERATOR_VERSION = 2  # bump when the same parameters give other voxels: stored phantom sets and caches are
-#   remade (2: lung in the paravertebral gutters, up to the posterior ribs, `body._paint_gutters`)
+GENERATOR_VERSION = 3  # bump when the same parameters give other voxels: stored phantom sets and caches are
+#   remade (2: lung in the paravertebral gutters, up to the posterior ribs, `body._paint_gutters`; 3: the
+#   demo's, the held-out sets' and frame training's phantoms have a slice profile, `PhantomParams.slice_profile`)
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class PhantomParams:
     p_undefined: float = 0.1  # chance a fracture's code is recorded as -1
     seed: int = 0
     variation: bool = False  # patient variation (phantom.variation), from its own stream of `seed`
+    slice_profile: bool = False  # a slice averages sub-slices across its thickness (PHANTOM_SUBSLICE_MM), as a
+    #   scanner's does; off: sampled at its centre (faster; thin slices differ little)
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,8 @@ def generate_phantom(params: PhantomParams) -> PhantomCase:
     stored = stored_grid(params.shape, params.spacing, direction, center_lps)
     canon = canonical_grid(stored)
     gx, gy, gz = (ax - o for ax, o in zip(canon.axes_mm(), offset))
+    n_sub = sub_slices(canon.spacing[2]) if params.slice_profile else 1
+    gz = (gz[:, None] + (np.arange(n_sub) - (n_sub - 1) / 2) * canon.spacing[2] / n_sub).ravel()
 
     def in_view(p_anat: np.ndarray, margin: float = 10.0) -> bool:
         idx = stored.physical_to_index(p_anat + offset)
@@ -137,8 +142,11 @@ def generate_phantom(params: PhantomParams) -> PhantomCase:
     plans = plan_fractures(anat.ribs, params.n_fractures, rng, params.spacing, in_view, params.p_undefined)
     tissue, level, ribs, frac = _render(anat, plans, (gx, gy, gz), rng)
     var = anat.variation
+    sub_spacing = (*canon.spacing[:2], canon.spacing[2] / n_sub)
     image = _intensities(tissue, (anat.contrast, bool(var and var.oral_contrast), var and var.marrow_hu),
-                         params, canon.spacing, rng)
+                         params, sub_spacing, rng)
+    image = image.reshape(-1, n_sub, *image.shape[1:]).mean(axis=1, dtype=np.float32)
+    tissue, level, ribs, frac = (a[n_sub // 2::n_sub] for a in (tissue, level, ribs, frac))  # truth: the centres
     to_img = lambda arr: _as_image(arr, canon)  # noqa: E731
     image = to_stored(to_img(image), stored, labels=False)
     maps = [to_stored(to_img(a), stored, labels=True) for a in (tissue, level, ribs, frac)]
@@ -153,6 +161,13 @@ def generate_phantom(params: PhantomParams) -> PhantomCase:
     centerlines = {r.label: r.points + offset for r in anat.ribs}
     landmarks = {k: tuple(float(c) for c in p + offset) for k, p in sacrum_landmarks(anat).items()}
     return PhantomCase(params, image, maps[3], maps[1], maps[0], maps[2], fractures, vertebrae, centerlines, landmarks)
+
+
+def sub_slices(slice_mm: float) -> int:
+    """Sub-slices a slice of this thickness averages: odd (the middle one is its centre, where the truth
+    maps are read), at most PHANTOM_SUBSLICE_MM apart."""
+    n = int(np.ceil(slice_mm / PHANTOM_SUBSLICE_MM - 1e-6))
+    return n + 1 - n % 2
 
 
 def _render(anat: Anatomy, plans: list[FracturePlan], axes, rng: np.random.Generator):

@@ -65,6 +65,13 @@ class FrameSource:
                  else f"-ribs{RIBS_VERSION}")
         return f"{self.name}{shape}-f{self.n_fractures}-seed{self.seed}-v{CACHE_VERSION}"
 
+    def phantom_params(self):
+        """The phantom's parameters: a realistic chest scan, its slices averaged across their thickness."""
+        from ..phantom.dataset import sample_params
+
+        return sample_params(self.seed, size=self.size, fov="thorax", n_fractures=self.n_fractures,
+                             slice_mm=self.slice_mm, slice_profile=True)
+
 
 def phantom_sources(n: int, size: int = 256, slice_mm: float = 1.5, n_fractures: int = 8,
                     first_seed: int = PHANTOM_FIRST_SEED) -> list[FrameSource]:
@@ -185,10 +192,8 @@ def _source_ct(source: FrameSource, cache: Path, ribs_of: Optional[Callable]):
     """(CT with fractures, instance labels [k, j, i], {instance: RibFrac code}, ribs, notes)."""
     if source.kind == "phantom":
         from ..phantom import generate_phantom, rib_labels_from_phantom
-        from ..phantom.dataset import sample_params
 
-        case = generate_phantom(sample_params(source.seed, size=source.size, fov="thorax",
-                                              n_fractures=source.n_fractures, slice_mm=source.slice_mm))
+        case = generate_phantom(source.phantom_params())
         return (case.image, sitk.GetArrayFromImage(case.fracture_labels), {f.label_id: f.code for f in case.fractures},
                 rib_labels_from_phantom(case).ribs, [])
     from ..simulate import simulate_case

@@ -28,6 +28,8 @@ SACRUM_HEIGHT = 100.0
 RIB_DROP = np.array([35, 55, 70, 80, 85, 90, 90, 85, 75, 65, 40, 30], float)
 RIB_THETA_END = np.pi * np.array([0.90, 0.86, 0.85, 0.85, 0.85, 0.84, 0.83, 0.80, 0.75, 0.70, 0.55, 0.42])
 RIB_HAS_CARTILAGE = np.array([True] * 10 + [False] * 2)
+RIB_WALL_RAMP_MM = 30.0  # ribs follow the cavity with its step at the diaphragm (fat and muscle) eased over
+#   this height: followed as a step, a lower rib crossing that height was kinked by 40+ degrees within 2 mm
 
 
 @dataclass(frozen=True)
@@ -151,14 +153,19 @@ class Anatomy:
         z = np.asarray(z, float)
         return np.interp(z, self._outline_z, self._bx), np.interp(z, self._outline_z, self._by)
 
-    def fat(self, z: np.ndarray) -> np.ndarray:
+    def _thorax(self, z: np.ndarray, ramp_mm: float) -> np.ndarray:
+        """1 above the diaphragm, 0 below: a step, or eased (smoothstep) over `ramp_mm` about it."""
         z = np.asarray(z, float)
-        thorax = z > self.z_diaphragm
-        return np.where(thorax, 0.7, 1.0) * self.fat_mm
+        if ramp_mm <= 0:
+            return (z > self.z_diaphragm).astype(float)
+        t = np.clip((z - self.z_diaphragm) / ramp_mm + 0.5, 0.0, 1.0)
+        return t * t * (3 - 2 * t)
 
-    def muscle(self, z: np.ndarray) -> np.ndarray:
-        z = np.asarray(z, float)
-        return np.where(z > self.z_diaphragm, 14.0, 12.0) * self.scale
+    def fat(self, z: np.ndarray, ramp_mm: float = 0.0) -> np.ndarray:
+        return (1.0 - 0.3 * self._thorax(z, ramp_mm)) * self.fat_mm
+
+    def muscle(self, z: np.ndarray, ramp_mm: float = 0.0) -> np.ndarray:
+        return (12.0 + 2.0 * self._thorax(z, ramp_mm)) * self.scale
 
     def rib_layer(self, z: np.ndarray) -> np.ndarray:
         """Thickness of the rib/intercostal layer between muscle and cavity: 12 mm in the chest."""
@@ -166,11 +173,12 @@ class Anatomy:
         z_l1 = self.by_name["L1"].z_center
         return 12.0 * self.scale * np.clip((z - z_l1) / (self.z_diaphragm - z_l1), 0, 1)
 
-    def cavity(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Semi-axes and AP centre of the thoracic/abdominal cavity at z (lateral 0 above the apex)."""
+    def cavity(self, z: np.ndarray, ramp_mm: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Semi-axes and AP centre of the thoracic/abdominal cavity at z (lateral 0 above the apex);
+        `ramp_mm`: its step at the diaphragm eased over that height (`_thorax`)."""
         z = np.asarray(z, float)
         bx, by = self.outline(z)
-        inset = self.fat(z) + self.muscle(z) + self.rib_layer(z)
+        inset = self.fat(z, ramp_mm) + self.muscle(z, ramp_mm) + self.rib_layer(z)
         taper = np.clip((self.z_apex - z) / (self.z_apex - self.by_name["T1"].z_top + 1e-6), 0, 1) ** 0.5
         cx = np.maximum(bx - inset, 0) * taper
         cy = np.maximum(by - inset, 0) * taper
@@ -197,7 +205,7 @@ class Anatomy:
         x_angle = vb.half_width + 45 * s
         thetas = np.union1d(np.linspace(0.0, theta_cart, 48), [theta_end])
         z_arc = z0 - 3 * s - drop * np.clip(thetas / theta_end, 0, None) ** 1.8
-        cx, cy, yc = self.cavity(z_arc)
+        cx, cy, yc = self.cavity(z_arc, RIB_WALL_RAMP_MM)
         rx, ry = cx + 6 * s, cy + 6 * s
         x_arc = side * rx * np.sin(thetas)
         y_arc = yc + ry * np.cos(thetas)

@@ -27,9 +27,10 @@ from RibFracSegLib.phantom.tissue import RIB_BONE, hu_tables, is_bone
 from RibFracSegLib.phantom.variation import draw_variation
 
 KIND_NAMES = {1: "displaced", 2: "non-displaced", 3: "buckle", 4: "segmental"}
-GENERATOR_VERSION = 3  # bump when the same parameters give other voxels: stored phantom sets and caches are
+GENERATOR_VERSION = 4  # bump when the same parameters give other voxels: stored phantom sets and caches are
 #   remade (2: lung in the paravertebral gutters, up to the posterior ribs, `body._paint_gutters`; 3: the
-#   demo's, the held-out sets' and frame training's phantoms have a slice profile, `PhantomParams.slice_profile`)
+#   demo's, the held-out sets' and frame training's phantoms have a slice profile, `PhantomParams.slice_profile`;
+#   4: ribs ease across the body wall's step at the diaphragm, `anatomy.RIB_WALL_RAMP_MM`)
 
 
 @dataclass(frozen=True)

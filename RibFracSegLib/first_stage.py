@@ -53,6 +53,9 @@ def run_key(ckpt: Checkpoint) -> str:
     run = {k: ckpt.inference[k] for k in RUN_KEYS if k in ckpt.inference}
     h.update(json.dumps([CACHE_VERSION, ckpt.arch, thresholds, ckpt.preprocessing, list(ckpt.patch_size), run,
                          defaults.SKIP_BY_RIBS], sort_keys=True, default=str).encode())
+    from .ribs.frame_measure import measure_settings
+
+    h.update(json.dumps(measure_settings(), default=str).encode())  # detections are stored typed
     fallback = _fallback(ckpt)
     if fallback is not None:  # "source": frame runs since detections carry theirs (CT-space runs are unchanged)
         h.update(json.dumps([run_key(fallback), fallback.thresholds.get("min_confidence"), "source",

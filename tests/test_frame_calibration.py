@@ -183,6 +183,21 @@ def test_a_floor_on_the_cached_run_is_the_run_with_that_floor(phantom, tmp_path)
     assert run_key(ckpt) != run_key(dataclasses.replace(ckpt, inference={**ckpt.inference, "frame_relook_from": 0.1}))
 
 
+def test_the_cached_run_is_keyed_by_the_typing_constants(monkeypatch):
+    """Cached detections carry the types the frame measurements gave: another displaced threshold (or any
+    measuring constant) must run again, not read types made with the old one."""
+    from RibFracSegLib import defaults
+
+    ckpt = checkpoint("test_pointwise", patch=32, hu_window=(1500.0, 3000.0), gain=20.0, bias=0.0)
+    key = run_key(ckpt)
+    for name, value in (("FRAME_DISPLACED_STEP_MM", 9.0), ("FRAME_BREAK_MIN_DEFICIT", 0.5),
+                        ("FRAME_SEGMENTAL_MAX_MM", 10.0)):
+        with monkeypatch.context() as m:
+            m.setattr(defaults, name, value)
+            assert run_key(ckpt) != key, name
+    assert run_key(ckpt) == key
+
+
 def test_a_floor_on_the_cached_run_filters_the_frames_detections_only(phantom):
     """A cached rib-frame run holds the fallback's detections at the fallback's own floor: a frame
     floor leaves them, and drops the frame's below it (ids renumbered, instances erased to match)."""

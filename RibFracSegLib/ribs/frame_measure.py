@@ -164,6 +164,14 @@ def _step_and_angle(profile: _Profile, first: int, stop: int, at: float, voxel_m
     return float(step[0]), float(step[1]), float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
 
 
+def measure_settings() -> dict:
+    """The constants measuring and typing read: a cached first stage (`first_stage.run_key`) holds the
+    types they gave, so another setting must not reuse it."""
+    prefixes = ("FRAME_MEASURE_", "FRAME_BREAK_", "FRAME_FIT_", "FRAME_FLANK_", "FRAME_SEGMENTAL_", "FRAME_DISPLACED_",
+                "FRAME_BULGE_", "FRAME_BUCKLE_")
+    return {k: v for k, v in sorted(vars(defaults).items()) if k.startswith(prefixes)}
+
+
 def frame_type(breaks: int, gap_mm: float, step_mm: float, angulation_deg: float, bulge: float) -> int:
     """The RibFrac code the measurements give: two breaks segmental; a strong fold of extra bone a
     buckle (a fold's own flanks can look like a dip); one break displaced when its sides are shifted

@@ -158,9 +158,10 @@ def test_the_lungs_reach_the_posterior_ribs(scale, fat):
 
 @pytest.mark.parametrize("scale, fat", [(1.0, 8.0), (1.0, 18.0), (1.1, 28.0)])
 def test_ribs_bend_smoothly_beyond_their_angle(scale, fat):
-    """Round the chest wall a rib turns by at most 15 degrees over 2 mm (12 at most here), also where it crosses the body
-    wall's step at the diaphragm (fat and muscle change there). Following that step, a lower rib was
-    kinked by 20-43 degrees in 2 mm: a self-crossing cross-section the detector took for a break."""
+    """Round the chest wall a rib turns by at most 15 degrees over 2 mm (12 at most here), also where it
+    crosses the body wall's step at the diaphragm (fat and muscle change there). Following that step, a
+    lower rib was kinked by 20-43 degrees in 2 mm: a self-crossing cross-section the detector took for a
+    break."""
     anat = Anatomy(scale, fat, np.random.default_rng(4))
     turns = {}
     for rib in anat.ribs:

@@ -78,7 +78,8 @@ def test_slice_profile_is_asked_for_and_recorded(tmp_path):
     assert [p["slice_profile"] for p in params["p"].values()] == [True, True]
     assert all({k: v for k, v in params["a"][pid].items() if k != "slice_profile"} ==
                {k: v for k, v in params["p"][pid].items() if k != "slice_profile"} for pid in params["a"])
-    labels = [sitk.GetArrayFromImage(sitk.ReadImage(str(d / "RibFrac501-vertebrae.nii.gz"))) for d in (a, tmp_path / "p")]
+    read = lambda d, role: sitk.GetArrayFromImage(sitk.ReadImage(str(d / f"RibFrac501-{role}.nii.gz")))  # noqa: E731
+    labels = [read(d, "vertebrae") for d in (a, tmp_path / "p")]
     assert np.array_equal(*labels)  # the truth: the slices' centres
-    images = [sitk.GetArrayFromImage(sitk.ReadImage(str(d / "RibFrac501-image.nii.gz"))) for d in (a, tmp_path / "p")]
+    images = [read(d, "image") for d in (a, tmp_path / "p")]
     assert np.abs(images[0].astype(float) - images[1]).mean() > 5

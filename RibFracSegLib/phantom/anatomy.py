@@ -29,7 +29,7 @@ RIB_DROP = np.array([35, 55, 70, 80, 85, 90, 90, 85, 75, 65, 40, 30], float)
 RIB_THETA_END = np.pi * np.array([0.90, 0.86, 0.85, 0.85, 0.85, 0.84, 0.83, 0.80, 0.75, 0.70, 0.55, 0.42])
 RIB_HAS_CARTILAGE = np.array([True] * 10 + [False] * 2)
 RIB_WALL_RAMP_MM = 30.0  # ribs follow the cavity with its step at the diaphragm (fat and muscle) eased over
-#   this height: followed as a step, a lower rib crossing that height was kinked by 40+ degrees within 2 mm
+#   this height: followed as a step, a lower rib crossing that height was kinked by 20-43 degrees within 2 mm
 
 
 @dataclass(frozen=True)

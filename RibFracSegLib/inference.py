@@ -37,7 +37,7 @@ from .ribs import RibLabels, segment_ribs
 from .candidates.classifier import classify, keep_detections, load_classifier
 from .ribs.assign import locate_on_rib, near_ribs, rib_lengths
 from .ribs.frame_measure import measure_detections, segmental_pairs
-from .sliding_window import Box, PatchGrid, SlabAggregator, importance_map, keep_mask
+from .sliding_window import Box, PatchGrid, SlabAggregator, blend_groups, importance_map, keep_mask, shifted
 
 SUPPORTED_NORMALISATION = "window_to_minus1_1"
 
@@ -186,25 +186,35 @@ def predict_probability(array: np.ndarray, model: nn.Module, *, patch_size: Sequ
     `boxes`: the patches to compute instead of the grid's (the rib-frame fallback's, `window_cover`).
     """
     grid = PatchGrid.build(array.shape, patch_size, overlap)
+    whole = tuple(slice(0, int(n)) for n in array.shape)
     if boxes is None:
         boxes = [box for box, keep in zip(grid.boxes(), keep_mask(grid, cells)) if keep]
-    aggregator = SlabAggregator(array.shape, importance_map(patch_size, blend), output)
+        groups = [(whole, boxes)]
+    else:  # scattered patches blend group by group on their own region (`blend_groups`)
+        groups = blend_groups(boxes, array.shape)
+    output = np.zeros(array.shape, dtype=np.float32) if output is None else output
+    weights = importance_map(patch_size, blend)
     runner = _Runner(model, device, precision, auto)
     if progress:
         progress(0, len(boxes))
     batch_size = max(1, int(batch_size))
-    for first in range(0, len(boxes), batch_size):
-        if cancel is not None and cancel():
-            raise Cancelled("inference cancelled; no result was produced")
-        chunk = boxes[first:first + batch_size]
-        predictions = runner(patch_batch(array, chunk, patch_size, hu_window))
-        for box, prediction in zip(chunk, predictions):
-            aggregator.add(box, prediction[tuple(slice(0, b.stop - b.start) for b in box)])
-        if progress:
-            progress(first + len(chunk), len(boxes))
+    done = 0
+    for region, members in groups:
+        aggregator = SlabAggregator([r.stop - r.start for r in region], weights, output[region])
+        for first in range(0, len(members), batch_size):
+            if cancel is not None and cancel():
+                raise Cancelled("inference cancelled; no result was produced")
+            chunk = members[first:first + batch_size]
+            predictions = runner(patch_batch(array, chunk, patch_size, hu_window))
+            for box, prediction in zip(chunk, predictions):
+                aggregator.add(shifted(box, region), prediction[tuple(slice(0, b.stop - b.start) for b in box)])
+            done += len(chunk)
+            if progress:
+                progress(done, len(boxes))
+        aggregator.finish()
     stats = WindowStats(len(grid), len(grid) - len(boxes), runner.precision.replace("calibrate", "fp32"),
                         str(runner.device))
-    return aggregator.finish(), stats
+    return output, stats
 
 
 def fracture_cells(volume: CanonicalVolume, ribs: Optional[RibLabels], bone_hu: float) -> tuple[np.ndarray, str]:

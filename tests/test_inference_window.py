@@ -108,6 +108,35 @@ def test_aggregator_on_scattered_boxes_is_the_weighted_mean():
     assert (expected > 0).sum() > 2000  # the boxes did write
 
 
+def test_scattered_patches_blend_group_by_group_as_one_mean():
+    """`predict_probability` with explicit boxes (the rib-frame fallback's): boxes that overlap (a
+    chain of three) and boxes far apart blend on their own regions (`blend_groups`); the map is still
+    sum(w p) / sum(w) over every box reaching a voxel, 0 where none does."""
+    from RibFracSegLib.inference import predict_probability
+    from RibFracSegLib.sliding_window import blend_groups
+
+    hu = _ct((60, 44, 52), seed=5)
+    patch = (16, 16, 16)
+    starts = sorted([(0, 0, 0), (8, 6, 4), (14, 12, 10), (40, 28, 36), (44, 0, 36), (44, 28, 0)])
+    boxes = [tuple(slice(a, min(a + p, n)) for a, p, n in zip(s, patch, hu.shape)) for s in starts]
+    groups = blend_groups(boxes, hu.shape)
+    assert [len(m) for _, m in groups] == [3, 1, 1, 1]  # the chain is one group; the far ones alone
+    assert groups[0][0] == (slice(0, 30), slice(0, 28), slice(0, 26))
+    w = importance_map(patch)
+    num, den = np.zeros(hu.shape), np.zeros(hu.shape)
+    x = _window(hu)
+    for box in boxes:
+        p = 1 / (1 + np.exp(-(x[box] + 4 * x[box].mean())))  # PatchMean's function
+        num[box] += w * p
+        den[box] += w
+    expected = np.divide(num, den, out=np.zeros(hu.shape), where=den > 0)
+    model = PatchMean()
+    out, _ = predict_probability(hu, model, patch_size=patch, hu_window=(-200, 1000), boxes=boxes, precision="fp32",
+                                 batch_size=2)
+    assert np.abs(out - expected).max() < 1e-5
+    assert (out > 0).sum() == (den > 0).sum() > 6 * 16 ** 3 // 2
+
+
 def _body_with_bone() -> np.ndarray:
     hu = np.full((40, 48, 56), -1000, dtype=np.int16)  # k, j, i
     hu[4:36, 6:42, 4:50] = 40  # body

@@ -28,9 +28,10 @@ from .checkpoint import Checkpoint
 from .detections import Detection
 
 CACHE_VERSION = 1
-FRAME_RUN_VERSION = "bony-tails-1"  # frame runs only: rib-end detections tagged (`ribs.assign.at_rib_end`, the tips
-#   of a trace as long as its partner's are ends); boneless anterior tails cut (`ribs.tails`); grown ribs without
-#   upright strips, short ribs mended across a break
+FRAME_RUN_VERSION = "window-reach-1"  # frame runs only: rib-end detections tagged (`ribs.assign.at_rib_end`, the
+#   tips of a trace as long as its partner's are ends); boneless anterior tails cut (`ribs.tails`); grown ribs without
+#   upright strips, short ribs mended across a break; frames reach no further across than a window sees
+#   (`frame_inference.frame_geometry`)
 RUN_KEYS = ("precision", "fallback", "frame_overlap", "confidence", "frame_relook_from")  # the checkpoint's `inference` entries that change the run
 
 

@@ -69,13 +69,18 @@ def checkpoint_space(ckpt: Checkpoint) -> str:
 
 
 def frame_geometry(ckpt: Checkpoint) -> tuple[float, float]:
-    """(voxel_mm, half_mm) of the frames the checkpoint was trained on, checked."""
+    """(voxel_mm, half_mm) of the frames a checkpoint's windows slide along, checked: the trained
+    frame_half_mm, cut to what a window's cross-section holds (a frame reaching further would count
+    bone as covered that no window saw; the cut frame's windows hold the same voxels)."""
     pre = ckpt.preprocessing
     voxel = float(pre.get("frame_voxel_mm", defaults.RIB_FRAME_VOXEL_MM))
     half = float(pre.get("frame_half_mm", defaults.RIB_FRAME_HALF_MM))
     if voxel <= 0 or half < voxel:
         raise CheckpointError(f"rib-frame checkpoint needs frame_voxel_mm > 0 and frame_half_mm >= frame_voxel_mm, "
                               f"got {voxel} and {half}")
+    across = min(int(p) for p in ckpt.patch_size[1:]) if len(ckpt.patch_size) == 3 else 0
+    if across:
+        half = min(half, (across // 2) * voxel)
     return voxel, half
 
 

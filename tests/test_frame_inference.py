@@ -422,3 +422,15 @@ def test_a_frame_detection_reads_its_peak_and_a_fallback_detection_its_mean(tmp_
     with pytest.raises(Exception, match="'mean' or 'peak'"):
         ckpt.inference["confidence"] = "top"
         segment_ct(image, ckpt, ribs=ribs, precision="fp32", postprocess=POST)
+
+
+def test_frames_reach_no_further_across_than_a_window_sees():
+    """A checkpoint run with windows narrower than its trained frames (the shipped one slides 32 x 32
+    sections across): the frames are cut to the window, so no bone counts as covered that no window saw."""
+    ckpt = checkpoint("test_pointwise")
+    ckpt.preprocessing.update(space="rib_frame", frame_voxel_mm=0.6, frame_half_mm=15.0)
+    for across, half_mm, width in ((48, 14.4, 49), (32, 9.6, 33), (64, 15.0, 51)):
+        ckpt = dataclasses.replace(ckpt, patch_size=(64, across, across))
+        voxel, half = frame_inference.frame_geometry(ckpt)
+        assert voxel == 0.6 and half == pytest.approx(half_mm)
+        assert 2 * int(round(half / voxel)) + 1 == width  # the frame's sections: the window's width and one

@@ -152,13 +152,14 @@ def fallback_classifier(ckpt: Checkpoint, device: Any = "cpu"):
 @dataclass
 class Fallback:
     """The sliding-window model for uncovered bone: its patch size, the grid's overlap (the patches
-    it would compute, `FrameProbability.fallback_patches_total`), and `run(boxes, output, progress)`
-    filling `output` (a zeroed canonical float32 view) from patches at `boxes` (canonical, placed by
-    `window_cover.cover_windows`); returns what ran (e.g. `inference.WindowStats`)."""
+    it would compute, `FrameProbability.fallback_patches_total`), and `run(boxes, blocks, progress)`
+    appending to `blocks` (canonical region, float32 values there) what patches at `boxes` (canonical,
+    placed by `window_cover.cover_windows`) give; regions holding non-zero values at one voxel are
+    one block; returns what ran (e.g. `inference.WindowStats`)."""
 
     patch_size: Sequence[int]
     overlap: float
-    run: Callable[[np.ndarray, np.ndarray, Optional[Progress]], Any]
+    run: Callable[[np.ndarray, list, Optional[Progress]], Any]
 
 
 @dataclass
@@ -371,36 +372,35 @@ def frame_probability(image: sitk.Image, volume: CanonicalVolume, ribs: Optional
         result.fallback_patches = len(fallback_boxes)
         done[1] = n_windows + result.fallback_patches
         shifted = (lambda d, total: progress(n_windows + d, n_windows + total)) if progress else None
-        extra = np.zeros(prob.shape, prob.dtype)  # calloc: pages the fallback never writes stay unmapped
-        result.fallback_stats = fallback.run(fallback_boxes, volume.to_canonical(extra), shifted)
-        reached = tuple(slice(min(b[a].start for b in fallback_boxes), max(b[a].stop for b in fallback_boxes))
-                        for a in range(3))  # canonical: the fallback wrote nothing beyond its boxes
-        result.fallback_voxels = _merge_fallback(prob, extra, frames, image, decide_from,
-                                                 input_box(volume, reached))
+        blocks: list = []
+        result.fallback_stats = fallback.run(fallback_boxes, blocks, shifted)
+        result.fallback_voxels = _merge_fallback(prob, [(input_box(volume, r), volume.to_input(v)) for r, v in blocks],
+                                                 frames, image, decide_from)
         timings["fallback"] = time.perf_counter() - t
     elif progress:
         progress(n_windows, n_windows)
     return result
 
 
-def _merge_fallback(prob: np.ndarray, extra: np.ndarray, frames: Sequence[RibFrame], image: sitk.Image,
-                    decide_from: float, box: tuple[slice, ...]) -> np.ndarray:
-    """The fallback's probability where no frame reaches, in place, read in `box` (the input grid's part
-    holding the fallback's windows). Coverage is asked only where the
-    fallback says at least `decide_from` (the post-processing threshold: where a detection can come
-    from) and more than the frames; below it the fallback fills the voxels the frames left at 0 (a
-    quiet frame section may then show the fallback's quiet value: neither reaches the threshold).
+def _merge_fallback(prob: np.ndarray, blocks: Sequence[tuple[tuple[slice, ...], np.ndarray]],
+                    frames: Sequence[RibFrame], image: sitk.Image, decide_from: float) -> np.ndarray:
+    """The fallback's probability where no frame reaches, in place; `blocks`: (input-grid box, the
+    fallback's values there). Coverage is asked only where the fallback says at least `decide_from`
+    (the post-processing threshold: where a detection can come from) and more than the frames; below
+    it the fallback fills the voxels the frames left at 0 (a quiet frame section may then show the
+    fallback's quiet value: neither reaches the threshold).
     Returns the voxels (rows k, j, i) where the fallback's value from `decide_from` up was taken."""
     taken = []
-    in_box, out_box, offset = prob[box], extra[box], np.array([b.start for b in box])
-    slab = max(1, (_CHUNK // 4) // max(1, in_box[0].size))  # masks in slabs (a slice of 512^2): the arrays set the peak
-    for k0 in range(0, len(in_box), slab):
-        p, e = in_box[k0:k0 + slab], out_box[k0:k0 + slab]
-        kji = np.argwhere((e >= max(decide_from, defaults.FRAME_MIN_PROBABILITY)) & (e > p))
-        if len(kji):
-            kji += offset
-            kji[:, 0] += k0
-            taken.append(kji[~frames_reach(frames, image, kji)])
-            prob[tuple(taken[-1].T)] = extra[tuple(taken[-1].T)]
-        np.copyto(p, e, where=(e > 0) & (e < decide_from) & (p == 0))  # no zeros over zeros: untouched pages stay unmapped
+    for box, values in blocks:
+        in_box, offset = prob[box], np.array([b.start for b in box])
+        slab = max(1, (_CHUNK // 4) // max(1, in_box[0].size))  # masks in slabs (a slice of 512^2): the arrays set the peak
+        for k0 in range(0, len(in_box), slab):
+            p, e = in_box[k0:k0 + slab], values[k0:k0 + slab]
+            kji = np.argwhere((e >= max(decide_from, defaults.FRAME_MIN_PROBABILITY)) & (e > p))
+            if len(kji):
+                kji[:, 0] += k0
+                kji = kji[~frames_reach(frames, image, kji + offset)]
+                prob[tuple((kji + offset).T)] = values[tuple(kji.T)]
+                taken.append(kji + offset)
+            np.copyto(p, e, where=(e > 0) & (e < decide_from) & (p == 0))  # no zeros over zeros: untouched pages stay unmapped
     return np.concatenate(taken) if taken else np.zeros((0, 3), np.int64)

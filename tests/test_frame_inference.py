@@ -61,10 +61,10 @@ class Recorder:
     def __init__(self, p: float = 0.0):
         self.boxes, self.p = None, p
 
-    def __call__(self, boxes, out, progress):
+    def __call__(self, boxes, blocks, progress):
         self.boxes = list(boxes)
         for box in boxes:
-            out[box] = self.p
+            blocks.append((box, np.full([b.stop - b.start for b in box], self.p, np.float32)))
 
 
 def held_by_windows(volume, mask, boxes, patch=32):

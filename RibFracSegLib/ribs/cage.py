@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
-from scipy.signal import find_peaks  # at load, as spine/bodies: its first import takes ~1 s, not per CT
 from skimage.segmentation import watershed
 
 from .. import defaults
@@ -183,6 +182,8 @@ def rib_seeds(cage: np.ndarray, track: SpineTrack, spacing_zyx) -> tuple[np.ndar
 
 def _split_tall(piece: np.ndarray, slice_mm: float) -> list[tuple[int, int]]:
     """Slice ranges of the ribs in one band piece: whole if no taller than a rib, else cut at minima."""
+    from scipy.signal import find_peaks  # here, not at load: Slicer's reader imports this module without torch,
+    # and scipy.signal (with scipy.stats) then fails; its first import costs ~1 s once per process
     if piece.shape[0] * slice_mm <= defaults.RIB_SEED_MAX_HEIGHT_MM:
         return [(0, piece.shape[0])]
     profile = piece.sum(axis=(1, 2)).astype(float)

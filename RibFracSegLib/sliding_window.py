@@ -51,13 +51,13 @@ class PatchGrid:
             yield tuple(slice(o, min(o + p, s)) for o, p, s in zip(origin, self.patch_size, self.shape))
 
 
-def blend_groups(boxes: Sequence[Box], shape: Sequence[int]) -> list[tuple[Box, list[Box]]]:
+def blend_groups(boxes: Sequence[Box]) -> list[tuple[Box, list[Box]]]:
     """`boxes` (in their order) split into groups that overlap one another, each with the box it spans:
     scattered patches (the rib-frame fallback's) then blend on their own small region, where one
     aggregator over the whole volume would divide and shift the plane between them (about 0.2 s a
     patch on a 512 x 512 CT). A voxel's patches all overlap at it, so the blend is the same."""
-    if len(boxes) < 2:
-        return [(tuple(slice(0, int(n)) for n in shape), list(boxes))] if boxes else []
+    if len(boxes) < 2:  # a lone patch is its own region
+        return [(tuple(boxes[0]), list(boxes))] if boxes else []
     from scipy.sparse.csgraph import connected_components
 
     lo = np.array([[b.start for b in box] for box in boxes])

@@ -119,7 +119,7 @@ def test_scattered_patches_blend_group_by_group_as_one_mean():
     patch = (16, 16, 16)
     starts = sorted([(0, 0, 0), (8, 6, 4), (14, 12, 10), (40, 28, 36), (44, 0, 36), (44, 28, 0)])
     boxes = [tuple(slice(a, min(a + p, n)) for a, p, n in zip(s, patch, hu.shape)) for s in starts]
-    groups = blend_groups(boxes, hu.shape)
+    groups = blend_groups(boxes)
     assert [len(m) for _, m in groups] == [3, 1, 1, 1]  # the chain is one group; the far ones alone
     assert groups[0][0] == (slice(0, 30), slice(0, 28), slice(0, 26))
     w = importance_map(patch)
